@@ -1,0 +1,73 @@
+// Generated from codes.json by scripts/generate.mjs. Do not edit.
+
+export const ErrorCode = {
+  MM_INTERNAL: 'MM_INTERNAL',
+  MM_INVALID_ARGUMENT: 'MM_INVALID_ARGUMENT',
+  MM_FILE_NOT_FOUND: 'MM_FILE_NOT_FOUND',
+  MM_IO: 'MM_IO',
+  MM_GGUF_INVALID: 'MM_GGUF_INVALID',
+  MM_GGUF_UNSUPPORTED: 'MM_GGUF_UNSUPPORTED',
+  MM_NATIVE_LOAD: 'MM_NATIVE_LOAD',
+  MM_MODEL_LOAD: 'MM_MODEL_LOAD',
+  MM_MODEL_MISMATCH: 'MM_MODEL_MISMATCH',
+  MM_UNSUPPORTED_FAMILY: 'MM_UNSUPPORTED_FAMILY',
+  MM_MODALITY_UNSUPPORTED: 'MM_MODALITY_UNSUPPORTED',
+  MM_IMAGE_DECODE: 'MM_IMAGE_DECODE',
+  MM_IMAGE_TOO_LARGE: 'MM_IMAGE_TOO_LARGE',
+  MM_OUT_OF_CONTEXT: 'MM_OUT_OF_CONTEXT',
+  MM_OUT_OF_MEMORY: 'MM_OUT_OF_MEMORY',
+  MM_TEMPLATE: 'MM_TEMPLATE',
+  MM_GRAMMAR: 'MM_GRAMMAR',
+  MM_DECODE: 'MM_DECODE',
+  MM_ABORTED: 'MM_ABORTED',
+  MM_DISPOSED: 'MM_DISPOSED',
+} as const;
+
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** Numeric ids, equal to the C++ `mm::error_code` values. */
+export const ErrorCodeId: Readonly<Record<ErrorCode, number>> = {
+  MM_INTERNAL: 1,
+  MM_INVALID_ARGUMENT: 2,
+  MM_FILE_NOT_FOUND: 3,
+  MM_IO: 4,
+  MM_GGUF_INVALID: 5,
+  MM_GGUF_UNSUPPORTED: 6,
+  MM_NATIVE_LOAD: 7,
+  MM_MODEL_LOAD: 8,
+  MM_MODEL_MISMATCH: 9,
+  MM_UNSUPPORTED_FAMILY: 10,
+  MM_MODALITY_UNSUPPORTED: 11,
+  MM_IMAGE_DECODE: 12,
+  MM_IMAGE_TOO_LARGE: 13,
+  MM_OUT_OF_CONTEXT: 14,
+  MM_OUT_OF_MEMORY: 15,
+  MM_TEMPLATE: 16,
+  MM_GRAMMAR: 17,
+  MM_DECODE: 18,
+  MM_ABORTED: 19,
+  MM_DISPOSED: 20,
+};
+
+export const ErrorCodeMessage: Readonly<Record<ErrorCode, string>> = {
+  MM_INTERNAL: "An internal error: a bug in mm, please report it",
+  MM_INVALID_ARGUMENT: "An argument has the wrong type or value",
+  MM_FILE_NOT_FOUND: "A file does not exist or cannot be opened",
+  MM_IO: "Reading or writing a file failed",
+  MM_GGUF_INVALID: "A GGUF file is malformed, truncated or hostile",
+  MM_GGUF_UNSUPPORTED: "A GGUF file is valid but uses something mm does not support",
+  MM_NATIVE_LOAD: "The native addon could not be loaded",
+  MM_MODEL_LOAD: "llama.cpp could not load a model",
+  MM_MODEL_MISMATCH: "Two model files do not belong together",
+  MM_UNSUPPORTED_FAMILY: "The model family is not supported",
+  MM_MODALITY_UNSUPPORTED: "The model has no encoder for this modality",
+  MM_IMAGE_DECODE: "Image bytes could not be decoded",
+  MM_IMAGE_TOO_LARGE: "An image has more pixels than allowed",
+  MM_OUT_OF_CONTEXT: "The input does not fit in the context window",
+  MM_OUT_OF_MEMORY: "An allocation failed",
+  MM_TEMPLATE: "A chat template could not be rendered",
+  MM_GRAMMAR: "A grammar or JSON schema could not be parsed",
+  MM_DECODE: "llama.cpp failed to decode a batch",
+  MM_ABORTED: "The operation was aborted",
+  MM_DISPOSED: "The object was used after dispose()",
+};
