@@ -21,7 +21,7 @@ enum class error_code : int {
     image_too_large = 13,
     out_of_context = 14,
     out_of_memory = 15,
-    template = 16,
+    chat_template = 16,
     grammar = 17,
     decode = 18,
     aborted = 19,
@@ -46,7 +46,7 @@ inline const char * error_code_name(error_code c) {
         case error_code::image_too_large: return "MM_IMAGE_TOO_LARGE";
         case error_code::out_of_context: return "MM_OUT_OF_CONTEXT";
         case error_code::out_of_memory: return "MM_OUT_OF_MEMORY";
-        case error_code::template: return "MM_TEMPLATE";
+        case error_code::chat_template: return "MM_CHAT_TEMPLATE";
         case error_code::grammar: return "MM_GRAMMAR";
         case error_code::decode: return "MM_DECODE";
         case error_code::aborted: return "MM_ABORTED";

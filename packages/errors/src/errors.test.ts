@@ -24,7 +24,10 @@ describe('error codes', () => {
 describe('MmError', () => {
   it('carries code, message, cause and details', () => {
     const cause = new Error('inner');
-    const e = new MmError(ErrorCode.MM_GGUF_INVALID, 'bad header', { cause, details: { offset: 4 } });
+    const e = new MmError(ErrorCode.MM_GGUF_INVALID, 'bad header', {
+      cause,
+      details: { offset: 4 },
+    });
     expect(e.code).toBe('MM_GGUF_INVALID');
     expect(e.message).toBe('bad header');
     expect(e.cause).toBe(cause);

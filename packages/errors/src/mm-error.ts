@@ -19,7 +19,10 @@ export class MmError extends Error {
   readonly details: Record<string, unknown>;
 
   constructor(code: ErrorCode, message?: string, options: MmErrorOptions = {}) {
-    super(message ?? ErrorCodeMessage[code], options.cause === undefined ? undefined : { cause: options.cause });
+    super(
+      message ?? ErrorCodeMessage[code],
+      options.cause === undefined ? undefined : { cause: options.cause },
+    );
     this.name = 'MmError';
     this.code = code;
     this.details = options.details ?? {};

@@ -1,0 +1,101 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { tinyShapesPaths } from '@mm/testing';
+import { describe, expect, it } from 'vitest';
+import { main } from './main.js';
+
+const bin = join(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'mm.js');
+
+async function run(args: string[]) {
+  let out = '';
+  let err = '';
+  const code = await main(args, {
+    out: (t) => {
+      out += t;
+    },
+    err: (t) => {
+      err += t;
+    },
+  });
+  return { code, out, err };
+}
+
+describe('mm', () => {
+  it('--version prints the version', async () => {
+    const r = await run(['--version']);
+    expect(r.code).toBe(0);
+    expect(r.out.trim()).toMatch(/^\d+\.\d+\.\d+$/);
+  });
+
+  it('unknown commands and flags are usage errors (exit 2)', async () => {
+    expect((await run(['frobnicate'])).code).toBe(2);
+    const r = await run(['info', '--nope']);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('--nope');
+  });
+
+  it('info --json reports the pinned commit and the CPU backend', async () => {
+    const r = await run(['info', '--json']);
+    expect(r.code).toBe(0);
+    const info = JSON.parse(r.out);
+    expect(info.llamaCommit).toBe('80fb11ac73e66d89eae2c6a91d8a77428fa733ed');
+    expect(info.backends).toContain('CPU');
+    expect(info.hardwareThreads).toBeGreaterThan(0);
+  });
+
+  it('inspect reads the shared tiny-shapes text model', async () => {
+    const r = await run(['inspect', tinyShapesPaths().llm]);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/architecture\s+llama/);
+    expect(r.out).toMatch(/parameters\s+754\.6 K \(754560\)/);
+    expect(r.out).toMatch(/vocab\s+448 \(llama\)/);
+    expect(r.out).toMatch(/embedding length\s+128/);
+  });
+
+  it('inspect reads the shared tiny-shapes mmproj: encoders, projector family, image and patch size', async () => {
+    const r = await run(['inspect', tinyShapesPaths().mmproj]);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/architecture\s+clip/);
+    expect(r.out).toMatch(/encoders\s+vision/);
+    expect(r.out).toMatch(/projector\s+mlp/);
+    expect(r.out).toMatch(/image size\s+48/);
+    expect(r.out).toMatch(/patch size\s+8/);
+  });
+
+  it('inspect --json --tensors lists the tensor table', async () => {
+    const r = await run(['inspect', '--json', '--tensors', tinyShapesPaths().mmproj]);
+    const s = JSON.parse(r.out);
+    expect(s.mmproj.projectorType).toBe('mlp');
+    expect(s.tensors).toHaveLength(56);
+    expect(s.tensors.find((t: { name: string }) => t.name === 'v.patch_embd.weight').shape).toEqual(
+      [8, 8, 3, 96],
+    );
+  });
+
+  it('a missing file and a corrupt file are typed errors (exit 1) with one-line messages', async () => {
+    const missing = await run(['inspect', '/nonexistent/x.gguf']);
+    expect(missing.code).toBe(1);
+    expect(missing.err).toMatch(/^mm: MM_FILE_NOT_FOUND: /);
+    const bad = join(mkdtempSync(join(tmpdir(), 'mm-cli-')), 'bad.gguf');
+    writeFileSync(bad, Buffer.from('GGUF\x03\x00\x00\x00garbage'));
+    const corrupt = await run(['inspect', bad]);
+    expect(corrupt.code).toBe(1);
+    expect(corrupt.err).toMatch(/^mm: MM_GGUF_INVALID: /);
+    expect(corrupt.err.trim().split('\n')).toHaveLength(1);
+  });
+
+  it('runs as a real process through bin/mm.js with the documented exit codes', () => {
+    const out = execFileSync(process.execPath, [bin, 'inspect', tinyShapesPaths().mmproj], {
+      encoding: 'utf8',
+    });
+    expect(out).toMatch(/projector\s+mlp/);
+    const r = spawnSync(process.execPath, [bin, 'inspect', '/nonexistent.gguf'], {
+      encoding: 'utf8',
+    });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('MM_FILE_NOT_FOUND');
+  });
+});

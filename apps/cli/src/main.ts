@@ -1,0 +1,103 @@
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type ParseArgsConfig, parseArgs } from 'node:util';
+import { MmError } from '@mm/errors';
+import { infoHelp, runInfo } from './commands/info.js';
+import { inspectHelp, runInspect } from './commands/inspect.js';
+import { type CliIo, ExitCode, processIo, UsageError } from './io.js';
+
+const usage = `mm — multimodal LLMs from Node.js, at native speed
+
+Usage: mm <command> [options]
+
+Commands:
+  info               llama.cpp commit, backends, devices, CPU features
+  inspect <file>     describe a GGUF model or mmproj file (header only)
+
+Options:
+  -h, --help         show help (also: mm <command> --help)
+  -v, --version      print the version
+
+Exit codes: 0 ok, 1 error (typed, the message names its code), 2 usage, 130 aborted.`;
+
+function version(): string {
+  const pkg = JSON.parse(
+    readFileSync(join(dirname(fileURLToPath(import.meta.url)), '..', 'package.json'), 'utf8'),
+  );
+  return String(pkg.version);
+}
+
+const help = { type: 'boolean', short: 'h' } as const;
+
+function parse<O extends NonNullable<ParseArgsConfig['options']>, P extends boolean>(
+  args: string[],
+  options: O,
+  allowPositionals: P,
+) {
+  try {
+    return parseArgs({ args, options, allowPositionals, strict: true });
+  } catch (e) {
+    throw new UsageError(e instanceof Error ? e.message : String(e));
+  }
+}
+
+async function dispatch(argv: string[], io: CliIo): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === '-h' || command === '--help' || command === 'help') {
+    io.out(`${usage}\n`);
+    return command === undefined ? ExitCode.usage : ExitCode.ok;
+  }
+  if (command === '-v' || command === '--version') {
+    io.out(`${version()}\n`);
+    return ExitCode.ok;
+  }
+  switch (command) {
+    case 'info': {
+      const { values } = parse(rest, { help, json: { type: 'boolean' } }, false);
+      if (values.help) return showHelp(io, infoHelp);
+      return runInfo(io, values.json === true);
+    }
+    case 'inspect': {
+      const { values, positionals } = parse(
+        rest,
+        { help, json: { type: 'boolean' }, tensors: { type: 'boolean' } },
+        true,
+      );
+      if (values.help) return showHelp(io, inspectHelp);
+      if (positionals.length !== 1)
+        throw new UsageError(`inspect takes one file\n\n${inspectHelp}`);
+      return runInspect(io, positionals[0]!, values.json === true, values.tensors === true);
+    }
+    default:
+      throw new UsageError(`unknown command '${command}'\n\n${usage}`);
+  }
+}
+
+function showHelp(io: CliIo, text: string): number {
+  io.out(`${text}\n`);
+  return ExitCode.ok;
+}
+
+/** Runs `mm` with the given arguments; returns the exit code. Never throws. */
+export async function main(argv: string[], io: CliIo = processIo): Promise<number> {
+  try {
+    return await dispatch(argv, io);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      io.err(`mm: ${e.message}\n`);
+      return ExitCode.usage;
+    }
+    if (MmError.isInstance(e)) {
+      if (e.code === 'MM_ABORTED') {
+        io.err('mm: aborted\n');
+        return ExitCode.aborted;
+      }
+      io.err(`mm: ${e.code}: ${e.message}\n`);
+      if (process.env.MM_DEBUG) io.err(`${e.stack}\n`);
+      return ExitCode.error;
+    }
+    io.err(`mm: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    return ExitCode.error;
+  }
+}

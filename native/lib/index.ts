@@ -1,0 +1,42 @@
+import type { ModelInfo, SystemInfo } from './addon-types.js';
+import { callNative, runNative } from './call.js';
+import { loadAddon } from './load.js';
+
+export type {
+  DeviceInfo,
+  ModelInfo,
+  NativeAddon,
+  NativeContext,
+  NativeContextParams,
+  NativeDecodeInput,
+  NativeGenerateResult,
+  NativeModel,
+  NativeOperation,
+  NativeSamplingParams,
+  SystemInfo,
+} from './addon-types.js';
+export { callNative, runNative } from './call.js';
+export { addonCandidates, loadAddon } from './load.js';
+
+/** The llama.cpp commit, ggml backends and devices, CPU features and thread count. */
+export function systemInfo(): SystemInfo {
+  return callNative(() => loadAddon().systemInfo());
+}
+
+export interface ProbeModelOptions {
+  /** Load only the vocabulary, not the weights. */
+  vocabOnly?: boolean;
+  signal?: AbortSignal;
+}
+
+/**
+ * Loads a text-model GGUF with llama.cpp, reads its facts and frees it again. Low level: the
+ * file is handed to llama.cpp as is, so validate untrusted files first (`@mm/backbone-gguf`
+ * does).
+ */
+export function probeModel(path: string, options: ProbeModelOptions = {}): Promise<ModelInfo> {
+  return runNative(
+    () => loadAddon().probeModel(path, { vocabOnly: options.vocabOnly ?? false }),
+    options.signal,
+  );
+}

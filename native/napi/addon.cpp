@@ -1,0 +1,15 @@
+// Module entry: registers each Addon area. No model logic here.
+#include <napi.h>
+
+namespace mm::napi {
+void register_system(Napi::Env env, Napi::Object exports);
+void register_backbone(Napi::Env env, Napi::Object exports);
+}  // namespace mm::napi
+
+static Napi::Object init(Napi::Env env, Napi::Object exports) {
+    mm::napi::register_system(env, exports);
+    mm::napi::register_backbone(env, exports);
+    return exports;
+}
+
+NODE_API_MODULE(mm, init)

@@ -1,0 +1,228 @@
+#include "backbone/model.h"
+
+#include <vector>
+
+#include "backbone/validate.h"
+#include "chat.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "common/system_info.h"
+#include "llama.h"
+
+namespace mm {
+
+std::shared_ptr<model> model::load(const std::string & path, const model_load_params & params) {
+    ensure_backend_initialised();
+    validate_text_model_file(path);
+
+    struct progress_state {
+        const model_load_params * params;
+    } state{&params};
+
+    llama_model_params mp          = llama_model_default_params();
+    mp.n_gpu_layers                = params.gpu_layers;
+    mp.load_mode                   = params.use_mmap ? LLAMA_LOAD_MODE_MMAP : LLAMA_LOAD_MODE_NONE;
+    mp.vocab_only                  = params.vocab_only;
+    mp.progress_callback_user_data = &state;
+    mp.progress_callback           = [](float progress, void * user) -> bool {
+        const auto * s = static_cast<progress_state *>(user);
+        if (s->params->cancel != nullptr && s->params->cancel->load()) {
+            return false;
+        }
+        if (s->params->on_progress) {
+            s->params->on_progress(progress);
+        }
+        return true;
+    };
+
+    clear_thread_log_errors();
+    llama_model * m = llama_model_load_from_file(path.c_str(), mp);
+    if (m == nullptr) {
+        if (params.cancel != nullptr && params.cancel->load()) {
+            fail(error_code::aborted, "model load was aborted");
+        }
+        std::string why = thread_log_errors();
+        fail(error_code::model_load, "llama.cpp could not load '" + path + "'" + (why.empty() ? "" : ": " + why));
+    }
+    std::shared_ptr<model> out(new model(m));
+    if (!params.vocab_only && out->n_layer() <= 0) {
+        fail(error_code::model_load, "'" + path + "' has no layers: it is not a text model");
+    }
+    return out;
+}
+
+model::model(llama_model * m) : model_(m), vocab_(llama_model_get_vocab(m)) {}
+
+model::~model() {
+    llama_model_free(model_);
+}
+
+std::string model::meta(const char * key) const {
+    std::vector<char> buf(256);
+    int32_t           n = llama_model_meta_val_str(model_, key, buf.data(), buf.size());
+    if (n < 0) {
+        return {};
+    }
+    if (static_cast<size_t>(n) >= buf.size()) {
+        buf.resize(static_cast<size_t>(n) + 1);
+        llama_model_meta_val_str(model_, key, buf.data(), buf.size());
+    }
+    return std::string(buf.data());
+}
+
+std::string model::description() const {
+    char buf[256] = {};
+    llama_model_desc(model_, buf, sizeof(buf));
+    return buf;
+}
+
+std::string model::chat_template() const {
+    const char * t = llama_model_chat_template(model_, nullptr);
+    return t ? t : "";
+}
+
+int32_t model::n_embd() const {
+    return llama_model_n_embd(model_);
+}
+
+int32_t model::n_layer() const {
+    return llama_model_n_layer(model_);
+}
+
+int32_t model::n_ctx_train() const {
+    return llama_model_n_ctx_train(model_);
+}
+
+int32_t model::n_vocab() const {
+    return llama_vocab_n_tokens(vocab_);
+}
+
+uint64_t model::n_params() const {
+    return llama_model_n_params(model_);
+}
+
+uint64_t model::size_bytes() const {
+    return llama_model_size(model_);
+}
+
+int32_t model::n_pos_per_embd() const {
+    auto rope = llama_model_rope_type(model_);
+    return (rope == LLAMA_ROPE_TYPE_MROPE || rope == LLAMA_ROPE_TYPE_IMROPE) ? 4 : 1;
+}
+
+bool model::has_encoder() const {
+    return llama_model_has_encoder(model_);
+}
+
+int32_t model::token_bos() const {
+    return llama_vocab_bos(vocab_);
+}
+
+int32_t model::token_eos() const {
+    return llama_vocab_eos(vocab_);
+}
+
+int32_t model::token_eot() const {
+    return llama_vocab_eot(vocab_);
+}
+
+bool model::add_bos() const {
+    return llama_vocab_get_add_bos(vocab_);
+}
+
+bool model::add_eos() const {
+    return llama_vocab_get_add_eos(vocab_);
+}
+
+void model::check_token(int32_t token) const {
+    if (token < 0 || token >= n_vocab()) {
+        fail(error_code::invalid_argument,
+             "token " + std::to_string(token) + " is out of range [0, " + std::to_string(n_vocab()) + ")");
+    }
+}
+
+std::vector<int32_t> model::tokenize(const std::string & text, bool add_special, bool parse_special) const {
+    if (text.size() > static_cast<size_t>(INT32_MAX) / 2) {
+        fail(error_code::invalid_argument, "text is too long to tokenize");
+    }
+    std::vector<int32_t> out(text.size() + 8);
+    int32_t              n = llama_tokenize(vocab_, text.data(), static_cast<int32_t>(text.size()), out.data(),
+                                            static_cast<int32_t>(out.size()), add_special, parse_special);
+    if (n < 0) {
+        out.resize(static_cast<size_t>(-n));
+        n = llama_tokenize(vocab_, text.data(), static_cast<int32_t>(text.size()), out.data(),
+                           static_cast<int32_t>(out.size()), add_special, parse_special);
+        if (n < 0) {
+            fail(error_code::internal, "tokenization failed");
+        }
+    }
+    out.resize(static_cast<size_t>(n));
+    return out;
+}
+
+std::string model::detokenize(const int32_t * tokens, size_t n, bool remove_special, bool unparse_special) const {
+    for (size_t i = 0; i < n; ++i) {
+        check_token(tokens[i]);
+    }
+    std::string out(n * 8 + 16, '\0');
+    int32_t     len = llama_detokenize(vocab_, tokens, static_cast<int32_t>(n), out.data(),
+                                       static_cast<int32_t>(out.size()), remove_special, unparse_special);
+    if (len < 0) {
+        out.resize(static_cast<size_t>(-len));
+        len = llama_detokenize(vocab_, tokens, static_cast<int32_t>(n), out.data(), static_cast<int32_t>(out.size()),
+                               remove_special, unparse_special);
+        if (len < 0) {
+            fail(error_code::internal, "detokenization failed");
+        }
+    }
+    out.resize(static_cast<size_t>(len));
+    return out;
+}
+
+std::string model::token_piece(int32_t token, bool special) const {
+    check_token(token);
+    char    buf[128];
+    int32_t n = llama_token_to_piece(vocab_, token, buf, sizeof(buf), 0, special);
+    if (n >= 0) {
+        return std::string(buf, static_cast<size_t>(n));
+    }
+    std::string big(static_cast<size_t>(-n), '\0');
+    n = llama_token_to_piece(vocab_, token, big.data(), static_cast<int32_t>(big.size()), 0, special);
+    big.resize(n > 0 ? static_cast<size_t>(n) : 0);
+    return big;
+}
+
+uint32_t model::token_attr(int32_t token) const {
+    check_token(token);
+    return static_cast<uint32_t>(llama_vocab_get_attr(vocab_, token));
+}
+
+bool model::is_eog(int32_t token) const {
+    return token >= 0 && token < n_vocab() && llama_vocab_is_eog(vocab_, token);
+}
+
+std::string model::apply_chat_template(const std::vector<chat_message> & messages, bool add_generation_prompt,
+                                       const std::string & template_override) const {
+    try {
+        common_chat_templates_ptr tmpls = common_chat_templates_init(model_, template_override);
+        if (!tmpls) {
+            fail(error_code::chat_template, "the model has no usable chat template");
+        }
+        common_chat_templates_inputs inputs;
+        inputs.add_generation_prompt = add_generation_prompt;
+        inputs.use_jinja             = true;
+        for (const auto & m : messages) {
+            common_chat_msg msg;
+            msg.role    = m.role;
+            msg.content = m.content;
+            inputs.messages.push_back(std::move(msg));
+        }
+        return common_chat_templates_apply(tmpls.get(), inputs).prompt;
+    } catch (const error &) {
+        throw;
+    } catch (const std::exception & e) {
+        fail(error_code::chat_template, std::string("the chat template could not be rendered: ") + e.what());
+    }
+}
+
+}  // namespace mm

@@ -1,0 +1,82 @@
+// A loaded llama.cpp text model: vocabulary, tokenizer, chat template. Shared (shared_ptr) by
+// the contexts made from it, so disposing the JS object never frees it under a running context.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+struct llama_model;
+struct llama_vocab;
+struct common_chat_templates;
+
+namespace mm {
+
+struct model_load_params {
+    int32_t                    gpu_layers = 0;  // -1: all
+    bool                       use_mmap   = true;
+    bool                       vocab_only = false;
+    std::function<void(float)> on_progress;  // called on the loading thread
+    const std::atomic<bool> *  cancel = nullptr;
+};
+
+struct chat_message {
+    std::string role;
+    std::string content;
+};
+
+class model {
+  public:
+    static std::shared_ptr<model> load(const std::string & path, const model_load_params & params);
+    ~model();
+
+    model(const model &)             = delete;
+    model & operator=(const model &) = delete;
+
+    llama_model *       get() const { return model_; }
+    const llama_vocab * vocab() const { return vocab_; }
+
+    std::string architecture() const { return meta("general.architecture"); }
+    std::string meta(const char * key) const;
+    std::string description() const;
+    std::string chat_template() const;
+
+    int32_t  n_embd() const;
+    int32_t  n_layer() const;
+    int32_t  n_ctx_train() const;
+    int32_t  n_vocab() const;
+    uint64_t n_params() const;
+    uint64_t size_bytes() const;
+    int32_t  n_pos_per_embd() const;  // 4 for M-RoPE models, else 1
+    bool     has_encoder() const;
+
+    int32_t token_bos() const;
+    int32_t token_eos() const;
+    int32_t token_eot() const;
+    bool    add_bos() const;
+    bool    add_eos() const;
+
+    std::vector<int32_t> tokenize(const std::string & text, bool add_special, bool parse_special) const;
+    std::string          detokenize(const int32_t * tokens, size_t n, bool remove_special, bool unparse_special) const;
+    // The raw bytes of one token (as llama_token_to_piece gives them; special tokens rendered).
+    std::string token_piece(int32_t token, bool special) const;
+    uint32_t    token_attr(int32_t token) const;
+    bool        is_eog(int32_t token) const;
+    void        check_token(int32_t token) const;
+
+    // Renders messages with the model's own Jinja template (or `template_override`) through
+    // llama.cpp's template engine. Throws MM_CHAT_TEMPLATE when it cannot be rendered.
+    std::string apply_chat_template(const std::vector<chat_message> & messages, bool add_generation_prompt,
+                                    const std::string & template_override) const;
+
+  private:
+    explicit model(llama_model * m);
+
+    llama_model *       model_ = nullptr;
+    const llama_vocab * vocab_ = nullptr;
+};
+
+}  // namespace mm

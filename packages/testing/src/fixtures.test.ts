@@ -1,0 +1,85 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { readGguf } from '@mm/gguf';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  FIXTURE_GENERATOR_VERSION,
+  fixturePath,
+  fixturesDir,
+  tinyLlamaFixture,
+  tinyLlamaFixtureName,
+} from './fixtures.js';
+import { repoRoot, sharedDir, sharedModelsDir, tinyShapesPaths } from './paths.js';
+
+describe('fixture cache', () => {
+  const base = mkdtempSync(join(tmpdir(), 'mm-fixture-cache-'));
+  const saved = process.env['MM_FIXTURES_DIR'];
+  beforeAll(() => {
+    process.env['MM_FIXTURES_DIR'] = base;
+  });
+  afterAll(() => {
+    if (saved === undefined) delete process.env['MM_FIXTURES_DIR'];
+    else process.env['MM_FIXTURES_DIR'] = saved;
+    rmSync(base, { recursive: true, force: true });
+  });
+
+  it('generates once and reuses the file', async () => {
+    expect(fixturesDir()).toBe(join(base, `v${FIXTURE_GENERATOR_VERSION}`));
+    let calls = 0;
+    const gen = async (p: string) => {
+      calls++;
+      const { writeFile } = await import('node:fs/promises');
+      await writeFile(p, 'x');
+    };
+    const [a, b] = await Promise.all([fixturePath('one.bin', gen), fixturePath('one.bin', gen)]);
+    const c = await fixturePath('one.bin', gen);
+    expect(a).toBe(b);
+    expect(c).toBe(a);
+    expect(calls).toBe(1);
+    expect(readFileSync(a, 'utf8')).toBe('x');
+    await expect(fixturePath('../evil', gen)).rejects.toThrow(/plain file name/);
+  });
+
+  it('does not keep a half-written file when the generator fails', async () => {
+    await expect(
+      fixturePath('bad.bin', async () => Promise.reject(new Error('boom'))),
+    ).rejects.toThrow('boom');
+    expect(existsSync(join(fixturesDir(), 'bad.bin'))).toBe(false);
+  });
+
+  it('caches tiny llama models by their options', async () => {
+    const p = await tinyLlamaFixture({ seed: 9 });
+    expect(p).toBe(join(fixturesDir(), tinyLlamaFixtureName({ seed: 9 })));
+    const mtime = statSync(p).mtimeMs;
+    expect(await tinyLlamaFixture({ seed: 9 })).toBe(p);
+    expect(statSync(p).mtimeMs).toBe(mtime);
+    expect(tinyLlamaFixtureName({ seed: 9 })).not.toBe(
+      tinyLlamaFixtureName({ seed: 9, nHeadKv: 2 }),
+    );
+    expect((await readGguf(p)).tensors.length).toBe(21);
+  });
+});
+
+describe('paths', () => {
+  it('finds the repository root and the shared models', () => {
+    const root = repoRoot();
+    expect(existsSync(join(root, 'turbo.json'))).toBe(true);
+    const saved = process.env['MM_SHARED_DIR'];
+    try {
+      delete process.env['MM_SHARED_DIR'];
+      expect(sharedDir()).toBe(join(root, '..', 'shared'));
+      expect(sharedModelsDir()).toBe(join(root, '..', 'shared', 'models'));
+      process.env['MM_SHARED_DIR'] = '/somewhere/else';
+      expect(sharedModelsDir()).toBe('/somewhere/else/models');
+      expect(tinyShapesPaths().llm).toBe('/somewhere/else/models/tiny-shapes/tiny-shapes-llm.gguf');
+    } finally {
+      if (saved === undefined) delete process.env['MM_SHARED_DIR'];
+      else process.env['MM_SHARED_DIR'] = saved;
+    }
+  });
+
+  it('reports a missing root as MM_FILE_NOT_FOUND', () => {
+    expect(() => repoRoot('/')).toThrow(/turbo.json/);
+  });
+});
