@@ -63,6 +63,10 @@ function lock() {
   }
 }
 
+// ccache keys on paths; relative to the repo they match across clones (CI builds a fresh one).
+process.env.CCACHE_BASEDIR ??= join(nativeDir, '..');
+process.env.CCACHE_NOHASHDIR ??= 'true';
+
 const started = Date.now();
 lock();
 vendor();
