@@ -26,3 +26,4 @@ export {
   tinyLlamaVocab,
   writeTinyLlama,
 } from './tiny-llama.js';
+export { oracleDir, oracleTool, type RefGenerateResult, refGenerate } from './oracle.js';

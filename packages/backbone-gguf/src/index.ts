@@ -1,0 +1,23 @@
+export {
+  Backbone,
+  type BackboneLoadOptions,
+  type ChatMessage,
+  type ChatTemplateOptions,
+  type DetokenizeOptions,
+  type TokenAttributes,
+  type TokenizeOptions,
+} from './backbone.js';
+export {
+  Context,
+  type ContextOptions,
+  type DecodeOptions,
+  type DecodeResult,
+  type EmbeddingsLike,
+  type GeneratedToken,
+  type GenerateOptions,
+  Generation,
+  type GenerationResult,
+  type KvCacheType,
+} from './context.js';
+export type { SamplingOptions } from './sampling.js';
+export { TextStream } from './text-stream.js';

@@ -1,0 +1,53 @@
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { repoRoot } from './paths.js';
+
+const run = promisify(execFile);
+
+/** Folder of the test-only reference tools built from the vendored llama.cpp (`--oracle`). */
+export function oracleDir(): string {
+  return join(repoRoot(), 'native', 'build', 'bin');
+}
+
+/** Path of a test-only reference tool; throws with the command that builds it when missing. */
+export function oracleTool(name: string): string {
+  const p = join(oracleDir(), name);
+  if (!existsSync(p)) {
+    throw new Error(`${p} is missing: build the reference tools with \`npm run build:oracle -w @mm/native\``);
+  }
+  return p;
+}
+
+export interface RefGenerateResult {
+  promptTokens: number[];
+  tokens: number[];
+  text: string;
+  prefillMs: number;
+  decodeMs: number;
+}
+
+/**
+ * llama.cpp's own greedy generation (mm-ref-generate: libllama's tokenizer with BOS and special
+ * tokens parsed, one prompt batch, greedy sampler chain, stop at end-of-generation).
+ */
+export async function refGenerate(options: {
+  model: string;
+  prompt: string;
+  maxTokens: number;
+  threads?: number;
+  contextSize?: number;
+}): Promise<RefGenerateResult> {
+  const args = ['-m', options.model, '-p', options.prompt, '-n', String(options.maxTokens)];
+  args.push('-t', String(options.threads ?? 2), '-c', String(options.contextSize ?? 256));
+  const { stdout } = await run(oracleTool('mm-ref-generate'), args, { maxBuffer: 64 << 20 });
+  const r = JSON.parse(stdout);
+  return {
+    promptTokens: r.prompt_tokens,
+    tokens: r.tokens,
+    text: r.text,
+    prefillMs: r.prefill_ms,
+    decodeMs: r.decode_ms,
+  };
+}
