@@ -128,7 +128,10 @@ class load_model_worker : public promise_worker {
                 auto * v = new float(p);
                 progress_.NonBlockingCall(v, [](Napi::Env env, Napi::Function fn, float * value) {
                     if (env != nullptr) {
-                        fn.Call({Napi::Number::New(env, *value)});
+                        try {
+                            fn.Call({Napi::Number::New(env, *value)});
+                        } catch (const Napi::Error &) {
+                        }
                     }
                     delete value;
                 });
@@ -334,7 +337,12 @@ class generate_worker : public Napi::AsyncWorker {
         if (env == nullptr) {
             return;
         }
-        fn.Call({Napi::Number::New(env, ev->token), Napi::Buffer<char>::Copy(env, ev->piece.data(), ev->piece.size())});
+        try {
+            fn.Call(
+                {Napi::Number::New(env, ev->token), Napi::Buffer<char>::Copy(env, ev->piece.data(), ev->piece.size())});
+        } catch (const Napi::Error &) {
+            // the JS callback threw; the generation itself goes on and settles normally
+        }
     }
 
     void settle(Napi::Env env) {
@@ -445,17 +453,18 @@ Napi::Value json_schema_to_grammar_js(const Napi::CallbackInfo & info) {
 // ---- AddonModel ----------------------------------------------------------------------
 
 Napi::Function AddonModel::define(Napi::Env env) {
-    Napi::Function f = DefineClass(env, "AddonModel",
-                                   {
-                                       InstanceMethod("info", &AddonModel::info),
-                                       InstanceMethod("tokenize", &AddonModel::tokenize),
-                                       InstanceMethod("detokenize", &AddonModel::detokenize),
-                                       InstanceMethod("tokenPiece", &AddonModel::token_piece),
-                                       InstanceMethod("tokenAttr", &AddonModel::token_attr),
-                                       InstanceMethod("applyChatTemplate", &AddonModel::apply_chat_template),
-                                       InstanceMethod("createContext", &AddonModel::create_context),
-                                       InstanceMethod("dispose", &AddonModel::dispose),
-                                   });
+    Napi::Function f =
+        DefineClass(env, "AddonModel",
+                    {
+                        InstanceMethod("info", &AddonModel::guarded<&AddonModel::info>),
+                        InstanceMethod("tokenize", &AddonModel::guarded<&AddonModel::tokenize>),
+                        InstanceMethod("detokenize", &AddonModel::guarded<&AddonModel::detokenize>),
+                        InstanceMethod("tokenPiece", &AddonModel::guarded<&AddonModel::token_piece>),
+                        InstanceMethod("tokenAttr", &AddonModel::guarded<&AddonModel::token_attr>),
+                        InstanceMethod("applyChatTemplate", &AddonModel::guarded<&AddonModel::apply_chat_template>),
+                        InstanceMethod("createContext", &AddonModel::guarded<&AddonModel::create_context>),
+                        InstanceMethod("dispose", &AddonModel::guarded<&AddonModel::dispose>),
+                    });
     ctors(env).model = Napi::Persistent(f);
     return f;
 }
@@ -575,17 +584,17 @@ Napi::Value AddonModel::dispose(const Napi::CallbackInfo & info) {
 Napi::Function AddonContext::define(Napi::Env env) {
     Napi::Function f   = DefineClass(env, "AddonContext",
                                      {
-                                         InstanceMethod("info", &AddonContext::info),
-                                         InstanceMethod("decode", &AddonContext::decode),
-                                         InstanceMethod("generate", &AddonContext::generate),
-                                         InstanceMethod("embed", &AddonContext::embed),
-                                         InstanceMethod("clear", &AddonContext::clear),
-                                         InstanceMethod("remove", &AddonContext::remove),
-                                         InstanceMethod("copy", &AddonContext::copy),
-                                         InstanceMethod("posMax", &AddonContext::pos_max),
-                                         InstanceMethod("saveState", &AddonContext::save_state),
-                                         InstanceMethod("loadState", &AddonContext::load_state),
-                                         InstanceMethod("dispose", &AddonContext::dispose),
+                                         InstanceMethod("info", &AddonContext::guarded<&AddonContext::info>),
+                                         InstanceMethod("decode", &AddonContext::guarded<&AddonContext::decode>),
+                                         InstanceMethod("generate", &AddonContext::guarded<&AddonContext::generate>),
+                                         InstanceMethod("embed", &AddonContext::guarded<&AddonContext::embed>),
+                                         InstanceMethod("clear", &AddonContext::guarded<&AddonContext::clear>),
+                                         InstanceMethod("remove", &AddonContext::guarded<&AddonContext::remove>),
+                                         InstanceMethod("copy", &AddonContext::guarded<&AddonContext::copy>),
+                                         InstanceMethod("posMax", &AddonContext::guarded<&AddonContext::pos_max>),
+                                         InstanceMethod("saveState", &AddonContext::guarded<&AddonContext::save_state>),
+                                         InstanceMethod("loadState", &AddonContext::guarded<&AddonContext::load_state>),
+                                         InstanceMethod("dispose", &AddonContext::guarded<&AddonContext::dispose>),
                                    });
     ctors(env).context = Napi::Persistent(f);
     return f;
@@ -756,9 +765,10 @@ Napi::Value AddonContext::dispose(const Napi::CallbackInfo & info) {
 void register_backbone(Napi::Env env, Napi::Object exports) {
     exports.Set("AddonModel", AddonModel::define(env));
     exports.Set("AddonContext", AddonContext::define(env));
-    exports.Set("loadModel", Napi::Function::New(env, load_model_js, "loadModel"));
-    exports.Set("probeModel", Napi::Function::New(env, probe_model_js, "probeModel"));
-    exports.Set("jsonSchemaToGrammar", Napi::Function::New(env, json_schema_to_grammar_js, "jsonSchemaToGrammar"));
+    exports.Set("loadModel", Napi::Function::New(env, guarded<load_model_js>, "loadModel"));
+    exports.Set("probeModel", Napi::Function::New(env, guarded<probe_model_js>, "probeModel"));
+    exports.Set("jsonSchemaToGrammar",
+                Napi::Function::New(env, guarded<json_schema_to_grammar_js>, "jsonSchemaToGrammar"));
 }
 
 }  // namespace mm::napi

@@ -9,6 +9,7 @@
 
 #include "backbone/context.h"
 #include "backbone/model.h"
+#include "napi_util.h"
 
 namespace mm::napi {
 
@@ -21,6 +22,8 @@ class AddonModel : public Napi::ObjectWrap<AddonModel> {
     std::shared_ptr<model> get(Napi::Env env) const;
 
   private:
+    MM_GUARDED_METHODS(AddonModel)
+
     Napi::Value info(const Napi::CallbackInfo & info);
     Napi::Value tokenize(const Napi::CallbackInfo & info);
     Napi::Value detokenize(const Napi::CallbackInfo & info);
@@ -40,6 +43,7 @@ class AddonContext : public Napi::ObjectWrap<AddonContext> {
     explicit AddonContext(const Napi::CallbackInfo & info);
 
   private:
+    MM_GUARDED_METHODS(AddonContext)
     std::shared_ptr<context> get(Napi::Env env) const;
     std::shared_ptr<context> begin(Napi::Env env);  // for async operations: marks the context busy
 

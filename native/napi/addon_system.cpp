@@ -45,7 +45,7 @@ Napi::Value system_info_js(const Napi::CallbackInfo & info) {
 }  // namespace
 
 void register_system(Napi::Env env, Napi::Object exports) {
-    exports.Set("systemInfo", Napi::Function::New(env, system_info_js, "systemInfo"));
+    exports.Set("systemInfo", Napi::Function::New(env, guarded<system_info_js>, "systemInfo"));
 }
 
 }  // namespace mm::napi

@@ -25,6 +25,36 @@ inline Napi::Error make_error(Napi::Env env, error_code code, const std::string 
     throw make_error(env, code, message);
 }
 
+// Runs a synchronous N-API body, turning C++ exceptions into JS errors with a code. (Only
+// Napi::Error crosses into JS by itself; anything else thrown from a callback would terminate.)
+template <typename F>
+Napi::Value guard(Napi::Env env, F && body) {
+    try {
+        return body();
+    } catch (const Napi::Error &) {
+        throw;
+    } catch (const error & e) {
+        throw make_error(env, e.code(), e.what());
+    } catch (const std::bad_alloc &) {
+        throw make_error(env, error_code::out_of_memory, "out of memory");
+    } catch (const std::exception & e) {
+        throw make_error(env, error_code::internal, e.what());
+    }
+}
+
+// A module-level function wrapped in guard().
+template <Napi::Value (*F)(const Napi::CallbackInfo &)>
+Napi::Value guarded(const Napi::CallbackInfo & info) {
+    return guard(info.Env(), [&] { return F(info); });
+}
+
+// An ObjectWrap method wrapped in guard(): InstanceMethod("x", &T::template guarded<&T::x>).
+#define MM_GUARDED_METHODS(T)                                                   \
+    template <Napi::Value (T::*M)(const Napi::CallbackInfo &)>                  \
+    Napi::Value guarded(const Napi::CallbackInfo & info) {                      \
+        return ::mm::napi::guard(info.Env(), [&] { return (this->*M)(info); }); \
+    }
+
 inline std::string require_string(const Napi::CallbackInfo & info, size_t i, const char * name) {
     if (info.Length() <= i || !info[i].IsString()) {
         throw_error(info.Env(), error_code::invalid_argument, std::string(name) + " must be a string");

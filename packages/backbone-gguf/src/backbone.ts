@@ -221,12 +221,18 @@ export class Backbone {
     if (!Array.isArray(messages)) throw new MmInvalidArgumentError('messages', 'must be an array');
     messages.forEach((m, i) => {
       if (typeof m?.role !== 'string' || typeof m?.content !== 'string') {
-        throw new MmInvalidArgumentError(`messages[${i}]`, 'must be { role: string, content: string }');
+        throw new MmInvalidArgumentError(
+          `messages[${i}]`,
+          'must be { role: string, content: string }',
+        );
       }
     });
     const native = this.native;
     if (!options.template && !this.info.chatTemplate) {
-      throw new MmError(ErrorCode.MM_CHAT_TEMPLATE, `${this.path} has no chat template; pass options.template`);
+      throw new MmError(
+        ErrorCode.MM_CHAT_TEMPLATE,
+        `${this.path} has no chat template; pass options.template`,
+      );
     }
     return callNative(() =>
       native.applyChatTemplate(
@@ -275,4 +281,3 @@ export function toInt32Array(tokens: ArrayLike<number>, name: string): Int32Arra
   }
   return out;
 }
-

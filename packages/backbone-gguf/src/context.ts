@@ -1,5 +1,11 @@
 import { readFile, writeFile } from 'node:fs/promises';
-import { ErrorCode, fromNative, MmDisposedError, MmError, MmInvalidArgumentError } from '@mm/errors';
+import {
+  ErrorCode,
+  fromNative,
+  MmDisposedError,
+  MmError,
+  MmInvalidArgumentError,
+} from '@mm/errors';
 import {
   callNative,
   type NativeContext,
@@ -13,7 +19,16 @@ import { type SamplingOptions, toNativeSampling } from './sampling.js';
 import { Serial } from './serial.js';
 import { TextStream } from './text-stream.js';
 
-export type KvCacheType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_1' | 'q5_0' | 'q5_1' | 'iq4_nl';
+export type KvCacheType =
+  | 'f32'
+  | 'f16'
+  | 'bf16'
+  | 'q8_0'
+  | 'q4_0'
+  | 'q4_1'
+  | 'q5_0'
+  | 'q5_1'
+  | 'iq4_nl';
 
 export interface ContextOptions {
   /** Tokens the KV cache holds; default: the model's training context. */
@@ -121,7 +136,8 @@ function checkSignal(signal: AbortSignal | undefined): void {
 
 function positiveInt(name: string, v: number | undefined, min = 1): number | undefined {
   if (v === undefined) return undefined;
-  if (!Number.isInteger(v) || v < min) throw new MmInvalidArgumentError(name, `must be an integer >= ${min}`);
+  if (!Number.isInteger(v) || v < min)
+    throw new MmInvalidArgumentError(name, `must be an integer >= ${min}`);
   return v;
 }
 
@@ -158,21 +174,37 @@ export class Context {
     const kv = o.kvCacheType ?? 'f16';
     const [typeK, typeV] = typeof kv === 'string' ? [kv, kv] : [kv.k, kv.v];
     if (o.pooling !== undefined && !(o.pooling in POOLING)) {
-      throw new MmInvalidArgumentError('pooling', `must be one of ${Object.keys(POOLING).join(', ')}`);
+      throw new MmInvalidArgumentError(
+        'pooling',
+        `must be one of ${Object.keys(POOLING).join(', ')}`,
+      );
     }
     const contextSize = positiveInt('contextSize', o.contextSize, 8);
-    if (contextSize !== undefined && backbone.contextLength > 0 && contextSize > backbone.contextLength * 64) {
-      throw new MmInvalidArgumentError('contextSize', `is far beyond the model's ${backbone.contextLength}`);
+    if (
+      contextSize !== undefined &&
+      backbone.contextLength > 0 &&
+      contextSize > backbone.contextLength * 64
+    ) {
+      throw new MmInvalidArgumentError(
+        'contextSize',
+        `is far beyond the model's ${backbone.contextLength}`,
+      );
     }
     const native = await runNative(
       () =>
         model.createContext({
           contextSize: contextSize ?? 0,
           batchSize: positiveInt('batchSize', o.batchSize) ?? 512,
-          ubatchSize: positiveInt('ubatchSize', o.ubatchSize) ?? positiveInt('batchSize', o.batchSize) ?? 512,
+          ubatchSize:
+            positiveInt('ubatchSize', o.ubatchSize) ?? positiveInt('batchSize', o.batchSize) ?? 512,
           sequences: positiveInt('sequences', o.sequences) ?? 1,
           threads: positiveInt('threads', o.threads) ?? 0,
-          flashAttention: o.flashAttention === undefined || o.flashAttention === 'auto' ? -1 : o.flashAttention ? 1 : 0,
+          flashAttention:
+            o.flashAttention === undefined || o.flashAttention === 'auto'
+              ? -1
+              : o.flashAttention
+                ? 1
+                : 0,
           typeK,
           typeV,
           embeddings: o.embeddings ?? false,
@@ -214,7 +246,10 @@ export class Context {
     return h;
   }
 
-  async #run<T>(start: (native: NativeContext) => NativeOperation<T>, signal: AbortSignal | undefined): Promise<T> {
+  async #run<T>(
+    start: (native: NativeContext) => NativeOperation<T>,
+    signal: AbortSignal | undefined,
+  ): Promise<T> {
     const native = this.native;
     return runNative(() => {
       const op = start(native);
@@ -306,10 +341,16 @@ export class Context {
    */
   generate(options: GenerateOptions): Generation {
     checkSignal(options.signal);
-    if (options.stop !== undefined && (!Array.isArray(options.stop) || options.stop.some((s) => typeof s !== 'string' || s === ''))) {
+    if (
+      options.stop !== undefined &&
+      (!Array.isArray(options.stop) || options.stop.some((s) => typeof s !== 'string' || s === ''))
+    ) {
       throw new MmInvalidArgumentError('stop', 'must be an array of non-empty strings');
     }
-    if (options.maxTokens !== undefined && (!Number.isInteger(options.maxTokens) || options.maxTokens < 0)) {
+    if (
+      options.maxTokens !== undefined &&
+      (!Number.isInteger(options.maxTokens) || options.maxTokens < 0)
+    ) {
       throw new MmInvalidArgumentError('maxTokens', 'must be an integer >= 0');
     }
     if ((options.prompt === undefined) === (options.tokens === undefined)) {
@@ -318,12 +359,18 @@ export class Context {
     if (options.prompt !== undefined && typeof options.prompt !== 'string') {
       throw new MmInvalidArgumentError('prompt', 'must be a string');
     }
-    const sampling = toNativeSampling(options.sampling, (s) => this.backbone.jsonSchemaToGrammar(JSON.parse(s)));
+    const sampling = toNativeSampling(options.sampling, (s) =>
+      this.backbone.jsonSchemaToGrammar(JSON.parse(s)),
+    );
     this.native; // use-after-dispose fails here, synchronously
     return new Generation((g) => this.#generate(options, sampling, g));
   }
 
-  async #generate(o: GenerateOptions, sampling: ReturnType<typeof toNativeSampling>, g: Generation): Promise<GenerationResult> {
+  async #generate(
+    o: GenerateOptions,
+    sampling: ReturnType<typeof toNativeSampling>,
+    g: Generation,
+  ): Promise<GenerationResult> {
     const release = await this.#serial.acquire();
     const started = performance.now();
     let firstTokenAt = 0;
@@ -378,7 +425,17 @@ export class Context {
       let res: NativeGenerateResult;
       try {
         res = await this.#run((c) => {
-          op = c.generate({ prompt: todo, pos0, seq, maxTokens, ignoreEog: o.ignoreEndOfGeneration ?? false, sampling }, onToken);
+          op = c.generate(
+            {
+              prompt: todo,
+              pos0,
+              seq,
+              maxTokens,
+              ignoreEog: o.ignoreEndOfGeneration ?? false,
+              sampling,
+            },
+            onToken,
+          );
           const running = op;
           g.setCancel(() => running.cancel());
           return op;
@@ -431,7 +488,10 @@ export class Context {
       throw new MmInvalidArgumentError('removeRange', 'needs integers 0 <= p0 <= p1');
     }
     if (end < h.length) {
-      throw new MmInvalidArgumentError('removeRange', 'only the tail of a sequence can be removed (positions would leave a gap)');
+      throw new MmInvalidArgumentError(
+        'removeRange',
+        'only the tail of a sequence can be removed (positions would leave a gap)',
+      );
     }
     callNative(() => native.remove(seq, p0, -1));
     h.length = Math.min(h.length, p0);
@@ -468,7 +528,10 @@ export class Context {
   }
 
   /** Restores a state from saveState() (into `seq`, or the sequence it was saved from). */
-  loadState(state: Uint8Array, options: { seq?: number; signal?: AbortSignal } = {}): Promise<void> {
+  loadState(
+    state: Uint8Array,
+    options: { seq?: number; signal?: AbortSignal } = {},
+  ): Promise<void> {
     checkSignal(options.signal);
     return this.#serial.run(async () => {
       const buf = Buffer.from(state.buffer, state.byteOffset, state.byteLength);
@@ -485,7 +548,10 @@ export class Context {
       }
       const whole = header.seq < 0;
       if (whole && header.history.length !== this.sequences) {
-        throw new MmInvalidArgumentError('state', `holds ${header.history.length} sequences, this context ${this.sequences}`);
+        throw new MmInvalidArgumentError(
+          'state',
+          `holds ${header.history.length} sequences, this context ${this.sequences}`,
+        );
       }
       const seq = whole ? -1 : (options.seq ?? header.seq);
       if (!whole) this.#seqHistory(seq);
@@ -495,11 +561,17 @@ export class Context {
     });
   }
 
-  async saveStateToFile(path: string, options: { seq?: number; signal?: AbortSignal } = {}): Promise<void> {
+  async saveStateToFile(
+    path: string,
+    options: { seq?: number; signal?: AbortSignal } = {},
+  ): Promise<void> {
     await writeFile(path, await this.saveState(options));
   }
 
-  async loadStateFromFile(path: string, options: { seq?: number; signal?: AbortSignal } = {}): Promise<void> {
+  async loadStateFromFile(
+    path: string,
+    options: { seq?: number; signal?: AbortSignal } = {},
+  ): Promise<void> {
     let data: Buffer;
     try {
       data = await readFile(path);
@@ -540,7 +612,10 @@ export class Generation implements AsyncIterable<GeneratedToken> {
         return r;
       },
       (e) => {
-        const err = e instanceof Error && !MmError.isInstance(e) && (e as { code?: unknown }).code ? fromNative(e) : e;
+        const err =
+          e instanceof Error && !MmError.isInstance(e) && (e as { code?: unknown }).code
+            ? fromNative(e)
+            : e;
         this.#finish(err ?? new Error('generation failed'));
         throw err;
       },
@@ -562,7 +637,8 @@ export class Generation implements AsyncIterable<GeneratedToken> {
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<GeneratedToken> {
-    if (this.#iterating) throw new MmInvalidArgumentError('generation', 'can be iterated only once');
+    if (this.#iterating)
+      throw new MmInvalidArgumentError('generation', 'can be iterated only once');
     this.#iterating = true;
     let completed = false;
     try {

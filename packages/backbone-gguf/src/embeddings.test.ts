@@ -5,7 +5,11 @@ import { maxAbsDiff, testModels } from './helpers.test-util.js';
 
 const models = await testModels();
 
-async function tokenEmbeddingRows(path: string, tokens: Int32Array, nEmbd: number): Promise<Float32Array> {
+async function tokenEmbeddingRows(
+  path: string,
+  tokens: Int32Array,
+  nEmbd: number,
+): Promise<Float32Array> {
   const file = await readGguf(path);
   const t = file.tensors.find((x) => x.name === 'token_embd.weight');
   if (!t || t.type !== 'F32') throw new Error('test needs an F32 token_embd.weight');
@@ -24,7 +28,9 @@ describe.each(models)('embedding input on $name', ({ path }) => {
   afterAll(() => backbone.dispose());
 
   it('decoding the token-embedding rows of a prompt gives the logits of decoding the tokens (≤ 1e-4)', async () => {
-    const tokens = backbone.tokenize('<|im_start|>user\nWhat shape is it?<|im_end|>\n', { parseSpecial: true });
+    const tokens = backbone.tokenize('<|im_start|>user\nWhat shape is it?<|im_end|>\n', {
+      parseSpecial: true,
+    });
     const rows = await tokenEmbeddingRows(path, tokens, backbone.nEmbd);
     const a = await backbone.createContext({ contextSize: 128, threads: 2 });
     const b = await backbone.createContext({ contextSize: 128, threads: 2 });
@@ -33,14 +39,26 @@ describe.each(models)('embedding input on $name', ({ path }) => {
       const byEmbeddings = await b.decode({ embeddings: rows, logits: 'all' });
       expect(byTokens.logits?.length).toBe(tokens.length * backbone.nVocab);
       const diff = maxAbsDiff(byTokens.logits as Float32Array, byEmbeddings.logits as Float32Array);
-      console.log(`${path.split('/').pop()}: ${tokens.length} positions x ${backbone.nVocab} logits, max |diff| ${diff.toExponential(2)}`);
+      console.log(
+        `${path.split('/').pop()}: ${tokens.length} positions x ${backbone.nVocab} logits, max |diff| ${diff.toExponential(2)}`,
+      );
       expect(diff).toBeLessThanOrEqual(1e-4);
       // The continuation after an embedding prefix decodes like after the same tokens.
-      const next = backbone.tokenize('<|im_start|>assistant\n', { addBos: false, parseSpecial: true });
+      const next = backbone.tokenize('<|im_start|>assistant\n', {
+        addBos: false,
+        parseSpecial: true,
+      });
       const la = await a.decode({ tokens: next });
       const lb = await b.decode({ tokens: next });
-      expect(maxAbsDiff(la.logits as Float32Array, lb.logits as Float32Array)).toBeLessThanOrEqual(1e-4);
-      expect(b.sequenceTokens().slice(0, tokens.length).every((t) => t === -1)).toBe(true);
+      expect(maxAbsDiff(la.logits as Float32Array, lb.logits as Float32Array)).toBeLessThanOrEqual(
+        1e-4,
+      );
+      expect(
+        b
+          .sequenceTokens()
+          .slice(0, tokens.length)
+          .every((t) => t === -1),
+      ).toBe(true);
     } finally {
       a.dispose();
       b.dispose();
@@ -55,8 +73,14 @@ describe.each(models)('embedding input on $name', ({ path }) => {
       const r = await ctx.decode({ embeddings: handle, causal: false });
       expect(r.nPast).toBe(3);
       expect(r.logits?.length).toBe(backbone.nVocab);
-      const wrong = { nTokens: 3, nEmbd: backbone.nEmbd + 1, toFloat32Array: () => new Float32Array(3 * (backbone.nEmbd + 1)) };
-      await expect(ctx.decode({ embeddings: wrong })).rejects.toMatchObject({ code: 'MM_MODEL_MISMATCH' });
+      const wrong = {
+        nTokens: 3,
+        nEmbd: backbone.nEmbd + 1,
+        toFloat32Array: () => new Float32Array(3 * (backbone.nEmbd + 1)),
+      };
+      await expect(ctx.decode({ embeddings: wrong })).rejects.toMatchObject({
+        code: 'MM_MODEL_MISMATCH',
+      });
     } finally {
       ctx.dispose();
     }

@@ -12,7 +12,9 @@ describe('load', () => {
     expect(seen.at(-1)).toBe(1);
     b.dispose();
     const reason = new Error('nope');
-    await expect(Backbone.load(tinyShapes.llm, { signal: AbortSignal.abort(reason) })).rejects.toBe(reason);
+    await expect(Backbone.load(tinyShapes.llm, { signal: AbortSignal.abort(reason) })).rejects.toBe(
+      reason,
+    );
   });
 
   it('aborted mid-load rejects with signal.reason', async () => {
@@ -23,10 +25,16 @@ describe('load', () => {
   });
 
   it('missing file, mmproj instead of a model, and bad options are typed errors', async () => {
-    await expect(Backbone.load('/nonexistent/model.gguf')).rejects.toMatchObject({ code: 'MM_FILE_NOT_FOUND' });
+    await expect(Backbone.load('/nonexistent/model.gguf')).rejects.toMatchObject({
+      code: 'MM_FILE_NOT_FOUND',
+    });
     await expect(Backbone.load(tinyShapes.mmproj)).rejects.toMatchObject({ code: 'MM_MODEL_LOAD' });
-    await expect(Backbone.load(tinyShapes.llm, { gpuLayers: -5 })).rejects.toMatchObject({ code: 'MM_INVALID_ARGUMENT' });
-    await expect(Backbone.load(tinyShapes.llm, { signal: {} as AbortSignal })).rejects.toBeInstanceOf(TypeError);
+    await expect(Backbone.load(tinyShapes.llm, { gpuLayers: -5 })).rejects.toMatchObject({
+      code: 'MM_INVALID_ARGUMENT',
+    });
+    await expect(
+      Backbone.load(tinyShapes.llm, { signal: {} as AbortSignal }),
+    ).rejects.toBeInstanceOf(TypeError);
   });
 });
 
@@ -46,11 +54,18 @@ describe('generation lifecycle', () => {
   it('four abort cases: already aborted, mid-flight, never aborted, invalid signal', async () => {
     const ctx = await backbone.createContext({ contextSize: 256, threads: 2 });
     const reason = new Error('already');
-    expect(() => ctx.generate({ prompt: 'Hello', signal: AbortSignal.abort(reason) })).toThrow(reason);
+    expect(() => ctx.generate({ prompt: 'Hello', signal: AbortSignal.abort(reason) })).toThrow(
+      reason,
+    );
     // Mid-flight: abort after the first token; the iteration rejects with the reason within one token.
     const c = new AbortController();
     const seen: number[] = [];
-    const gen = ctx.generate({ prompt: 'Hello world', maxTokens: 200, ignoreEndOfGeneration: true, signal: c.signal });
+    const gen = ctx.generate({
+      prompt: 'Hello world',
+      maxTokens: 200,
+      ignoreEndOfGeneration: true,
+      signal: c.signal,
+    });
     await expect(
       (async () => {
         for await (const t of gen) {
@@ -74,7 +89,12 @@ describe('generation lifecycle', () => {
     const ctx = await backbone.createContext({ contextSize: 256, threads: 2 });
     const fresh = await backbone.createContext({ contextSize: 256, threads: 2 });
     const c = new AbortController();
-    const gen = ctx.generate({ prompt: 'The quick brown fox', maxTokens: 100, ignoreEndOfGeneration: true, signal: c.signal });
+    const gen = ctx.generate({
+      prompt: 'The quick brown fox',
+      maxTokens: 100,
+      ignoreEndOfGeneration: true,
+      signal: c.signal,
+    });
     let n = 0;
     await expect(
       (async () => {
@@ -97,7 +117,9 @@ describe('generation lifecycle', () => {
     const r = await gen.result;
     expect(r.stopReason).toBe('stop');
     expect(r.tokens.length).toBeLessThan(10);
-    expect((await ctx.generate({ prompt: PROMPT, maxTokens: 8 }).result).tokens.length).toBeGreaterThan(0);
+    expect(
+      (await ctx.generate({ prompt: PROMPT, maxTokens: 8 }).result).tokens.length,
+    ).toBeGreaterThan(0);
     ctx.dispose();
   });
 
@@ -107,7 +129,9 @@ describe('generation lifecycle', () => {
     const err = await ctx.generate({ prompt: long }).result.catch((e) => e);
     expect(err.code).toBe('MM_OUT_OF_CONTEXT');
     expect(err.message).toMatch(/needs \d+ positions; the context holds 32/);
-    await expect(ctx.decode({ tokens: new Int32Array(40).fill(5) })).rejects.toMatchObject({ code: 'MM_OUT_OF_CONTEXT' });
+    await expect(ctx.decode({ tokens: new Int32Array(40).fill(5) })).rejects.toMatchObject({
+      code: 'MM_OUT_OF_CONTEXT',
+    });
     expect(ctx.nPast()).toBe(0);
     ctx.dispose();
   });
@@ -116,7 +140,9 @@ describe('generation lifecycle', () => {
     const b = await Backbone.load(tinyShapes.llm);
     const ctx = await b.createContext({ contextSize: 64 });
     ctx.dispose();
-    expect(() => ctx.generate({ prompt: 'x' })).toThrow(expect.objectContaining({ code: 'MM_DISPOSED' }));
+    expect(() => ctx.generate({ prompt: 'x' })).toThrow(
+      expect.objectContaining({ code: 'MM_DISPOSED' }),
+    );
     await expect(ctx.decode({ tokens: [1] })).rejects.toMatchObject({ code: 'MM_DISPOSED' });
     expect(() => ctx.clear()).toThrow(expect.objectContaining({ code: 'MM_DISPOSED' }));
     expect(() => ctx.dispose()).toThrow(expect.objectContaining({ code: 'MM_DISPOSED' }));

@@ -37,7 +37,9 @@ describe.each(models)('greedy generation equals llama.cpp on $name', ({ path }) 
       text += t.text;
     }
     const result = await gen.result;
-    console.log(`${path.split('/').pop()} ${JSON.stringify(prompt).slice(0, 40)}: ${tokens.length} tokens, ref ${ref.tokens.length}, equal ${JSON.stringify(tokens) === JSON.stringify(ref.tokens)}`);
+    console.log(
+      `${path.split('/').pop()} ${JSON.stringify(prompt).slice(0, 40)}: ${tokens.length} tokens, ref ${ref.tokens.length}, equal ${JSON.stringify(tokens) === JSON.stringify(ref.tokens)}`,
+    );
     expect(tokens).toEqual(ref.tokens);
     expect(result.tokens).toEqual(ref.tokens);
     expect(text).toBe(ref.text);

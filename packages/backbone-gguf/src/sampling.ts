@@ -32,7 +32,10 @@ export interface SamplingOptions {
 function num(name: string, v: unknown, lo: number, hi: number, loOpen = false): number | undefined {
   if (v === undefined) return undefined;
   if (typeof v !== 'number' || !Number.isFinite(v) || v > hi || (loOpen ? v <= lo : v < lo)) {
-    throw new MmInvalidArgumentError(`sampling.${name}`, `must be a number in ${loOpen ? '(' : '['}${lo}, ${hi}]`);
+    throw new MmInvalidArgumentError(
+      `sampling.${name}`,
+      `must be a number in ${loOpen ? '(' : '['}${lo}, ${hi}]`,
+    );
   }
   return v;
 }
@@ -51,7 +54,8 @@ export function toNativeSampling(
   schemaToGrammar: (schema: string) => string,
 ): NativeSamplingParams {
   if (s === undefined) return {};
-  if (typeof s !== 'object' || s === null) throw new MmInvalidArgumentError('sampling', 'must be an object');
+  if (typeof s !== 'object' || s === null)
+    throw new MmInvalidArgumentError('sampling', 'must be an object');
   if (s.grammar !== undefined && s.jsonSchema !== undefined) {
     throw new MmInvalidArgumentError('sampling', 'give either grammar or jsonSchema, not both');
   }
