@@ -3,7 +3,7 @@
 // then samples greedily with llama.cpp's sampler chain until EOG or -n tokens.
 // Prints one JSON object: prompt tokens, generated tokens, text pieces, timings.
 //
-//   mm-ref-generate -m model.gguf -p "prompt" [-n 64] [-t threads] [-c ctx] [--no-special]
+//   mm-ref-generate -m model.gguf -p "prompt" [-n 64] [-t threads] [-c ctx] [--no-special] [--ignore-eog]
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -49,6 +49,7 @@ int main(int argc, char ** argv) {
     std::string model_path, prompt;
     int         n_predict = 64, threads = 2, n_ctx = 256;
     bool        add_special = true;
+    bool        ignore_eog  = false;
     for (int i = 1; i < argc; ++i) {
         std::string a    = argv[i];
         auto        next = [&]() -> const char * {
@@ -70,6 +71,8 @@ int main(int argc, char ** argv) {
             n_ctx = std::atoi(next());
         else if (a == "--no-special")
             add_special = false;
+        else if (a == "--ignore-eog")
+            ignore_eog = true;
         else {
             std::fprintf(stderr, "unknown argument %s\n", a.c_str());
             return 2;
@@ -128,7 +131,7 @@ int main(int argc, char ** argv) {
     std::vector<std::string> pieces;
     for (int i = 0; i < n_predict; ++i) {
         llama_token tok = llama_sampler_sample(smpl, ctx, -1);
-        if (llama_vocab_is_eog(vocab, tok)) {
+        if (!ignore_eog && llama_vocab_is_eog(vocab, tok)) {
             break;
         }
         out.push_back(tok);

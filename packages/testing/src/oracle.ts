@@ -51,3 +51,32 @@ export async function refGenerate(options: {
     decodeMs: r.decode_ms,
   };
 }
+
+export interface MtmdCliOptions {
+  model: string;
+  mmproj: string;
+  images: readonly string[];
+  prompt: string;
+  maxTokens?: number;
+  threads?: number;
+  contextSize?: number;
+}
+
+/**
+ * llama.cpp's own multimodal CLI (llama-mtmd-cli, greedy). Its stdout goes through an
+ * asynchronous logger that is not flushed at exit, so 2–5% of runs lose the tail (MODEL.md):
+ * a complete run ends with a blank line; incomplete runs are retried. Returns the answer as
+ * printed (pieces joined), without mtmd-cli's own leading and trailing newlines.
+ */
+export async function mtmdCli(o: MtmdCliOptions): Promise<string> {
+  const args = ['-m', o.model, '--mmproj', o.mmproj];
+  for (const img of o.images) args.push('--image', img);
+  args.push('-p', o.prompt, '--temp', '0', '-n', String(o.maxTokens ?? 32), '-t', String(o.threads ?? 2));
+  if (o.contextSize) args.push('-c', String(o.contextSize));
+  const tool = oracleTool('llama-mtmd-cli');
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const { stdout } = await run(tool, args, { maxBuffer: 16 << 20 });
+    if (stdout.endsWith('\n\n')) return stdout.replace(/^\n/, '').replace(/\n+$/, '');
+  }
+  throw new Error(`llama-mtmd-cli never printed a complete answer for ${JSON.stringify(o.prompt)}`);
+}

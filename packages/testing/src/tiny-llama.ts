@@ -1,5 +1,6 @@
 import { MmInvalidArgumentError } from '@mm/errors';
 import {
+  f16ToF32,
   type GgufMetadata,
   type GgufTensorInput,
   type GgufWriteSpec,
@@ -195,6 +196,16 @@ export function resolveTinyLlamaOptions(opts: TinyLlamaOptions = {}): ResolvedTi
 /** The metadata and tensors of a tiny llama model, deterministic in the options. */
 export function tinyLlamaSpec(options: TinyLlamaOptions = {}): GgufWriteSpec {
   const o = resolveTinyLlamaOptions(options);
+  // Weights in a fixed order from one PRNG stream, so the file depends only on the options.
+  const rng = new Prng(o.seed);
+  return llamaSpec(o, (n, std, mean) => rng.normals(n, std, mean));
+}
+
+/** Weight values: `n` numbers around `mean` with spread `std` (F32 values, or F16 bits). */
+export type WeightSource = (n: number, std: number, mean?: number) => Float32Array | Uint16Array;
+
+/** A llama-architecture spec with the tiny vocabulary, any size, weights from `weights`. */
+export function llamaSpec(o: ResolvedTinyLlamaOptions, weights: WeightSource): GgufWriteSpec {
   const vocab = tinyLlamaVocab();
   const nVocab = vocab.tokens.length;
   const headDim = o.nEmbd / o.nHead;
@@ -234,8 +245,6 @@ export function tinyLlamaSpec(options: TinyLlamaOptions = {}): GgufWriteSpec {
     ['tokenizer.chat_template', gv.string(CHATML_TEMPLATE)],
   ]);
 
-  // Weights in a fixed order from one PRNG stream, so the file depends only on the options.
-  const rng = new Prng(o.seed);
   const tensors: GgufTensorInput[] = [];
   /** A matrix with ggml shape [nIn, nOut]: N(0, 1/nIn), so activations keep their scale. */
   const matrix = (name: string, nIn: number, nOut: number): void => {
@@ -243,19 +252,19 @@ export function tinyLlamaSpec(options: TinyLlamaOptions = {}): GgufWriteSpec {
       name,
       type: o.weightType,
       shape: [nIn, nOut],
-      data: rng.normals(nIn * nOut, 1 / Math.sqrt(nIn)),
+      data: weights(nIn * nOut, 1 / Math.sqrt(nIn)),
     });
   };
   /** A norm weight: around 1. */
   const norm = (name: string): void => {
-    tensors.push({ name, type: 'F32', shape: [o.nEmbd], data: rng.normals(o.nEmbd, 0.1, 1) });
+    tensors.push({ name, type: 'F32', shape: [o.nEmbd], data: f32(weights(o.nEmbd, 0.1, 1)) });
   };
 
   tensors.push({
     name: 'token_embd.weight',
     type: o.weightType,
     shape: [o.nEmbd, nVocab],
-    data: rng.normals(o.nEmbd * nVocab, 1),
+    data: weights(o.nEmbd * nVocab, 1),
   });
   for (let l = 0; l < o.nLayers; l++) {
     const p = `blk.${l}`;
@@ -275,10 +284,14 @@ export function tinyLlamaSpec(options: TinyLlamaOptions = {}): GgufWriteSpec {
     name: 'output.weight',
     type: o.weightType,
     shape: [o.nEmbd, nVocab],
-    data: rng.normals(o.nEmbd * nVocab, 2 / Math.sqrt(o.nEmbd)),
+    data: weights(o.nEmbd * nVocab, 2 / Math.sqrt(o.nEmbd)),
   });
 
   return { metadata, tensors, alignment: 32 };
+}
+
+function f32(v: Float32Array | Uint16Array): Float32Array {
+  return v instanceof Float32Array ? v : f16ToF32(v);
 }
 
 /** The tiny model as GGUF bytes. */

@@ -1,0 +1,17 @@
+export { EmbeddingCache, pixelKey } from './image-cache.js';
+export {
+  type ContentPart,
+  flattenMessages,
+  type ImageInput,
+  loadImage,
+  MEDIA_MARKER,
+  type Message,
+} from './messages.js';
+export {
+  type ChatOptions,
+  type ChatResult,
+  type ChatStats,
+  ChatStream,
+  MultimodalModel,
+  type MultimodalModelLoadOptions,
+} from './multimodal-model.js';

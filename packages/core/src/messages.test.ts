@@ -1,0 +1,54 @@
+import { describe, expect, it } from 'vitest';
+import { EmbeddingCache, pixelKey } from './image-cache.js';
+import { flattenMessages, MEDIA_MARKER } from './messages.js';
+
+describe('flattenMessages', () => {
+  it('joins text parts with a newline and puts the marker in with no separator', () => {
+    const { messages, images } = flattenMessages([
+      { role: 'system', content: 'Be brief.' },
+      {
+        role: 'user',
+        content: [
+          { type: 'image', image: 'a.png' },
+          { type: 'text', text: 'What color' },
+          { type: 'text', text: 'is it?' },
+          { type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA' } },
+          { type: 'text', text: 'And this?' },
+        ],
+      },
+    ]);
+    expect(messages[0]).toEqual({ role: 'system', content: 'Be brief.' });
+    expect(messages[1]?.content).toBe(`${MEDIA_MARKER}What color\nis it?${MEDIA_MARKER}And this?`);
+    expect(images.map((i) => i.input)).toEqual(['a.png', 'data:image/png;base64,AAAA']);
+  });
+
+  it('rejects bad shapes and literal markers', () => {
+    expect(() => flattenMessages([])).toThrow(expect.objectContaining({ code: 'MM_INVALID_ARGUMENT' }));
+    expect(() => flattenMessages([{ role: 'user', content: [{ type: 'video' } as never] }])).toThrow(
+      expect.objectContaining({ code: 'MM_INVALID_ARGUMENT' }),
+    );
+    expect(() => flattenMessages([{ role: 'user', content: `x${MEDIA_MARKER}` }])).toThrow(
+      expect.objectContaining({ code: 'MM_INVALID_ARGUMENT' }),
+    );
+  });
+});
+
+describe('EmbeddingCache', () => {
+  it('keys by pixels and evicts the least recently used beyond its byte bound', () => {
+    const px = new Uint8Array(12).fill(7);
+    expect(pixelKey(2, 2, px)).toBe(pixelKey(2, 2, Uint8Array.from(px)));
+    expect(pixelKey(2, 2, px)).not.toBe(pixelKey(4, 1, px));
+    const c = new EmbeddingCache(3 * 16);
+    c.set('a', new Float32Array(4));
+    c.set('b', new Float32Array(4));
+    c.set('c', new Float32Array(4));
+    expect(c.get('a')).toBeDefined(); // a is now the most recent
+    c.set('d', new Float32Array(4));
+    expect(c.get('b')).toBeUndefined();
+    expect(c.get('a')).toBeDefined();
+    expect(c.bytes).toBe(48);
+    expect(c.size).toBe(3);
+    c.set('huge', new Float32Array(100));
+    expect(c.get('huge')).toBeUndefined();
+  });
+});

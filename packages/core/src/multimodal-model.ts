@@ -1,0 +1,487 @@
+import { availableParallelism } from 'node:os';
+import {
+  Backbone,
+  type Context,
+  type SamplingOptions,
+} from '@mm/backbone-gguf';
+import { type Image, VisionEncoder } from '@mm/encoders';
+import { ErrorCode, MmDisposedError, MmError, MmInvalidArgumentError } from '@mm/errors';
+import { checkPair, type MmprojInfo, Projector } from '@mm/projectors';
+import { EmbeddingCache, pixelKey } from './image-cache.js';
+import { flattenMessages, loadImage, MEDIA_MARKER, type Message } from './messages.js';
+
+export interface MultimodalModelLoadOptions {
+  /** A llama.cpp text-model GGUF. */
+  model: string;
+  /** The matching llama.cpp mmproj GGUF (vision encoder + projector). Without it: text only. */
+  mmproj?: string;
+  /** Layers of the LLM to offload to the GPU (a count or 'all'); the mmproj goes to the GPU when > 0. */
+  gpuLayers?: number | 'all';
+  /** CPU threads for every component (default: all hardware threads). */
+  threads?: number;
+  /** KV cache size in tokens (default: the model's training context, at most 4096). */
+  contextSize?: number;
+  /** Tokens per decode call (default 2048, as llama.cpp's CLI). */
+  batchSize?: number;
+  /** Bytes of image embeddings kept for repeated images (default 256 MiB; 0 disables). */
+  imageCacheBytes?: number;
+  /** Largest image accepted, in pixels (checked from the header before decoding). */
+  maxImagePixels?: number;
+  /** Progress while loading, per component, in [0, 1]. */
+  onProgress?: (event: { component: 'model' | 'mmproj'; progress: number }) => void;
+  signal?: AbortSignal;
+}
+
+export interface ChatOptions {
+  /** 0 (default): greedy. */
+  temperature?: number;
+  /** Most tokens to generate (default: until end-of-generation or the context is full). */
+  maxTokens?: number;
+  topK?: number;
+  topP?: number;
+  minP?: number;
+  seed?: number;
+  /** Everything else the backbone's sampler takes (penalties, grammar, jsonSchema, ...). */
+  sampling?: SamplingOptions;
+  stop?: readonly string[];
+  signal?: AbortSignal;
+}
+
+export interface ChatStats {
+  /** Positions of the whole prompt (text tokens + image tokens). */
+  promptTokens: number;
+  /** Of those, positions reused from the KV cache of the previous call. */
+  cachedTokens: number;
+  images: number;
+  imageTokens: number;
+  /** Images served from the embedding cache (no encoder run). */
+  imageCacheHits: number;
+  /** Image decode + encoder + projector, ms (0 when every image was cached). */
+  encodeMs: number;
+  /** Decoding the new part of the prompt, ms. */
+  prefillMs: number;
+  /** Generating the answer, ms. */
+  decodeMs: number;
+  /** From the call to the first generated token, ms. */
+  timeToFirstTokenMs: number;
+  generatedTokens: number;
+  /** Generated tokens per second of decode time. */
+  tokensPerSecond: number;
+  stopReason: 'eog' | 'length' | 'stop' | 'context';
+}
+
+export interface ChatResult {
+  text: string;
+  stats: ChatStats;
+}
+
+type Chunk = { kind: 'text'; tokens: Int32Array } | { kind: 'image'; key: string; n: number };
+
+interface PreparedImage {
+  key: string;
+  embeddings: Float32Array;
+  causal: boolean;
+}
+
+const DEFAULT_CACHE_BYTES = 256 * 1024 * 1024;
+
+/**
+ * Encoder → projector → LLM backbone, composed: load a model and its mmproj, ask about images,
+ * stream answers. Calls run one at a time; the KV cache is kept between calls, so a follow-up
+ * question only decodes what is new, and repeated images come from an embedding cache.
+ */
+export class MultimodalModel {
+  readonly backbone: Backbone;
+  readonly encoder: VisionEncoder | undefined;
+  readonly projector: Projector | undefined;
+  readonly mmprojInfo: Readonly<MmprojInfo> | undefined;
+  readonly imageCache: EmbeddingCache;
+  readonly #context: Context;
+  readonly #maxImagePixels: number | undefined;
+  #cached: Chunk[] = [];
+  #tail: Promise<unknown> = Promise.resolve();
+  #disposed = false;
+
+  private constructor(
+    backbone: Backbone,
+    context: Context,
+    encoder: VisionEncoder | undefined,
+    projector: Projector | undefined,
+    info: MmprojInfo | undefined,
+    cacheBytes: number,
+    maxImagePixels: number | undefined,
+  ) {
+    this.backbone = backbone;
+    this.#context = context;
+    this.encoder = encoder;
+    this.projector = projector;
+    this.mmprojInfo = info;
+    this.imageCache = new EmbeddingCache(cacheBytes);
+    this.#maxImagePixels = maxImagePixels;
+  }
+
+  /**
+   * Loads the text model and the mmproj. The pair is checked before the weights are read: an
+   * mmproj whose projection width is not the model's n_embd is MM_MODEL_MISMATCH.
+   */
+  static async load(options: MultimodalModelLoadOptions): Promise<MultimodalModel> {
+    if (options === null || typeof options !== 'object') {
+      throw new MmInvalidArgumentError('options', 'must be an object with model and mmproj');
+    }
+    const { signal } = options;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError('signal must be an AbortSignal');
+    signal?.throwIfAborted();
+    if (typeof options.model !== 'string' || options.model === '') {
+      throw new MmInvalidArgumentError('model', 'must be the path of a text-model GGUF');
+    }
+    if (options.mmproj !== undefined && (typeof options.mmproj !== 'string' || options.mmproj === '')) {
+      throw new MmInvalidArgumentError('mmproj', 'must be the path of an mmproj GGUF');
+    }
+    const threads = options.threads ?? availableParallelism();
+    if (!Number.isInteger(threads) || threads < 1) throw new MmInvalidArgumentError('threads', 'must be an integer >= 1');
+    const cacheBytes = options.imageCacheBytes ?? DEFAULT_CACHE_BYTES;
+    if (!Number.isFinite(cacheBytes) || cacheBytes < 0) {
+      throw new MmInvalidArgumentError('imageCacheBytes', 'must be a number >= 0');
+    }
+    const progress = options.onProgress;
+    const owned: { dispose(): void }[] = [];
+    try {
+      const backbone = await Backbone.load(options.model, {
+        gpuLayers: options.gpuLayers,
+        signal,
+        onProgress: progress ? (p) => progress({ component: 'model', progress: p }) : undefined,
+      });
+      owned.push(backbone);
+      let encoder: VisionEncoder | undefined;
+      let projector: Projector | undefined;
+      let info: MmprojInfo | undefined;
+      if (options.mmproj !== undefined) {
+        info = await checkPair(options.mmproj, backbone.nEmbd, { signal });
+        const gpu = options.gpuLayers !== undefined && options.gpuLayers !== 0;
+        progress?.({ component: 'mmproj', progress: 0 });
+        encoder = await VisionEncoder.load(options.mmproj, { threads, gpu, signal });
+        owned.push(encoder);
+        projector = await Projector.load(options.mmproj, { threads, gpu, signal });
+        owned.push(projector);
+        progress?.({ component: 'mmproj', progress: 1 });
+      }
+      const contextSize = options.contextSize ?? Math.min(backbone.contextLength || 4096, 4096);
+      const batchSize = options.batchSize ?? 2048;
+      const context = await backbone.createContext({
+        contextSize,
+        batchSize,
+        ubatchSize: Math.min(batchSize, 512),
+        threads,
+        signal,
+      });
+      return new MultimodalModel(backbone, context, encoder, projector, info, cacheBytes, options.maxImagePixels);
+    } catch (e) {
+      for (const o of owned.reverse()) o.dispose();
+      throw e;
+    }
+  }
+
+  get contextSize(): number {
+    return this.#context.contextSize;
+  }
+
+  get disposed(): boolean {
+    return this.#disposed;
+  }
+
+  #check(): void {
+    if (this.#disposed) throw new MmDisposedError('MultimodalModel');
+  }
+
+  /** Answers the conversation; resolves with the text and timings. */
+  async chat(messages: readonly Message[], options: ChatOptions = {}): Promise<ChatResult> {
+    return this.#serial(() => this.#respond(messages, options, undefined));
+  }
+
+  /** Streams the answer as text deltas; `.result` resolves like `chat()`. Breaking out of the loop stops it. */
+  stream(messages: readonly Message[], options: ChatOptions = {}): ChatStream {
+    this.#check();
+    const stop = new AbortController();
+    const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
+    return new ChatStream(
+      (push) => this.#serial(() => this.#respond(messages, { ...options, signal }, push)),
+      () => stop.abort(new MmError(ErrorCode.MM_ABORTED, 'the stream was closed')),
+    );
+  }
+
+  /** Forgets the KV cache of the conversation (the image cache stays). */
+  reset(): Promise<void> {
+    return this.#serial(async () => {
+      this.#context.clear();
+      this.#cached = [];
+    });
+  }
+
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    this.#check();
+    const next = this.#tail.then(fn, fn);
+    this.#tail = next.catch(() => undefined);
+    return next;
+  }
+
+  async #respond(
+    messages: readonly Message[],
+    options: ChatOptions,
+    onText: ((text: string) => void) | undefined,
+  ): Promise<ChatResult> {
+    this.#check();
+    const { signal } = options;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError('signal must be an AbortSignal');
+    signal?.throwIfAborted();
+    const t0 = performance.now();
+    const flat = flattenMessages(messages);
+    if (flat.images.length > 0 && (!this.encoder || !this.projector || !this.mmprojInfo)) {
+      throw new MmError(
+        ErrorCode.MM_MODALITY_UNSUPPORTED,
+        this.encoder
+          ? 'this model cannot take images'
+          : 'the conversation has images but no mmproj (vision encoder) was loaded with the model',
+      );
+    }
+    const prompt = this.backbone.applyChatTemplate(flat.messages, { addGenerationPrompt: true });
+    const segments = prompt.split(MEDIA_MARKER);
+    if (segments.length - 1 !== flat.images.length) {
+      throw new MmError(ErrorCode.MM_CHAT_TEMPLATE, 'the chat template dropped or repeated an image marker');
+    }
+    // Text segments are tokenized one by one (BOS first, special tokens parsed), as libmtmd does.
+    const nImageTokens = this.mmprojInfo?.nTokensOut ?? 0;
+    const texts = segments.map((s, i) =>
+      this.backbone.tokenize(s, { addBos: i === 0 ? this.backbone.info.addBos : false, parseSpecial: true }),
+    );
+    const total = texts.reduce((n, t) => n + t.length, 0) + flat.images.length * nImageTokens;
+    const last = texts[texts.length - 1] as Int32Array;
+    if (last.length === 0) throw new MmError(ErrorCode.MM_CHAT_TEMPLATE, 'the prompt does not end with text');
+    if (total >= this.contextSize) {
+      throw new MmError(
+        ErrorCode.MM_OUT_OF_CONTEXT,
+        `the prompt needs ${total} positions (${total - flat.images.length * nImageTokens} text tokens + ` +
+          `${flat.images.length} image(s) × ${nImageTokens} tokens) and the context holds ${this.contextSize}, ` +
+          'with room for at least one generated token',
+        { details: { needed: total, contextSize: this.contextSize, images: flat.images.length, imageTokens: nImageTokens } },
+      );
+    }
+
+    // Images: decode, look up by pixels, encode + project the misses.
+    const tEncode = performance.now();
+    let hits = 0;
+    const prepared: PreparedImage[] = [];
+    for (const ref of flat.images) {
+      const image = await loadImage(ref.input, { maxPixels: this.#maxImagePixels, signal });
+      prepared.push(await this.#embed(image, signal, () => hits++));
+    }
+    const encodeMs = hits === prepared.length && prepared.length > 0 ? 0 : performance.now() - tEncode;
+
+    const chunks: Chunk[] = [];
+    texts.forEach((t, i) => {
+      if (t.length > 0) chunks.push({ kind: 'text', tokens: t });
+      const img = prepared[i];
+      if (img) chunks.push({ kind: 'image', key: img.key, n: img.embeddings.length / this.backbone.nEmbd });
+    });
+
+    // Reuse the longest prefix the KV cache already holds.
+    const ctx = this.#context;
+    let keep = 0;
+    for (let i = 0; i < chunks.length && i < this.#cached.length; i++) {
+      const a = chunks[i] as Chunk;
+      const b = this.#cached[i] as Chunk;
+      if (a.kind === 'image' && b.kind === 'image' && a.key === b.key) {
+        keep += a.n;
+        continue;
+      }
+      if (a.kind === 'text' && b.kind === 'text') {
+        let k = 0;
+        while (k < a.tokens.length && k < b.tokens.length && a.tokens[k] === b.tokens[k]) k++;
+        keep += k;
+        if (k === a.tokens.length && k === b.tokens.length) continue;
+      }
+      break;
+    }
+    keep = Math.min(keep, total - 1, ctx.nPast());
+    try {
+      if (keep < ctx.nPast()) ctx.removeRange(0, keep);
+      const tPrefill = performance.now();
+      let pos = 0;
+      let imageIndex = 0;
+      for (let i = 0; i < chunks.length - 1; i++) {
+        const c = chunks[i] as Chunk;
+        const n = c.kind === 'text' ? c.tokens.length : c.n;
+        const img = c.kind === 'image' ? prepared[imageIndex++] : undefined;
+        if (pos + n > keep) {
+          const from = Math.max(0, keep - pos);
+          if (c.kind === 'text') {
+            await ctx.decode({ tokens: c.tokens.subarray(from), logits: 'none', signal });
+          } else if (img) {
+            if (from !== 0) throw new MmError(ErrorCode.MM_INTERNAL, 'an image span was cut by the KV reuse');
+            await ctx.decode({ embeddings: img.embeddings, causal: img.causal, logits: 'none', signal });
+          }
+        }
+        pos += n;
+      }
+      const finalTokens = last.subarray(Math.max(0, keep - pos));
+      const gen = ctx.generate({
+        tokens: finalTokens,
+        append: true,
+        maxTokens: options.maxTokens,
+        stop: options.stop,
+        signal,
+        sampling: {
+          ...options.sampling,
+          ...(options.temperature !== undefined && { temperature: options.temperature }),
+          ...(options.topK !== undefined && { topK: options.topK }),
+          ...(options.topP !== undefined && { topP: options.topP }),
+          ...(options.minP !== undefined && { minP: options.minP }),
+          ...(options.seed !== undefined && { seed: options.seed }),
+        },
+      });
+      let firstAt = 0;
+      for await (const t of gen) {
+        if (firstAt === 0) firstAt = performance.now();
+        if (t.text) onText?.(t.text);
+      }
+      const r = await gen.result;
+      const end = performance.now();
+      // What the KV cache now holds: the prompt chunks, then the generated tokens decoded so far.
+      const inKv = ctx.sequenceTokens(0);
+      const tail = inKv.slice(pos);
+      this.#cached = [...chunks.slice(0, -1), { kind: 'text', tokens: Int32Array.from(tail) }];
+      const generated = r.tokens.length;
+      const firstTokenAt = firstAt || end;
+      return {
+        text: r.text,
+        stats: {
+          promptTokens: total,
+          cachedTokens: keep,
+          images: prepared.length,
+          imageTokens: prepared.length * nImageTokens,
+          imageCacheHits: hits,
+          encodeMs,
+          prefillMs: firstTokenAt - tPrefill,
+          decodeMs: end - firstTokenAt,
+          timeToFirstTokenMs: firstTokenAt - t0,
+          generatedTokens: generated,
+          tokensPerSecond: generated > 1 ? ((generated - 1) * 1000) / Math.max(end - firstTokenAt, 1e-3) : 0,
+          stopReason: r.stopReason,
+        },
+      };
+    } catch (e) {
+      // The KV cache may hold part of this prompt: start clean next time.
+      if (!this.#disposed) {
+        ctx.clear();
+        this.#cached = [];
+      }
+      throw e;
+    }
+  }
+
+  async #embed(image: Image, signal: AbortSignal | undefined, onHit: () => void): Promise<PreparedImage> {
+    const encoder = this.encoder as VisionEncoder;
+    const projector = this.projector as Projector;
+    const key = pixelKey(image.width, image.height, image.data);
+    const cached = this.imageCache.get(key);
+    if (cached) {
+      onHit();
+      return { key, embeddings: cached, causal: true };
+    }
+    const features = await encoder.encode(image, { signal });
+    try {
+      const embeddings = await projector.project(features, { signal });
+      try {
+        const rows = embeddings.toFloat32Array();
+        if (embeddings.nEmbd !== this.backbone.nEmbd) {
+          throw new MmError(
+            ErrorCode.MM_MODEL_MISMATCH,
+            `the projector gives width ${embeddings.nEmbd}, the model takes ${this.backbone.nEmbd}`,
+          );
+        }
+        if (this.imageCache.maxBytes > 0) this.imageCache.set(key, rows);
+        return { key, embeddings: rows, causal: embeddings.causal };
+      } finally {
+        embeddings.dispose();
+      }
+    } finally {
+      features.dispose();
+    }
+  }
+
+  /** Frees every component. A second call is MM_DISPOSED. */
+  dispose(): void {
+    this.#check();
+    this.#disposed = true;
+    this.#context.dispose();
+    this.projector?.dispose();
+    this.encoder?.dispose();
+    this.backbone.dispose();
+    this.imageCache.clear();
+  }
+
+  [Symbol.dispose](): void {
+    if (!this.#disposed) this.dispose();
+  }
+}
+
+/** Text deltas of an answer as they are generated; `.result` gives the whole answer and stats. */
+export class ChatStream implements AsyncIterable<string> {
+  readonly result: Promise<ChatResult>;
+  readonly #queue: string[] = [];
+  readonly #close: () => void;
+  #wake: (() => void) | undefined;
+  #finished = false;
+  #error: unknown;
+
+  /** @internal */
+  constructor(start: (push: (text: string) => void) => Promise<ChatResult>, close: () => void) {
+    this.#close = close;
+    this.result = start((t) => {
+      this.#queue.push(t);
+      this.#wake?.();
+    }).then(
+      (r) => {
+        this.#done(undefined);
+        return r;
+      },
+      (e) => {
+        this.#done(e ?? new Error('chat failed'));
+        throw e;
+      },
+    );
+    this.result.catch(() => undefined);
+  }
+
+  #done(error: unknown): void {
+    this.#finished = true;
+    this.#error = error;
+    this.#wake?.();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<string> {
+    let completed = false;
+    try {
+      for (;;) {
+        const next = this.#queue.shift();
+        if (next !== undefined) {
+          yield next;
+          continue;
+        }
+        if (this.#finished) {
+          completed = true;
+          if (this.#error !== undefined) throw this.#error;
+          return;
+        }
+        await new Promise<void>((r) => {
+          this.#wake = r;
+        });
+        this.#wake = undefined;
+      }
+    } finally {
+      if (!completed) {
+        this.#close();
+        await this.result.catch(() => undefined);
+      }
+    }
+  }
+}

@@ -1,0 +1,52 @@
+import { join } from 'node:path';
+import { mtmdCli } from '@mm/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MultimodalModel } from './multimodal-model.js';
+import { answers, ask, testsetDir, tiny } from './helpers.test-util.js';
+
+// 200 fresh images × the 4 canonical questions: our greedy answers must equal llama-mtmd-cli's,
+// character for character, for every case. Runs mtmd-cli 800 times (about 0.1 s each).
+describe('greedy output equals llama-mtmd-cli on the 800 testset cases', () => {
+  let model: MultimodalModel;
+  beforeAll(async () => {
+    model = await MultimodalModel.load({ model: tiny.llm, mmproj: tiny.mmproj, threads: 2, contextSize: 4096 });
+  });
+  afterAll(() => model.dispose());
+
+  it('800/800 identical; accuracy against answers.json printed', { timeout: 900_000 }, async () => {
+    const items = answers(testsetDir);
+    expect(items.length).toBe(200);
+    let same = 0;
+    let cases = 0;
+    let oursRight = 0;
+    let refRight = 0;
+    const diffs: string[] = [];
+    const queue = items.flatMap((item) => item.questions.map((q) => ({ item, q })));
+    // Two mtmd-cli processes in flight while we answer in-process.
+    const refs = new Map<number, Promise<string>>();
+    const startRef = (i: number) => {
+      const c = queue[i];
+      if (!c || refs.has(i)) return;
+      refs.set(i, mtmdCli({ model: tiny.llm, mmproj: tiny.mmproj, images: [join(testsetDir, c.item.image)], prompt: c.q.question, maxTokens: 32, threads: 1 }));
+    };
+    for (let i = 0; i < queue.length; i++) {
+      startRef(i);
+      startRef(i + 1);
+      const { item, q } = queue[i] as (typeof queue)[number];
+      const ours = (await model.chat(ask(join(testsetDir, item.image), q.question), { maxTokens: 32 })).text;
+      const ref = await (refs.get(i) as Promise<string>);
+      refs.delete(i);
+      cases++;
+      if (ours === ref) same++;
+      else diffs.push(`${item.image} ${q.question}: ours ${JSON.stringify(ours)} ref ${JSON.stringify(ref)}`);
+      if (ours.trim() === q.answer) oursRight++;
+      if (ref.trim() === q.answer) refRight++;
+    }
+    console.log(
+      `mtmd parity: ${same}/${cases} identical to llama-mtmd-cli; accuracy ours ${oursRight}/${cases} (${((100 * oursRight) / cases).toFixed(1)}%), llama-mtmd-cli ${refRight}/${cases}`,
+    );
+    if (diffs.length) console.log(diffs.slice(0, 20).join('\n'));
+    expect(same).toBe(cases);
+    expect(cases).toBe(800);
+  });
+});
