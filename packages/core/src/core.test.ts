@@ -4,8 +4,8 @@ import { Image } from '@mm/encoders';
 import { MmError } from '@mm/errors';
 import { tinyLlamaFixture } from '@mm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MultimodalModel } from './multimodal-model.js';
 import { answers, ask, tiny } from './helpers.test-util.js';
+import { MultimodalModel } from './multimodal-model.js';
 
 describe('MultimodalModel on tiny-shapes', () => {
   let model: MultimodalModel;
@@ -19,10 +19,15 @@ describe('MultimodalModel on tiny-shapes', () => {
     let all = 0;
     for (const item of answers(tiny.samples)) {
       for (const q of item.questions.slice(0, 4)) {
-        const { text } = await model.chat(ask(join(tiny.samples, item.image), q.question), { maxTokens: 16 });
+        const { text } = await model.chat(ask(join(tiny.samples, item.image), q.question), {
+          maxTokens: 16,
+        });
         all++;
         if (text.trim() === q.answer) right++;
-        else console.log(`${item.image} ${q.question}: got ${JSON.stringify(text)}, want ${JSON.stringify(q.answer)}`);
+        else
+          console.log(
+            `${item.image} ${q.question}: got ${JSON.stringify(text)}, want ${JSON.stringify(q.answer)}`,
+          );
       }
     }
     console.log(`samples: ${right}/${all} correct`);
@@ -48,9 +53,22 @@ describe('MultimodalModel on tiny-shapes', () => {
     const first = await model.chat(ask(path, 'What color is the shape?'));
     expect(first.stats.imageCacheHits).toBe(0);
     expect(first.stats.encodeMs).toBeGreaterThan(0);
-    const inputs = [bytes, new Uint8Array(bytes), `data:image/png;base64,${bytes.toString('base64')}`, await Image.fromFile(path)];
+    const inputs = [
+      bytes,
+      new Uint8Array(bytes),
+      `data:image/png;base64,${bytes.toString('base64')}`,
+      await Image.fromFile(path),
+    ];
     for (const image of inputs) {
-      const r = await model.chat([{ role: 'user', content: [{ type: 'image', image }, { type: 'text', text: 'What color is the shape?' }] }]);
+      const r = await model.chat([
+        {
+          role: 'user',
+          content: [
+            { type: 'image', image },
+            { type: 'text', text: 'What color is the shape?' },
+          ],
+        },
+      ]);
       expect(r.text).toBe(first.text);
       expect(r.stats.imageCacheHits).toBe(1);
       expect(r.stats.encodeMs).toBe(0);
@@ -62,7 +80,11 @@ describe('MultimodalModel on tiny-shapes', () => {
     const img = join(tiny.samples, 'sample_001.png');
     const turn1 = ask(img, 'What color is the shape?');
     const a = await model.chat(turn1);
-    const turn2 = [...turn1, { role: 'assistant', content: a.text.trim() }, { role: 'user', content: 'Where is it?' }];
+    const turn2 = [
+      ...turn1,
+      { role: 'assistant', content: a.text.trim() },
+      { role: 'user', content: 'Where is it?' },
+    ];
     const b = await model.chat(turn2);
     expect(b.stats.cachedTokens).toBeGreaterThanOrEqual(40);
     expect(b.stats.promptTokens - b.stats.cachedTokens).toBeLessThanOrEqual(24);
@@ -74,14 +96,21 @@ describe('MultimodalModel on tiny-shapes', () => {
   });
 
   it('errors: corrupt image, over-long prompt — typed, and the model keeps working', async () => {
-    const bad = await model.chat(ask('data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAA', 'What?')).catch((e) => e);
+    const bad = await model
+      .chat(ask('data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAA', 'What?'))
+      .catch((e) => e);
     expect(bad.code).toBe('MM_IMAGE_DECODE');
     const long = 'red blue green yellow '.repeat(200);
     const over = await model.chat([{ role: 'user', content: long }]).catch((e) => e);
     expect(over.code).toBe('MM_OUT_OF_CONTEXT');
     expect(over.message).toMatch(/needs \d+ positions/);
-    const many = Array.from({ length: 8 }, () => ({ type: 'image' as const, image: join(tiny.samples, 'sample_000.png') }));
-    const tooManyImages = await model.chat([{ role: 'user', content: [...many, { type: 'text', text: 'x' }] }]).catch((e) => e);
+    const many = Array.from({ length: 8 }, () => ({
+      type: 'image' as const,
+      image: join(tiny.samples, 'sample_000.png'),
+    }));
+    const tooManyImages = await model
+      .chat([{ role: 'user', content: [...many, { type: 'text', text: 'x' }] }])
+      .catch((e) => e);
     expect(tooManyImages.code).toBe('MM_OUT_OF_CONTEXT');
     expect(tooManyImages.message).toMatch(/8 image\(s\) × 36 tokens/);
     const ok = await model.chat(ask(join(tiny.samples, 'sample_000.png'), 'What shape is it?'));
@@ -106,7 +135,9 @@ describe('MultimodalModel on tiny-shapes', () => {
     expect(got.length).toBeLessThanOrEqual(2);
     const never = new AbortController();
     expect((await model.chat(messages, { signal: never.signal })).text.length).toBeGreaterThan(0);
-    await expect(model.chat(messages, { signal: {} as AbortSignal })).rejects.toBeInstanceOf(TypeError);
+    await expect(model.chat(messages, { signal: {} as AbortSignal })).rejects.toBeInstanceOf(
+      TypeError,
+    );
     const s2 = model.stream(messages);
     for await (const _ of s2) break;
     const again = await model.chat(messages);
@@ -116,8 +147,12 @@ describe('MultimodalModel on tiny-shapes', () => {
 
 describe('MultimodalModel.load errors', () => {
   it('missing files are MM_FILE_NOT_FOUND', async () => {
-    await expect(MultimodalModel.load({ model: '/nope.gguf', mmproj: tiny.mmproj })).rejects.toMatchObject({ code: 'MM_FILE_NOT_FOUND' });
-    await expect(MultimodalModel.load({ model: tiny.llm, mmproj: '/nope.gguf' })).rejects.toMatchObject({ code: 'MM_FILE_NOT_FOUND' });
+    await expect(
+      MultimodalModel.load({ model: '/nope.gguf', mmproj: tiny.mmproj }),
+    ).rejects.toMatchObject({ code: 'MM_FILE_NOT_FOUND' });
+    await expect(
+      MultimodalModel.load({ model: tiny.llm, mmproj: '/nope.gguf' }),
+    ).rejects.toMatchObject({ code: 'MM_FILE_NOT_FOUND' });
   });
 
   it('a wrong pair is MM_MODEL_MISMATCH naming both widths', async () => {
@@ -133,9 +168,14 @@ describe('MultimodalModel.load errors', () => {
     const m = await MultimodalModel.load({ model: tiny.llm, threads: 2 });
     const err = await m.chat(ask(join(tiny.samples, 'sample_000.png'), 'What?')).catch((e) => e);
     expect(err.code).toBe('MM_MODALITY_UNSUPPORTED');
-    expect((await m.chat([{ role: 'user', content: 'What color is the shape?' }], { maxTokens: 4 })).text.length).toBeGreaterThan(0);
+    expect(
+      (await m.chat([{ role: 'user', content: 'What color is the shape?' }], { maxTokens: 4 })).text
+        .length,
+    ).toBeGreaterThan(0);
     m.dispose();
     expect(() => m.dispose()).toThrow(expect.objectContaining({ code: 'MM_DISPOSED' }));
-    await expect(m.chat([{ role: 'user', content: 'x' }])).rejects.toMatchObject({ code: 'MM_DISPOSED' });
+    await expect(m.chat([{ role: 'user', content: 'x' }])).rejects.toMatchObject({
+      code: 'MM_DISPOSED',
+    });
   });
 });

@@ -15,5 +15,13 @@ export function answers(dir: string): AnswerItem[] {
 }
 
 export function ask(image: string, question: string) {
-  return [{ role: 'user', content: [{ type: 'image' as const, image }, { type: 'text' as const, text: question }] }];
+  return [
+    {
+      role: 'user',
+      content: [
+        { type: 'image' as const, image },
+        { type: 'text' as const, text: question },
+      ],
+    },
+  ];
 }

@@ -23,10 +23,12 @@ describe('flattenMessages', () => {
   });
 
   it('rejects bad shapes and literal markers', () => {
-    expect(() => flattenMessages([])).toThrow(expect.objectContaining({ code: 'MM_INVALID_ARGUMENT' }));
-    expect(() => flattenMessages([{ role: 'user', content: [{ type: 'video' } as never] }])).toThrow(
+    expect(() => flattenMessages([])).toThrow(
       expect.objectContaining({ code: 'MM_INVALID_ARGUMENT' }),
     );
+    expect(() =>
+      flattenMessages([{ role: 'user', content: [{ type: 'video' } as never] }]),
+    ).toThrow(expect.objectContaining({ code: 'MM_INVALID_ARGUMENT' }));
     expect(() => flattenMessages([{ role: 'user', content: `x${MEDIA_MARKER}` }])).toThrow(
       expect.objectContaining({ code: 'MM_INVALID_ARGUMENT' }),
     );

@@ -1,5 +1,5 @@
-import { ErrorCode, MmError, MmInvalidArgumentError } from '@mm/errors';
 import { Image } from '@mm/encoders';
+import { ErrorCode, MmError, MmInvalidArgumentError } from '@mm/errors';
 
 /** Where an image comes from: a path, encoded bytes, a `data:` URL, or a decoded Image. */
 export type ImageInput = string | Buffer | Uint8Array | ArrayBuffer | Image;
@@ -44,27 +44,43 @@ export function flattenMessages(messages: readonly Message[]): {
     }
     if (typeof m.content === 'string') {
       if (m.content.includes(MEDIA_MARKER)) {
-        throw new MmInvalidArgumentError(`messages[${i}].content`, `must not contain ${MEDIA_MARKER}; use an image part`);
+        throw new MmInvalidArgumentError(
+          `messages[${i}].content`,
+          `must not contain ${MEDIA_MARKER}; use an image part`,
+        );
       }
       return { role: m.role, content: m.content };
     }
     if (!Array.isArray(m.content)) {
-      throw new MmInvalidArgumentError(`messages[${i}].content`, 'must be a string or an array of parts');
+      throw new MmInvalidArgumentError(
+        `messages[${i}].content`,
+        'must be a string or an array of parts',
+      );
     }
     let content = '';
     let previousWasText = false;
     m.content.forEach((p: ContentPart, j: number) => {
       const where = `messages[${i}].content[${j}]`;
       if (p?.type === 'text') {
-        if (typeof p.text !== 'string') throw new MmInvalidArgumentError(`${where}.text`, 'must be a string');
+        if (typeof p.text !== 'string')
+          throw new MmInvalidArgumentError(`${where}.text`, 'must be a string');
         if (p.text.includes(MEDIA_MARKER)) {
-          throw new MmInvalidArgumentError(`${where}.text`, `must not contain ${MEDIA_MARKER}; use an image part`);
+          throw new MmInvalidArgumentError(
+            `${where}.text`,
+            `must not contain ${MEDIA_MARKER}; use an image part`,
+          );
         }
         content += (previousWasText ? '\n' : '') + p.text;
         previousWasText = true;
       } else if (p?.type === 'image' || p?.type === 'image_url') {
-        const input = p.type === 'image' ? p.image : typeof p.image_url === 'string' ? p.image_url : p.image_url?.url;
-        if (input === undefined || input === null) throw new MmInvalidArgumentError(where, 'has no image');
+        const input =
+          p.type === 'image'
+            ? p.image
+            : typeof p.image_url === 'string'
+              ? p.image_url
+              : p.image_url?.url;
+        if (input === undefined || input === null)
+          throw new MmInvalidArgumentError(where, 'has no image');
         images.push({ input: input as ImageInput });
         content += MEDIA_MARKER;
         previousWasText = false;
@@ -80,23 +96,34 @@ export function flattenMessages(messages: readonly Message[]): {
 const DATA_URL = /^data:([^;,]*)(;base64)?,/;
 
 /** Decodes an image input to pixels (validating sizes before any big allocation). */
-export async function loadImage(input: ImageInput, options: { maxPixels?: number; signal?: AbortSignal }): Promise<Image> {
+export async function loadImage(
+  input: ImageInput,
+  options: { maxPixels?: number; signal?: AbortSignal },
+): Promise<Image> {
   if (input instanceof Image) return input;
   if (typeof input === 'string') {
     const m = DATA_URL.exec(input);
     if (m) {
-      if (!m[2]) throw new MmError(ErrorCode.MM_IMAGE_DECODE, 'only base64 data: URLs are supported');
+      if (!m[2])
+        throw new MmError(ErrorCode.MM_IMAGE_DECODE, 'only base64 data: URLs are supported');
       const bytes = Buffer.from(input.slice(m[0].length), 'base64');
-      if (bytes.length === 0) throw new MmError(ErrorCode.MM_IMAGE_DECODE, 'the data: URL holds no bytes');
+      if (bytes.length === 0)
+        throw new MmError(ErrorCode.MM_IMAGE_DECODE, 'the data: URL holds no bytes');
       return Image.fromBuffer(bytes, options);
     }
     if (/^https?:\/\//i.test(input)) {
-      throw new MmInvalidArgumentError('image', 'remote URLs are not fetched by @mm/core; download the image first');
+      throw new MmInvalidArgumentError(
+        'image',
+        'remote URLs are not fetched by @mm/core; download the image first',
+      );
     }
     return Image.fromFile(input, options);
   }
   if (input instanceof ArrayBuffer || ArrayBuffer.isView(input)) {
     return Image.fromBuffer(input, options);
   }
-  throw new MmInvalidArgumentError('image', 'must be a path, a data: URL, a Buffer/Uint8Array or an Image');
+  throw new MmInvalidArgumentError(
+    'image',
+    'must be a path, a data: URL, a Buffer/Uint8Array or an Image',
+  );
 }

@@ -1,9 +1,5 @@
 import { availableParallelism } from 'node:os';
-import {
-  Backbone,
-  type Context,
-  type SamplingOptions,
-} from '@mm/backbone-gguf';
+import { Backbone, type Context, type SamplingOptions } from '@mm/backbone-gguf';
 import { type Image, VisionEncoder } from '@mm/encoders';
 import { ErrorCode, MmDisposedError, MmError, MmInvalidArgumentError } from '@mm/errors';
 import { checkPair, type MmprojInfo, Projector } from '@mm/projectors';
@@ -129,16 +125,21 @@ export class MultimodalModel {
       throw new MmInvalidArgumentError('options', 'must be an object with model and mmproj');
     }
     const { signal } = options;
-    if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError('signal must be an AbortSignal');
+    if (signal !== undefined && !(signal instanceof AbortSignal))
+      throw new TypeError('signal must be an AbortSignal');
     signal?.throwIfAborted();
     if (typeof options.model !== 'string' || options.model === '') {
       throw new MmInvalidArgumentError('model', 'must be the path of a text-model GGUF');
     }
-    if (options.mmproj !== undefined && (typeof options.mmproj !== 'string' || options.mmproj === '')) {
+    if (
+      options.mmproj !== undefined &&
+      (typeof options.mmproj !== 'string' || options.mmproj === '')
+    ) {
       throw new MmInvalidArgumentError('mmproj', 'must be the path of an mmproj GGUF');
     }
     const threads = options.threads ?? availableParallelism();
-    if (!Number.isInteger(threads) || threads < 1) throw new MmInvalidArgumentError('threads', 'must be an integer >= 1');
+    if (!Number.isInteger(threads) || threads < 1)
+      throw new MmInvalidArgumentError('threads', 'must be an integer >= 1');
     const cacheBytes = options.imageCacheBytes ?? DEFAULT_CACHE_BYTES;
     if (!Number.isFinite(cacheBytes) || cacheBytes < 0) {
       throw new MmInvalidArgumentError('imageCacheBytes', 'must be a number >= 0');
@@ -174,7 +175,15 @@ export class MultimodalModel {
         threads,
         signal,
       });
-      return new MultimodalModel(backbone, context, encoder, projector, info, cacheBytes, options.maxImagePixels);
+      return new MultimodalModel(
+        backbone,
+        context,
+        encoder,
+        projector,
+        info,
+        cacheBytes,
+        options.maxImagePixels,
+      );
     } catch (e) {
       for (const o of owned.reverse()) o.dispose();
       throw e;
@@ -231,7 +240,8 @@ export class MultimodalModel {
   ): Promise<ChatResult> {
     this.#check();
     const { signal } = options;
-    if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError('signal must be an AbortSignal');
+    if (signal !== undefined && !(signal instanceof AbortSignal))
+      throw new TypeError('signal must be an AbortSignal');
     signal?.throwIfAborted();
     const t0 = performance.now();
     const flat = flattenMessages(messages);
@@ -246,23 +256,37 @@ export class MultimodalModel {
     const prompt = this.backbone.applyChatTemplate(flat.messages, { addGenerationPrompt: true });
     const segments = prompt.split(MEDIA_MARKER);
     if (segments.length - 1 !== flat.images.length) {
-      throw new MmError(ErrorCode.MM_CHAT_TEMPLATE, 'the chat template dropped or repeated an image marker');
+      throw new MmError(
+        ErrorCode.MM_CHAT_TEMPLATE,
+        'the chat template dropped or repeated an image marker',
+      );
     }
     // Text segments are tokenized one by one (BOS first, special tokens parsed), as libmtmd does.
     const nImageTokens = this.mmprojInfo?.nTokensOut ?? 0;
     const texts = segments.map((s, i) =>
-      this.backbone.tokenize(s, { addBos: i === 0 ? this.backbone.info.addBos : false, parseSpecial: true }),
+      this.backbone.tokenize(s, {
+        addBos: i === 0 ? this.backbone.info.addBos : false,
+        parseSpecial: true,
+      }),
     );
     const total = texts.reduce((n, t) => n + t.length, 0) + flat.images.length * nImageTokens;
     const last = texts[texts.length - 1] as Int32Array;
-    if (last.length === 0) throw new MmError(ErrorCode.MM_CHAT_TEMPLATE, 'the prompt does not end with text');
+    if (last.length === 0)
+      throw new MmError(ErrorCode.MM_CHAT_TEMPLATE, 'the prompt does not end with text');
     if (total >= this.contextSize) {
       throw new MmError(
         ErrorCode.MM_OUT_OF_CONTEXT,
         `the prompt needs ${total} positions (${total - flat.images.length * nImageTokens} text tokens + ` +
           `${flat.images.length} image(s) × ${nImageTokens} tokens) and the context holds ${this.contextSize}, ` +
           'with room for at least one generated token',
-        { details: { needed: total, contextSize: this.contextSize, images: flat.images.length, imageTokens: nImageTokens } },
+        {
+          details: {
+            needed: total,
+            contextSize: this.contextSize,
+            images: flat.images.length,
+            imageTokens: nImageTokens,
+          },
+        },
       );
     }
 
@@ -274,13 +298,19 @@ export class MultimodalModel {
       const image = await loadImage(ref.input, { maxPixels: this.#maxImagePixels, signal });
       prepared.push(await this.#embed(image, signal, () => hits++));
     }
-    const encodeMs = hits === prepared.length && prepared.length > 0 ? 0 : performance.now() - tEncode;
+    const encodeMs =
+      hits === prepared.length && prepared.length > 0 ? 0 : performance.now() - tEncode;
 
     const chunks: Chunk[] = [];
     texts.forEach((t, i) => {
       if (t.length > 0) chunks.push({ kind: 'text', tokens: t });
       const img = prepared[i];
-      if (img) chunks.push({ kind: 'image', key: img.key, n: img.embeddings.length / this.backbone.nEmbd });
+      if (img)
+        chunks.push({
+          kind: 'image',
+          key: img.key,
+          n: img.embeddings.length / this.backbone.nEmbd,
+        });
     });
 
     // Reuse the longest prefix the KV cache already holds.
@@ -316,8 +346,14 @@ export class MultimodalModel {
           if (c.kind === 'text') {
             await ctx.decode({ tokens: c.tokens.subarray(from), logits: 'none', signal });
           } else if (img) {
-            if (from !== 0) throw new MmError(ErrorCode.MM_INTERNAL, 'an image span was cut by the KV reuse');
-            await ctx.decode({ embeddings: img.embeddings, causal: img.causal, logits: 'none', signal });
+            if (from !== 0)
+              throw new MmError(ErrorCode.MM_INTERNAL, 'an image span was cut by the KV reuse');
+            await ctx.decode({
+              embeddings: img.embeddings,
+              causal: img.causal,
+              logits: 'none',
+              signal,
+            });
           }
         }
         pos += n;
@@ -364,7 +400,8 @@ export class MultimodalModel {
           decodeMs: end - firstTokenAt,
           timeToFirstTokenMs: firstTokenAt - t0,
           generatedTokens: generated,
-          tokensPerSecond: generated > 1 ? ((generated - 1) * 1000) / Math.max(end - firstTokenAt, 1e-3) : 0,
+          tokensPerSecond:
+            generated > 1 ? ((generated - 1) * 1000) / Math.max(end - firstTokenAt, 1e-3) : 0,
           stopReason: r.stopReason,
         },
       };
@@ -378,7 +415,11 @@ export class MultimodalModel {
     }
   }
 
-  async #embed(image: Image, signal: AbortSignal | undefined, onHit: () => void): Promise<PreparedImage> {
+  async #embed(
+    image: Image,
+    signal: AbortSignal | undefined,
+    onHit: () => void,
+  ): Promise<PreparedImage> {
     const encoder = this.encoder as VisionEncoder;
     const projector = this.projector as Projector;
     const key = pixelKey(image.width, image.height, image.data);

@@ -1,15 +1,20 @@
 import { join } from 'node:path';
 import { mtmdCli } from '@mm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MultimodalModel } from './multimodal-model.js';
 import { answers, ask, testsetDir, tiny } from './helpers.test-util.js';
+import { MultimodalModel } from './multimodal-model.js';
 
 // 200 fresh images × the 4 canonical questions: our greedy answers must equal llama-mtmd-cli's,
 // character for character, for every case. Runs mtmd-cli 800 times (about 0.1 s each).
 describe('greedy output equals llama-mtmd-cli on the 800 testset cases', () => {
   let model: MultimodalModel;
   beforeAll(async () => {
-    model = await MultimodalModel.load({ model: tiny.llm, mmproj: tiny.mmproj, threads: 2, contextSize: 4096 });
+    model = await MultimodalModel.load({
+      model: tiny.llm,
+      mmproj: tiny.mmproj,
+      threads: 2,
+      contextSize: 4096,
+    });
   });
   afterAll(() => model.dispose());
 
@@ -22,23 +27,36 @@ describe('greedy output equals llama-mtmd-cli on the 800 testset cases', () => {
     let refRight = 0;
     const diffs: string[] = [];
     const queue = items.flatMap((item) => item.questions.map((q) => ({ item, q })));
-    // Two mtmd-cli processes in flight while we answer in-process.
-    const refs = new Map<number, Promise<string>>();
-    const startRef = (i: number) => {
-      const c = queue[i];
-      if (!c || refs.has(i)) return;
-      refs.set(i, mtmdCli({ model: tiny.llm, mmproj: tiny.mmproj, images: [join(testsetDir, c.item.image)], prompt: c.q.question, maxTokens: 32, threads: 1 }));
+    // First llama-mtmd-cli for every case (two processes at a time), then ours in-process.
+    const refs: string[] = new Array(queue.length);
+    let next = 0;
+    const worker = async () => {
+      while (next < queue.length) {
+        const i = next++;
+        const { item, q } = queue[i] as (typeof queue)[number];
+        refs[i] = await mtmdCli({
+          model: tiny.llm,
+          mmproj: tiny.mmproj,
+          images: [join(testsetDir, item.image)],
+          prompt: q.question,
+          maxTokens: 32,
+          threads: 1,
+        });
+      }
     };
+    await Promise.all([worker(), worker()]);
     for (let i = 0; i < queue.length; i++) {
-      startRef(i);
-      startRef(i + 1);
       const { item, q } = queue[i] as (typeof queue)[number];
-      const ours = (await model.chat(ask(join(testsetDir, item.image), q.question), { maxTokens: 32 })).text;
-      const ref = await (refs.get(i) as Promise<string>);
-      refs.delete(i);
+      const ours = (
+        await model.chat(ask(join(testsetDir, item.image), q.question), { maxTokens: 32 })
+      ).text;
+      const ref = refs[i] as string;
       cases++;
       if (ours === ref) same++;
-      else diffs.push(`${item.image} ${q.question}: ours ${JSON.stringify(ours)} ref ${JSON.stringify(ref)}`);
+      else
+        diffs.push(
+          `${item.image} ${q.question}: ours ${JSON.stringify(ours)} ref ${JSON.stringify(ref)}`,
+        );
       if (ours.trim() === q.answer) oursRight++;
       if (ref.trim() === q.answer) refRight++;
     }

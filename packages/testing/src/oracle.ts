@@ -15,7 +15,9 @@ export function oracleDir(): string {
 export function oracleTool(name: string): string {
   const p = join(oracleDir(), name);
   if (!existsSync(p)) {
-    throw new Error(`${p} is missing: build the reference tools with \`npm run build:oracle -w @mm/native\``);
+    throw new Error(
+      `${p} is missing: build the reference tools with \`npm run build:oracle -w @mm/native\``,
+    );
   }
   return p;
 }
@@ -71,12 +73,24 @@ export interface MtmdCliOptions {
 export async function mtmdCli(o: MtmdCliOptions): Promise<string> {
   const args = ['-m', o.model, '--mmproj', o.mmproj];
   for (const img of o.images) args.push('--image', img);
-  args.push('-p', o.prompt, '--temp', '0', '-n', String(o.maxTokens ?? 32), '-t', String(o.threads ?? 2));
+  args.push(
+    '-p',
+    o.prompt,
+    '--temp',
+    '0',
+    '-n',
+    String(o.maxTokens ?? 32),
+    '-t',
+    String(o.threads ?? 2),
+  );
   if (o.contextSize) args.push('-c', String(o.contextSize));
   const tool = oracleTool('llama-mtmd-cli');
-  for (let attempt = 0; attempt < 10; attempt++) {
-    const { stdout } = await run(tool, args, { maxBuffer: 16 << 20 });
-    if (stdout.endsWith('\n\n')) return stdout.replace(/^\n/, '').replace(/\n+$/, '');
+  let last = { stdout: '', stderr: '' };
+  for (let attempt = 0; attempt < 40; attempt++) {
+    last = await run(tool, args, { maxBuffer: 16 << 20 });
+    if (last.stdout.endsWith('\n\n')) return last.stdout.replace(/^\n/, '').replace(/\n+$/, '');
   }
-  throw new Error(`llama-mtmd-cli never printed a complete answer for ${JSON.stringify(o.prompt)}`);
+  throw new Error(
+    `llama-mtmd-cli never printed a complete answer for ${JSON.stringify(o.prompt)}: stdout ${JSON.stringify(last.stdout)}, stderr ends ${JSON.stringify(last.stderr.slice(-300))}`,
+  );
 }
