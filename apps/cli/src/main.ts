@@ -3,15 +3,24 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { MmError } from '@mm/errors';
+import { benchHelp, runBench } from './commands/bench.js';
+import { chatHelp, runChat } from './commands/chat.js';
+import { demoHelp, runDemo } from './commands/demo.js';
 import { infoHelp, runInfo } from './commands/info.js';
 import { inspectHelp, runInspect } from './commands/inspect.js';
+import { runHelp, runRun } from './commands/run.js';
 import { type CliIo, ExitCode, processIo, UsageError } from './io.js';
+import { modelFlags, samplingFlags } from './model-options.js';
 
 const usage = `mm — multimodal LLMs from Node.js, at native speed
 
 Usage: mm <command> [options]
 
 Commands:
+  run                answer one prompt about images (-m, --mmproj, --image, -p)
+  chat               interactive chat; /image <path> attaches an image
+  demo               the bundled tiny-shapes model on its sample images
+  bench              mm vs llama.cpp side by side: encode, prefill, decode, TTFT, RSS
   info               llama.cpp commit, backends, devices, CPU features
   inspect <file>     describe a GGUF model or mmproj file (header only)
 
@@ -68,6 +77,60 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
       if (positionals.length !== 1)
         throw new UsageError(`inspect takes one file\n\n${inspectHelp}`);
       return runInspect(io, positionals[0]!, values.json === true, values.tensors === true);
+    }
+    case 'run': {
+      const { values, positionals } = parse(
+        rest,
+        {
+          help,
+          ...modelFlags,
+          ...samplingFlags,
+          image: { type: 'string', multiple: true },
+          prompt: { type: 'string', short: 'p' },
+          system: { type: 'string', short: 's' },
+          json: { type: 'boolean' },
+          quiet: { type: 'boolean', short: 'q' },
+        },
+        true,
+      );
+      if (values.help) return showHelp(io, runHelp);
+      if (positionals.length > 0)
+        throw new UsageError(`unexpected argument '${positionals[0]}'\n\n${runHelp}`);
+      return runRun(io, values);
+    }
+    case 'chat': {
+      const { values } = parse(
+        rest,
+        { help, ...modelFlags, ...samplingFlags, system: { type: 'string', short: 's' } },
+        false,
+      );
+      if (values.help) return showHelp(io, chatHelp);
+      return runChat(io, values);
+    }
+    case 'bench': {
+      const { values } = parse(
+        rest,
+        {
+          help,
+          ...modelFlags,
+          image: { type: 'string', multiple: true },
+          prompt: { type: 'string', short: 'p' },
+          reps: { type: 'string', short: 'r' },
+          json: { type: 'boolean' },
+        },
+        false,
+      );
+      if (values.help) return showHelp(io, benchHelp);
+      return runBench(io, values);
+    }
+    case 'demo': {
+      const { values } = parse(
+        rest,
+        { help, json: { type: 'boolean' }, threads: { type: 'string', short: 't' } },
+        false,
+      );
+      if (values.help) return showHelp(io, demoHelp);
+      return runDemo(io, values);
     }
     default:
       throw new UsageError(`unknown command '${command}'\n\n${usage}`);

@@ -1,0 +1,366 @@
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { MultimodalModel } from '@mm/core';
+import { ErrorCode, MmError } from '@mm/errors';
+import { systemInfo } from '@mm/native';
+import { type CliIo, ExitCode, UsageError } from '../io.js';
+import { bundledModel } from '../model-options.js';
+
+const exec = promisify(execFile);
+
+export const benchHelp = `mm bench [-m <model.gguf> --mmproj <mmproj.gguf> --image <file>] [-p <question>] [options]
+
+Runs mm and llama.cpp's own code side by side on the same model, image, question and threads,
+interleaved (A B A B ...) after one warm-up each, and prints medians with ours/reference ratios:
+image encode (encoder + projector, vs libmtmd in one process), prefill, decode, time to first
+token, peak RSS (fresh processes), the time to first token of a second question about the same
+image (served from the embedding and KV caches) and the event-loop lag while streaming.
+Defaults: the bundled tiny-shapes model and its first sample. Needs the test-only reference
+tools: npm run build:oracle -w @mm/native.
+  -t, --threads <n>    threads for both sides (default: all cores but one)
+  -r, --reps <n>       repetitions, at least 10 (default 10)
+      --json           the same figures as JSON`;
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repo = join(here, '..', '..', '..', '..');
+const toolsDir = join(repo, 'native', 'build', 'bin');
+
+function tool(name: string): string {
+  const p = join(toolsDir, name);
+  if (!existsSync(p)) {
+    throw new MmError(
+      ErrorCode.MM_FILE_NOT_FOUND,
+      `${p} is missing: mm bench compares against llama.cpp's own tools; build them with \`npm run build:oracle -w @mm/native\``,
+    );
+  }
+  return p;
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length === 0
+    ? Number.NaN
+    : s.length % 2
+      ? (s[m] as number)
+      : ((s[m - 1] as number) + (s[m] as number)) / 2;
+};
+
+interface RefRun {
+  encodeMs: number;
+  imageDecodeMs: number;
+  promptEvalMs: number;
+  decodeTps: number;
+  text: string;
+}
+
+function parseMtmdTimings(stdout: string, stderr: string): RefRun {
+  const num = (re: RegExp) => {
+    const m = re.exec(stderr);
+    if (!m) throw new Error(`llama-mtmd-cli output lacks ${re}`);
+    return Number(m[1]);
+  };
+  return {
+    encodeMs: num(/mtmd batch encoding done in (\d+) ms/),
+    imageDecodeMs: num(/image decoded \(batch \d+\/\d+\) in (\d+) ms/),
+    promptEvalMs: num(/prompt eval time =\s+([\d.]+) ms/),
+    decodeTps: num(/\beval time =.*?([\d.]+) tokens per second/),
+    text: stdout.trim(),
+  };
+}
+
+export async function runBench(io: CliIo, values: Record<string, unknown>): Promise<number> {
+  const v = values as Record<string, string | undefined>;
+  const b = v.model ? undefined : bundledModel();
+  const model = v.model ?? (b?.model as string);
+  const mmproj = v.mmproj ?? b?.mmproj;
+  const image =
+    (values.image as string[] | undefined)?.[0] ??
+    (b ? join(b.samples, 'sample_000.png') : undefined);
+  if (!mmproj || !image)
+    throw new UsageError(`--mmproj and --image are needed with -m\n\n${benchHelp}`);
+  const q1 = v.prompt ?? 'Describe the image.';
+  const q2 = 'What color is the shape?';
+  // One core stays free for the JS thread (and the OS): on small machines this matters more than a
+  // compute thread (ggml's threads spin-wait and suffer from any neighbour).
+  const threads = Number(v.threads ?? Math.max(1, availableParallelism() - 1));
+  const reps = Math.max(10, Number(v.reps ?? 10));
+  if (!Number.isInteger(threads) || threads < 1)
+    throw new UsageError('--threads must be an integer >= 1');
+  const json = values.json === true;
+  const log = (s: string) => {
+    if (!json) io.err(`${s}\n`);
+  };
+  const cli = tool('llama-mtmd-cli');
+  const mtmdArgs = [
+    '-m',
+    model,
+    '--mmproj',
+    mmproj,
+    '--image',
+    image,
+    '-p',
+    q1,
+    '--temp',
+    '0',
+    '-n',
+    '32',
+    '-t',
+    String(threads),
+    '-v',
+  ];
+
+  // 1. Encoder + projector against libmtmd, in one process (mm-bench-vision).
+  log('[bench] image encode: mm vs libmtmd in one process...');
+  const vb = JSON.parse(
+    (
+      await exec(
+        tool('mm-bench-vision'),
+        ['--mmproj', mmproj, '--image', image, '-t', String(threads), '-n', String(reps), '--json'],
+        { maxBuffer: 1 << 24 },
+      )
+    ).stdout,
+  );
+
+  // 2. The whole pipeline, ours in-process and llama-mtmd-cli, interleaved.
+  const m = await MultimodalModel.load({ model, mmproj, threads });
+  const ours = async () => {
+    await m.reset();
+    m.imageCache.clear();
+    const first = await m.chat(
+      [
+        {
+          role: 'user',
+          content: [
+            { type: 'image', image },
+            { type: 'text', text: q1 },
+          ],
+        },
+      ],
+      { maxTokens: 32 },
+    );
+    const second = await m.chat(
+      [
+        {
+          role: 'user',
+          content: [
+            { type: 'image', image },
+            { type: 'text', text: q2 },
+          ],
+        },
+      ],
+      { maxTokens: 32 },
+    );
+    return { first, second };
+  };
+  const ref = async (): Promise<RefRun> => {
+    for (let attempt = 0; ; attempt++) {
+      const r = await exec(cli, mtmdArgs, { maxBuffer: 1 << 24 });
+      try {
+        return parseMtmdTimings(r.stdout, r.stderr);
+      } catch (e) {
+        if (attempt >= 5) throw e; // mtmd-cli's logger sometimes loses lines at exit; retry
+      }
+    }
+  };
+  log('[bench] warm-up');
+  await ours();
+  await ref();
+  const A: Awaited<ReturnType<typeof ours>>[] = [];
+  const B: RefRun[] = [];
+  for (let i = 0; i < reps; i++) {
+    log(`[bench] rep ${i + 1}/${reps}`);
+    A.push(await ours());
+    B.push(await ref());
+  }
+
+  // 3. Event-loop lag while streaming (separate runs: the 1 ms timer itself costs CPU).
+  let maxGap = 0;
+  for (let i = 0; i < 3; i++) {
+    await m.reset();
+    m.imageCache.clear();
+    let last = performance.now();
+    const timer = setInterval(() => {
+      const now = performance.now();
+      maxGap = Math.max(maxGap, now - last - 1);
+      last = now;
+    }, 1);
+    const s = m.stream(
+      [
+        {
+          role: 'user',
+          content: [
+            { type: 'image', image },
+            { type: 'text', text: q1 },
+          ],
+        },
+      ],
+      { maxTokens: 32 },
+    );
+    for await (const _ of s);
+    clearInterval(timer);
+  }
+  m.dispose();
+
+  // 4. Peak RSS of a fresh process doing one answer, each side.
+  log('[bench] peak RSS (fresh processes)...');
+  const rss = async (cmd: string[]) => {
+    const r = await exec(tool('mm-peak-rss'), cmd, { maxBuffer: 1 << 24 });
+    const mm = /mm-peak-rss: (\d+)/.exec(r.stderr);
+    if (!mm) throw new Error('mm-peak-rss printed no figure');
+    return Number(mm[1]) / 1024;
+  };
+  const mmBin = join(here, '..', '..', 'bin', 'mm.js');
+  const rssOurs = median([
+    await rss([
+      process.execPath,
+      mmBin,
+      'run',
+      '-m',
+      model,
+      '--mmproj',
+      mmproj,
+      '--image',
+      image,
+      '-p',
+      q1,
+      '-q',
+      '-t',
+      String(threads),
+    ]),
+    await rss([
+      process.execPath,
+      mmBin,
+      'run',
+      '-m',
+      model,
+      '--mmproj',
+      mmproj,
+      '--image',
+      image,
+      '-p',
+      q1,
+      '-q',
+      '-t',
+      String(threads),
+    ]),
+    await rss([
+      process.execPath,
+      mmBin,
+      'run',
+      '-m',
+      model,
+      '--mmproj',
+      mmproj,
+      '--image',
+      image,
+      '-p',
+      q1,
+      '-q',
+      '-t',
+      String(threads),
+    ]),
+  ]);
+  const rssRef = median([
+    await rss([cli, ...mtmdArgs]),
+    await rss([cli, ...mtmdArgs]),
+    await rss([cli, ...mtmdArgs]),
+  ]);
+
+  const f = A.map((a) => a.first.stats);
+  const s2 = A.map((a) => a.second.stats);
+  const rows = [
+    {
+      metric: 'image encode: encoder + projector (ms)',
+      ours: vb.ours.encoderProjectorMs.median,
+      ref: vb.ref.encoderProjectorMs.median,
+      lowerIsBetter: true,
+    },
+    {
+      metric: 'image encode incl. decode + preprocess (ms)',
+      ours: median(f.map((x) => x.encodeMs)),
+      ref: median(B.map((x) => x.encodeMs)),
+      lowerIsBetter: true,
+    },
+    {
+      metric: 'prefill: image span + text (ms)',
+      ours: median(f.map((x) => x.prefillMs)),
+      ref: median(B.map((x) => x.promptEvalMs - x.encodeMs)),
+      lowerIsBetter: true,
+    },
+    {
+      metric: 'decode (tok/s)',
+      ours: median(f.map((x) => x.tokensPerSecond)),
+      ref: median(B.map((x) => x.decodeTps)),
+      lowerIsBetter: false,
+    },
+    {
+      metric: 'time to first token, new image (ms)',
+      ours: median(f.map((x) => x.timeToFirstTokenMs)),
+      ref: median(B.map((x) => x.promptEvalMs)),
+      lowerIsBetter: true,
+    },
+    { metric: 'peak RSS, fresh process (MiB)', ours: rssOurs, ref: rssRef, lowerIsBetter: true },
+  ].map((r) => ({ ...r, ratio: r.ours / r.ref }));
+  const second = {
+    encodeMs: median(s2.map((x) => x.encodeMs)),
+    cacheHits: s2.every((x) => x.imageCacheHits === 1),
+    cachedTokens: median(s2.map((x) => x.cachedTokens)),
+    timeToFirstTokenMs: median(s2.map((x) => x.timeToFirstTokenMs)),
+    ratioToFirst:
+      median(s2.map((x) => x.timeToFirstTokenMs)) / median(f.map((x) => x.timeToFirstTokenMs)),
+  };
+  const si = systemInfo();
+  const report = {
+    date: new Date().toISOString(),
+    conditions: {
+      model,
+      mmproj,
+      image,
+      question: q1,
+      threads,
+      reps,
+      backend: si.backends.join('+'),
+      llamaCommit: si.llamaCommit,
+      cpu: si.cpuModel,
+      imageEncodeMaxAbsDiff: vb.maxAbsDiff,
+    },
+    rows,
+    secondQuestion: second,
+    eventLoopMaxLagMs: maxGap,
+    sameAnswer: A.every((a, i) => a.first.text.trim() === B[i]?.text.trim()),
+  };
+  if (json) {
+    io.out(`${JSON.stringify(report, null, 2)}\n`);
+    return ExitCode.ok;
+  }
+  const c = report.conditions;
+  io.out(
+    `mm bench: ${c.model.split('/').pop()} + ${c.mmproj.split('/').pop()}, ${c.image.split('/').pop()}, "${c.question}"\n`,
+  );
+  io.out(
+    `threads ${c.threads}, backend ${c.backend}, llama.cpp ${c.llamaCommit.slice(0, 8)}, CPU ${c.cpu}, ${c.reps} interleaved reps (medians)\n\n`,
+  );
+  io.out(
+    `${'metric'.padEnd(46)}${'mm'.padStart(11)}${'llama.cpp'.padStart(11)}${'ratio'.padStart(8)}\n`,
+  );
+  for (const r of rows) {
+    io.out(
+      `${r.metric.padEnd(46)}${r.ours.toFixed(2).padStart(11)}${r.ref.toFixed(2).padStart(11)}${r.ratio.toFixed(3).padStart(8)}\n`,
+    );
+  }
+  io.out(
+    `\nsecond question, same image: encoder ${second.encodeMs.toFixed(2)} ms (cache hit: ${second.cacheHits}), ` +
+      `${second.cachedTokens} prompt positions reused, time to first token ${second.timeToFirstTokenMs.toFixed(2)} ms ` +
+      `= ${second.ratioToFirst.toFixed(3)}× the first question's\n`,
+  );
+  io.out(`event-loop lag while streaming: max ${maxGap.toFixed(2)} ms\n`);
+  io.out(
+    `same answer as llama-mtmd-cli in every rep: ${report.sameAnswer}; encoder output max |diff| vs libmtmd: ${vb.maxAbsDiff}\n`,
+  );
+  return ExitCode.ok;
+}

@@ -1,0 +1,81 @@
+import { type ContentPart, MultimodalModel } from '@mm/core';
+import { type CliIo, ExitCode, UsageError } from '../io.js';
+import { chatOptions, interruptSignal, loadOptions, progressBar } from '../model-options.js';
+
+export const runHelp = `mm run -m <model.gguf> [--mmproj <mmproj.gguf>] [--image <file>]... -p <prompt> [options]
+
+Answers one prompt about zero or more images and prints only the answer on stdout (timings go
+to stderr). Flags follow llama-mtmd-cli:
+  -m, --model <file>        text model GGUF
+      --mmproj <file>       vision encoder + projector GGUF (needed with --image)
+      --image <file>        an image (repeatable; they come before the prompt, as in mtmd-cli)
+  -p, --prompt <text>       the question
+  -s, --system <text>       a system message
+  -n, --n-predict <n>       most tokens to generate
+      --temp <t>            temperature (default 0: greedy)
+      --top-k <k>  --top-p <p>  --seed <s>
+  -t, --threads <n>         CPU threads
+  -c, --ctx-size <n>        context size
+  -g, --n-gpu-layers <n|all>
+      --json                print { text, stats } as JSON instead
+  -q, --quiet               no timings on stderr`;
+
+export async function runRun(io: CliIo, values: Record<string, unknown>): Promise<number> {
+  const images = (values.image as string[] | undefined) ?? [];
+  const prompt = values.prompt as string | undefined;
+  if (prompt === undefined) throw new UsageError(`-p/--prompt is required\n\n${runHelp}`);
+  const json = values.json === true;
+  const quiet = values.quiet === true || json;
+  const v = values as Record<string, string | undefined>;
+  const load = loadOptions(v, images.length > 0);
+  const opts = chatOptions(v);
+  const interrupt = interruptSignal();
+  const bar = progressBar(io, !quiet && process.stderr.isTTY === true);
+  let model: MultimodalModel | undefined;
+  try {
+    model = await MultimodalModel.load({
+      ...load,
+      onProgress: bar.onProgress,
+      signal: interrupt.signal,
+    });
+    bar.end();
+    const content: ContentPart[] = [
+      ...images.map((image) => ({ type: 'image' as const, image })),
+      { type: 'text', text: prompt },
+    ];
+    const messages = [
+      ...(v.system ? [{ role: 'system', content: v.system }] : []),
+      { role: 'user', content },
+    ];
+    const stream = model.stream(messages, { ...opts, signal: interrupt.signal });
+    let started = false;
+    for await (let delta of stream) {
+      if (json) continue;
+      if (!started) {
+        delta = delta.trimStart();
+        if (delta === '') continue;
+        started = true;
+      }
+      io.out(delta);
+    }
+    const { text, stats } = await stream.result;
+    if (json) {
+      io.out(`${JSON.stringify({ text: text.trim(), stats }, null, 2)}\n`);
+    } else {
+      io.out('\n');
+      if (!quiet) {
+        io.err(
+          `[mm] ${stats.promptTokens} prompt tokens (${stats.cachedTokens} cached, ${stats.imageTokens} image), ` +
+            `encode ${stats.encodeMs.toFixed(1)} ms, prefill ${stats.prefillMs.toFixed(1)} ms, ` +
+            `first token ${stats.timeToFirstTokenMs.toFixed(1)} ms, ${stats.generatedTokens} tokens at ` +
+            `${stats.tokensPerSecond.toFixed(1)} tok/s (${stats.stopReason})\n`,
+        );
+      }
+    }
+    return ExitCode.ok;
+  } finally {
+    bar.end();
+    interrupt.dispose();
+    model?.dispose();
+  }
+}
