@@ -556,8 +556,13 @@ export class Context {
       const seq = whole ? -1 : (options.seq ?? header.seq);
       if (!whole) this.#seqHistory(seq);
       await this.#run((c) => c.loadState(buf.subarray(12 + len), seq), options.signal);
-      if (whole) header.history.forEach((h, i) => this.#history[i]?.splice(0, Infinity, ...h));
-      else this.#history[seq]?.splice(0, Infinity, ...(header.history[0] ?? []));
+      if (whole) {
+        header.history.forEach((h, i) => {
+          this.#history[i]?.splice(0, Infinity, ...h);
+        });
+      } else {
+        this.#history[seq]?.splice(0, Infinity, ...(header.history[0] ?? []));
+      }
     });
   }
 

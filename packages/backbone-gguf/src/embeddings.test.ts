@@ -16,7 +16,9 @@ async function tokenEmbeddingRows(
   const bytes = await readTensorData(path, file, t);
   const table = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
   const out = new Float32Array(tokens.length * nEmbd);
-  tokens.forEach((tok, i) => out.set(table.subarray(tok * nEmbd, (tok + 1) * nEmbd), i * nEmbd));
+  tokens.forEach((tok, i) => {
+    out.set(table.subarray(tok * nEmbd, (tok + 1) * nEmbd), i * nEmbd);
+  });
   return out;
 }
 
@@ -84,5 +86,30 @@ describe.each(models)('embedding input on $name', ({ path }) => {
     } finally {
       ctx.dispose();
     }
+  });
+});
+
+describe('pooled text embeddings', () => {
+  it('mean-pools the last hidden states of a text: deterministic, per-text, model width', async () => {
+    const path = (await testModels())[0]?.path as string;
+    const backbone = await Backbone.load(path);
+    const ctx = await backbone.createContext({ contextSize: 64, threads: 2, embeddings: true, pooling: 'mean' });
+    try {
+      const a = await ctx.embed('the red circle');
+      const b = await ctx.embed('the red circle');
+      const c = await ctx.embed('a blue square at the top');
+      expect(a.length).toBe(backbone.nEmbd);
+      expect(a.every(Number.isFinite)).toBe(true);
+      expect(maxAbsDiff(a, b)).toBe(0);
+      expect(maxAbsDiff(a, c)).toBeGreaterThan(1e-3);
+    } finally {
+      ctx.dispose();
+      backbone.dispose();
+    }
+    const plain = await Backbone.load(path);
+    const gen = await plain.createContext({ contextSize: 64 });
+    await expect(gen.embed('x')).rejects.toMatchObject({ code: 'MM_INVALID_ARGUMENT' });
+    gen.dispose();
+    plain.dispose();
   });
 });
