@@ -1,6 +1,8 @@
 #include "addon_backbone.h"
 
+#include <chrono>
 #include <cstring>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -250,8 +252,10 @@ class load_state_worker : public context_worker {
     Napi::Value result(Napi::Env env) override { return env.Undefined(); }
 };
 
-// Generation streams tokens to JS through a thread-safe function. The promise is settled from
-// that same queue, after the last token, so JS never sees the end before all tokens.
+// Generation streams tokens to JS through a thread-safe function. Tokens produced faster than
+// one per millisecond are delivered together (one wake-up of the JS thread for several tokens:
+// on small machines each wake-up costs the compute threads time). The promise is settled from
+// the same queue, after the last token, so JS never sees the end before all tokens.
 class generate_worker : public Napi::AsyncWorker {
   public:
     generate_worker(Napi::Env env, std::shared_ptr<context> c, std::shared_ptr<std::atomic<bool>> busy,
@@ -276,10 +280,11 @@ class generate_worker : public Napi::AsyncWorker {
     }
 
   protected:
-    struct event {
-        int32_t           token = -1;
-        std::string       piece;
-        generate_worker * done = nullptr;  // set on the final event
+    using clock = std::chrono::steady_clock;
+
+    struct token_event {
+        int32_t     token;
+        std::string piece;
     };
 
     void Execute() override {
@@ -287,14 +292,7 @@ class generate_worker : public Napi::AsyncWorker {
             abort_guard   guard;
             const model & m = context_->get_model();
             result_         = context_->generate(
-                        params_,
-                        [&](int32_t tok) {
-                    auto * ev = new event();
-                    ev->token = tok;
-                    ev->piece = m.token_piece(tok, false);
-                    tsfn_.BlockingCall(ev, deliver);
-                },
-                        cancelled_.get());
+                        params_, [&](int32_t tok) { emit(tok, m.token_piece(tok, false)); }, cancelled_.get());
         } catch (const error & e) {
             failed_  = true;
             code_    = e.code();
@@ -315,34 +313,55 @@ class generate_worker : public Napi::AsyncWorker {
     void OnError(const Napi::Error &) override { finish(); }
 
   private:
-    void finish() {
-        auto * ev = new event();
-        ev->done  = this;
-        tsfn_.BlockingCall(ev, deliver);
-        tsfn_.Release();
+    // Worker thread: queue the token; wake JS unless a wake-up is pending or was sent < 1 ms ago
+    // (then the next token, or the end, carries it).
+    void emit(int32_t tok, std::string piece) {
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            pending_.push_back({tok, std::move(piece)});
+            if (scheduled_ || clock::now() - last_flush_ < std::chrono::milliseconds(1)) {
+                return;
+            }
+            scheduled_ = true;
+        }
+        tsfn_.NonBlockingCall(this, [](Napi::Env env, Napi::Function fn, generate_worker * w) { w->flush(env, fn); });
     }
 
-    static void deliver(Napi::Env env, Napi::Function fn, event * ev) {
-        std::unique_ptr<event> guard(ev);
-        if (ev->done != nullptr) {
-            generate_worker * w = ev->done;
+    // JS thread: hand every queued token to the callback.
+    void flush(Napi::Env env, Napi::Function fn) {
+        std::vector<token_event> batch;
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            batch.swap(pending_);
+            scheduled_  = false;
+            last_flush_ = clock::now();
+        }
+        if (env == nullptr) {
+            return;
+        }
+        Napi::HandleScope scope(env);
+        for (const auto & ev : batch) {
+            try {
+                fn.Call({Napi::Number::New(env, ev.token),
+                         Napi::Buffer<char>::Copy(env, ev.piece.data(), ev.piece.size())});
+            } catch (const Napi::Error &) {
+                // the JS callback threw; the generation itself goes on and settles normally
+            }
+        }
+    }
+
+    // JS thread (OnOK/OnError): queue the final flush + settle behind every pending wake-up.
+    void finish() {
+        tsfn_.BlockingCall(this, [](Napi::Env env, Napi::Function fn, generate_worker * w) {
+            w->flush(env, fn);
             if (env != nullptr) {
                 Napi::HandleScope scope(env);
                 w->settle(env);
             }
             w->busy_->store(false);
             delete w;
-            return;
-        }
-        if (env == nullptr) {
-            return;
-        }
-        try {
-            fn.Call(
-                {Napi::Number::New(env, ev->token), Napi::Buffer<char>::Copy(env, ev->piece.data(), ev->piece.size())});
-        } catch (const Napi::Error &) {
-            // the JS callback threw; the generation itself goes on and settles normally
-        }
+        });
+        tsfn_.Release();
     }
 
     void settle(Napi::Env env) {
@@ -370,6 +389,10 @@ class generate_worker : public Napi::AsyncWorker {
     bool                               failed_ = false;
     error_code                         code_   = error_code::internal;
     std::string                        message_;
+    std::mutex                         mu_;
+    std::vector<token_event>           pending_;
+    bool                               scheduled_ = false;
+    clock::time_point                  last_flush_{};
 };
 
 // probeModel(path, { vocabOnly }) -> { promise, cancel }: load, describe, free.

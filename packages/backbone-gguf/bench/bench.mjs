@@ -7,8 +7,7 @@
 //                                          [--gen 32] [--reps 10] [--json]
 import { execFile } from 'node:child_process';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { promisify } from 'node:util';
-import { parseArgs } from 'node:util';
+import { parseArgs, promisify } from 'node:util';
 import { systemInfo } from '@mm/native';
 import { BENCH_LLAMA_1B, benchLlama, oracleTool, tinyShapesPaths } from '@mm/testing';
 import { Backbone } from '../dist/index.js';
@@ -48,7 +47,9 @@ async function modelPath(name) {
 
 /** A prompt of exactly n tokens (plus BOS) in this vocabulary. */
 function makePrompt(backbone, n) {
-  const words = 'the red circle on the left of a blue square near green shapes at the top '.split(' ');
+  const words = 'the red circle on the left of a blue square near green shapes at the top '.split(
+    ' ',
+  );
   let text = '';
   let i = 0;
   while (backbone.tokenize(text).length < n + 1) text += `${words[i++ % words.length]} `;
@@ -63,7 +64,19 @@ async function benchModel(name) {
   const nPrompt = backbone.tokenize(prompt).length;
   const contextSize = Math.max(256, nPrompt + gen + 16);
   const ctx = await backbone.createContext({ contextSize, threads, batchSize: 512 });
-  const refArgs = ['-m', path, '-p', prompt, '-n', String(gen), '-t', String(threads), '-c', String(contextSize), '--ignore-eog'];
+  const refArgs = [
+    '-m',
+    path,
+    '-p',
+    prompt,
+    '-n',
+    String(gen),
+    '-t',
+    String(threads),
+    '-c',
+    String(contextSize),
+    '--ignore-eog',
+  ];
   const refTool = oracleTool('mm-ref-generate');
 
   const ours = async () => {
@@ -77,8 +90,15 @@ async function benchModel(name) {
     }
     const end = performance.now();
     const r = await g.result;
-    if (r.tokens.length !== gen) throw new Error(`generated ${r.tokens.length} tokens, expected ${gen}`);
-    return { prefillMs: r.prefillMs, decodeMs: r.decodeMs, jsPrefillMs: first - t0, jsDecodeMs: end - first, tokens: r.tokens };
+    if (r.tokens.length !== gen)
+      throw new Error(`generated ${r.tokens.length} tokens, expected ${gen}`);
+    return {
+      prefillMs: r.prefillMs,
+      decodeMs: r.decodeMs,
+      jsPrefillMs: first - t0,
+      jsDecodeMs: end - first,
+      tokens: r.tokens,
+    };
   };
   const ref = async () => {
     const { stdout } = await run(refTool, refArgs, { maxBuffer: 16 << 20 });
@@ -134,10 +154,30 @@ async function benchModel(name) {
     generatedTokens: gen,
     sameTokens: same,
     rows: [
-      row('prefill tok/s (native timers)', A.map((x) => tps(nPrompt, x.prefillMs)), B.map((x) => tps(nPrompt, x.prefillMs)), true),
-      row('decode tok/s (native timers)', A.map((x) => tps(gen - 1, x.decodeMs)), B.map((x) => tps(gen - 1, x.decodeMs)), true),
-      row('prefill tok/s (ours from JS, incl. tokenize + first token)', A.map((x) => tps(nPrompt, x.jsPrefillMs)), B.map((x) => tps(nPrompt, x.prefillMs)), true),
-      row('decode tok/s (ours from JS, tokens as received)', A.map((x) => tps(gen - 1, x.jsDecodeMs)), B.map((x) => tps(gen - 1, x.decodeMs)), true),
+      row(
+        'prefill tok/s (native timers)',
+        A.map((x) => tps(nPrompt, x.prefillMs)),
+        B.map((x) => tps(nPrompt, x.prefillMs)),
+        true,
+      ),
+      row(
+        'decode tok/s (native timers)',
+        A.map((x) => tps(gen - 1, x.decodeMs)),
+        B.map((x) => tps(gen - 1, x.decodeMs)),
+        true,
+      ),
+      row(
+        'prefill tok/s (ours from JS, incl. tokenize + first token)',
+        A.map((x) => tps(nPrompt, x.jsPrefillMs)),
+        B.map((x) => tps(nPrompt, x.prefillMs)),
+        true,
+      ),
+      row(
+        'decode tok/s (ours from JS, tokens as received)',
+        A.map((x) => tps(gen - 1, x.jsDecodeMs)),
+        B.map((x) => tps(gen - 1, x.decodeMs)),
+        true,
+      ),
     ],
     eventLoop: { maxGapMs: maxGap, p99Ms: lag.percentile(99) / 1e6, maxMs: lag.max / 1e6 },
   };
@@ -165,13 +205,23 @@ if (values.json) {
 } else {
   const c = report.conditions;
   console.log(`@mm/backbone-gguf vs llama.cpp (${c.reps} interleaved reps after warm-up; medians)`);
-  console.log(`threads ${c.threads}, backend ${c.backend}, llama.cpp ${c.llamaCommit.slice(0, 8)}, CPU ${c.cpu} (${c.hardwareThreads} threads)`);
+  console.log(
+    `threads ${c.threads}, backend ${c.backend}, llama.cpp ${c.llamaCommit.slice(0, 8)}, CPU ${c.cpu} (${c.hardwareThreads} threads)`,
+  );
   for (const r of results) {
-    console.log(`\n${r.model}: ${r.path.split('/').pop()}, prompt ${r.promptTokens} tokens, ${r.generatedTokens} generated, same tokens as llama.cpp: ${r.sameTokens}`);
-    console.log(`${'metric'.padEnd(58)} ${'ours'.padStart(10)} ${'llama.cpp'.padStart(10)} ${'ratio'.padStart(7)}`);
+    console.log(
+      `\n${r.model}: ${r.path.split('/').pop()}, prompt ${r.promptTokens} tokens, ${r.generatedTokens} generated, same tokens as llama.cpp: ${r.sameTokens}`,
+    );
+    console.log(
+      `${'metric'.padEnd(58)} ${'ours'.padStart(10)} ${'llama.cpp'.padStart(10)} ${'ratio'.padStart(7)}`,
+    );
     for (const row of r.rows) {
-      console.log(`${row.metric.padEnd(58)} ${row.ours.median.toFixed(1).padStart(10)} ${row.reference.median.toFixed(1).padStart(10)} ${row.ratio.toFixed(3).padStart(7)}`);
+      console.log(
+        `${row.metric.padEnd(58)} ${row.ours.median.toFixed(1).padStart(10)} ${row.reference.median.toFixed(1).padStart(10)} ${row.ratio.toFixed(3).padStart(7)}`,
+      );
     }
-    console.log(`event-loop lag while generating: max gap ${r.eventLoop.maxGapMs.toFixed(2)} ms, p99 ${r.eventLoop.p99Ms.toFixed(2)} ms`);
+    console.log(
+      `event-loop lag while generating: max gap ${r.eventLoop.maxGapMs.toFixed(2)} ms, p99 ${r.eventLoop.p99Ms.toFixed(2)} ms`,
+    );
   }
 }

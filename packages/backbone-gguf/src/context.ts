@@ -363,7 +363,9 @@ export class Context {
       this.backbone.jsonSchemaToGrammar(JSON.parse(s)),
     );
     this.native; // use-after-dispose fails here, synchronously
-    return new Generation((g) => this.#generate(options, sampling, g));
+    const g = new Generation((gen) => this.#generate(options, sampling, gen));
+    g.watch(options.signal);
+    return g;
   }
 
   async #generate(
@@ -641,6 +643,20 @@ export class Generation implements AsyncIterable<GeneratedToken> {
     this.#wake?.();
   }
 
+  /** @internal once the signal aborts, queued tokens are no longer handed out. */
+  watch(signal: AbortSignal | undefined): void {
+    signal?.addEventListener(
+      'abort',
+      () => {
+        this.#aborted = true;
+        this.#wake?.();
+      },
+      { once: true },
+    );
+  }
+
+  #aborted = false;
+
   async *[Symbol.asyncIterator](): AsyncIterator<GeneratedToken> {
     if (this.#iterating)
       throw new MmInvalidArgumentError('generation', 'can be iterated only once');
@@ -648,6 +664,12 @@ export class Generation implements AsyncIterable<GeneratedToken> {
     let completed = false;
     try {
       for (;;) {
+        if (this.#aborted) {
+          // Stop at once; the rejection (signal.reason) comes once the native loop has stopped.
+          completed = true;
+          await this.result;
+          return;
+        }
         const next = this.#queue.shift();
         if (next) {
           yield next;

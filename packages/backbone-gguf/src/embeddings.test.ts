@@ -93,7 +93,12 @@ describe('pooled text embeddings', () => {
   it('mean-pools the last hidden states of a text: deterministic, per-text, model width', async () => {
     const path = (await testModels())[0]?.path as string;
     const backbone = await Backbone.load(path);
-    const ctx = await backbone.createContext({ contextSize: 64, threads: 2, embeddings: true, pooling: 'mean' });
+    const ctx = await backbone.createContext({
+      contextSize: 64,
+      threads: 2,
+      embeddings: true,
+      pooling: 'mean',
+    });
     try {
       const a = await ctx.embed('the red circle');
       const b = await ctx.embed('the red circle');
