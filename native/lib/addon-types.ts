@@ -152,7 +152,7 @@ export interface NativeContext {
   dispose(): void;
 }
 
-export interface NativeAddon {
+export interface NativeAddon extends NativeVisionAddon {
   systemInfo(): SystemInfo;
   probeModel(path: string, options?: { vocabOnly?: boolean }): NativeOperation<ModelInfo>;
   loadModel(
@@ -162,4 +162,140 @@ export interface NativeAddon {
   ): NativeOperation<NativeModel>;
   /** GBNF for a JSON schema (llama.cpp's converter). */
   jsonSchemaToGrammar(schemaJson: string): string;
+}
+
+// ---- vision: @mm/encoders, @mm/projectors ----------------------------------------------------
+
+/** Decoded 8-bit RGB, row-major, 3 bytes per pixel. */
+export interface NativeRgbImage {
+  width: number;
+  height: number;
+  data: Uint8Array;
+}
+
+export type NativeResizeAlgo = 'bilinear' | 'bicubic' | 'lanczos';
+export type NativePadStyle = 'none' | 'ceil' | 'nearest';
+
+/** libmtmd's preprocessing of one model: resize (+ pad) to a square, scale, normalise. */
+export interface NativePreprocessParams {
+  imageSize: number;
+  resize: NativeResizeAlgo;
+  pad: NativePadStyle;
+  padColor: [number, number, number];
+  mean: [number, number, number];
+  std: [number, number, number];
+}
+
+/** Facts of an mmproj's vision tower. */
+export interface NativeVisionFacts {
+  /** clip.projector_type as written in the file. */
+  projectorType: string;
+  imageSize: number;
+  patchSize: number;
+  gridSize: number;
+  nPatches: number;
+  nEmbdVision: number;
+  nHead: number;
+  nLayer: number;
+  /** Blocks the graph runs (libmtmd: block_count - 1 without clip.vision.feature_layer). */
+  nBlocksRun: number;
+  featureLayers: number[];
+  /** Width of the features handed to the projector. */
+  nEmbdFeatures: number;
+  hasClassEmbd: boolean;
+  ffnOp: 'gelu' | 'gelu_quick' | 'silu';
+  preprocess: NativePreprocessParams;
+}
+
+export interface NativeMmprojInfo extends NativeVisionFacts {
+  /** Projector family (a file saying `mlp` with mm.3.weight is `mlp_norm`). */
+  family: string;
+  encoderFamily: string;
+  /** The projection width: the text model's n_embd. */
+  nEmbdOut: number;
+  nTokensOut: number;
+}
+
+export interface NativeVisionEncoderInfo extends NativeVisionFacts {
+  family: string;
+  flashAttn: boolean;
+  backend: string;
+  nThreads: number;
+  /** Threads the graph runs on: nThreads, fewer for graphs too small to gain from them. */
+  graphThreads: number;
+  weightsBytes: number;
+}
+
+export interface NativeProjectorInfo extends NativeMmprojInfo {
+  nEmbdIn: number;
+  nTokensIn: number;
+  backend: string;
+  nThreads: number;
+  graphThreads: number;
+  weightsBytes: number;
+}
+
+/** A [nTokens, nEmbd] f32 matrix owned by native code (Features, Embeddings). */
+export interface NativeTensor {
+  readonly __brand: 'NativeTensor';
+  info(): { nTokens: number; nEmbd: number };
+  /** A copy, row-major. */
+  toFloat32Array(): Float32Array;
+  /** A second call throws MM_DISPOSED. */
+  dispose(): void;
+}
+
+export interface NativeVisionEncoder {
+  info(): NativeVisionEncoderInfo;
+  preprocess(rgb: Uint8Array, width: number, height: number): NativeOperation<Float32Array>;
+  encode(
+    rgb: Uint8Array,
+    width: number,
+    height: number,
+  ): NativeOperation<{ features: NativeTensor; preprocessMs: number; encodeMs: number }>;
+  encodePixels(
+    pixels: Float32Array,
+  ): NativeOperation<{ features: NativeTensor; preprocessMs: number; encodeMs: number }>;
+  dispose(): void;
+}
+
+export interface NativeProjector {
+  info(): NativeProjectorInfo;
+  project(features: NativeTensor): NativeOperation<{ embeddings: NativeTensor; projectMs: number }>;
+  dispose(): void;
+}
+
+export interface NativeVisionAddon {
+  decodeImage(bytes: Uint8Array, maxPixels: number): NativeOperation<NativeRgbImage>;
+  /** Format and size from the header only (synchronous). */
+  probeImage(bytes: Uint8Array): { width: number; height: number; format: string };
+  resizeImage(
+    rgb: Uint8Array,
+    width: number,
+    height: number,
+    targetWidth: number,
+    targetHeight: number,
+    options: {
+      resize?: NativeResizeAlgo;
+      pad?: NativePadStyle;
+      padColor?: [number, number, number];
+    },
+  ): NativeOperation<NativeRgbImage>;
+  preprocessImage(
+    rgb: Uint8Array,
+    width: number,
+    height: number,
+    params: NativePreprocessParams,
+  ): NativeOperation<Float32Array>;
+  loadVisionEncoder(
+    path: string,
+    options: { threads?: number; gpu?: boolean; flashAttn?: 'auto' | 'on' | 'off' },
+  ): NativeOperation<NativeVisionEncoder>;
+  loadProjector(
+    path: string,
+    options: { threads?: number; gpu?: boolean },
+  ): NativeOperation<NativeProjector>;
+  /** Validates an mmproj's header (keys, tensor shapes and types) without reading weights. */
+  inspectMmproj(path: string): NativeOperation<NativeMmprojInfo>;
+  tensorFromFloat32(data: Float32Array, nTokens: number, nEmbd: number): NativeTensor;
 }

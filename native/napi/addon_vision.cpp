@@ -23,7 +23,7 @@ struct vision_ctors {
     Napi::FunctionReference tensor;
 };
 
-std::mutex                                  g_ctors_mu;
+std::mutex                                   g_ctors_mu;
 std::unordered_map<napi_env, vision_ctors *> g_ctors;
 
 vision_ctors & vctors(Napi::Env env) {
@@ -61,10 +61,11 @@ int32_t require_int(const Napi::CallbackInfo & info, size_t i, const char * name
         throw_error(info.Env(), error_code::invalid_argument, std::string(name) + " must be a number");
     }
     double v = info[i].As<Napi::Number>().DoubleValue();
-    if (!(v >= static_cast<double>(lo) && v <= static_cast<double>(hi)) || v != static_cast<double>(static_cast<int64_t>(v))) {
-        throw_error(info.Env(), error_code::invalid_argument,
-                    std::string(name) + " must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) +
-                        "]");
+    if (!(v >= static_cast<double>(lo) && v <= static_cast<double>(hi)) ||
+        v != static_cast<double>(static_cast<int64_t>(v))) {
+        throw_error(
+            info.Env(), error_code::invalid_argument,
+            std::string(name) + " must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
     }
     return static_cast<int32_t>(v);
 }
@@ -211,16 +212,15 @@ Napi::Object preprocess_params_object(Napi::Env env, const preprocess_params & p
 preprocess_params preprocess_params_arg(Napi::Env env, const Napi::Object & o) {
     preprocess_params p;
     Napi::Value       size = o.Get("imageSize");
-    if (!size.IsNumber() || size.As<Napi::Number>().DoubleValue() < 1 ||
-        size.As<Napi::Number>().DoubleValue() > 8192) {
+    if (!size.IsNumber() || size.As<Napi::Number>().DoubleValue() < 1 || size.As<Napi::Number>().DoubleValue() > 8192) {
         throw_error(env, error_code::invalid_argument, "imageSize must be a number in [1, 8192]");
     }
     p.image_size = size.As<Napi::Number>().Int32Value();
     p.algo       = algo_arg(env, o);
     p.pad        = pad_arg(env, o);
-    p.pad_color  = numbers_arg<uint8_t, 3>(env, o, "padColor", { 0, 0, 0 });
-    p.mean       = numbers_arg<float, 3>(env, o, "mean", { 0, 0, 0 });
-    p.std        = numbers_arg<float, 3>(env, o, "std", { 1, 1, 1 });
+    p.pad_color  = numbers_arg<uint8_t, 3>(env, o, "padColor", {0, 0, 0});
+    p.mean       = numbers_arg<float, 3>(env, o, "mean", {0, 0, 0});
+    p.std        = numbers_arg<float, 3>(env, o, "std", {1, 1, 1});
     return p;
 }
 
@@ -262,9 +262,7 @@ void set_vision_facts(Napi::Env env, Napi::Object & o, const vision_hparams & hp
 class decode_image_worker : public promise_worker {
   public:
     decode_image_worker(Napi::Env env, std::vector<uint8_t> bytes, uint64_t max_pixels) :
-        promise_worker(env),
-        bytes_(std::move(bytes)),
-        max_pixels_(max_pixels) {}
+        promise_worker(env), bytes_(std::move(bytes)), max_pixels_(max_pixels) {}
 
   protected:
     void run() override {
@@ -285,13 +283,7 @@ class resize_image_worker : public promise_worker {
   public:
     resize_image_worker(Napi::Env env, rgb_image img, int32_t w, int32_t h, resize_algo a, pad_style p,
                         std::array<uint8_t, 3> color) :
-        promise_worker(env),
-        img_(std::move(img)),
-        w_(w),
-        h_(h),
-        algo_(a),
-        pad_(p),
-        color_(color) {}
+        promise_worker(env), img_(std::move(img)), w_(w), h_(h), algo_(a), pad_(p), color_(color) {}
 
   protected:
     void        run() override { img_ = resize_image(img_, w_, h_, algo_, pad_, color_); }
@@ -308,9 +300,7 @@ class resize_image_worker : public promise_worker {
 class preprocess_worker : public promise_worker {
   public:
     preprocess_worker(Napi::Env env, rgb_image img, preprocess_params p) :
-        promise_worker(env),
-        img_(std::move(img)),
-        params_(p) {}
+        promise_worker(env), img_(std::move(img)), params_(p) {}
 
   protected:
     void        run() override { out_ = preprocess_image(img_, params_); }
@@ -325,9 +315,7 @@ class preprocess_worker : public promise_worker {
 class load_encoder_worker : public promise_worker {
   public:
     load_encoder_worker(Napi::Env env, std::string path, vision_encoder_params p) :
-        promise_worker(env),
-        path_(std::move(path)),
-        params_(p) {}
+        promise_worker(env), path_(std::move(path)), params_(p) {}
 
   protected:
     void run() override {
@@ -346,9 +334,7 @@ class load_encoder_worker : public promise_worker {
 class load_projector_worker : public promise_worker {
   public:
     load_projector_worker(Napi::Env env, std::string path, projector_params p) :
-        promise_worker(env),
-        path_(std::move(path)),
-        params_(p) {}
+        promise_worker(env), path_(std::move(path)), params_(p) {}
 
   protected:
     void run() override {
@@ -391,14 +377,9 @@ class inspect_mmproj_worker : public promise_worker {
 class encode_worker : public promise_worker {
   public:
     encode_worker(Napi::Env env, std::shared_ptr<vision_encoder> e, rgb_image img) :
-        promise_worker(env),
-        encoder_(std::move(e)),
-        img_(std::move(img)) {}
+        promise_worker(env), encoder_(std::move(e)), img_(std::move(img)) {}
     encode_worker(Napi::Env env, std::shared_ptr<vision_encoder> e, std::vector<float> pixels) :
-        promise_worker(env),
-        encoder_(std::move(e)),
-        pixels_(std::move(pixels)),
-        from_pixels_(true) {}
+        promise_worker(env), encoder_(std::move(e)), pixels_(std::move(pixels)), from_pixels_(true) {}
 
   protected:
     void run() override {
@@ -444,9 +425,7 @@ class encode_worker : public promise_worker {
 class encoder_preprocess_worker : public promise_worker {
   public:
     encoder_preprocess_worker(Napi::Env env, std::shared_ptr<vision_encoder> e, rgb_image img) :
-        promise_worker(env),
-        encoder_(std::move(e)),
-        img_(std::move(img)) {}
+        promise_worker(env), encoder_(std::move(e)), img_(std::move(img)) {}
 
   protected:
     void run() override {
@@ -465,9 +444,7 @@ class encoder_preprocess_worker : public promise_worker {
 class project_worker : public promise_worker {
   public:
     project_worker(Napi::Env env, std::shared_ptr<projector> p, std::shared_ptr<const token_matrix> f) :
-        promise_worker(env),
-        projector_(std::move(p)),
-        features_(std::move(f)) {}
+        promise_worker(env), projector_(std::move(p)), features_(std::move(f)) {}
 
   protected:
     void run() override {
@@ -541,9 +518,9 @@ Napi::Value resize_image_js(const Napi::CallbackInfo & info) {
     int32_t      tw  = require_int(info, 3, "targetWidth", 1, 8192);
     int32_t      th  = require_int(info, 4, "targetHeight", 1, 8192);
     Napi::Object o   = object_arg(info, 5);
-    return promise_worker::start(env, new resize_image_worker(env, std::move(img), tw, th, algo_arg(env, o),
-                                                              pad_arg(env, o),
-                                                              numbers_arg<uint8_t, 3>(env, o, "padColor", { 0, 0, 0 })));
+    return promise_worker::start(env,
+                                 new resize_image_worker(env, std::move(img), tw, th, algo_arg(env, o), pad_arg(env, o),
+                                                         numbers_arg<uint8_t, 3>(env, o, "padColor", {0, 0, 0})));
 }
 
 // preprocessImage(rgb, width, height, params) -> op<Float32Array> ([3][size][size])
@@ -611,9 +588,9 @@ Napi::Value tensor_from_float32_js(const Napi::CallbackInfo & info) {
     int32_t n_tokens = require_int(info, 1, "nTokens", 1, 1 << 24);
     int32_t n_embd   = require_int(info, 2, "nEmbd", 1, 1 << 20);
     if (a.ElementLength() != static_cast<size_t>(n_tokens) * static_cast<size_t>(n_embd)) {
-        throw_error(env, error_code::invalid_argument, "data has " + std::to_string(a.ElementLength()) +
-                                                           " values, nTokens * nEmbd = " +
-                                                           std::to_string(static_cast<int64_t>(n_tokens) * n_embd));
+        throw_error(env, error_code::invalid_argument,
+                    "data has " + std::to_string(a.ElementLength()) +
+                        " values, nTokens * nEmbd = " + std::to_string(static_cast<int64_t>(n_tokens) * n_embd));
     }
     auto m      = std::make_shared<token_matrix>();
     m->n_tokens = n_tokens;
@@ -627,13 +604,13 @@ Napi::Value tensor_from_float32_js(const Napi::CallbackInfo & info) {
 // ---- AddonVisionEncoder ------------------------------------------------------------------
 
 Napi::Function AddonVisionEncoder::define(Napi::Env env) {
-    Napi::Function f      = DefineClass(env, "AddonVisionEncoder",
-                                        {
-                                       InstanceMethod("info", &AddonVisionEncoder::info),
-                                       InstanceMethod("preprocess", &AddonVisionEncoder::preprocess),
-                                       InstanceMethod("encode", &AddonVisionEncoder::encode),
-                                       InstanceMethod("encodePixels", &AddonVisionEncoder::encode_pixels),
-                                       InstanceMethod("dispose", &AddonVisionEncoder::dispose),
+    Napi::Function f    = DefineClass(env, "AddonVisionEncoder",
+                                      {
+                                          InstanceMethod("info", &AddonVisionEncoder::info),
+                                          InstanceMethod("preprocess", &AddonVisionEncoder::preprocess),
+                                          InstanceMethod("encode", &AddonVisionEncoder::encode),
+                                          InstanceMethod("encodePixels", &AddonVisionEncoder::encode_pixels),
+                                          InstanceMethod("dispose", &AddonVisionEncoder::dispose),
                                    });
     vctors(env).encoder = Napi::Persistent(f);
     return f;
@@ -645,8 +622,7 @@ Napi::Object AddonVisionEncoder::wrap(Napi::Env env, std::shared_ptr<vision_enco
     return obj;
 }
 
-AddonVisionEncoder::AddonVisionEncoder(const Napi::CallbackInfo & info) :
-    Napi::ObjectWrap<AddonVisionEncoder>(info) {}
+AddonVisionEncoder::AddonVisionEncoder(const Napi::CallbackInfo & info) : Napi::ObjectWrap<AddonVisionEncoder>(info) {}
 
 std::shared_ptr<vision_encoder> AddonVisionEncoder::get(Napi::Env env) const {
     if (!encoder_) {
@@ -664,6 +640,7 @@ Napi::Value AddonVisionEncoder::info(const Napi::CallbackInfo & info) {
     o.Set("flashAttn", e->flash_attn());
     o.Set("backend", e->backend_name());
     o.Set("nThreads", e->n_threads());
+    o.Set("graphThreads", e->graph_threads());
     o.Set("weightsBytes", Napi::Number::New(env, static_cast<double>(e->weights_bytes())));
     return o;
 }
@@ -690,8 +667,8 @@ Napi::Value AddonVisionEncoder::encode_pixels(const Napi::CallbackInfo & info) {
         info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
         throw_error(env, error_code::invalid_argument, "pixels must be a Float32Array");
     }
-    auto               a    = info[0].As<Napi::Float32Array>();
-    const size_t       want = static_cast<size_t>(e->hparams().image_size) * e->hparams().image_size * 3;
+    auto         a    = info[0].As<Napi::Float32Array>();
+    const size_t want = static_cast<size_t>(e->hparams().image_size) * e->hparams().image_size * 3;
     if (a.ElementLength() != want) {
         throw_error(env, error_code::invalid_argument,
                     "pixels must hold 3 x " + std::to_string(e->hparams().image_size) + " x " +
@@ -710,11 +687,11 @@ Napi::Value AddonVisionEncoder::dispose(const Napi::CallbackInfo & info) {
 // ---- AddonProjector ----------------------------------------------------------------------
 
 Napi::Function AddonProjector::define(Napi::Env env) {
-    Napi::Function f        = DefineClass(env, "AddonProjector",
-                                          {
-                                       InstanceMethod("info", &AddonProjector::info),
-                                       InstanceMethod("project", &AddonProjector::project),
-                                       InstanceMethod("dispose", &AddonProjector::dispose),
+    Napi::Function f      = DefineClass(env, "AddonProjector",
+                                        {
+                                            InstanceMethod("info", &AddonProjector::info),
+                                            InstanceMethod("project", &AddonProjector::project),
+                                            InstanceMethod("dispose", &AddonProjector::dispose),
                                    });
     vctors(env).projector = Napi::Persistent(f);
     return f;
@@ -747,6 +724,8 @@ Napi::Value AddonProjector::info(const Napi::CallbackInfo & info) {
     o.Set("nEmbdOut", p->n_embd_out());
     o.Set("nTokensOut", p->n_tokens_out());
     o.Set("backend", p->backend_name());
+    o.Set("nThreads", p->n_threads());
+    o.Set("graphThreads", p->graph_threads());
     o.Set("weightsBytes", Napi::Number::New(env, static_cast<double>(p->weights_bytes())));
     return o;
 }
@@ -771,11 +750,11 @@ Napi::Value AddonProjector::dispose(const Napi::CallbackInfo & info) {
 // ---- AddonTensor -------------------------------------------------------------------------
 
 Napi::Function AddonTensor::define(Napi::Env env) {
-    Napi::Function f     = DefineClass(env, "AddonTensor",
-                                       {
-                                       InstanceMethod("info", &AddonTensor::info),
-                                       InstanceMethod("toFloat32Array", &AddonTensor::to_float32_array),
-                                       InstanceMethod("dispose", &AddonTensor::dispose),
+    Napi::Function f   = DefineClass(env, "AddonTensor",
+                                     {
+                                         InstanceMethod("info", &AddonTensor::info),
+                                         InstanceMethod("toFloat32Array", &AddonTensor::to_float32_array),
+                                         InstanceMethod("dispose", &AddonTensor::dispose),
                                    });
     vctors(env).tensor = Napi::Persistent(f);
     return f;

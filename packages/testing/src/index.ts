@@ -1,3 +1,4 @@
+export { BENCH_LLAMA_1B, benchDir, benchLlama } from './bench-models.js';
 export {
   FIXTURE_GENERATOR_VERSION,
   fixturePath,
@@ -5,6 +6,49 @@ export {
   tinyLlamaFixture,
   tinyLlamaFixtureName,
 } from './fixtures.js';
+export {
+  encodeBmp,
+  encodeGif,
+  encodeJpeg,
+  encodePng,
+  type JpegOptions,
+  mutateImageBytes,
+  type RgbImage,
+  syntheticImage,
+} from './images.js';
+export {
+  benchMmproj,
+  MMPROJ_FAMILIES,
+  type MmprojFamily,
+  REALISTIC_CLIP_L14_336,
+  type ResolvedTinyMmprojOptions,
+  resolveTinyMmprojOptions,
+  type TinyMmprojOptions,
+  type TinyMmprojPair,
+  tinyMmprojBuffer,
+  tinyMmprojFixture,
+  tinyMmprojFixtureName,
+  tinyMmprojPair,
+  tinyMmprojSpec,
+  visionOutput,
+  writeTinyMmproj,
+} from './mmproj.js';
+export {
+  compareVectors,
+  MtmdOracleError,
+  type MtmdOracleOptions,
+  type MtmdOracleResult,
+  mtmdOracleBinary,
+  runMtmdOracle,
+} from './mtmd-oracle.js';
+export {
+  type MtmdCliOptions,
+  mtmdCli,
+  oracleDir,
+  oracleTool,
+  type RefGenerateResult,
+  refGenerate,
+} from './oracle.js';
 export {
   repoRoot,
   sharedDir,
@@ -15,6 +59,7 @@ export {
 export { Prng } from './prng.js';
 export {
   CHATML_TEMPLATE,
+  llamaSpec,
   type ResolvedTinyLlamaOptions,
   resolveTinyLlamaOptions,
   TINY_LLAMA_SPECIAL_IDS,
@@ -24,6 +69,6 @@ export {
   tinyLlamaBuffer,
   tinyLlamaSpec,
   tinyLlamaVocab,
+  type WeightSource,
   writeTinyLlama,
 } from './tiny-llama.js';
-export { oracleDir, oracleTool, type RefGenerateResult, refGenerate } from './oracle.js';

@@ -1,0 +1,83 @@
+// Every GGUF key and tensor name of an mmproj that mm reads, spelled exactly as llama.cpp's
+// tools/mtmd/clip-impl.h spells them (pinned 80fb11ac). Encoders and projectors both use this
+// header; no other file writes a key or tensor name as a literal.
+#pragma once
+
+#include <cstdio>
+#include <string>
+
+namespace mm::clip {
+
+// ---- keys --------------------------------------------------------------------------------
+inline constexpr const char * k_architecture     = "general.architecture";
+inline constexpr const char * k_name             = "general.name";
+inline constexpr const char * k_projector_type   = "clip.projector_type";
+inline constexpr const char * k_vision_proj_type = "clip.vision.projector_type";
+inline constexpr const char * k_has_vision       = "clip.has_vision_encoder";
+inline constexpr const char * k_has_audio        = "clip.has_audio_encoder";
+inline constexpr const char * k_use_gelu         = "clip.use_gelu";
+inline constexpr const char * k_use_silu         = "clip.use_silu";
+
+inline constexpr const char * k_n_embd         = "clip.vision.embedding_length";
+inline constexpr const char * k_n_ff           = "clip.vision.feed_forward_length";
+inline constexpr const char * k_n_block        = "clip.vision.block_count";
+inline constexpr const char * k_proj_dim       = "clip.vision.projection_dim";
+inline constexpr const char * k_n_head         = "clip.vision.attention.head_count";
+inline constexpr const char * k_n_head_kv      = "clip.vision.attention.head_count_kv";
+inline constexpr const char * k_n_embd_head    = "clip.vision.attention.head_dim";
+inline constexpr const char * k_layer_norm_eps = "clip.vision.attention.layer_norm_epsilon";
+inline constexpr const char * k_feature_layer  = "clip.vision.feature_layer";
+inline constexpr const char * k_image_size     = "clip.vision.image_size";
+inline constexpr const char * k_patch_size     = "clip.vision.patch_size";
+inline constexpr const char * k_image_mean     = "clip.vision.image_mean";
+inline constexpr const char * k_image_std      = "clip.vision.image_std";
+inline constexpr const char * k_grid_pinpoints = "clip.vision.image_grid_pinpoints";
+
+// ---- vision tower tensors (prefix "v") ---------------------------------------------------
+inline constexpr const char * t_class_embd = "v.class_embd";
+inline constexpr const char * t_patch_embd = "v.patch_embd.weight";
+inline constexpr const char * t_patch_bias = "v.patch_embd.bias";
+inline constexpr const char * t_pos_embd   = "v.position_embd.weight";
+inline constexpr const char * t_pre_ln_w   = "v.pre_ln.weight";
+inline constexpr const char * t_pre_ln_b   = "v.pre_ln.bias";
+inline constexpr const char * t_post_ln_w  = "v.post_ln.weight";
+inline constexpr const char * t_post_ln_b  = "v.post_ln.bias";
+
+// "v.blk.%d.<part>.<suffix>": parts attn_q, attn_k, attn_v, attn_out, ln1, ln2, ffn_up, ffn_gate,
+// ffn_down; suffix "weight" or "bias".
+inline std::string blk(int il, const char * part, const char * suffix) {
+    char buf[96];
+    std::snprintf(buf, sizeof(buf), "v.blk.%d.%s.%s", il, part, suffix);
+    return buf;
+}
+
+// ---- projector tensors (prefix "mm") -----------------------------------------------------
+// LLaVA mlp / mlp_norm: "mm.%d.%s" (TN_LLAVA_PROJ)
+inline std::string llava_proj(int i, const char * suffix) {
+    char buf[64];
+    std::snprintf(buf, sizeof(buf), "mm.%d.%s", i, suffix);
+    return buf;
+}
+
+// MobileVLM ldp / ldpv2 MLP: "mm.model.mlp.%d.%s" (TN_MVLM_PROJ_MLP)
+inline std::string mvlm_mlp(int i, const char * suffix) {
+    char buf[64];
+    std::snprintf(buf, sizeof(buf), "mm.model.mlp.%d.%s", i, suffix);
+    return buf;
+}
+
+// MobileVLM ldp blocks: "mm.model.mb_block.%d.block.%d.%s" (TN_MVLM_PROJ_BLOCK)
+inline std::string mvlm_block(int b, int part, const char * suffix) {
+    char buf[80];
+    std::snprintf(buf, sizeof(buf), "mm.model.mb_block.%d.block.%d.%s", b, part, suffix);
+    return buf;
+}
+
+// MobileVLM V2 positional encoding generator: "mm.model.peg.%d.%s" (TN_MVLM_PROJ_PEG)
+inline std::string mvlm_peg(int i, const char * suffix) {
+    char buf[64];
+    std::snprintf(buf, sizeof(buf), "mm.model.peg.%d.%s", i, suffix);
+    return buf;
+}
+
+}  // namespace mm::clip

@@ -1,0 +1,74 @@
+#include "encoders/registry.h"
+
+#include "common/error.h"
+#include "encoders/clip_names.h"
+#include "encoders/gguf_file.h"
+
+namespace mm {
+
+extern const encoder_family clip_family;
+
+namespace {
+
+// Every encoder family, in the order they are tried. A new family adds one line here and one file
+// under families/.
+const encoder_family * const k_families[] = {
+    &clip_family,
+};
+
+}  // namespace
+
+std::string read_projector_type(const gguf_file & f) {
+    std::string arch;
+    if (!f.find_string(clip::k_architecture, arch) || arch != "clip") {
+        fail(error_code::model_load,
+             "'" + f.path() + "' is not an mmproj (general.architecture is '" + arch + "', expected 'clip')");
+    }
+    std::string type;
+    f.find_string(clip::k_projector_type, type);
+    if (type.empty()) {
+        f.find_string(clip::k_vision_proj_type, type);
+    }
+    if (type.empty()) {
+        f.invalid("clip.projector_type is missing");
+    }
+    return type;
+}
+
+std::string supported_vision_projector_types() {
+    std::string out;
+    for (const encoder_family * fam : k_families) {
+        for (const char * t : fam->projector_types) {
+            out += (out.empty() ? "" : ", ") + std::string(t);
+        }
+    }
+    return out;
+}
+
+const encoder_family & find_encoder_family(const gguf_file & f) {
+    const std::string type       = read_projector_type(f);
+    bool              has_vision = false;
+    f.find_bool(clip::k_has_vision, has_vision);
+    if (!has_vision) {
+        fail(error_code::modality_unsupported,
+             "'" + f.path() + "' has no vision encoder (clip.has_vision_encoder is not true)");
+    }
+    for (const encoder_family * fam : k_families) {
+        for (const char * t : fam->projector_types) {
+            if (type == t) {
+                return *fam;
+            }
+        }
+    }
+    fail(error_code::unsupported_family, "'" + f.path() + "': projector type '" + type +
+                                             "' is not supported; supported: " + supported_vision_projector_types());
+}
+
+vision_hparams read_vision_hparams(const gguf_file & f) {
+    const encoder_family & fam = find_encoder_family(f);
+    vision_hparams         hp  = fam.load_hparams(f);
+    hp.projector_type          = read_projector_type(f);
+    return hp;
+}
+
+}  // namespace mm

@@ -1,0 +1,243 @@
+#include "encoders/runtime.h"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+
+#include "common/error.h"
+#include "common/system_info.h"
+#include "encoders/gguf_file.h"
+#include "ggml-alloc.h"
+#include "ggml-cpu.h"
+
+namespace mm {
+
+runtime::runtime(const runtime_params & params) {
+    ensure_backend_initialised();
+    n_threads_ = std::max(1, params.n_threads);
+    cpu_       = ggml_backend_init_by_type(GGML_BACKEND_DEVICE_TYPE_CPU, nullptr);
+    if (cpu_ == nullptr) {
+        fail(error_code::internal, "failed to initialise the ggml CPU backend");
+    }
+    ggml_backend_cpu_set_n_threads(cpu_, n_threads_);
+    if (params.use_gpu) {
+        gpu_ = ggml_backend_init_by_type(GGML_BACKEND_DEVICE_TYPE_GPU, nullptr);
+        if (gpu_ == nullptr) {
+            gpu_ = ggml_backend_init_by_type(GGML_BACKEND_DEVICE_TYPE_IGPU, nullptr);
+        }
+    }
+    std::vector<ggml_backend_t>             backends;
+    std::vector<ggml_backend_buffer_type_t> bufts;
+    if (gpu_ != nullptr) {
+        backends.push_back(gpu_);
+        bufts.push_back(ggml_backend_get_default_buffer_type(gpu_));
+    }
+    backends.push_back(cpu_);
+    bufts.push_back(ggml_backend_get_default_buffer_type(cpu_));
+    sched_ = ggml_backend_sched_new(backends.data(), bufts.data(), static_cast<int>(backends.size()), 8192,
+                                    /*parallel =*/false, /*op_offload =*/true);
+    if (sched_ == nullptr) {
+        if (gpu_ != nullptr) {
+            ggml_backend_free(gpu_);
+        }
+        ggml_backend_free(cpu_);
+        fail(error_code::internal, "failed to create the ggml backend scheduler");
+    }
+}
+
+runtime::~runtime() {
+    if (sched_ != nullptr) {
+        ggml_backend_sched_free(sched_);
+    }
+    if (gpu_ != nullptr) {
+        ggml_backend_free(gpu_);
+    }
+    if (cpu_ != nullptr) {
+        ggml_backend_free(cpu_);
+    }
+}
+
+ggml_backend_buffer_type_t runtime::weights_buffer_type() const {
+    return ggml_backend_get_default_buffer_type(main_backend());
+}
+
+std::string runtime::backend_name() const {
+    return ggml_backend_name(main_backend());
+}
+
+bool runtime::supports_flash_attn(ggml_cgraph * gf) const {
+    for (int i = 0; i < ggml_graph_n_nodes(gf); ++i) {
+        ggml_tensor * node = ggml_graph_node(gf, i);
+        if (node->op == GGML_OP_FLASH_ATTN_EXT && !ggml_backend_supports_op(main_backend(), node)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+double graph_flops(ggml_cgraph * gf) {
+    double flops = 0;
+    for (int i = 0; i < ggml_graph_n_nodes(gf); ++i) {
+        const ggml_tensor * t = ggml_graph_node(gf, i);
+        if (t->op == GGML_OP_MUL_MAT) {
+            flops += 2.0 * static_cast<double>(t->src[0]->ne[0]) * static_cast<double>(ggml_nelements(t));
+        } else if (t->op == GGML_OP_FLASH_ATTN_EXT) {
+            // q [d, n_q, heads], k [d, n_kv, heads]: QK^T and PV
+            flops += 4.0 * static_cast<double>(ggml_nelements(t->src[0])) * static_cast<double>(t->src[1]->ne[1]);
+        }
+    }
+    return flops;
+}
+
+// Each extra CPU thread costs a wake-up and a barrier per node; below ~4 MFLOP of matrix work per
+// thread it slows small graphs down (most visibly on busy machines) without changing any result:
+// ggml computes each output element on one thread, so the values do not depend on the count.
+constexpr double k_flops_per_thread = 4e6;
+
+void runtime::allocate(ggml_cgraph * gf) {
+    const double wanted = std::ceil(graph_flops(gf) / k_flops_per_thread);
+    graph_threads_      = static_cast<int>(std::max(1.0, std::min<double>(n_threads_, wanted)));
+    ggml_backend_cpu_set_n_threads(cpu_, graph_threads_);
+    ggml_backend_sched_reset(sched_);
+    if (!ggml_backend_sched_reserve(sched_, gf)) {
+        fail(error_code::out_of_memory, "failed to reserve compute buffers for the graph");
+    }
+    if (!ggml_backend_sched_alloc_graph(sched_, gf)) {
+        fail(error_code::out_of_memory, "failed to allocate the graph");
+    }
+}
+
+namespace {
+
+bool abort_requested(void * data) {
+    return static_cast<const std::atomic<bool> *>(data)->load(std::memory_order_relaxed);
+}
+
+}  // namespace
+
+void runtime::compute(ggml_cgraph * gf, const std::atomic<bool> * cancel) {
+    if (cancel != nullptr && cancel->load()) {
+        fail(error_code::aborted, "aborted");
+    }
+    ggml_backend_cpu_set_abort_callback(cpu_, cancel != nullptr ? abort_requested : nullptr,
+                                        const_cast<std::atomic<bool> *>(cancel));
+    ggml_status status = ggml_backend_sched_graph_compute(sched_, gf);
+    ggml_backend_cpu_set_abort_callback(cpu_, nullptr, nullptr);
+    if (status == GGML_STATUS_ABORTED || (cancel != nullptr && cancel->load())) {
+        fail(error_code::aborted, "aborted");
+    }
+    if (status != GGML_STATUS_SUCCESS) {
+        fail(error_code::internal, "ggml graph compute failed with status " + std::to_string(status));
+    }
+}
+
+graph_holder::graph_holder(size_t max_nodes) {
+    meta_.resize(max_nodes * ggml_tensor_overhead() + ggml_graph_overhead_custom(max_nodes, false));
+    ggml_init_params params{meta_.size(), meta_.data(), /*no_alloc =*/true};
+    ctx_ = ggml_init(params);
+    if (ctx_ == nullptr) {
+        fail(error_code::out_of_memory, "failed to create a ggml graph context");
+    }
+    gf_ = ggml_new_graph_custom(ctx_, max_nodes, false);
+}
+
+graph_holder::~graph_holder() {
+    if (ctx_ != nullptr) {
+        ggml_free(ctx_);
+    }
+}
+
+weight_set::weight_set(const gguf_file & f, const std::vector<std::string> & names, ggml_backend_buffer_type_t buft,
+                       const std::atomic<bool> * cancel) {
+    ggml_init_params params{(names.size() + 1) * ggml_tensor_overhead(), nullptr, /*no_alloc =*/true};
+    ctx_ = ggml_init(params);
+    if (ctx_ == nullptr) {
+        fail(error_code::out_of_memory, "failed to create a ggml context for the weights");
+    }
+    for (const auto & name : names) {
+        const ggml_tensor * meta = f.tensor(name);
+        if (meta == nullptr || by_name_.count(name) != 0) {
+            continue;
+        }
+        ggml_tensor * t = ggml_dup_tensor(ctx_, meta);
+        ggml_set_name(t, name.c_str());
+        by_name_[name] = t;
+    }
+    if (by_name_.empty()) {
+        return;
+    }
+    buf_ = ggml_backend_alloc_ctx_tensors_from_buft(ctx_, buft);
+    if (buf_ == nullptr) {
+        ggml_free(ctx_);
+        ctx_ = nullptr;
+        fail(error_code::out_of_memory, "failed to allocate the weights buffer");
+    }
+    ggml_backend_buffer_set_usage(buf_, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+
+    auto cleanup = [this]() {
+        ggml_backend_buffer_free(buf_);
+        buf_ = nullptr;
+        ggml_free(ctx_);
+        ctx_ = nullptr;
+    };
+    std::ifstream in(f.path(), std::ios::binary);
+    if (!in.good()) {
+        cleanup();
+        fail(error_code::io, "cannot open '" + f.path() + "' to read the weights");
+    }
+    const bool           host = ggml_backend_buft_is_host(buft);
+    std::vector<uint8_t> staging;
+    for (const auto & name : names) {
+        auto it = by_name_.find(name);
+        if (it == by_name_.end()) {
+            continue;
+        }
+        if (cancel != nullptr && cancel->load()) {
+            cleanup();
+            fail(error_code::aborted, "aborted");
+        }
+        ggml_tensor * t     = it->second;
+        const size_t  nbyte = ggml_nbytes(t);
+        in.seekg(static_cast<std::streamoff>(f.tensor_file_offset(name)), std::ios::beg);
+        char * dst = nullptr;
+        if (host) {
+            dst = static_cast<char *>(t->data);
+        } else {
+            staging.resize(nbyte);
+            dst = reinterpret_cast<char *>(staging.data());
+        }
+        in.read(dst, static_cast<std::streamsize>(nbyte));
+        if (!in.good() || static_cast<size_t>(in.gcount()) != nbyte) {
+            cleanup();
+            fail(error_code::io, "'" + f.path() + "': failed to read tensor '" + name + "'");
+        }
+        if (!host) {
+            ggml_backend_tensor_set(t, staging.data(), 0, nbyte);
+        }
+        bytes_ += nbyte;
+    }
+}
+
+weight_set::~weight_set() {
+    if (buf_ != nullptr) {
+        ggml_backend_buffer_free(buf_);
+    }
+    if (ctx_ != nullptr) {
+        ggml_free(ctx_);
+    }
+}
+
+ggml_tensor * weight_set::find(const std::string & name) const {
+    auto it = by_name_.find(name);
+    return it == by_name_.end() ? nullptr : it->second;
+}
+
+ggml_tensor * weight_set::get(const std::string & name) const {
+    ggml_tensor * t = find(name);
+    if (t == nullptr) {
+        fail(error_code::internal, "weight '" + name + "' was not loaded");
+    }
+    return t;
+}
+
+}  // namespace mm

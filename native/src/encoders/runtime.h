@@ -1,0 +1,98 @@
+// Where encoder and projector graphs run: a ggml backend scheduler over an optional GPU backend
+// plus the CPU backend (the same arrangement libmtmd's clip_ctx uses), weights loaded from a GGUF
+// file into a backend buffer, and graphs that are built and allocated once and then recomputed.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "ggml-backend.h"
+#include "ggml.h"
+
+namespace mm {
+
+class gguf_file;
+
+struct runtime_params {
+    int  n_threads = 4;
+    bool use_gpu   = true;  // use the first GPU device when the build has one
+};
+
+class runtime {
+  public:
+    explicit runtime(const runtime_params & params);
+    ~runtime();
+    runtime(const runtime &)             = delete;
+    runtime & operator=(const runtime &) = delete;
+
+    ggml_backend_t             main_backend() const { return gpu_ != nullptr ? gpu_ : cpu_; }
+    ggml_backend_buffer_type_t weights_buffer_type() const;
+    std::string                backend_name() const;
+    int                        n_threads() const { return n_threads_; }
+    // Threads the allocated graph runs on: n_threads, fewer for graphs too small to gain from them.
+    int graph_threads() const { return graph_threads_; }
+
+    // True when the main backend runs every FLASH_ATTN_EXT node of the graph (CPU always does).
+    bool supports_flash_attn(ggml_cgraph * gf) const;
+    // Reserves and allocates a graph's compute buffers (a runtime serves one graph). The graph can
+    // then be computed many times.
+    void allocate(ggml_cgraph * gf);
+    // Computes an allocated graph. `cancel` is polled by the CPU backend between nodes; a cancelled
+    // compute throws MM_ABORTED.
+    void compute(ggml_cgraph * gf, const std::atomic<bool> * cancel);
+
+  private:
+    ggml_backend_t       cpu_           = nullptr;
+    ggml_backend_t       gpu_           = nullptr;
+    ggml_backend_sched_t sched_         = nullptr;
+    int                  n_threads_     = 1;
+    int                  graph_threads_ = 1;
+};
+
+// Multiply-adds x 2 of a graph's matrix products and attention (to size its thread count).
+double graph_flops(ggml_cgraph * gf);
+
+// A ggml context holding one graph's tensors (no data) and the graph itself.
+class graph_holder {
+  public:
+    explicit graph_holder(size_t max_nodes = 8192);
+    ~graph_holder();
+    graph_holder(const graph_holder &)             = delete;
+    graph_holder & operator=(const graph_holder &) = delete;
+
+    ggml_context * ctx() const { return ctx_; }
+    ggml_cgraph *  gf() const { return gf_; }
+
+  private:
+    std::vector<uint8_t> meta_;
+    ggml_context *       ctx_ = nullptr;
+    ggml_cgraph *        gf_  = nullptr;
+};
+
+// Named tensors of a GGUF file loaded into one backend buffer.
+class weight_set {
+  public:
+    weight_set(const gguf_file & f, const std::vector<std::string> & names, ggml_backend_buffer_type_t buft,
+               const std::atomic<bool> * cancel);
+    ~weight_set();
+    weight_set(const weight_set &)             = delete;
+    weight_set & operator=(const weight_set &) = delete;
+
+    // The loaded tensor, or nullptr when it was not loaded (optional tensors).
+    ggml_tensor * find(const std::string & name) const;
+    // The loaded tensor; MM_INTERNAL when it was not loaded (validation missed it).
+    ggml_tensor * get(const std::string & name) const;
+    size_t        bytes() const { return bytes_; }
+
+  private:
+    ggml_context *                                 ctx_ = nullptr;
+    ggml_backend_buffer_t                          buf_ = nullptr;
+    std::unordered_map<std::string, ggml_tensor *> by_name_;
+    size_t                                         bytes_ = 0;
+};
+
+}  // namespace mm

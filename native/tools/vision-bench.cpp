@@ -1,0 +1,230 @@
+// Side-by-side benchmark: mm's vision encoder + projector against libmtmd's encode of the same image,
+// in one process, same threads and backend, interleaved (A B A B ...) after one warm-up each (see
+// BENCH.md). Test-only: links mm_core and libmtmd (one static ggml), never shipped.
+//
+//   mm-bench-vision --mmproj mmproj.gguf --image img.png [-t threads] [-n reps] [--fa auto|on|off] [--json]
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "common/system_info.h"
+#include "encoders/image.h"
+#include "encoders/vision_encoder.h"
+#include "llama.h"
+#include "mtmd-helper.h"
+#include "mtmd.h"
+#include "projectors/projector.h"
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+double ms(clock_type::time_point a, clock_type::time_point b) {
+    return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+struct series {
+    std::vector<double> v;
+    double              median() const {
+                     std::vector<double> s = v;
+                     std::sort(s.begin(), s.end());
+                     size_t n = s.size();
+                     return n == 0 ? 0 : (n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]));
+    }
+    double min() const { return v.empty() ? 0 : *std::min_element(v.begin(), v.end()); }
+};
+
+std::vector<uint8_t> read_file(const std::string & path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+}  // namespace
+
+int main(int argc, char ** argv) {
+    std::string mmproj, image, fa = "auto";
+    int         threads = 2, reps = 10;
+    bool        json = false;
+    for (int i = 1; i < argc; ++i) {
+        std::string a    = argv[i];
+        auto        next = [&]() -> std::string {
+            if (i + 1 >= argc) {
+                std::fprintf(stderr, "missing value for %s\n", a.c_str());
+                std::exit(2);
+            }
+            return argv[++i];
+        };
+        if (a == "--mmproj") {
+            mmproj = next();
+        } else if (a == "--image") {
+            image = next();
+        } else if (a == "-t") {
+            threads = std::atoi(next().c_str());
+        } else if (a == "-n") {
+            reps = std::max(1, std::atoi(next().c_str()));
+        } else if (a == "--fa") {
+            fa = next();
+        } else if (a == "--json") {
+            json = true;
+        } else {
+            std::fprintf(stderr,
+                         "usage: mm-bench-vision --mmproj F --image F [-t N] [-n reps] [--fa auto|on|off] [--json]\n");
+            return 2;
+        }
+    }
+    if (mmproj.empty() || image.empty()) {
+        std::fprintf(stderr, "--mmproj and --image are required\n");
+        return 2;
+    }
+    const bool use_gpu = std::getenv("MM_BENCH_GPU") != nullptr;
+    try {
+        mm::ensure_backend_initialised();
+        auto quiet = [](ggml_log_level level, const char * text, void *) {
+            if (level == GGML_LOG_LEVEL_ERROR) {
+                std::fputs(text, stderr);
+            }
+        };
+        mtmd_log_set(quiet, nullptr);
+
+        // ours
+        mm::vision_encoder_params ep;
+        ep.n_threads                 = threads;
+        ep.use_gpu                   = use_gpu;
+        ep.flash_attn                = fa == "on" ? 1 : fa == "off" ? 0 : -1;
+        auto                 encoder = mm::vision_encoder::load(mmproj, ep);
+        mm::projector_params pp;
+        pp.n_threads   = threads;
+        pp.use_gpu     = use_gpu;
+        auto projector = mm::projector::load(mmproj, pp);
+
+        // reference
+        mtmd_context_params cp = mtmd_context_params_default();
+        cp.use_gpu             = use_gpu;
+        cp.print_timings       = false;
+        cp.n_threads           = threads;
+        cp.flash_attn_type     = fa == "on"    ? LLAMA_FLASH_ATTN_TYPE_ENABLED
+                                 : fa == "off" ? LLAMA_FLASH_ATTN_TYPE_DISABLED
+                                               : LLAMA_FLASH_ATTN_TYPE_AUTO;
+        mtmd_context * ref     = mtmd_init_from_file(mmproj.c_str(), nullptr, cp);
+        if (ref == nullptr) {
+            std::fprintf(stderr, "libmtmd failed to load %s\n", mmproj.c_str());
+            return 3;
+        }
+
+        std::vector<uint8_t> bytes = read_file(image);
+        mm::rgb_image        img   = mm::decode_image(bytes.data(), bytes.size(), 1ull << 32);
+        mtmd_bitmap *        bmp   = mtmd_bitmap_init(img.width, img.height, img.data.data());
+
+        series ours_pre, ours_enc, ours_proj, ours_total, ref_pre, ref_enc, ref_total;
+        double max_diff = 0;
+        auto   run_ours = [&](bool record) {
+            auto               t0  = clock_type::now();
+            std::vector<float> pix = encoder->preprocess(img);
+            auto               t1  = clock_type::now();
+            mm::token_matrix   f   = encoder->encode_pixels(pix, nullptr);
+            auto               t2  = clock_type::now();
+            mm::token_matrix   e   = projector->project(f, nullptr);
+            auto               t3  = clock_type::now();
+            if (record) {
+                ours_pre.v.push_back(ms(t0, t1));
+                ours_enc.v.push_back(ms(t1, t2));
+                ours_proj.v.push_back(ms(t2, t3));
+                ours_total.v.push_back(ms(t1, t3));
+            }
+            return e;
+        };
+        auto run_ref = [&](bool record, std::vector<float> * out) {
+            mtmd_input_part         part{nullptr, bmp};
+            const mtmd_input_part * parts[] = {&part};
+            mtmd_input_chunks *     chunks  = mtmd_input_chunks_init();
+            auto                    t0      = clock_type::now();
+            if (mtmd_tokenize_from_parts(ref, chunks, parts, 1, false) != 0) {
+                std::fprintf(stderr, "mtmd_tokenize failed\n");
+                std::exit(4);
+            }
+            const mtmd_input_chunk * chunk = nullptr;
+            for (size_t c = 0; c < mtmd_input_chunks_size(chunks); ++c) {
+                if (mtmd_input_chunk_get_type(mtmd_input_chunks_get(chunks, c)) == MTMD_INPUT_CHUNK_TYPE_IMAGE) {
+                    chunk = mtmd_input_chunks_get(chunks, c);
+                }
+            }
+            auto t1 = clock_type::now();
+            if (chunk == nullptr || mtmd_encode_chunk(ref, chunk) != 0) {
+                std::fprintf(stderr, "mtmd_encode_chunk failed\n");
+                std::exit(4);
+            }
+            auto t2 = clock_type::now();
+            if (record) {
+                ref_pre.v.push_back(ms(t0, t1));
+                ref_enc.v.push_back(ms(t1, t2));
+                ref_total.v.push_back(ms(t1, t2));
+            }
+            if (out != nullptr) {
+                const float * p = mtmd_get_output_embd(ref);
+                out->assign(p, p + static_cast<size_t>(projector->n_embd_out()) * projector->n_tokens_out());
+            }
+            mtmd_input_chunks_free(chunks);
+        };
+
+        // warm-up (and a parity sanity check)
+        mm::token_matrix   mine = run_ours(false);
+        std::vector<float> theirs;
+        run_ref(false, &theirs);
+        if (theirs.size() != mine.data.size()) {
+            std::fprintf(stderr, "output sizes differ: %zu vs %zu\n", mine.data.size(), theirs.size());
+            return 5;
+        }
+        for (size_t i = 0; i < theirs.size(); ++i) {
+            max_diff = std::max(max_diff, static_cast<double>(std::fabs(mine.data[i] - theirs[i])));
+        }
+        for (int r = 0; r < reps; ++r) {
+            run_ours(true);
+            run_ref(true, nullptr);
+        }
+        const double ratio     = ours_total.median() / ref_total.median();
+        const double pre_ratio = ours_pre.median() / ref_pre.median();
+        auto         si        = mm::get_system_info();
+        if (json) {
+            std::printf(
+                "{\"mmproj\":\"%s\",\"image\":\"%s\",\"imageSize\":[%d,%d],\"threads\":%d,\"reps\":%d,"
+                "\"backend\":\"%s\",\"flashAttn\":%s,\"llamaCommit\":\"%s\",\"cpu\":\"%s\",\"maxAbsDiff\":%.3g,"
+                "\"ours\":{\"preprocessMs\":{\"median\":%.4f,\"min\":%.4f},\"encoderMs\":{\"median\":%.4f,\"min\":%.4f}"
+                ","
+                "\"projectorMs\":{\"median\":%.4f,\"min\":%.4f},\"encoderProjectorMs\":{\"median\":%.4f,\"min\":%.4f}},"
+                "\"ref\":{\"preprocessMs\":{\"median\":%.4f,\"min\":%.4f},\"encoderProjectorMs\":{\"median\":%.4f,"
+                "\"min\":%.4f}},\"ratio\":%.4f,\"preprocessRatio\":%.4f}\n",
+                mmproj.c_str(), image.c_str(), img.width, img.height, threads, reps, encoder->backend_name().c_str(),
+                encoder->flash_attn() ? "true" : "false", si.llama_commit.c_str(), si.cpu_model.c_str(), max_diff,
+                ours_pre.median(), ours_pre.min(), ours_enc.median(), ours_enc.min(), ours_proj.median(),
+                ours_proj.min(), ours_total.median(), ours_total.min(), ref_pre.median(), ref_pre.min(),
+                ref_total.median(), ref_total.min(), ratio, pre_ratio);
+        } else {
+            std::printf("mmproj %s, image %s (%dx%d)\n", mmproj.c_str(), image.c_str(), img.width, img.height);
+            std::printf("threads %d, backend %s, flash attention %s, %d reps after 1 warm-up each, interleaved\n",
+                        threads, encoder->backend_name().c_str(), encoder->flash_attn() ? "on" : "off", reps);
+            std::printf("llama.cpp %s, CPU %s\n", si.llama_commit.c_str(), si.cpu_model.c_str());
+            std::printf("max |ours - libmtmd| = %.3g\n\n", max_diff);
+            std::printf("%-22s %12s %12s %12s %12s %8s\n", "ms", "ours med", "ours min", "mtmd med", "mtmd min",
+                        "ratio");
+            std::printf("%-22s %12.4f %12.4f %12.4f %12.4f %8.3f\n", "preprocess", ours_pre.median(), ours_pre.min(),
+                        ref_pre.median(), ref_pre.min(), pre_ratio);
+            std::printf("%-22s %12.4f %12.4f %12s %12s\n", "encoder", ours_enc.median(), ours_enc.min(), "-", "-");
+            std::printf("%-22s %12.4f %12.4f %12s %12s\n", "projector", ours_proj.median(), ours_proj.min(), "-", "-");
+            std::printf("%-22s %12.4f %12.4f %12.4f %12.4f %8.3f\n", "encoder + projector", ours_total.median(),
+                        ours_total.min(), ref_total.median(), ref_total.min(), ratio);
+        }
+        mtmd_bitmap_free(bmp);
+        mtmd_free(ref);
+    } catch (const mm::error & e) {
+        std::fprintf(stderr, "%s: %s\n", mm::error_code_name(e.code()), e.what());
+        return 3;
+    }
+    return 0;
+}

@@ -1,0 +1,79 @@
+import { ErrorCode, MmDisposedError, MmError, MmInvalidArgumentError } from '@mm/errors';
+import { callNative, loadAddon, type NativeTensor } from '@mm/native';
+
+const nativeOf = Symbol.for('@mm/encoders.Features.native');
+
+export interface EncodeTimings {
+  /** Resize + normalise, ms (0 when the input was already preprocessed). */
+  preprocessMs: number;
+  /** The vision tower's graph, ms. */
+  encodeMs: number;
+}
+
+/**
+ * F_X, the encoder's output: `[nTokens, nEmbd]` f32 features (one row per image patch), held by
+ * native code. Copy them out with `toFloat32Array()`; free them with `dispose()` (or `using`).
+ */
+export class Features {
+  readonly nTokens: number;
+  readonly nEmbd: number;
+  readonly timings: Readonly<EncodeTimings>;
+  #native: NativeTensor | undefined;
+
+  /** @internal */
+  constructor(native: NativeTensor, timings: EncodeTimings = { preprocessMs: 0, encodeMs: 0 }) {
+    const info = callNative(() => native.info());
+    this.nTokens = info.nTokens;
+    this.nEmbd = info.nEmbd;
+    this.timings = Object.freeze({ ...timings });
+    this.#native = native;
+  }
+
+  /** Features from rows computed elsewhere (copied): `data` is `[nTokens][nEmbd]`. */
+  static fromFloat32Array(data: Float32Array, nTokens: number, nEmbd: number): Features {
+    if (!(data instanceof Float32Array)) {
+      throw new MmInvalidArgumentError('data', 'must be a Float32Array');
+    }
+    return new Features(callNative(() => loadAddon().tensorFromFloat32(data, nTokens, nEmbd)));
+  }
+
+  get disposed(): boolean {
+    return this.#native === undefined;
+  }
+
+  /** @internal the native handle, for @mm/projectors. */
+  get [nativeOf](): NativeTensor {
+    if (!this.#native) throw new MmDisposedError('Features');
+    return this.#native;
+  }
+
+  /** A copy of the features, row-major `[nTokens][nEmbd]`. */
+  toFloat32Array(): Float32Array {
+    return callNative(() => this[nativeOf].toFloat32Array());
+  }
+
+  /** Frees the native memory. A second call is MM_DISPOSED. */
+  dispose(): void {
+    const n = this[nativeOf];
+    this.#native = undefined;
+    n.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    if (!this.disposed) this.dispose();
+  }
+}
+
+/** @internal The native handle of a Features object (used by @mm/projectors). */
+export function nativeFeatures(features: Features): NativeTensor {
+  if (
+    !(features instanceof Features) &&
+    !(typeof features === 'object' && features !== null && nativeOf in features)
+  ) {
+    throw new MmError(
+      ErrorCode.MM_INVALID_ARGUMENT,
+      'features must be a Features object from @mm/encoders',
+    );
+  }
+  return (features as Features)[nativeOf];
+}

@@ -1,0 +1,157 @@
+import { open } from 'node:fs/promises';
+import { ErrorCode, MmError, MmInvalidArgumentError } from '@mm/errors';
+import { callNative, loadAddon, runNative } from '@mm/native';
+import { checkPath, checkSignal } from './options.js';
+
+/** The default pixel limit: images with more pixels are MM_IMAGE_TOO_LARGE before decoding. */
+export const DEFAULT_MAX_PIXELS = 50_000_000;
+/** The default limit on an image file's size in bytes. */
+export const DEFAULT_MAX_FILE_BYTES = 256 * 1024 * 1024;
+
+export interface ImageDecodeOptions {
+  /** Largest width * height accepted, checked on the header before decoding (default 50 M). */
+  maxPixels?: number;
+  signal?: AbortSignal;
+}
+
+export interface ImageFileOptions extends ImageDecodeOptions {
+  /** Largest file accepted, in bytes (default 256 MiB). */
+  maxFileBytes?: number;
+}
+
+export interface ImageHeader {
+  width: number;
+  height: number;
+  /** 'png' | 'jpeg' | 'gif' | 'bmp' | 'pnm' | 'hdr' */
+  format: string;
+}
+
+function checkMaxPixels(v: number | undefined): number {
+  const m = v ?? DEFAULT_MAX_PIXELS;
+  if (typeof m !== 'number' || !(m >= 1)) {
+    throw new MmInvalidArgumentError('maxPixels', `must be a number >= 1, got ${String(m)}`);
+  }
+  return m;
+}
+
+function toBytes(buffer: unknown): Uint8Array {
+  if (buffer instanceof Uint8Array) return buffer;
+  if (buffer instanceof ArrayBuffer) return new Uint8Array(buffer);
+  if (ArrayBuffer.isView(buffer)) {
+    return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+  }
+  throw new MmInvalidArgumentError(
+    'buffer',
+    'must be a Buffer, Uint8Array, ArrayBuffer or typed array',
+  );
+}
+
+/**
+ * A decoded image: 8-bit RGB, row-major, `width * height * 3` bytes. Decoding is native
+ * (stb_image, the decoder libmtmd uses) and runs off the JS thread; the size is checked on the
+ * header before anything is decoded. PNG, JPEG (baseline and progressive), GIF (first frame),
+ * BMP, PNM and HDR are read; corrupt or truncated data is MM_IMAGE_DECODE.
+ */
+export class Image {
+  readonly width: number;
+  readonly height: number;
+  /** RGB bytes, `width * height * 3`. */
+  readonly data: Uint8Array;
+
+  private constructor(width: number, height: number, data: Uint8Array) {
+    this.width = width;
+    this.height = height;
+    this.data = data;
+  }
+
+  /** Reads and decodes an image file. */
+  static async fromFile(path: string, options: ImageFileOptions = {}): Promise<Image> {
+    checkPath(path);
+    const signal = checkSignal(options.signal);
+    signal?.throwIfAborted();
+    const maxBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
+    let fh: Awaited<ReturnType<typeof open>>;
+    try {
+      fh = await open(path, 'r');
+    } catch (cause) {
+      throw new MmError(ErrorCode.MM_FILE_NOT_FOUND, `cannot open '${path}'`, { cause });
+    }
+    let bytes: Uint8Array;
+    try {
+      const { size } = await fh.stat();
+      if (size > maxBytes) {
+        throw new MmError(
+          ErrorCode.MM_IMAGE_TOO_LARGE,
+          `'${path}' is ${size} bytes, more than the limit of ${maxBytes}`,
+          { details: { size, maxFileBytes: maxBytes } },
+        );
+      }
+      bytes = new Uint8Array(size);
+      let done = 0;
+      while (done < size) {
+        const { bytesRead } = await fh.read(bytes, done, size - done, done);
+        if (bytesRead === 0) break;
+        done += bytesRead;
+      }
+      bytes = bytes.subarray(0, done);
+    } catch (cause) {
+      if (MmError.isInstance(cause)) throw cause;
+      throw new MmError(ErrorCode.MM_IO, `cannot read '${path}'`, { cause });
+    } finally {
+      await fh.close();
+    }
+    return Image.fromBuffer(bytes, options);
+  }
+
+  /** Decodes an encoded image held in memory. */
+  static async fromBuffer(
+    buffer: Uint8Array | ArrayBuffer | ArrayBufferView,
+    options: ImageDecodeOptions = {},
+  ): Promise<Image> {
+    const bytes = toBytes(buffer);
+    const maxPixels = checkMaxPixels(options.maxPixels);
+    const signal = checkSignal(options.signal);
+    const img = await runNative(() => loadAddon().decodeImage(bytes, maxPixels), signal);
+    if (signal?.aborted) throw signal.reason;
+    return new Image(img.width, img.height, img.data);
+  }
+
+  /** Wraps raw 8-bit RGB pixels (copied), row-major, `width * height * 3` bytes. */
+  static fromRGB(
+    data: Uint8Array | Uint8ClampedArray | ArrayLike<number>,
+    width: number,
+    height: number,
+    options: { maxPixels?: number } = {},
+  ): Image {
+    if (!Number.isSafeInteger(width) || !Number.isSafeInteger(height) || width < 1 || height < 1) {
+      throw new MmInvalidArgumentError(
+        'width/height',
+        `must be positive integers, got ${String(width)}x${String(height)}`,
+      );
+    }
+    const maxPixels = checkMaxPixels(options.maxPixels);
+    if (width * height > maxPixels) {
+      throw new MmError(
+        ErrorCode.MM_IMAGE_TOO_LARGE,
+        `image is ${width}x${height}, more than the limit of ${maxPixels} pixels`,
+        { details: { width, height, maxPixels } },
+      );
+    }
+    if (data === null || typeof data !== 'object' || typeof data.length !== 'number') {
+      throw new MmInvalidArgumentError('data', 'must be a Uint8Array of RGB bytes');
+    }
+    if (data.length !== width * height * 3) {
+      throw new MmInvalidArgumentError(
+        'data',
+        `has ${data.length} bytes, width * height * 3 = ${width * height * 3}`,
+      );
+    }
+    return new Image(width, height, Uint8Array.from(data));
+  }
+
+  /** Reads the format and size from an encoded image's header, without decoding it. */
+  static probe(buffer: Uint8Array | ArrayBuffer | ArrayBufferView): ImageHeader {
+    const bytes = toBytes(buffer);
+    return callNative(() => loadAddon().probeImage(bytes));
+  }
+}

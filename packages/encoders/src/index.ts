@@ -1,0 +1,25 @@
+export { type EncodeTimings, Features, nativeFeatures } from './features.js';
+export {
+  DEFAULT_MAX_FILE_BYTES,
+  DEFAULT_MAX_PIXELS,
+  Image,
+  type ImageDecodeOptions,
+  type ImageFileOptions,
+  type ImageHeader,
+} from './image.js';
+export type { ComputeOptions } from './options.js';
+export {
+  type PadStyle,
+  type PreprocessedImage,
+  type PreprocessParams,
+  preprocessImage,
+  type ResizeAlgorithm,
+  type ResizeOptions,
+  resizeImage,
+} from './preprocess.js';
+export {
+  type EncodeOptions,
+  VisionEncoder,
+  type VisionEncoderInfo,
+  type VisionEncoderLoadOptions,
+} from './vision-encoder.js';

@@ -1,0 +1,137 @@
+#!/usr/bin/env node
+// Side-by-side benchmark of mm's vision path (@mm/encoders + @mm/projectors) against libmtmd's
+// encode of the same image (BENCH.md). The ratio comes from native/tools/vision-bench.cpp: ours and
+// libmtmd in ONE process, same threads and backend, interleaved A B A B after one warm-up each.
+// Then the same encode through the Node API (N-API worker + JS) is timed, with the event loop's
+// largest lag while encoding.
+//
+//   npm run bench -w @mm/projectors -- [--models tiny,clip-l] [--threads 2] [--reps 10] [--json]
+//                                     [--image path]
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { parseArgs, promisify } from 'node:util';
+import { Image, VisionEncoder } from '@mm/encoders';
+import { systemInfo } from '@mm/native';
+import { benchMmproj, oracleTool, REALISTIC_CLIP_L14_336, repoRoot } from '@mm/testing';
+import { Projector } from '../dist/index.js';
+
+const run = promisify(execFile);
+const { values } = parseArgs({
+  options: {
+    models: { type: 'string', default: 'tiny,clip-l' },
+    threads: { type: 'string', default: '2' },
+    reps: { type: 'string', default: '10' },
+    image: { type: 'string' },
+    json: { type: 'boolean', default: false },
+  },
+});
+const threads = Number(values.threads);
+const reps = Math.max(10, Number(values.reps));
+const log = (s) => process.stderr.write(`${s}\n`);
+const tinyDir = join(repoRoot(), 'apps', 'demo', 'models', 'tiny-shapes');
+const vendoredJpeg = join(
+  repoRoot(),
+  'native',
+  'vendor',
+  'llama.cpp',
+  'tools',
+  'mtmd',
+  'test-1.jpeg',
+);
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+async function model(name) {
+  if (name === 'tiny') {
+    return {
+      mmproj: join(tinyDir, 'mmproj-tiny-shapes.gguf'),
+      image: values.image ?? join(tinyDir, 'samples', 'sample_000.png'),
+    };
+  }
+  if (name === 'clip-l') {
+    log(
+      '[bench] making the CLIP ViT-L/14-336 + mlp random F16 mmproj (once, cached outside the repo)...',
+    );
+    const image =
+      values.image ??
+      (existsSync(vendoredJpeg) ? vendoredJpeg : join(tinyDir, 'samples', 'sample_000.png'));
+    return { mmproj: await benchMmproj(REALISTIC_CLIP_L14_336), image };
+  }
+  return { mmproj: name, image: values.image ?? join(tinyDir, 'samples', 'sample_000.png') };
+}
+
+async function nodeApi(mmproj, imagePath, n) {
+  const encoder = await VisionEncoder.load(mmproj, { threads });
+  const projector = await Projector.load(mmproj, { threads });
+  const image = await Image.fromFile(imagePath);
+  const once = async () => {
+    const t0 = performance.now();
+    const f = await encoder.encode(image);
+    const e = await projector.project(f);
+    const ms = performance.now() - t0;
+    f.dispose();
+    e.dispose();
+    return ms;
+  };
+  await once();
+  const lag = monitorEventLoopDelay({ resolution: 1 });
+  lag.enable();
+  const times = [];
+  for (let i = 0; i < n; i++) times.push(await once());
+  lag.disable();
+  encoder.dispose();
+  projector.dispose();
+  return { median: median(times), min: Math.min(...times), maxLagMs: lag.max / 1e6 - 1 };
+}
+
+const si = systemInfo();
+const results = [];
+for (const name of values.models.split(',')) {
+  const m = await model(name);
+  log(`[bench] ${name}: ours vs libmtmd in one process, ${threads} threads, ${reps} reps...`);
+  const { stdout } = await run(
+    oracleTool('mm-bench-vision'),
+    ['--mmproj', m.mmproj, '--image', m.image, '-t', String(threads), '-n', String(reps), '--json'],
+    { maxBuffer: 1 << 24 },
+  );
+  const side = JSON.parse(stdout);
+  log(`[bench] ${name}: the same through the Node API...`);
+  const api = await nodeApi(m.mmproj, m.image, reps);
+  results.push({ model: name, ...side, nodeApi: api });
+}
+
+if (values.json) {
+  console.log(
+    JSON.stringify(
+      { date: new Date().toISOString(), cpu: si.cpuModel, llamaCommit: si.llamaCommit, results },
+      null,
+      2,
+    ),
+  );
+} else {
+  console.log(
+    `mm vision bench, ${new Date().toISOString().slice(0, 10)}, CPU ${si.cpuModel} (${si.hardwareThreads} threads), llama.cpp ${si.llamaCommit.slice(0, 8)}`,
+  );
+  console.log('medians (min) in ms; ours and libmtmd interleaved in one process, same threads\n');
+  console.log(
+    '| model | image | threads | backend | FA | preprocess ours / mtmd | encoder + projector ours | libmtmd | ratio | Node API ours | event-loop lag | max abs diff |',
+  );
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
+  for (const r of results) {
+    const o = r.ours;
+    console.log(
+      `| ${r.model} | ${r.imageSize.join('x')} | ${r.threads} | ${r.backend} | ${r.flashAttn ? 'on' : 'off'} ` +
+        `| ${o.preprocessMs.median.toFixed(3)} / ${r.ref.preprocessMs.median.toFixed(3)} ` +
+        `| ${o.encoderProjectorMs.median.toFixed(3)} (${o.encoderProjectorMs.min.toFixed(3)}) ` +
+        `| ${r.ref.encoderProjectorMs.median.toFixed(3)} (${r.ref.encoderProjectorMs.min.toFixed(3)}) ` +
+        `| **${r.ratio.toFixed(3)}** | ${r.nodeApi.median.toFixed(3)} (${r.nodeApi.min.toFixed(3)}) ` +
+        `| ${r.nodeApi.maxLagMs.toFixed(1)} | ${r.maxAbsDiff} |`,
+    );
+  }
+}

@@ -1,0 +1,11 @@
+export { Embeddings } from './embeddings.js';
+export {
+  checkPair,
+  inspectMmproj,
+  type MmprojInfo,
+  type ProjectOptions,
+  Projector,
+  type ProjectorInfo,
+  type ProjectorLoadOptions,
+  SUPPORTED_PROJECTOR_FAMILIES,
+} from './projector.js';

@@ -1,0 +1,212 @@
+import { availableParallelism } from 'node:os';
+import { type Features, nativeFeatures } from '@mm/encoders';
+import { ErrorCode, MmDisposedError, MmError, MmInvalidArgumentError } from '@mm/errors';
+import {
+  callNative,
+  loadAddon,
+  type NativeMmprojInfo,
+  type NativeProjector,
+  type NativeProjectorInfo,
+  runNative,
+} from '@mm/native';
+import { Embeddings } from './embeddings.js';
+
+export interface ProjectorLoadOptions {
+  /** CPU threads for the graph (default: all cores). */
+  threads?: number;
+  /** Use the first GPU when mm.node was built with one (default true). */
+  gpu?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface ProjectOptions {
+  signal?: AbortSignal;
+}
+
+export type ProjectorInfo = NativeProjectorInfo;
+export type MmprojInfo = NativeMmprojInfo;
+
+/** The projector families mm implements (the `clip.projector_type` strings). */
+export const SUPPORTED_PROJECTOR_FAMILIES = ['mlp', 'mlp_norm', 'ldp', 'ldpv2'] as const;
+
+function checkSignal(signal: unknown): AbortSignal | undefined {
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw new TypeError('signal must be an AbortSignal');
+  }
+  return signal;
+}
+
+function checkMmprojPath(mmproj: unknown): string {
+  if (typeof mmproj !== 'string' || mmproj.length === 0) {
+    throw new MmInvalidArgumentError('mmproj', 'must be a non-empty string');
+  }
+  return mmproj;
+}
+
+function mismatch(info: MmprojInfo, path: string, nEmbdText: number): MmError {
+  return new MmError(
+    ErrorCode.MM_MODEL_MISMATCH,
+    `the mmproj '${path}' projects to ${info.nEmbdOut}-wide embeddings but the text model's ` +
+      `n_embd is ${nEmbdText}: they do not belong together`,
+    { details: { mmproj: path, projectionWidth: info.nEmbdOut, nEmbdText } },
+  );
+}
+
+function checkWidth(nEmbdText: unknown): number {
+  if (typeof nEmbdText !== 'number' || !Number.isSafeInteger(nEmbdText) || nEmbdText < 1) {
+    throw new MmInvalidArgumentError(
+      'nEmbdText',
+      `must be a positive integer, got ${String(nEmbdText)}`,
+    );
+  }
+  return nEmbdText;
+}
+
+/**
+ * Reads an mmproj's header (no weights) and validates it as a load would: projector family,
+ * vision tower shape, projection width and token count.
+ */
+export async function inspectMmproj(
+  mmproj: string,
+  options: { signal?: AbortSignal } = {},
+): Promise<MmprojInfo> {
+  checkMmprojPath(mmproj);
+  const signal = checkSignal(options.signal);
+  const info = await runNative(() => loadAddon().inspectMmproj(mmproj), signal);
+  if (signal?.aborted) throw signal.reason;
+  return info;
+}
+
+/**
+ * Checks that an mmproj fits a text model: its projection width must equal the model's n_embd.
+ * Throws MM_MODEL_MISMATCH otherwise; returns the mmproj's facts.
+ */
+export async function checkPair(
+  mmproj: string,
+  nEmbdText: number,
+  options: { signal?: AbortSignal } = {},
+): Promise<MmprojInfo> {
+  checkWidth(nEmbdText);
+  const info = await inspectMmproj(mmproj, options);
+  if (info.nEmbdOut !== nEmbdText) throw mismatch(info, mmproj, nEmbdText);
+  return info;
+}
+
+/**
+ * The input projector of an mmproj (llama.cpp's `mm.*` tensors), chosen by
+ * `clip.projector_type`: mlp (LLaVA-1.5), mlp_norm, ldp (MobileVLM), ldpv2 (MobileVLM V2). It maps
+ * a VisionEncoder's Features into the LLM's embedding space. Calls run off the JS thread.
+ */
+export class Projector {
+  readonly path: string;
+  readonly info: Readonly<ProjectorInfo>;
+  #native: NativeProjector | undefined;
+  #tail: Promise<unknown> = Promise.resolve();
+
+  private constructor(path: string, native: NativeProjector) {
+    this.path = path;
+    this.#native = native;
+    this.info = Object.freeze(callNative(() => native.info()));
+  }
+
+  /**
+   * Loads the projector of an mmproj. The header is validated first: an unknown family is
+   * MM_UNSUPPORTED_FAMILY listing the supported ones, a malformed file MM_GGUF_INVALID.
+   */
+  static async load(mmproj: string, options: ProjectorLoadOptions = {}): Promise<Projector> {
+    checkMmprojPath(mmproj);
+    const signal = checkSignal(options.signal);
+    signal?.throwIfAborted();
+    const threads = options.threads ?? availableParallelism();
+    if (!Number.isInteger(threads) || threads < 1 || threads > 512) {
+      throw new MmInvalidArgumentError(
+        'threads',
+        `must be an integer in [1, 512], got ${String(threads)}`,
+      );
+    }
+    if (options.gpu !== undefined && typeof options.gpu !== 'boolean') {
+      throw new MmInvalidArgumentError('gpu', 'must be a boolean');
+    }
+    const native = await runNative(
+      () => loadAddon().loadProjector(mmproj, { threads, gpu: options.gpu ?? true }),
+      signal,
+    );
+    if (signal?.aborted) {
+      native.dispose();
+      throw signal.reason;
+    }
+    return new Projector(mmproj, native);
+  }
+
+  private get native(): NativeProjector {
+    if (!this.#native) throw new MmDisposedError('Projector');
+    return this.#native;
+  }
+
+  get disposed(): boolean {
+    return this.#native === undefined;
+  }
+
+  /** Projector family: 'mlp' | 'mlp_norm' | 'ldp' | 'ldpv2'. */
+  get family(): string {
+    return this.info.family;
+  }
+
+  /** Width of the embeddings: the text model's n_embd. */
+  get nEmbd(): number {
+    return this.info.nEmbdOut;
+  }
+
+  /** Embedding rows per image. */
+  get nTokens(): number {
+    return this.info.nTokensOut;
+  }
+
+  /** Throws MM_MODEL_MISMATCH unless `nEmbdText` (the text model's n_embd) equals nEmbd. */
+  checkPair(nEmbdText: number): void {
+    checkWidth(nEmbdText);
+    if (this.info.nEmbdOut !== nEmbdText) throw mismatch(this.info, this.path, nEmbdText);
+  }
+
+  /** Projects an encoder's features into the LLM's embedding space. */
+  async project(features: Features, options: ProjectOptions = {}): Promise<Embeddings> {
+    const signal = checkSignal(options.signal);
+    signal?.throwIfAborted();
+    const native = this.native;
+    const tensor = nativeFeatures(features);
+    if (features.nEmbd !== this.info.nEmbdIn || features.nTokens !== this.info.nTokensIn) {
+      throw new MmError(
+        ErrorCode.MM_MODEL_MISMATCH,
+        `features are [${features.nTokens}, ${features.nEmbd}] but this projector takes ` +
+          `[${this.info.nTokensIn}, ${this.info.nEmbdIn}]: they come from another vision encoder`,
+      );
+    }
+    const run = async (): Promise<Embeddings> => {
+      const r = await runNative(() => native.project(tensor), signal);
+      const embeddings = new Embeddings(r.embeddings, r.projectMs);
+      if (signal?.aborted) {
+        embeddings.dispose();
+        throw signal.reason;
+      }
+      return embeddings;
+    };
+    const next = this.#tail.then(run, run);
+    this.#tail = next.catch(() => undefined);
+    return next;
+  }
+
+  /**
+   * Frees the projector: later calls are MM_DISPOSED (a second dispose too); projections already
+   * called still complete, and the native memory is released after them.
+   */
+  dispose(): void {
+    const n = this.native;
+    this.#native = undefined;
+    const release = async (): Promise<void> => n.dispose();
+    this.#tail = this.#tail.then(release, release);
+  }
+
+  [Symbol.dispose](): void {
+    if (!this.disposed) this.dispose();
+  }
+}
