@@ -9,6 +9,7 @@ import { demoHelp, runDemo } from './commands/demo.js';
 import { infoHelp, runInfo } from './commands/info.js';
 import { inspectHelp, runInspect } from './commands/inspect.js';
 import { runHelp, runRun } from './commands/run.js';
+import { runServe, serveFlags, serveHelp } from './commands/serve.js';
 import { type CliIo, ExitCode, processIo, UsageError } from './io.js';
 import { modelFlags, samplingFlags } from './model-options.js';
 
@@ -20,6 +21,7 @@ Commands:
   run                answer one prompt about images (-m, --mmproj, --image, -p)
   chat               interactive chat; /image <path> attaches an image
   demo               the bundled tiny-shapes model on its sample images
+  serve              OpenAI-compatible HTTP server with images, and the web demo at /
   bench              mm vs llama.cpp side by side: encode, prefill, decode, TTFT, RSS
   info               llama.cpp commit, backends, devices, CPU features
   inspect <file>     describe a GGUF model or mmproj file (header only)
@@ -131,6 +133,11 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
       );
       if (values.help) return showHelp(io, demoHelp);
       return runDemo(io, values);
+    }
+    case 'serve': {
+      const { values } = parse(rest, { help, ...serveFlags }, false);
+      if (values.help) return showHelp(io, serveHelp);
+      return runServe(io, values);
     }
     default:
       throw new UsageError(`unknown command '${command}'\n\n${usage}`);

@@ -15,6 +15,7 @@ import {
   runNative,
 } from '@mm/native';
 import { type Backbone, toInt32Array } from './backbone.js';
+import { PushStream } from './push-stream.js';
 import { type SamplingOptions, toNativeSampling } from './sampling.js';
 import { Serial } from './serial.js';
 import { TextStream } from './text-stream.js';
@@ -439,7 +440,7 @@ export class Context {
             onToken,
           );
           const running = op;
-          g.setCancel(() => running.cancel());
+          g.onStop(() => running.cancel());
           return op;
         }, signal);
       } catch (e) {
@@ -602,107 +603,20 @@ export class Context {
 }
 
 /** A running generation: async-iterable tokens, and the final result. */
-export class Generation implements AsyncIterable<GeneratedToken> {
-  /** Resolves when generation ends; rejects like the iteration does. */
-  readonly result: Promise<GenerationResult>;
-  readonly #queue: GeneratedToken[] = [];
-  #wake: (() => void) | undefined;
-  #finished = false;
-  #error: unknown;
-  #iterating = false;
-
+export class Generation extends PushStream<GeneratedToken, GenerationResult> {
   /** @internal */
   constructor(run: (g: Generation) => Promise<GenerationResult>) {
-    this.result = run(this).then(
-      (r) => {
-        this.#finish(undefined);
-        return r;
-      },
-      (e) => {
-        const err =
-          e instanceof Error && !MmError.isInstance(e) && (e as { code?: unknown }).code
-            ? fromNative(e)
-            : e;
-        this.#finish(err ?? new Error('generation failed'));
-        throw err;
-      },
+    super(
+      (stream) => run(stream as Generation),
+      (e) =>
+        e instanceof Error && !MmError.isInstance(e) && (e as { code?: unknown }).code
+          ? fromNative(e)
+          : e,
     );
-    // Iterating callers see errors through the iterator; don't report them twice.
-    this.result.catch(() => undefined);
-  }
-
-  /** @internal */
-  push(t: GeneratedToken): void {
-    this.#queue.push(t);
-    this.#wake?.();
-  }
-
-  #finish(error: unknown): void {
-    this.#finished = true;
-    this.#error = error;
-    this.#wake?.();
-  }
-
-  /** @internal once the signal aborts, queued tokens are no longer handed out. */
-  watch(signal: AbortSignal | undefined): void {
-    signal?.addEventListener(
-      'abort',
-      () => {
-        this.#aborted = true;
-        this.#wake?.();
-      },
-      { once: true },
-    );
-  }
-
-  #aborted = false;
-
-  async *[Symbol.asyncIterator](): AsyncIterator<GeneratedToken> {
-    if (this.#iterating)
-      throw new MmInvalidArgumentError('generation', 'can be iterated only once');
-    this.#iterating = true;
-    let completed = false;
-    try {
-      for (;;) {
-        if (this.#aborted) {
-          // Stop at once; the rejection (signal.reason) comes once the native loop has stopped.
-          completed = true;
-          await this.result;
-          return;
-        }
-        const next = this.#queue.shift();
-        if (next) {
-          yield next;
-          continue;
-        }
-        if (this.#finished) {
-          completed = true;
-          if (this.#error !== undefined) throw this.#error;
-          return;
-        }
-        await new Promise<void>((r) => {
-          this.#wake = r;
-        });
-        this.#wake = undefined;
-      }
-    } finally {
-      if (!completed) {
-        // The consumer broke out early: stop the native loop and wait until the context is free.
-        this.cancel();
-        await this.result.catch(() => undefined);
-      }
-    }
-  }
-
-  #cancel: (() => void) | undefined;
-
-  /** @internal */
-  setCancel(fn: () => void): void {
-    this.#cancel = fn;
   }
 
   /** Stops generating after the current token (the result then ends with stopReason 'stop'). */
   cancel(): void {
-    this.#cancel?.();
+    this.stop();
   }
 }

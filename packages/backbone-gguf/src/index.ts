@@ -19,5 +19,6 @@ export {
   type GenerationResult,
   type KvCacheType,
 } from './context.js';
+export { PushStream } from './push-stream.js';
 export type { SamplingOptions } from './sampling.js';
 export { TextStream } from './text-stream.js';

@@ -1,5 +1,5 @@
 import { availableParallelism } from 'node:os';
-import { Backbone, type Context, type SamplingOptions } from '@mm/backbone-gguf';
+import { Backbone, type Context, PushStream, type SamplingOptions } from '@mm/backbone-gguf';
 import { type Image, VisionEncoder } from '@mm/encoders';
 import { ErrorCode, MmDisposedError, MmError, MmInvalidArgumentError } from '@mm/errors';
 import { checkPair, type MmprojInfo, Projector } from '@mm/projectors';
@@ -212,10 +212,12 @@ export class MultimodalModel {
     this.#check();
     const stop = new AbortController();
     const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
-    return new ChatStream(
-      (push) => this.#serial(() => this.#respond(messages, { ...options, signal }, push)),
-      () => stop.abort(new MmError(ErrorCode.MM_ABORTED, 'the stream was closed')),
+    const stream = new ChatStream((s) =>
+      this.#serial(() => this.#respond(messages, { ...options, signal }, (t) => s.push(t))),
     );
+    stream.onStop(() => stop.abort(new MmError(ErrorCode.MM_ABORTED, 'the stream was closed')));
+    stream.watch(options.signal);
+    return stream;
   }
 
   /** Forgets the KV cache of the conversation (the image cache stays). */
@@ -466,63 +468,4 @@ export class MultimodalModel {
 }
 
 /** Text deltas of an answer as they are generated; `.result` gives the whole answer and stats. */
-export class ChatStream implements AsyncIterable<string> {
-  readonly result: Promise<ChatResult>;
-  readonly #queue: string[] = [];
-  readonly #close: () => void;
-  #wake: (() => void) | undefined;
-  #finished = false;
-  #error: unknown;
-
-  /** @internal */
-  constructor(start: (push: (text: string) => void) => Promise<ChatResult>, close: () => void) {
-    this.#close = close;
-    this.result = start((t) => {
-      this.#queue.push(t);
-      this.#wake?.();
-    }).then(
-      (r) => {
-        this.#done(undefined);
-        return r;
-      },
-      (e) => {
-        this.#done(e ?? new Error('chat failed'));
-        throw e;
-      },
-    );
-    this.result.catch(() => undefined);
-  }
-
-  #done(error: unknown): void {
-    this.#finished = true;
-    this.#error = error;
-    this.#wake?.();
-  }
-
-  async *[Symbol.asyncIterator](): AsyncIterator<string> {
-    let completed = false;
-    try {
-      for (;;) {
-        const next = this.#queue.shift();
-        if (next !== undefined) {
-          yield next;
-          continue;
-        }
-        if (this.#finished) {
-          completed = true;
-          if (this.#error !== undefined) throw this.#error;
-          return;
-        }
-        await new Promise<void>((r) => {
-          this.#wake = r;
-        });
-        this.#wake = undefined;
-      }
-    } finally {
-      if (!completed) {
-        this.#close();
-        await this.result.catch(() => undefined);
-      }
-    }
-  }
-}
+export class ChatStream extends PushStream<string, ChatResult> {}

@@ -215,61 +215,25 @@ export async function runBench(io: CliIo, values: Record<string, unknown>): Prom
     return Number(mm[1]) / 1024;
   };
   const mmBin = join(here, '..', '..', 'bin', 'mm.js');
-  const rssOurs = median([
-    await rss([
-      process.execPath,
-      mmBin,
-      'run',
-      '-m',
-      model,
-      '--mmproj',
-      mmproj,
-      '--image',
-      image,
-      '-p',
-      q1,
-      '-q',
-      '-t',
-      String(threads),
-    ]),
-    await rss([
-      process.execPath,
-      mmBin,
-      'run',
-      '-m',
-      model,
-      '--mmproj',
-      mmproj,
-      '--image',
-      image,
-      '-p',
-      q1,
-      '-q',
-      '-t',
-      String(threads),
-    ]),
-    await rss([
-      process.execPath,
-      mmBin,
-      'run',
-      '-m',
-      model,
-      '--mmproj',
-      mmproj,
-      '--image',
-      image,
-      '-p',
-      q1,
-      '-q',
-      '-t',
-      String(threads),
-    ]),
-  ]);
-  const rssRef = median([
-    await rss([cli, ...mtmdArgs]),
-    await rss([cli, ...mtmdArgs]),
-    await rss([cli, ...mtmdArgs]),
-  ]);
+  const ourCmd = [
+    process.execPath,
+    mmBin,
+    'run',
+    '-m',
+    model,
+    '--mmproj',
+    mmproj,
+    '--image',
+    image,
+    '-p',
+    q1,
+    '-q',
+    '-t',
+    String(threads),
+  ];
+  const rssOf = async (cmd: string[]) => median([await rss(cmd), await rss(cmd), await rss(cmd)]);
+  const rssOurs = await rssOf(ourCmd);
+  const rssRef = await rssOf([cli, ...mtmdArgs]);
 
   const f = A.map((a) => a.first.stats);
   const s2 = A.map((a) => a.second.stats);

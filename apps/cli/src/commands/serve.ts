@@ -1,0 +1,128 @@
+import { spawn } from 'node:child_process';
+import { DEFAULT_LIMITS, type ServerLimits, startServer } from '@mm/server';
+import { type CliIo, ExitCode, UsageError } from '../io.js';
+
+export const serveHelp = `mm serve — OpenAI-compatible HTTP server (chat completions with images) and the web demo
+
+Usage: mm serve -m <model.gguf> --mmproj <mmproj.gguf> [options]
+
+Options:
+  -m, --model <file>        text-model GGUF (required)
+      --mmproj <file>       mmproj GGUF (vision encoder + projector)
+      --host <addr>         address to bind (default 127.0.0.1: this machine only)
+      --port <n>            port (default 8080; 0 picks a free one)
+      --parallel <n>        requests answered at the same time (default 1)
+      --api-key <key>       require "Authorization: Bearer <key>" on /v1/*
+  -t, --threads <n>         CPU threads in all, shared by the slots (default: all)
+  -c, --ctx-size <n>        KV cache positions per slot (default: the model's, at most 4096)
+      --max-queue <n>       requests waiting for a slot before 429 (default ${DEFAULT_LIMITS.maxQueue})
+      --timeout <s>         per-request time limit, seconds (default ${DEFAULT_LIMITS.requestTimeoutMs / 1000})
+      --max-images <n>      images per request (default ${DEFAULT_LIMITS.maxImages})
+      --body-limit <MiB>    largest request body (default ${DEFAULT_LIMITS.bodyLimit / 1024 / 1024})
+      --allow-remote-images fetch http(s) image URLs (off by default)
+      --no-demo             do not serve the web demo at /
+
+Endpoints: POST /v1/chat/completions, GET /v1/models, GET /health, GET / (demo).`;
+
+export const serveFlags = {
+  model: { type: 'string', short: 'm' },
+  mmproj: { type: 'string' },
+  host: { type: 'string' },
+  port: { type: 'string' },
+  parallel: { type: 'string' },
+  'api-key': { type: 'string' },
+  threads: { type: 'string', short: 't' },
+  'ctx-size': { type: 'string', short: 'c' },
+  'max-queue': { type: 'string' },
+  timeout: { type: 'string' },
+  'max-images': { type: 'string' },
+  'body-limit': { type: 'string' },
+  'allow-remote-images': { type: 'boolean' },
+  'no-demo': { type: 'boolean' },
+} as const;
+
+type Values = { [K in keyof typeof serveFlags]?: string | boolean };
+
+function int(values: Values, name: keyof Values, min: number): number | undefined {
+  const v = values[name];
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min)
+    throw new UsageError(`--${name} must be an integer >= ${min}, got '${v}'`);
+  return n;
+}
+
+/**
+ * Each running generation holds one libuv worker thread; libuv reads UV_THREADPOOL_SIZE once,
+ * before any user code runs. So when the pool is too small for --parallel, run `mm` again with
+ * a bigger one.
+ */
+function needsBiggerPool(parallel: number): number | undefined {
+  const want = parallel + 4;
+  const have = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
+  return have >= want || process.env.MM_SERVE_CHILD ? undefined : want;
+}
+
+function respawn(poolSize: number): Promise<number> {
+  const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
+    // The IPC channel closes when this process dies, however it dies: the child then stops too.
+    stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
+    env: { ...process.env, UV_THREADPOOL_SIZE: String(poolSize), MM_SERVE_CHILD: '1' },
+  });
+  const forward = (s: NodeJS.Signals) => child.kill(s);
+  process.on('SIGINT', forward);
+  process.on('SIGTERM', forward);
+  return new Promise((resolve) => {
+    child.on('exit', (code, signal) => {
+      process.off('SIGINT', forward);
+      process.off('SIGTERM', forward);
+      resolve(code ?? (signal === 'SIGINT' ? ExitCode.aborted : ExitCode.error));
+    });
+  });
+}
+
+/** Runs the server until SIGINT or SIGTERM. */
+export async function runServe(io: CliIo, values: Values): Promise<number> {
+  const model = values.model;
+  if (typeof model !== 'string' || model === '') throw new UsageError('-m/--model is required');
+  const parallel = int(values, 'parallel', 1) ?? 1;
+  if (parallel > 64) throw new UsageError('--parallel must be at most 64');
+  const pool = needsBiggerPool(parallel);
+  if (pool !== undefined) return respawn(pool);
+
+  const limits: Partial<ServerLimits> = {};
+  const timeout = int(values, 'timeout', 1);
+  if (timeout !== undefined) limits.requestTimeoutMs = timeout * 1000;
+  const maxQueue = int(values, 'max-queue', 0);
+  if (maxQueue !== undefined) limits.maxQueue = maxQueue;
+  const maxImages = int(values, 'max-images', 0);
+  if (maxImages !== undefined) limits.maxImages = maxImages;
+  const bodyLimit = int(values, 'body-limit', 1);
+  if (bodyLimit !== undefined) limits.bodyLimit = bodyLimit * 1024 * 1024;
+  if (values['allow-remote-images'] === true) limits.allowRemoteImages = true;
+
+  const server = await startServer({
+    model,
+    mmproj: typeof values.mmproj === 'string' ? values.mmproj : undefined,
+    host: typeof values.host === 'string' ? values.host : undefined,
+    port: int(values, 'port', 0) ?? 8080,
+    parallel,
+    apiKey: typeof values['api-key'] === 'string' ? values['api-key'] : undefined,
+    threads: int(values, 'threads', 1),
+    contextSize: int(values, 'ctx-size', 8),
+    limits,
+    ...(values['no-demo'] === true && { staticDir: false }),
+  });
+  io.err(
+    `mm serve: ${server.modelId} on ${server.url} (${parallel} slot${parallel === 1 ? '' : 's'})\n` +
+      `  demo: ${server.url}/   API: ${server.url}/v1   health: ${server.url}/health\n`,
+  );
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+    process.once('disconnect', resolve);
+  });
+  io.err('mm serve: stopping\n');
+  await server.close();
+  return ExitCode.ok;
+}
