@@ -13,7 +13,13 @@ import { vendor } from './vendor.mjs';
 
 const nativeDir = join(dirname(fileURLToPath(import.meta.url)), '..');
 const buildDir = join(nativeDir, 'build');
-export const oracleTargets = ['mm-ref-generate', 'llama-mtmd-cli', 'mm-ref-mtmd-embed', 'mm-bench-vision', 'mm-peak-rss'];
+export const oracleTargets = [
+  'mm-ref-generate',
+  'llama-mtmd-cli',
+  'mm-ref-mtmd-embed',
+  'mm-bench-vision',
+  'mm-peak-rss',
+];
 
 function log(msg) {
   process.stderr.write(`[mm build] ${msg}\n`);

@@ -12,7 +12,7 @@ async function tokenEmbeddingRows(
 ): Promise<Float32Array> {
   const file = await readGguf(path);
   const t = file.tensors.find((x) => x.name === 'token_embd.weight');
-  if (!t || t.type !== 'F32') throw new Error('test needs an F32 token_embd.weight');
+  if (t?.type !== 'F32') throw new Error('test needs an F32 token_embd.weight');
   const bytes = await readTensorData(path, file, t);
   const table = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
   const out = new Float32Array(tokens.length * nEmbd);
