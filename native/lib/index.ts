@@ -6,6 +6,7 @@ export type {
   DeviceInfo,
   ModelInfo,
   NativeAddon,
+  NativeBatch,
   NativeContext,
   NativeContextParams,
   NativeDecodeInput,

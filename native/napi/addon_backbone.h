@@ -36,6 +36,9 @@ class AddonModel : public Napi::ObjectWrap<AddonModel> {
     std::shared_ptr<model> model_;
 };
 
+// Sampling parameters from a JS object ({ temperature, topK, ..., grammar }), as generate() reads them.
+sampling_params sampling_from_js(const Napi::Object & o);
+
 class AddonContext : public Napi::ObjectWrap<AddonContext> {
   public:
     static Napi::Function define(Napi::Env env);
@@ -43,6 +46,7 @@ class AddonContext : public Napi::ObjectWrap<AddonContext> {
     explicit AddonContext(const Napi::CallbackInfo & info);
 
   private:
+    friend class AddonBatch;  // addon_batch.cpp: batched steps over this context
     MM_GUARDED_METHODS(AddonContext)
     std::shared_ptr<context> get(Napi::Env env) const;
     std::shared_ptr<context> begin(Napi::Env env);  // for async operations: marks the context busy

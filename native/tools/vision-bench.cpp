@@ -1,5 +1,5 @@
 // Side-by-side benchmark: mm's vision encoder + projector against libmtmd's encode of the same image,
-// in one process, same threads and backend, interleaved (A B A B ...) after one warm-up each (see
+// in one process, same threads and backend, interleaved (A B B A ...) after one warm-up each (see
 // BENCH.md). Test-only: links mm_core and libmtmd (one static ggml), never shipped.
 //
 //   mm-bench-vision --mmproj mmproj.gguf --image img.png [-t threads] [-n reps] [--fa auto|on|off] [--json]
@@ -184,9 +184,15 @@ int main(int argc, char ** argv) {
         for (size_t i = 0; i < theirs.size(); ++i) {
             max_diff = std::max(max_diff, static_cast<double>(std::fabs(mine.data[i] - theirs[i])));
         }
+        // A B B A ...: each side goes first in half of the pairs, so order effects cancel
         for (int r = 0; r < reps; ++r) {
-            run_ours(true);
-            run_ref(true, nullptr);
+            if (r % 2 == 0) {
+                run_ours(true);
+                run_ref(true, nullptr);
+            } else {
+                run_ref(true, nullptr);
+                run_ours(true);
+            }
         }
         const double ratio     = ours_total.median() / ref_total.median();
         const double pre_ratio = ours_pre.median() / ref_pre.median();
@@ -207,7 +213,7 @@ int main(int argc, char ** argv) {
                 ref_total.median(), ref_total.min(), ratio, pre_ratio);
         } else {
             std::printf("mmproj %s, image %s (%dx%d)\n", mmproj.c_str(), image.c_str(), img.width, img.height);
-            std::printf("threads %d, backend %s, flash attention %s, %d reps after 1 warm-up each, interleaved\n",
+            std::printf("threads %d, backend %s, flash attention %s, %d reps after 1 warm-up each, interleaved ABBA\n",
                         threads, encoder->backend_name().c_str(), encoder->flash_attn() ? "on" : "off", reps);
             std::printf("llama.cpp %s, CPU %s\n", si.llama_commit.c_str(), si.cpu_model.c_str());
             std::printf("max |ours - libmtmd| = %.3g\n\n", max_diff);

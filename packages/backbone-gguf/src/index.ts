@@ -7,6 +7,7 @@ export {
   type TokenAttributes,
   type TokenizeOptions,
 } from './backbone.js';
+export { BatchDecoder, type BatchInput } from './batch.js';
 export {
   Context,
   type ContextOptions,

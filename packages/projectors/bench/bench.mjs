@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Side-by-side benchmark of mm's vision path (@mm/encoders + @mm/projectors) against libmtmd's
 // encode of the same image (BENCH.md). The ratio comes from native/tools/vision-bench.cpp: ours and
-// libmtmd in ONE process, same threads and backend, interleaved A B A B after one warm-up each.
+// libmtmd in ONE process, same threads and backend, interleaved A B B A after one warm-up each.
 // Then the same encode through the Node API (N-API worker + JS) is timed, with the event loop's
 // largest lag while encoding.
 //

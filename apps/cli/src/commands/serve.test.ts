@@ -59,7 +59,10 @@ describe('mm serve', () => {
     } finally {
       child.kill('SIGTERM');
     }
-    expect(await exited).toBe(0);
+    const killer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    const code = await exited;
+    clearTimeout(killer);
+    expect(code).toBe(0);
     expect(err).toContain('mm serve: stopping');
   });
 });

@@ -58,7 +58,7 @@ function int(values: Values, name: keyof Values, min: number): number | undefine
  * a bigger one.
  */
 function needsBiggerPool(parallel: number): number | undefined {
-  const want = parallel + 4;
+  const want = Math.max(4, parallel + 2);
   const have = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
   return have >= want || process.env.MM_SERVE_CHILD ? undefined : want;
 }
@@ -89,6 +89,8 @@ export async function runServe(io: CliIo, values: Values): Promise<number> {
   if (parallel > 64) throw new UsageError('--parallel must be at most 64');
   const pool = needsBiggerPool(parallel);
   if (pool !== undefined) return respawn(pool);
+  // In a respawned child, the IPC channel is only there to tell us when the parent dies.
+  process.channel?.unref();
 
   const limits: Partial<ServerLimits> = {};
   const timeout = int(values, 'timeout', 1);
