@@ -47,9 +47,12 @@ export interface ProbeModelOptions {
  * file is handed to llama.cpp as is, so validate untrusted files first (`@mm/backbone-gguf`
  * does).
  */
-export function probeModel(path: string, options: ProbeModelOptions = {}): Promise<ModelInfo> {
-  return runNative(
+export async function probeModel(path: string, options: ProbeModelOptions = {}): Promise<ModelInfo> {
+  const info = await runNative(
     () => loadAddon().probeModel(path, { vocabOnly: options.vocabOnly ?? false }),
     options.signal,
   );
+  // An abort that came after llama.cpp's last progress check still wins.
+  if (options.signal?.aborted) throw options.signal.reason;
+  return info;
 }
