@@ -11,9 +11,16 @@ export function pixelKey(width: number, height: number, rgb: Uint8Array): string
   return h.digest('hex');
 }
 
+/** An image's embeddings in the LLM's space, as the projector gave them. */
+export interface CachedImage {
+  embeddings: Float32Array;
+  /** Whether the LLM attends causally inside the image span. */
+  causal: boolean;
+}
+
 /** Least-recently-used map of image embeddings, bounded in bytes. */
 export class EmbeddingCache {
-  readonly #entries = new Map<string, Float32Array>();
+  readonly #entries = new Map<string, CachedImage>();
   #bytes = 0;
   hits = 0;
   misses = 0;
@@ -28,7 +35,7 @@ export class EmbeddingCache {
     return this.#entries.size;
   }
 
-  get(key: string): Float32Array | undefined {
+  get(key: string): CachedImage | undefined {
     const v = this.#entries.get(key);
     if (v === undefined) {
       this.misses++;
@@ -40,19 +47,19 @@ export class EmbeddingCache {
     return v;
   }
 
-  set(key: string, value: Float32Array): void {
-    if (value.byteLength > this.maxBytes) return;
+  set(key: string, value: CachedImage): void {
+    if (value.embeddings.byteLength > this.maxBytes) return;
     const old = this.#entries.get(key);
     if (old) {
-      this.#bytes -= old.byteLength;
+      this.#bytes -= old.embeddings.byteLength;
       this.#entries.delete(key);
     }
     this.#entries.set(key, value);
-    this.#bytes += value.byteLength;
+    this.#bytes += value.embeddings.byteLength;
     for (const [k, v] of this.#entries) {
       if (this.#bytes <= this.maxBytes) break;
       this.#entries.delete(k);
-      this.#bytes -= v.byteLength;
+      this.#bytes -= v.embeddings.byteLength;
     }
   }
 

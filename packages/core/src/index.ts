@@ -1,4 +1,4 @@
-export { EmbeddingCache, pixelKey } from './image-cache.js';
+export { type CachedImage, EmbeddingCache, pixelKey } from './image-cache.js';
 export {
   type ContentPart,
   flattenMessages,
@@ -15,3 +15,4 @@ export {
   MultimodalModel,
   type MultimodalModelLoadOptions,
 } from './multimodal-model.js';
+export { type TokenizedPrompt, tokenizePrompt } from './prompt.js';

@@ -41,16 +41,16 @@ describe('EmbeddingCache', () => {
     expect(pixelKey(2, 2, px)).toBe(pixelKey(2, 2, Uint8Array.from(px)));
     expect(pixelKey(2, 2, px)).not.toBe(pixelKey(4, 1, px));
     const c = new EmbeddingCache(3 * 16);
-    c.set('a', new Float32Array(4));
-    c.set('b', new Float32Array(4));
-    c.set('c', new Float32Array(4));
+    c.set('a', { embeddings: new Float32Array(4), causal: true });
+    c.set('b', { embeddings: new Float32Array(4), causal: true });
+    c.set('c', { embeddings: new Float32Array(4), causal: true });
     expect(c.get('a')).toBeDefined(); // a is now the most recent
-    c.set('d', new Float32Array(4));
+    c.set('d', { embeddings: new Float32Array(4), causal: true });
     expect(c.get('b')).toBeUndefined();
     expect(c.get('a')).toBeDefined();
     expect(c.bytes).toBe(48);
     expect(c.size).toBe(3);
-    c.set('huge', new Float32Array(100));
+    c.set('huge', { embeddings: new Float32Array(100), causal: true });
     expect(c.get('huge')).toBeUndefined();
   });
 });

@@ -1,10 +1,11 @@
 import { availableParallelism } from 'node:os';
 import { Backbone, type Context, PushStream, type SamplingOptions } from '@mm/backbone-gguf';
-import { type Image, VisionEncoder } from '@mm/encoders';
+import { VisionEncoder } from '@mm/encoders';
 import { ErrorCode, MmDisposedError, MmError, MmInvalidArgumentError } from '@mm/errors';
 import { checkPair, type MmprojInfo, Projector } from '@mm/projectors';
-import { EmbeddingCache, pixelKey } from './image-cache.js';
-import { flattenMessages, loadImage, MEDIA_MARKER, type Message } from './messages.js';
+import { type CachedImage, EmbeddingCache, pixelKey } from './image-cache.js';
+import { type ImageInput, loadImage, type Message } from './messages.js';
+import { tokenizePrompt } from './prompt.js';
 
 export interface MultimodalModelLoadOptions {
   /** A llama.cpp text-model GGUF. */
@@ -73,11 +74,7 @@ export interface ChatResult {
 
 type Chunk = { kind: 'text'; tokens: Int32Array } | { kind: 'image'; key: string; n: number };
 
-interface PreparedImage {
-  key: string;
-  embeddings: Float32Array;
-  causal: boolean;
-}
+type PreparedImage = CachedImage & { key: string };
 
 const DEFAULT_CACHE_BYTES = 256 * 1024 * 1024;
 
@@ -246,59 +243,27 @@ export class MultimodalModel {
       throw new TypeError('signal must be an AbortSignal');
     signal?.throwIfAborted();
     const t0 = performance.now();
-    const flat = flattenMessages(messages);
-    if (flat.images.length > 0 && (!this.encoder || !this.projector || !this.mmprojInfo)) {
-      throw new MmError(
-        ErrorCode.MM_MODALITY_UNSUPPORTED,
-        this.encoder
-          ? 'this model cannot take images'
-          : 'the conversation has images but no mmproj (vision encoder) was loaded with the model',
-      );
-    }
-    const prompt = this.backbone.applyChatTemplate(flat.messages, { addGenerationPrompt: true });
-    const segments = prompt.split(MEDIA_MARKER);
-    if (segments.length - 1 !== flat.images.length) {
-      throw new MmError(
-        ErrorCode.MM_CHAT_TEMPLATE,
-        'the chat template dropped or repeated an image marker',
-      );
-    }
-    // Text segments are tokenized one by one (BOS first, special tokens parsed), as libmtmd does.
-    const nImageTokens = this.mmprojInfo?.nTokensOut ?? 0;
-    const texts = segments.map((s, i) =>
-      this.backbone.tokenize(s, {
-        addBos: i === 0 ? this.backbone.info.addBos : false,
-        parseSpecial: true,
-      }),
+    const {
+      texts,
+      images,
+      total,
+      imageTokens: nImageTokens,
+    } = tokenizePrompt(
+      this.backbone,
+      messages,
+      this.encoder && this.projector ? this.mmprojInfo : undefined,
+      { positions: this.contextSize, what: 'the context' },
     );
-    const total = texts.reduce((n, t) => n + t.length, 0) + flat.images.length * nImageTokens;
     const last = texts[texts.length - 1] as Int32Array;
-    if (last.length === 0)
-      throw new MmError(ErrorCode.MM_CHAT_TEMPLATE, 'the prompt does not end with text');
-    if (total >= this.contextSize) {
-      throw new MmError(
-        ErrorCode.MM_OUT_OF_CONTEXT,
-        `the prompt needs ${total} positions (${total - flat.images.length * nImageTokens} text tokens + ` +
-          `${flat.images.length} image(s) × ${nImageTokens} tokens) and the context holds ${this.contextSize}, ` +
-          'with room for at least one generated token',
-        {
-          details: {
-            needed: total,
-            contextSize: this.contextSize,
-            images: flat.images.length,
-            imageTokens: nImageTokens,
-          },
-        },
-      );
-    }
 
     // Images: decode, look up by pixels, encode + project the misses.
     const tEncode = performance.now();
     let hits = 0;
     const prepared: PreparedImage[] = [];
-    for (const ref of flat.images) {
-      const image = await loadImage(ref.input, { maxPixels: this.#maxImagePixels, signal });
-      prepared.push(await this.#embed(image, signal, () => hits++));
+    for (const ref of images) {
+      const img = await this.embedImage(ref.input, { signal });
+      if (img.cached) hits++;
+      prepared.push(img);
     }
     const encodeMs =
       hits === prepared.length && prepared.length > 0 ? 0 : performance.now() - tEncode;
@@ -417,32 +382,42 @@ export class MultimodalModel {
     }
   }
 
-  async #embed(
-    image: Image,
-    signal: AbortSignal | undefined,
-    onHit: () => void,
-  ): Promise<PreparedImage> {
-    const encoder = this.encoder as VisionEncoder;
-    const projector = this.projector as Projector;
-    const key = pixelKey(image.width, image.height, image.data);
-    const cached = this.imageCache.get(key);
-    if (cached) {
-      onHit();
-      return { key, embeddings: cached, causal: true };
+  /**
+   * An image's embeddings in the LLM's space: from the cache (keyed by the decoded pixels), or
+   * decoded, encoded and projected, then cached. `cached` tells which.
+   */
+  async embedImage(
+    input: ImageInput,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<CachedImage & { key: string; cached: boolean }> {
+    this.#check();
+    const { encoder, projector } = this;
+    if (!encoder || !projector) {
+      throw new MmError(
+        ErrorCode.MM_MODALITY_UNSUPPORTED,
+        'no mmproj (vision encoder) was loaded with the model',
+      );
     }
-    const features = await encoder.encode(image, { signal });
+    const image = await loadImage(input, {
+      maxPixels: this.#maxImagePixels,
+      signal: options.signal,
+    });
+    const key = pixelKey(image.width, image.height, image.data);
+    const hit = this.imageCache.get(key);
+    if (hit) return { key, ...hit, cached: true };
+    const features = await encoder.encode(image, { signal: options.signal });
     try {
-      const embeddings = await projector.project(features, { signal });
+      const embeddings = await projector.project(features, { signal: options.signal });
       try {
-        const rows = embeddings.toFloat32Array();
         if (embeddings.nEmbd !== this.backbone.nEmbd) {
           throw new MmError(
             ErrorCode.MM_MODEL_MISMATCH,
             `the projector gives width ${embeddings.nEmbd}, the model takes ${this.backbone.nEmbd}`,
           );
         }
-        if (this.imageCache.maxBytes > 0) this.imageCache.set(key, rows);
-        return { key, embeddings: rows, causal: embeddings.causal };
+        const value = { embeddings: embeddings.toFloat32Array(), causal: embeddings.causal };
+        if (this.imageCache.maxBytes > 0) this.imageCache.set(key, value);
+        return { key, ...value, cached: false };
       } finally {
         embeddings.dispose();
       }

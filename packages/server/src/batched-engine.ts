@@ -4,12 +4,9 @@ import {
   type ChatResult,
   type ChatStats,
   ChatStream,
-  flattenMessages,
-  loadImage,
-  MEDIA_MARKER,
   type Message,
   MultimodalModel,
-  pixelKey,
+  tokenizePrompt,
 } from '@mm/core';
 import { ErrorCode, MmError } from '@mm/errors';
 import type { ChatSlot } from './server.js';
@@ -157,38 +154,16 @@ export class BatchedEngine {
     signal?.throwIfAborted();
     const t0 = performance.now();
     const backbone = this.model.backbone;
-    const flat = flattenMessages(messages);
     const { encoder, projector, mmprojInfo } = this.model;
-    if (flat.images.length > 0 && (!encoder || !projector || !mmprojInfo)) {
-      throw new MmError(
-        ErrorCode.MM_MODALITY_UNSUPPORTED,
-        'the conversation has images but no mmproj was loaded',
-      );
-    }
-    const prompt = backbone.applyChatTemplate(flat.messages, { addGenerationPrompt: true });
-    const segments = prompt.split(MEDIA_MARKER);
-    if (segments.length - 1 !== flat.images.length) {
-      throw new MmError(
-        ErrorCode.MM_CHAT_TEMPLATE,
-        'the chat template dropped or repeated an image marker',
-      );
-    }
-    const texts = segments.map((s, i) =>
-      backbone.tokenize(s, { addBos: i === 0 ? backbone.info.addBos : false, parseSpecial: true }),
-    );
-    const nImageTokens = mmprojInfo?.nTokensOut ?? 0;
-    const total = texts.reduce((n, t) => n + t.length, 0) + flat.images.length * nImageTokens;
-    const last = texts[texts.length - 1] as Int32Array;
-    if (last.length === 0)
-      throw new MmError(ErrorCode.MM_CHAT_TEMPLATE, 'the prompt does not end with text');
-    if (total >= this.perSequence) {
-      throw new MmError(
-        ErrorCode.MM_OUT_OF_CONTEXT,
-        `the prompt needs ${total} positions (${total - flat.images.length * nImageTokens} text tokens + ` +
-          `${flat.images.length} image(s) × ${nImageTokens} tokens) and a sequence holds ${this.perSequence}, ` +
-          'with room for at least one generated token',
-      );
-    }
+    const {
+      texts,
+      images,
+      total,
+      imageTokens: nImageTokens,
+    } = tokenizePrompt(backbone, messages, encoder && projector ? mmprojInfo : undefined, {
+      positions: this.perSequence,
+      what: 'a sequence',
+    });
     // Images: outside the lock (the encoder is not the context), so steps go on meanwhile.
     const tEncode = performance.now();
     let hits = 0;
@@ -196,32 +171,14 @@ export class BatchedEngine {
     for (let i = 0; i < texts.length; i++) {
       const t = texts[i] as Int32Array;
       if (t.length > 0) chunks.push({ kind: 'text', tokens: t });
-      const ref = flat.images[i];
-      if (ref && encoder && projector) {
-        const image = await loadImage(ref.input, { maxPixels: this.#maxImagePixels, signal });
-        const key = pixelKey(image.width, image.height, image.data);
-        let rows = this.model.imageCache.get(key);
-        let causal = true;
-        if (rows) hits++;
-        else {
-          const features = await encoder.encode(image, { signal });
-          try {
-            const e = await projector.project(features, { signal });
-            try {
-              rows = e.toFloat32Array();
-              causal = e.causal;
-              if (this.model.imageCache.maxBytes > 0) this.model.imageCache.set(key, rows);
-            } finally {
-              e.dispose();
-            }
-          } finally {
-            features.dispose();
-          }
-        }
-        chunks.push({ kind: 'image', rows, causal });
+      const ref = images[i];
+      if (ref) {
+        const img = await this.model.embedImage(ref.input, { signal });
+        if (img.cached) hits++;
+        chunks.push({ kind: 'image', rows: img.embeddings, causal: img.causal });
       }
     }
-    const encodeMs = hits === flat.images.length && hits > 0 ? 0 : performance.now() - tEncode;
+    const encodeMs = hits === images.length && hits > 0 ? 0 : performance.now() - tEncode;
 
     return new Promise<ChatResult>((resolve, reject) => {
       const job: Job = {
@@ -239,8 +196,8 @@ export class BatchedEngine {
         stats: {
           promptTokens: total,
           cachedTokens: 0,
-          images: flat.images.length,
-          imageTokens: flat.images.length * nImageTokens,
+          images: images.length,
+          imageTokens: images.length * nImageTokens,
           imageCacheHits: hits,
           encodeMs,
         },
