@@ -47,7 +47,10 @@ export interface ProbeModelOptions {
  * file is handed to llama.cpp as is, so validate untrusted files first (`@mm/backbone-gguf`
  * does).
  */
-export async function probeModel(path: string, options: ProbeModelOptions = {}): Promise<ModelInfo> {
+export async function probeModel(
+  path: string,
+  options: ProbeModelOptions = {},
+): Promise<ModelInfo> {
   const info = await runNative(
     () => loadAddon().probeModel(path, { vocabOnly: options.vocabOnly ?? false }),
     options.signal,
