@@ -325,7 +325,7 @@ export class Context {
         options.signal,
       ).catch((e) => {
         // A failed or aborted decode may have written part of the batch: drop it.
-        this.native.remove(seq, pos, -1);
+        if (!this.disposed) this.native.remove(seq, pos, -1);
         throw e;
       });
       if (tokens) hist.push(...tokens);
