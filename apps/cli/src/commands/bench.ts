@@ -68,7 +68,8 @@ function parseMtmdTimings(stdout: string, stderr: string): RefRun {
     encodeMs: num(/mtmd batch encoding done in (\d+) ms/),
     imageDecodeMs: num(/image decoded \(batch \d+\/\d+\) in (\d+) ms/),
     promptEvalMs: num(/prompt eval time =\s+([\d.]+) ms/),
-    decodeTps: num(/\beval time =.*?([\d.]+) tokens per second/),
+    // ": eval time", not ": prompt eval time"
+    decodeTps: num(/:\s+eval time =.*?([\d.]+) tokens per second/),
     text: stdout.trim(),
   };
 }
