@@ -129,33 +129,21 @@ export async function runBench(io: CliIo, values: Record<string, unknown>): Prom
 
   // 2. The whole pipeline, ours in-process and llama-mtmd-cli, interleaved.
   const m = await MultimodalModel.load({ model, mmproj, threads });
+  const question = (text: string) => [
+    {
+      role: 'user',
+      content: [
+        { type: 'image' as const, image },
+        { type: 'text' as const, text },
+      ],
+    },
+  ];
+  const ask = (text: string) => m.chat(question(text), { maxTokens: 32 });
   const ours = async () => {
     await m.reset();
     m.imageCache.clear();
-    const first = await m.chat(
-      [
-        {
-          role: 'user',
-          content: [
-            { type: 'image', image },
-            { type: 'text', text: q1 },
-          ],
-        },
-      ],
-      { maxTokens: 32 },
-    );
-    const second = await m.chat(
-      [
-        {
-          role: 'user',
-          content: [
-            { type: 'image', image },
-            { type: 'text', text: q2 },
-          ],
-        },
-      ],
-      { maxTokens: 32 },
-    );
+    const first = await ask(q1);
+    const second = await ask(q2);
     return { first, second };
   };
   const ref = async (): Promise<RefRun> => {
@@ -190,18 +178,7 @@ export async function runBench(io: CliIo, values: Record<string, unknown>): Prom
       maxGap = Math.max(maxGap, now - last - 1);
       last = now;
     }, 1);
-    const s = m.stream(
-      [
-        {
-          role: 'user',
-          content: [
-            { type: 'image', image },
-            { type: 'text', text: q1 },
-          ],
-        },
-      ],
-      { maxTokens: 32 },
-    );
+    const s = m.stream(question(q1), { maxTokens: 32 });
     for await (const _ of s);
     clearInterval(timer);
   }
