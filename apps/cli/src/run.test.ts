@@ -10,6 +10,11 @@ const bin = join(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'mm.js');
 const tiny = tinyShapesPaths();
 const sample = (n: number) => join(tiny.samples, `sample_00${n}.png`);
 
+/** `mm run` on the tiny-shapes pair with one image and a prompt, then any extra flags. */
+function runArgs(image: string, prompt: string, ...extra: string[]): string[] {
+  return ['run', '-m', tiny.llm, '--mmproj', tiny.mmproj, '--image', image, '-p', prompt, ...extra];
+}
+
 function mm(args: string[]) {
   const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 60_000 });
   return { code: r.status, out: r.stdout, err: r.stderr };
@@ -17,56 +22,20 @@ function mm(args: string[]) {
 
 describe('mm run', () => {
   it('prints only the answer on stdout, timings on stderr', () => {
-    const r = mm([
-      'run',
-      '-m',
-      tiny.llm,
-      '--mmproj',
-      tiny.mmproj,
-      '--image',
-      sample(0),
-      '-p',
-      'Describe the image.',
-      '-t',
-      '2',
-    ]);
+    const r = mm(runArgs(sample(0), 'Describe the image.', '-t', '2'));
     expect(r.code).toBe(0);
     expect(r.out).toBe('a red circle on the left.\n');
     expect(r.err).toMatch(/prompt tokens .* first token .* tok\/s/);
   });
 
   it('--json prints text and stats; -n limits the answer', () => {
-    const r = mm([
-      'run',
-      '-m',
-      tiny.llm,
-      '--mmproj',
-      tiny.mmproj,
-      '--image',
-      sample(2),
-      '-p',
-      'What shape is it?',
-      '--json',
-    ]);
+    const r = mm(runArgs(sample(2), 'What shape is it?', '--json'));
     expect(r.code).toBe(0);
     const j = JSON.parse(r.out);
     expect(j.text).toBe('triangle.');
     expect(j.stats.imageTokens).toBe(36);
     expect(j.stats.promptTokens).toBe(51);
-    const short = mm([
-      'run',
-      '-m',
-      tiny.llm,
-      '--mmproj',
-      tiny.mmproj,
-      '--image',
-      sample(0),
-      '-p',
-      'Describe the image.',
-      '-n',
-      '2',
-      '-q',
-    ]);
+    const short = mm(runArgs(sample(0), 'Describe the image.', '-n', '2', '-q'));
     expect(short.out.trim().split(' ').length).toBeLessThanOrEqual(2);
   });
 
@@ -94,24 +63,8 @@ describe('mm run', () => {
     ];
     const bad = join(mkdtempSync(join(tmpdir(), 'mm-cli-')), 'bad.png');
     writeFileSync(bad, Buffer.from('\x89PNG\r\n\x1a\nnot really a png at all'));
-    cases.push([
-      ['run', '-m', tiny.llm, '--mmproj', tiny.mmproj, '--image', bad, '-p', 'x'],
-      'MM_IMAGE_DECODE',
-    ]);
-    cases.push([
-      [
-        'run',
-        '-m',
-        tiny.llm,
-        '--mmproj',
-        tiny.mmproj,
-        '--image',
-        sample(0),
-        '-p',
-        'long '.repeat(400),
-      ],
-      'MM_OUT_OF_CONTEXT',
-    ]);
+    cases.push([runArgs(bad, 'x'), 'MM_IMAGE_DECODE']);
+    cases.push([runArgs(sample(0), 'long '.repeat(400)), 'MM_OUT_OF_CONTEXT']);
     for (const [args, code] of cases) {
       const r = mm(args);
       expect(r.code, `${code}: ${r.err}`).toBe(1);
