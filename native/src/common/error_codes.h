@@ -26,6 +26,10 @@ enum class error_code : int {
     decode = 18,
     aborted = 19,
     disposed = 20,
+    download = 21,
+    checksum = 22,
+    hub_not_found = 23,
+    not_cached = 24,
 };
 
 inline const char * error_code_name(error_code c) {
@@ -51,6 +55,10 @@ inline const char * error_code_name(error_code c) {
         case error_code::decode: return "MM_DECODE";
         case error_code::aborted: return "MM_ABORTED";
         case error_code::disposed: return "MM_DISPOSED";
+        case error_code::download: return "MM_DOWNLOAD";
+        case error_code::checksum: return "MM_CHECKSUM";
+        case error_code::hub_not_found: return "MM_HUB_NOT_FOUND";
+        case error_code::not_cached: return "MM_NOT_CACHED";
     }
     return "MM_INTERNAL";
 }

@@ -21,6 +21,10 @@ export const ErrorCode = {
   MM_DECODE: 'MM_DECODE',
   MM_ABORTED: 'MM_ABORTED',
   MM_DISPOSED: 'MM_DISPOSED',
+  MM_DOWNLOAD: 'MM_DOWNLOAD',
+  MM_CHECKSUM: 'MM_CHECKSUM',
+  MM_HUB_NOT_FOUND: 'MM_HUB_NOT_FOUND',
+  MM_NOT_CACHED: 'MM_NOT_CACHED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -47,6 +51,10 @@ export const ErrorCodeId: Readonly<Record<ErrorCode, number>> = {
   MM_DECODE: 18,
   MM_ABORTED: 19,
   MM_DISPOSED: 20,
+  MM_DOWNLOAD: 21,
+  MM_CHECKSUM: 22,
+  MM_HUB_NOT_FOUND: 23,
+  MM_NOT_CACHED: 24,
 };
 
 export const ErrorCodeMessage: Readonly<Record<ErrorCode, string>> = {
@@ -70,4 +78,8 @@ export const ErrorCodeMessage: Readonly<Record<ErrorCode, string>> = {
   MM_DECODE: "llama.cpp failed to decode a batch",
   MM_ABORTED: "The operation was aborted",
   MM_DISPOSED: "The object was used after dispose()",
+  MM_DOWNLOAD: "A download failed: network error, HTTP error status or an incomplete body",
+  MM_CHECKSUM: "Downloaded bytes do not match the hash the server recorded for them",
+  MM_HUB_NOT_FOUND: "A model repository, revision or file does not exist on the hub",
+  MM_NOT_CACHED: "Offline, and the files asked for are not in the local cache",
 };
