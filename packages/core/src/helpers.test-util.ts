@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { sharedModelsDir, tinyShapesPaths } from '@mm/testing';
+import { tinyShapesPaths } from '@mm/testing';
 
 export const tiny = tinyShapesPaths();
-export const testsetDir = join(sharedModelsDir(), 'tiny-shapes', 'testset');
+export const testsetDir = tiny.testset;
 
 export interface AnswerItem {
   image: string;

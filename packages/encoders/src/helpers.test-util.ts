@@ -1,14 +1,13 @@
 import { join } from 'node:path';
-import { compareVectors, repoRoot, tinyShapesPaths } from '@mm/testing';
+import { compareVectors, tinyShapesPaths } from '@mm/testing';
 
-/** The trained tiny-shapes model bundled with the demo (a copy of ../shared/models/tiny-shapes). */
-export const tinyShapesDir = join(repoRoot(), 'apps', 'demo', 'models', 'tiny-shapes');
-export const tinyShapesMmproj = join(tinyShapesDir, 'mmproj-tiny-shapes.gguf');
+/** The trained tiny-shapes model bundled with the demo. */
+const tinyShapes = tinyShapesPaths();
+export const tinyShapesDir = tinyShapes.dir;
+export const tinyShapesMmproj = tinyShapes.mmproj;
 export const tinyShapesSamples = Array.from({ length: 8 }, (_, i) =>
-  join(tinyShapesDir, 'samples', `sample_00${i}.png`),
+  join(tinyShapes.samples, `sample_00${i}.png`),
 );
-/** The 200-image test set exists only in ../shared (not bundled). */
-export const sharedTinyShapes = tinyShapesPaths();
 
 /** Parity thresholds of the issue: max |diff| <= 1e-3 and cosine >= 0.9999. */
 export const MAX_ABS_DIFF = 1e-3;

@@ -10,7 +10,7 @@ import {
   tinyLlamaFixture,
   tinyLlamaFixtureName,
 } from './fixtures.js';
-import { repoRoot, sharedDir, sharedModelsDir, tinyShapesPaths } from './paths.js';
+import { repoRoot, tinyShapesDir, tinyShapesPaths } from './paths.js';
 
 describe('fixture cache', () => {
   const base = mkdtempSync(join(tmpdir(), 'mm-fixture-cache-'));
@@ -62,20 +62,32 @@ describe('fixture cache', () => {
 });
 
 describe('paths', () => {
-  it('finds the repository root and the shared models', () => {
+  it('finds the repository root and the bundled tiny-shapes model inside it', () => {
     const root = repoRoot();
     expect(existsSync(join(root, 'turbo.json'))).toBe(true);
-    const saved = process.env['MM_SHARED_DIR'];
-    try {
-      delete process.env['MM_SHARED_DIR'];
-      expect(sharedDir()).toBe(join(root, '..', 'shared'));
-      expect(sharedModelsDir()).toBe(join(root, '..', 'shared', 'models'));
-      process.env['MM_SHARED_DIR'] = '/somewhere/else';
-      expect(sharedModelsDir()).toBe('/somewhere/else/models');
-      expect(tinyShapesPaths().llm).toBe('/somewhere/else/models/tiny-shapes/tiny-shapes-llm.gguf');
-    } finally {
-      if (saved === undefined) delete process.env['MM_SHARED_DIR'];
-      else process.env['MM_SHARED_DIR'] = saved;
+    const dir = join(root, 'apps', 'demo', 'models', 'tiny-shapes');
+    expect(tinyShapesDir()).toBe(dir);
+    const p = tinyShapesPaths();
+    expect(p).toEqual({
+      dir,
+      llm: join(dir, 'tiny-shapes-llm.gguf'),
+      mmproj: join(dir, 'mmproj-tiny-shapes.gguf'),
+      samples: join(dir, 'samples'),
+      testset: join(dir, 'testset'),
+      referenceTokens: join(dir, 'reference_tokens.json'),
+    });
+    // everything the tests read is in the repository: nothing outside it is needed
+    for (const f of [p.llm, p.mmproj, p.referenceTokens]) expect(existsSync(f), f).toBe(true);
+    const samples = JSON.parse(readFileSync(join(p.samples, 'answers.json'), 'utf8')).items;
+    const testset = JSON.parse(readFileSync(join(p.testset, 'answers.json'), 'utf8')).items;
+    expect([samples.length, testset.length]).toEqual([8, 200]);
+    for (const [folder, items] of [
+      [p.samples, samples],
+      [p.testset, testset],
+    ] as const) {
+      for (const item of items as { image: string }[]) {
+        expect(existsSync(join(folder, item.image)), item.image).toBe(true);
+      }
     }
   });
 

@@ -51,9 +51,8 @@ export {
 } from './oracle.js';
 export {
   repoRoot,
-  sharedDir,
-  sharedModelsDir,
   type TinyShapesPaths,
+  tinyShapesDir,
   tinyShapesPaths,
 } from './paths.js';
 export { Prng } from './prng.js';

@@ -21,34 +21,36 @@ export function repoRoot(from: string = here): string {
   }
 }
 
-/** The shared folder beside the repository (`<root>/../shared`), or `$MM_SHARED_DIR`. */
-export function sharedDir(): string {
-  const env = process.env['MM_SHARED_DIR'];
-  if (env !== undefined && env !== '') return resolve(env);
-  return resolve(repoRoot(), '..', 'shared');
-}
-
-/** `<shared>/models`. */
-export function sharedModelsDir(): string {
-  return join(sharedDir(), 'models');
+/**
+ * The trained tiny-shapes model bundled in the repository (`apps/demo/models/tiny-shapes`, see its
+ * MODEL.md): the two GGUF files, llama.cpp's reference tokens, the 8 demo samples and the
+ * 200-image test set, each folder with its `answers.json`. Tests, the demo and the server all
+ * read this one copy, so a fresh clone needs nothing beside it.
+ */
+export function tinyShapesDir(): string {
+  return join(repoRoot(), 'apps', 'demo', 'models', 'tiny-shapes');
 }
 
 export interface TinyShapesPaths {
   dir: string;
   llm: string;
   mmproj: string;
+  /** 8 PNGs + answers.json */
   samples: string;
+  /** 200 PNGs never trained on + answers.json */
+  testset: string;
   referenceTokens: string;
 }
 
-/** Paths of the trained tiny-shapes model (see its MODEL.md); they may not exist. */
+/** Paths of the files of the bundled tiny-shapes model. */
 export function tinyShapesPaths(): TinyShapesPaths {
-  const dir = join(sharedModelsDir(), 'tiny-shapes');
+  const dir = tinyShapesDir();
   return {
     dir,
     llm: join(dir, 'tiny-shapes-llm.gguf'),
     mmproj: join(dir, 'mmproj-tiny-shapes.gguf'),
     samples: join(dir, 'samples'),
+    testset: join(dir, 'testset'),
     referenceTokens: join(dir, 'reference_tokens.json'),
   };
 }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MmError } from '@mm/errors';
@@ -198,60 +198,57 @@ describe('writeTinyLlama', () => {
 });
 
 const shapes = tinyShapesPaths();
-describe.skipIf(!existsSync(shapes.llm))(
-  'mirrors tiny-shapes-llm.gguf (which llama.cpp loads)',
-  () => {
-    it('has the same keys with the same types, plus general.alignment', async () => {
-      const ref = await readGguf(shapes.llm);
-      const ours = readGgufFromBuffer(tinyLlamaBuffer());
-      const typeOf = (v: { type: string; itemType?: string }) =>
-        v.type === 'array' ? `array<${v.itemType}>` : v.type;
-      const refKeys = new Map([...ref.metadata].map(([k, v]) => [k, typeOf(v)]));
-      const ourKeys = new Map([...ours.metadata].map(([k, v]) => [k, typeOf(v)]));
-      ourKeys.delete('general.alignment');
-      expect(ourKeys).toEqual(refKeys);
-      // same specials and the same token types for the shared layout
-      const refTokens = getArray(ref, 'tokenizer.ggml.tokens', 'string');
-      const ourTokens = getArray(ours, 'tokenizer.ggml.tokens', 'string');
-      expect(ourTokens.slice(0, 261)).toEqual(refTokens.slice(0, 261));
-      expect(
-        Array.from(getArray(ours, 'tokenizer.ggml.token_type', 'int32').subarray(0, 261)),
-      ).toEqual(Array.from(getArray(ref, 'tokenizer.ggml.token_type', 'int32').subarray(0, 261)));
-      for (const k of [
-        'tokenizer.ggml.bos_token_id',
-        'tokenizer.ggml.eos_token_id',
-        'tokenizer.ggml.eot_token_id',
-        'tokenizer.ggml.unknown_token_id',
-        'tokenizer.ggml.add_bos_token',
-        'tokenizer.ggml.add_eos_token',
-        'tokenizer.ggml.add_space_prefix',
-        'tokenizer.chat_template',
-        'tokenizer.ggml.model',
-        'tokenizer.ggml.pre',
-      ]) {
-        expect(ours.metadata.get(k), k).toEqual(ref.metadata.get(k));
-      }
-    });
+describe('mirrors tiny-shapes-llm.gguf (which llama.cpp loads)', () => {
+  it('has the same keys with the same types, plus general.alignment', async () => {
+    const ref = await readGguf(shapes.llm);
+    const ours = readGgufFromBuffer(tinyLlamaBuffer());
+    const typeOf = (v: { type: string; itemType?: string }) =>
+      v.type === 'array' ? `array<${v.itemType}>` : v.type;
+    const refKeys = new Map([...ref.metadata].map(([k, v]) => [k, typeOf(v)]));
+    const ourKeys = new Map([...ours.metadata].map(([k, v]) => [k, typeOf(v)]));
+    ourKeys.delete('general.alignment');
+    expect(ourKeys).toEqual(refKeys);
+    // same specials and the same token types for the shared layout
+    const refTokens = getArray(ref, 'tokenizer.ggml.tokens', 'string');
+    const ourTokens = getArray(ours, 'tokenizer.ggml.tokens', 'string');
+    expect(ourTokens.slice(0, 261)).toEqual(refTokens.slice(0, 261));
+    expect(
+      Array.from(getArray(ours, 'tokenizer.ggml.token_type', 'int32').subarray(0, 261)),
+    ).toEqual(Array.from(getArray(ref, 'tokenizer.ggml.token_type', 'int32').subarray(0, 261)));
+    for (const k of [
+      'tokenizer.ggml.bos_token_id',
+      'tokenizer.ggml.eos_token_id',
+      'tokenizer.ggml.eot_token_id',
+      'tokenizer.ggml.unknown_token_id',
+      'tokenizer.ggml.add_bos_token',
+      'tokenizer.ggml.add_eos_token',
+      'tokenizer.ggml.add_space_prefix',
+      'tokenizer.chat_template',
+      'tokenizer.ggml.model',
+      'tokenizer.ggml.pre',
+    ]) {
+      expect(ours.metadata.get(k), k).toEqual(ref.metadata.get(k));
+    }
+  });
 
-    it('uses the same tensor names in the same order, with shapes of the same form', async () => {
-      const ref = await readGguf(shapes.llm);
-      const ours = readGgufFromBuffer(tinyLlamaBuffer({ nLayers: 3 }));
-      expect(ours.tensors.map((t) => t.name)).toEqual(ref.tensors.map((t) => t.name));
-      const refEmbd = getUint(ref, 'llama.embedding_length');
-      const refVocab = getArray(ref, 'tokenizer.ggml.tokens').value.length;
-      const refFf = getUint(ref, 'llama.feed_forward_length');
-      const ourVocab = getArray(ours, 'tokenizer.ggml.tokens').value.length;
-      const symbolic = (shape: readonly number[], embd: number, vocab: number, ff: number) =>
-        shape
-          .map((d) => (d === embd ? 'E' : d === vocab ? 'V' : d === ff ? 'F' : String(d)))
-          .join('x');
-      for (const [i, t] of ours.tensors.entries()) {
-        const r = ref.tensors[i]!;
-        expect(symbolic(t.shape, 64, ourVocab, 128), t.name).toBe(
-          symbolic(r.shape, refEmbd, refVocab, refFf),
-        );
-        expect(t.type).toBe(r.type);
-      }
-    });
-  },
-);
+  it('uses the same tensor names in the same order, with shapes of the same form', async () => {
+    const ref = await readGguf(shapes.llm);
+    const ours = readGgufFromBuffer(tinyLlamaBuffer({ nLayers: 3 }));
+    expect(ours.tensors.map((t) => t.name)).toEqual(ref.tensors.map((t) => t.name));
+    const refEmbd = getUint(ref, 'llama.embedding_length');
+    const refVocab = getArray(ref, 'tokenizer.ggml.tokens').value.length;
+    const refFf = getUint(ref, 'llama.feed_forward_length');
+    const ourVocab = getArray(ours, 'tokenizer.ggml.tokens').value.length;
+    const symbolic = (shape: readonly number[], embd: number, vocab: number, ff: number) =>
+      shape
+        .map((d) => (d === embd ? 'E' : d === vocab ? 'V' : d === ff ? 'F' : String(d)))
+        .join('x');
+    for (const [i, t] of ours.tensors.entries()) {
+      const r = ref.tensors[i]!;
+      expect(symbolic(t.shape, 64, ourVocab, 128), t.name).toBe(
+        symbolic(r.shape, refEmbd, refVocab, refFf),
+      );
+      expect(t.type).toBe(r.type);
+    }
+  });
+});

@@ -12,8 +12,8 @@ import { Prng } from './prng.js';
 
 /**
  * A tiny random llama-architecture text model that llama.cpp (pinned 80fb11ac) loads. Its
- * metadata mirrors ../shared/models/tiny-shapes/tiny-shapes-llm.gguf, a file llama.cpp is known
- * to load: same keys, types, tokenizer layout and tensor names (plus `general.alignment`).
+ * metadata mirrors the bundled apps/demo/models/tiny-shapes/tiny-shapes-llm.gguf, a file llama.cpp
+ * is known to load: same keys, types, tokenizer layout and tensor names (plus `general.alignment`).
  */
 
 /** The ChatML template of tiny-shapes (MODEL.md). */
