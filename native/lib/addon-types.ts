@@ -32,6 +32,28 @@ export interface SystemInfo {
   supportsMlock: boolean;
   /** llama.cpp's own one-line summary (llama_print_system_info). */
   llamaSystemInfo: string;
+  /** Which ggml CPU backend was loaded at run time, from where, and why. */
+  cpuBackend: CpuBackendInfo;
+}
+
+/** ggml's CPU backend as mm loaded it (backends are shared libraries beside mm.node). */
+export interface CpuBackendInfo {
+  /** How the addon was built: `all` (every CPU variant, the prebuilt packages) or `native` (this machine's). */
+  build: 'all' | 'native';
+  /** The folder the backends were loaded from. */
+  dir: string;
+  /** The module that loaded them (mm.node). */
+  binary: string;
+  /** The variant loaded, e.g. `haswell`, `skylakex`, `sapphirerapids`; `cpu` in a native build. */
+  chosen: string;
+  /** Why it was chosen, in words. */
+  reason: string;
+  /** `MM_CPU_VARIANT`, when it forced the choice. */
+  forced?: string;
+  /** Every variant found, with ggml's score for this machine (0: needs instructions it lacks). */
+  variants: { name: string; file: string; score: number }[];
+  /** GPU/accelerator backend libraries loaded beside it (e.g. libggml-cuda.so). */
+  otherBackends: string[];
 }
 
 export interface ModelInfo {

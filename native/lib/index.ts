@@ -1,8 +1,9 @@
 import type { ModelInfo, SystemInfo } from './addon-types.js';
 import { callNative, runNative } from './call.js';
-import { loadAddon } from './load.js';
+import { type AddonCandidate, addonLoadedFrom, loadAddon } from './load.js';
 
 export type {
+  CpuBackendInfo,
   DeviceInfo,
   ModelInfo,
   NativeAddon,
@@ -29,11 +30,28 @@ export type {
   SystemInfo,
 } from './addon-types.js';
 export { callNative, runNative } from './call.js';
-export { addonCandidates, loadAddon } from './load.js';
+export type { AddonCandidate, AddonSource } from './load.js';
+export {
+  addonCandidates,
+  addonLoadedFrom,
+  loadAddon,
+  machineCpuFeatures,
+  prebuiltPackageNames,
+  sourceBuildCommand,
+} from './load.js';
 
-/** The llama.cpp commit, ggml backends and devices, CPU features and thread count. */
-export function systemInfo(): SystemInfo {
-  return callNative(() => loadAddon().systemInfo());
+/** `SystemInfo` plus which mm.node was loaded and from where. */
+export interface SystemInfoWithAddon extends SystemInfo {
+  addon: AddonCandidate;
+}
+
+/**
+ * The llama.cpp commit, ggml backends and devices, the CPU variant loaded (and why), CPU
+ * features, thread count, and which mm.node was loaded.
+ */
+export function systemInfo(): SystemInfoWithAddon {
+  const info = callNative(() => loadAddon().systemInfo());
+  return { ...info, addon: addonLoadedFrom() as AddonCandidate };
 }
 
 export interface ProbeModelOptions {

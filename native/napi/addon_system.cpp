@@ -1,3 +1,4 @@
+#include "common/backends.h"
 #include "common/system_info.h"
 #include "napi_util.h"
 
@@ -39,6 +40,32 @@ Napi::Value system_info_js(const Napi::CallbackInfo & info) {
     out.Set("supportsMmap", si.supports_mmap);
     out.Set("supportsMlock", si.supports_mlock);
     out.Set("llamaSystemInfo", si.llama_system_info);
+
+    const mm::backend_load_info & bl  = mm::backends_loaded();
+    Napi::Object                  cpu = Napi::Object::New(env);
+    cpu.Set("build", bl.build);
+    cpu.Set("dir", bl.dir);
+    cpu.Set("binary", bl.binary);
+    cpu.Set("chosen", bl.chosen);
+    cpu.Set("reason", bl.reason);
+    if (!bl.forced.empty()) {
+        cpu.Set("forced", bl.forced);
+    }
+    Napi::Array variants = Napi::Array::New(env, bl.variants.size());
+    for (size_t i = 0; i < bl.variants.size(); ++i) {
+        Napi::Object v = Napi::Object::New(env);
+        v.Set("name", bl.variants[i].name);
+        v.Set("file", bl.variants[i].file);
+        v.Set("score", bl.variants[i].score);
+        variants.Set(i, v);
+    }
+    cpu.Set("variants", variants);
+    Napi::Array others = Napi::Array::New(env, bl.others.size());
+    for (size_t i = 0; i < bl.others.size(); ++i) {
+        others.Set(i, bl.others[i]);
+    }
+    cpu.Set("otherBackends", others);
+    out.Set("cpuBackend", cpu);
     return out;
 }
 

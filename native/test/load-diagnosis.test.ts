@@ -23,7 +23,7 @@ describe('addon loader diagnosis', () => {
       const message = (caught as Error).message;
       expect(message).toContain(bogus);
       expect(message).toContain(process.version);
-      expect(message).toContain('npm run build -w @mm/native');
+      expect(message).toContain('npx @mm/native build');
     } finally {
       if (old === undefined) delete process.env.MM_NATIVE_PATH;
       else process.env.MM_NATIVE_PATH = old;

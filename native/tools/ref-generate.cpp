@@ -88,6 +88,7 @@ int main(int argc, char ** argv) {
                 std::fputs(text, stderr);
         },
         nullptr);
+    ggml_backend_load_all();  // backends are shared libraries beside the executable (GGML_BACKEND_DL)
     llama_backend_init();
 
     llama_model_params mp = llama_model_default_params();

@@ -140,6 +140,7 @@ int main(int argc, char ** argv) {
     static bool verbose_flag = verbose;
     llama_log_set(log_cb, &verbose_flag);
     mtmd_log_set(log_cb, &verbose_flag);
+    ggml_backend_load_all();  // backends are shared libraries beside the executable (GGML_BACKEND_DL)
     llama_backend_init();
 
     llama_model * model = nullptr;

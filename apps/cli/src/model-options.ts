@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { ChatOptions, MultimodalModelLoadOptions } from '@mm/core';
 import { ErrorCode, MmError } from '@mm/errors';
 import { type CliIo, UsageError } from './io.js';
@@ -96,8 +96,9 @@ export function interruptSignal(): { signal: AbortSignal; dispose(): void } {
 
 /** The tiny-shapes model bundled with the demo (apps/demo/models/tiny-shapes). */
 export function bundledModel(): { dir: string; model: string; mmproj: string; samples: string } {
-  const here = dirname(fileURLToPath(import.meta.url));
-  const dir = join(here, '..', '..', 'demo', 'models', 'tiny-shapes');
+  // The @mm/demo package: a workspace in the repository, a dependency when installed from npm.
+  const demo = dirname(createRequire(import.meta.url).resolve('@mm/demo/package.json'));
+  const dir = join(demo, 'models', 'tiny-shapes');
   const out = {
     dir,
     model: join(dir, 'tiny-shapes-llm.gguf'),

@@ -4,6 +4,7 @@
 #include <mutex>
 #include <thread>
 
+#include "common/backends.h"
 #include "common/log.h"
 #include "ggml-backend.h"
 #include "llama.h"
@@ -50,11 +51,11 @@ std::string read_cpu_model() {
 }  // namespace
 
 void ensure_backend_initialised() {
+    static std::once_flag log_once;
+    std::call_once(log_once, install_log_handler);
+    load_backends();  // throws (MM_NATIVE_LOAD) until a usable CPU backend is found
     static std::once_flag once;
-    std::call_once(once, [] {
-        install_log_handler();
-        llama_backend_init();
-    });
+    std::call_once(once, llama_backend_init);
 }
 
 system_info get_system_info() {

@@ -4,11 +4,11 @@
 #include <cmath>
 #include <fstream>
 
+#include "common/backends.h"
 #include "common/error.h"
 #include "common/system_info.h"
 #include "encoders/gguf_file.h"
 #include "ggml-alloc.h"
-#include "ggml-cpu.h"
 
 namespace mm {
 
@@ -19,7 +19,7 @@ runtime::runtime(const runtime_params & params) {
     if (cpu_ == nullptr) {
         fail(error_code::internal, "failed to initialise the ggml CPU backend");
     }
-    ggml_backend_cpu_set_n_threads(cpu_, n_threads_);
+    cpu_set_n_threads(cpu_, n_threads_);
     if (params.use_gpu) {
         gpu_ = ggml_backend_init_by_type(GGML_BACKEND_DEVICE_TYPE_GPU, nullptr);
         if (gpu_ == nullptr) {
@@ -97,7 +97,7 @@ constexpr double k_flops_per_thread = 4e6;
 void runtime::allocate(ggml_cgraph * gf) {
     const double wanted = std::ceil(graph_flops(gf) / k_flops_per_thread);
     graph_threads_      = static_cast<int>(std::max(1.0, std::min<double>(n_threads_, wanted)));
-    ggml_backend_cpu_set_n_threads(cpu_, graph_threads_);
+    cpu_set_n_threads(cpu_, graph_threads_);
     ggml_backend_sched_reset(sched_);
     if (!ggml_backend_sched_reserve(sched_, gf)) {
         fail(error_code::out_of_memory, "failed to reserve compute buffers for the graph");
@@ -119,10 +119,10 @@ void runtime::compute(ggml_cgraph * gf, const std::atomic<bool> * cancel) {
     if (cancel != nullptr && cancel->load()) {
         fail(error_code::aborted, "aborted");
     }
-    ggml_backend_cpu_set_abort_callback(cpu_, cancel != nullptr ? abort_requested : nullptr,
-                                        const_cast<std::atomic<bool> *>(cancel));
+    cpu_set_abort_callback(cpu_, cancel != nullptr ? abort_requested : nullptr,
+                           const_cast<std::atomic<bool> *>(cancel));
     ggml_status status = ggml_backend_sched_graph_compute(sched_, gf);
-    ggml_backend_cpu_set_abort_callback(cpu_, nullptr, nullptr);
+    cpu_set_abort_callback(cpu_, nullptr, nullptr);
     if (status == GGML_STATUS_ABORTED || (cancel != nullptr && cancel->load())) {
         fail(error_code::aborted, "aborted");
     }

@@ -3,8 +3,9 @@ import { type CliIo, ExitCode, formatBytes } from '../io.js';
 
 export const infoHelp = `mm info [--json]
 
-Shows the llama.cpp commit mm was built from, the ggml backends and devices, CPU features
-and the thread count.`;
+Shows which mm.node was loaded (prebuilt package, source build or MM_NATIVE_PATH), the ggml
+CPU variant chosen for this machine and why, the llama.cpp commit, backends and devices, CPU
+features and the thread count. MM_CPU_VARIANT=<name> forces a variant (e.g. haswell).`;
 
 export function runInfo(io: CliIo, json: boolean): number {
   const info = systemInfo();
@@ -15,7 +16,20 @@ export function runInfo(io: CliIo, json: boolean): number {
   const on = Object.entries(info.cpuFeatures)
     .filter(([, v]) => v !== '0')
     .map(([k, v]) => (v === '1' ? k : `${k}=${v}`));
+  const cpu = info.cpuBackend;
+  const addon = info.addon;
+  const variants = cpu.variants
+    .map(
+      (v) => `${v.name === cpu.chosen ? '*' : ''}${v.name}${v.score > 0 ? `(${v.score})` : '(-)'}`,
+    )
+    .join(' ');
   const lines = [
+    `addon              ${addon.path}`,
+    `  from             ${addon.source === 'prebuilt' ? `prebuilt package ${addon.package}` : addon.source === 'env' ? 'MM_NATIVE_PATH' : 'source build (npx @mm/native build)'}`,
+    `cpu backend        ${cpu.chosen}${cpu.forced ? ' (forced by MM_CPU_VARIANT)' : ''}: ${cpu.reason}`,
+    `  build            ${cpu.build === 'all' ? 'portable: every CPU variant, chosen at run time' : 'native: compiled for the building machine'}`,
+    `  variants         ${variants}  (score for this CPU; - = unsupported, * = loaded)`,
+    ...(cpu.otherBackends.length ? [`  also loaded      ${cpu.otherBackends.join(', ')}`] : []),
     `llama.cpp commit   ${info.llamaCommit}`,
     `backends           ${info.backends.join(', ')}`,
     'devices',

@@ -1,0 +1,231 @@
+#include "common/backends.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+
+#include "common/error.h"
+
+#ifdef _WIN32
+#ifndef NOMINMAX
+#define NOMINMAX
+#endif
+#include <windows.h>
+#else
+#include <dlfcn.h>
+#endif
+
+namespace fs = std::filesystem;
+
+namespace mm {
+
+namespace {
+
+// ggml names its dynamic backends this way on every platform (.so on macOS too).
+#ifdef _WIN32
+constexpr const char * k_prefix = "ggml-";
+constexpr const char * k_suffix = ".dll";
+#else
+constexpr const char * k_prefix = "libggml-";
+constexpr const char * k_suffix = ".so";
+#endif
+
+// The module this code is linked into: mm.node in the addon, the executable in the test tools.
+std::string this_module_path() {
+#ifdef _WIN32
+    HMODULE module = nullptr;
+    if (GetModuleHandleExA(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
+                           reinterpret_cast<LPCSTR>(&this_module_path), &module) == 0) {
+        return {};
+    }
+    char  path[MAX_PATH];
+    DWORD n = GetModuleFileNameA(module, path, MAX_PATH);
+    return n == 0 ? std::string() : std::string(path, n);
+#else
+    Dl_info info{};
+    if (dladdr(reinterpret_cast<void *>(&this_module_path), &info) == 0 || info.dli_fname == nullptr) {
+        return {};
+    }
+    return info.dli_fname;
+#endif
+}
+
+// Asks a CPU variant library how well it suits this machine, without registering it.
+int score_of(const fs::path & file) {
+    using score_fn = int (*)();
+#ifdef _WIN32
+    HMODULE h = LoadLibraryW(file.wstring().c_str());
+    if (h == nullptr) {
+        return -1;
+    }
+    auto fn    = reinterpret_cast<score_fn>(GetProcAddress(h, "ggml_backend_score"));
+    int  score = fn != nullptr ? fn() : -1;
+    FreeLibrary(h);
+#else
+    void * h = dlopen(file.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (h == nullptr) {
+        return -1;
+    }
+    auto fn    = reinterpret_cast<score_fn>(dlsym(h, "ggml_backend_score"));
+    int  score = fn != nullptr ? fn() : -1;
+    dlclose(h);
+#endif
+    return score;
+}
+
+std::string env(const char * name) {
+    const char * v = std::getenv(name);
+    return v != nullptr ? std::string(v) : std::string();
+}
+
+backend_load_info g_info;
+
+void load_once() {
+#ifndef MM_CPU_BUILD
+#define MM_CPU_BUILD "native"
+#endif
+    backend_load_info info;
+    info.build      = MM_CPU_BUILD;
+    info.binary     = this_module_path();
+    info.forced     = env("MM_CPU_VARIANT");
+    std::string dir = env("MM_BACKEND_DIR");
+    if (dir.empty() && !info.binary.empty()) {
+        dir = fs::u8path(info.binary).parent_path().u8string();
+    }
+    info.dir = dir;
+
+    std::error_code       ec;
+    const std::string     cpu_prefix = std::string(k_prefix) + "cpu";
+    std::vector<fs::path> others;
+    for (const auto & entry : fs::directory_iterator(fs::u8path(dir), ec)) {
+        const std::string name = entry.path().filename().u8string();
+        if (name.size() <= std::string(k_prefix).size() + std::string(k_suffix).size() ||
+            name.rfind(k_prefix, 0) != 0 ||
+            name.compare(name.size() - std::strlen(k_suffix), std::string::npos, k_suffix) != 0) {
+            continue;
+        }
+        const std::string stem =
+            name.substr(std::strlen(k_prefix), name.size() - std::strlen(k_prefix) - std::strlen(k_suffix));
+        if (stem == "base") {
+            continue;
+        }
+        if (name.rfind(cpu_prefix, 0) == 0) {
+            cpu_variant v;
+            v.name  = stem == "cpu" ? "cpu" : stem.substr(4);  // "cpu-haswell" -> "haswell"
+            v.file  = entry.path().u8string();
+            v.score = score_of(entry.path());
+            info.variants.push_back(std::move(v));
+        } else {
+            others.push_back(entry.path());
+        }
+    }
+    if (ec || info.variants.empty()) {
+        fail(error_code::native_load,
+             "no ggml CPU backend (" + std::string(k_prefix) + "cpu*" + k_suffix + ") was found in '" + dir + "'" +
+                 (ec ? ": " + ec.message() : std::string()) +
+                 "; the installation is incomplete (set MM_BACKEND_DIR to the folder that holds them)");
+    }
+    std::sort(info.variants.begin(), info.variants.end(),
+              [](const cpu_variant & a, const cpu_variant & b) { return a.file < b.file; });
+
+    const cpu_variant * pick = nullptr;
+    if (!info.forced.empty()) {
+        for (const auto & v : info.variants) {
+            if (v.name == info.forced) {
+                pick = &v;
+            }
+        }
+        std::string names;
+        for (const auto & v : info.variants) {
+            names += (names.empty() ? "" : ", ") + v.name;
+        }
+        if (pick == nullptr) {
+            fail(error_code::native_load,
+                 "MM_CPU_VARIANT='" + info.forced + "' is not among the CPU variants in '" + dir + "': " + names);
+        }
+        if (pick->score <= 0) {
+            fail(error_code::native_load, "MM_CPU_VARIANT='" + info.forced +
+                                              "' cannot run on this CPU (it needs instructions this machine lacks); "
+                                              "available: " +
+                                              names);
+        }
+        info.reason = "forced by MM_CPU_VARIANT";
+    } else {
+        for (const auto & v : info.variants) {
+            if (v.score > 0 && (pick == nullptr || v.score > pick->score)) {
+                pick = &v;
+            }
+        }
+        if (pick == nullptr) {
+            fail(error_code::native_load, "none of the " + std::to_string(info.variants.size()) +
+                                              " ggml CPU variants in '" + dir + "' can run on this CPU");
+        }
+        int supported = 0;
+        for (const auto & v : info.variants) {
+            supported += v.score > 0 ? 1 : 0;
+        }
+        info.reason = info.variants.size() == 1
+                          ? "the only CPU backend (built for the machine that compiled it)"
+                          : "highest score of the " + std::to_string(supported) + " variants this CPU supports (of " +
+                                std::to_string(info.variants.size()) + " shipped)";
+    }
+    if (ggml_backend_load(pick->file.c_str()) == nullptr) {
+        fail(error_code::native_load, "the ggml CPU backend '" + pick->file + "' could not be loaded");
+    }
+    info.chosen = pick->name;
+
+    // GPU and other accelerator backends (built with MM_GPU=cuda, Metal on macOS): load what is
+    // there; a missing driver only means that backend is not used.
+    std::sort(others.begin(), others.end());
+    for (const auto & p : others) {
+        if (ggml_backend_load(p.u8string().c_str()) != nullptr) {
+            info.others.push_back(p.filename().u8string());
+        }
+    }
+    g_info = std::move(info);
+}
+
+std::once_flag g_once;
+
+ggml_backend_reg_t cpu_reg(ggml_backend_t cpu) {
+    ggml_backend_dev_t dev = ggml_backend_get_device(cpu);
+    return dev != nullptr ? ggml_backend_dev_backend_reg(dev) : nullptr;
+}
+
+}  // namespace
+
+void load_backends() {
+    // A failed load is reported on every call (std::call_once retries after an exception).
+    std::call_once(g_once, load_once);
+}
+
+const backend_load_info & backends_loaded() {
+    load_backends();
+    return g_info;
+}
+
+void cpu_set_n_threads(ggml_backend_t cpu, int n_threads) {
+    using fn_t = void (*)(ggml_backend_t, int);
+    auto reg   = cpu_reg(cpu);
+    auto fn    = reg != nullptr
+                     ? reinterpret_cast<fn_t>(ggml_backend_reg_get_proc_address(reg, "ggml_backend_set_n_threads"))
+                     : nullptr;
+    if (fn != nullptr) {
+        fn(cpu, n_threads);
+    }
+}
+
+void cpu_set_abort_callback(ggml_backend_t cpu, ggml_abort_callback cb, void * data) {
+    using fn_t = void (*)(ggml_backend_t, ggml_abort_callback, void *);
+    auto reg   = cpu_reg(cpu);
+    auto fn    = reg != nullptr
+                     ? reinterpret_cast<fn_t>(ggml_backend_reg_get_proc_address(reg, "ggml_backend_set_abort_callback"))
+                     : nullptr;
+    if (fn != nullptr) {
+        fn(cpu, cb, data);
+    }
+}
+
+}  // namespace mm
