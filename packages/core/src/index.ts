@@ -1,3 +1,17 @@
+export {
+  defaultCacheDir,
+  type FileProgress,
+  type HubFile,
+  type PulledFile,
+  type PullModelOptions,
+  type PullProgress,
+  type PullResult,
+  parseRepoRef,
+  pullModel,
+  type RepoRef,
+  resolveEndpoint,
+  selectFiles,
+} from './hub/index.js';
 export { type CachedImage, EmbeddingCache, pixelKey } from './image-cache.js';
 export {
   type ContentPart,
