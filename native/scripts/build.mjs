@@ -3,7 +3,8 @@
 //   --prebuilt       every CPU variant (portable; MM_CPU=all), then stage the runtime files into the
 //                    platform package native/platforms/<platform>-<arch>[-gpu] (what gets published)
 //   MM_CPU=native|all  CPU backend: this machine's (default for a source build) or every variant
-//   MM_GPU=cuda      add the CUDA backend (Metal is on by default on macOS)
+//   MM_GPU=cuda      add the CUDA backend (Metal is on by default on macOS); MM_CUDA_ARCHS=list
+//                    sets CMAKE_CUDA_ARCHITECTURES (default: this machine's GPU)
 //   MM_BUILD_DIR=D   build folder (default native/build)
 //   MM_BUILD_JOBS=N  parallel compile jobs (default: all cores)
 // Only what changed is rebuilt (CMake + Ninja, ccache when installed). Ninja prints [n/total]
@@ -165,12 +166,15 @@ const args = [
   `--CDMM_GPU=${gpu}`,
   `--CDMM_CPU=${cpu}`,
 ];
+// CUDA architectures for a portable GPU build (e.g. '75-virtual;80-virtual;86-real;89-real;90-real');
+// default: the GPU of the building machine.
+if (process.env.MM_CUDA_ARCHS) args.push(`--CDCMAKE_CUDA_ARCHITECTURES=${process.env.MM_CUDA_ARCHS}`);
 if (has('ninja')) args.push('--generator', 'Ninja');
 // cmake-js only configures when there is no CMakeCache.txt; a configure that failed half-way
 // leaves one behind without build files, so configure explicitly in that case.
 // A change of MM_CPU / MM_GPU needs a new configure too.
 const configFile = join(buildDir, '.mm-config.json');
-const config = JSON.stringify({ cpu, gpu });
+const config = JSON.stringify({ cpu, gpu, cudaArchs: process.env.MM_CUDA_ARCHS ?? '' });
 const configured = existsSync(configFile) && readFileSync(configFile, 'utf8') === config;
 const generated = ['build.ninja', 'Makefile'].some((f) => existsSync(join(buildDir, f)));
 if (!generated || !configured)

@@ -167,6 +167,28 @@ describe.skipIf(!canRun)(
       expect(demoPkg.files.some((f) => f.includes('testset'))).toBe(false);
     });
 
+    it('npm publish --dry-run passes for every public package, all at one version (changesets "fixed")', () => {
+      const versions = new Set<string>();
+      for (const pkg of publicPackages()) {
+        versions.add(JSON.parse(readFileSync(join(pkg.dir, 'package.json'), 'utf8')).version);
+        const r = spawnSync(
+          process.execPath,
+          [npmCli, 'publish', '--dry-run', '--access', 'public'],
+          {
+            encoding: 'utf8',
+            cwd: pkg.dir,
+            env,
+            timeout: 120_000,
+          },
+        );
+        expect(r.status, `${pkg.name}: ${r.stderr}`).toBe(0);
+        expect(r.stdout + r.stderr).toContain(`${pkg.name}@`);
+      }
+      expect([...versions]).toHaveLength(1);
+      const changesets = JSON.parse(readFileSync(join(root, '.changeset', 'config.json'), 'utf8'));
+      expect(changesets.fixed).toEqual([['@mm/*']]);
+    }, 300_000);
+
     it('installs in under 60 s with no compiler or CMake on PATH, and no install scripts', () => {
       const path = env.PATH as string;
       for (const cmd of ['cc', 'c++', 'gcc', 'g++', 'clang', 'cmake', 'make', 'ninja']) {

@@ -46,6 +46,24 @@ describe('mm', () => {
     expect(info.hardwareThreads).toBeGreaterThan(0);
   });
 
+  it('info names the mm.node loaded and the CPU variant ggml would pick: the best score', async () => {
+    const r = await run(['info', '--json']);
+    const info = JSON.parse(r.out);
+    expect(info.addon.source).toBe('prebuilt');
+    expect(info.addon.package).toBe(`@mm/native-${process.platform}-${process.arch}`);
+    const cpu = info.cpuBackend as {
+      build: string;
+      chosen: string;
+      variants: { name: string; score: number }[];
+    };
+    expect(cpu.build).toBe('all');
+    expect(cpu.variants.length).toBeGreaterThan(1);
+    const best = [...cpu.variants].sort((a, b) => b.score - a.score)[0];
+    expect(cpu.chosen).toBe(best?.name);
+    const text = await run(['info']);
+    expect(text.out).toMatch(new RegExp(`cpu backend\\s+${cpu.chosen}: highest score`));
+  });
+
   it('inspect reads the shared tiny-shapes text model', async () => {
     const r = await run(['inspect', tinyShapesPaths().llm]);
     expect(r.code).toBe(0);
@@ -98,4 +116,69 @@ describe('mm', () => {
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('MM_FILE_NOT_FOUND');
   });
+});
+
+/** `mm` in a child process with MM_CPU_VARIANT set (the variant is chosen once per process). */
+function mmWithVariant(variant: string, args: string[]) {
+  const r = spawnSync(process.execPath, [bin, ...args], {
+    encoding: 'utf8',
+    timeout: 60_000,
+    env: { ...process.env, MM_CPU_VARIANT: variant },
+  });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+describe('MM_CPU_VARIANT: a machine without AVX-512, simulated', () => {
+  const info = JSON.parse(
+    execFileSync(process.execPath, [bin, 'info', '--json'], { encoding: 'utf8' }),
+  );
+  const variants = info.cpuBackend.variants as { name: string; score: number }[];
+  const haswell = variants.find((v) => v.name === 'haswell');
+  const tiny = tinyShapesPaths();
+
+  it.runIf(process.arch === 'x64' && (haswell?.score ?? 0) > 0)(
+    'forcing haswell loads the AVX2 kernels (no AVX-512) and still answers right',
+    () => {
+      const r = mmWithVariant('haswell', ['info', '--json']);
+      expect(r.code).toBe(0);
+      const forced = JSON.parse(r.out);
+      expect(forced.cpuBackend.chosen).toBe('haswell');
+      expect(forced.cpuBackend.forced).toBe('haswell');
+      expect(forced.cpuFeatures.AVX2).toBe('1');
+      expect(forced.cpuFeatures.AVX512 ?? '0').toBe('0');
+      const run = mmWithVariant('haswell', [
+        'run',
+        '-m',
+        tiny.llm,
+        '--mmproj',
+        tiny.mmproj,
+        '--image',
+        join(tiny.samples, 'sample_000.png'),
+        '-p',
+        'Describe the image.',
+      ]);
+      expect(run.code).toBe(0);
+      expect(run.out).toBe('a red circle on the left.\n');
+      expect(mmWithVariant('haswell', ['info']).out).toContain('(forced by MM_CPU_VARIANT)');
+    },
+  );
+
+  it('an unknown variant is a typed error that lists the ones shipped', () => {
+    const r = mmWithVariant('pentium2', ['info']);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('MM_NATIVE_LOAD');
+    expect(r.err).toContain("MM_CPU_VARIANT='pentium2'");
+    for (const v of variants) expect(r.err).toContain(v.name);
+  });
+
+  const unsupported = variants.find((v) => v.score <= 0);
+  it.runIf(unsupported !== undefined)(
+    'a variant this CPU cannot run is refused, not crashed on',
+    () => {
+      const r = mmWithVariant(unsupported?.name as string, ['info']);
+      expect(r.code).toBe(1);
+      expect(r.err).toContain('MM_NATIVE_LOAD');
+      expect(r.err).toContain('cannot run on this CPU');
+    },
+  );
 });
