@@ -8,10 +8,18 @@ import { chatHelp, runChat } from './commands/chat.js';
 import { demoHelp, runDemo } from './commands/demo.js';
 import { infoHelp, runInfo } from './commands/info.js';
 import { inspectHelp, runInspect } from './commands/inspect.js';
+import { pullFlags, pullHelp, runPull } from './commands/pull.js';
 import { runHelp, runRun } from './commands/run.js';
 import { runServe, serveFlags, serveHelp } from './commands/serve.js';
 import { type CliIo, ExitCode, processIo, UsageError } from './io.js';
-import { modelFlags, samplingFlags } from './model-options.js';
+import {
+  expandFlagAliases,
+  hubFlags,
+  hubHelp,
+  modelFlags,
+  resolveHubModel,
+  samplingFlags,
+} from './model-options.js';
 
 const usage = `mm — multimodal LLMs from Node.js, at native speed
 
@@ -22,6 +30,9 @@ Commands:
   chat               interactive chat; /image <path> attaches an image
   demo               the bundled tiny-shapes model on its sample images
   serve              OpenAI-compatible HTTP server with images, and the web demo at /
+  pull <user>/<repo>[:quant]
+                     download a GGUF model and its mmproj from the Hugging Face Hub
+                     (run, chat and serve take -hf <user>/<repo>[:quant] instead of -m)
   bench              mm vs llama.cpp side by side: encode, prefill, decode, TTFT, RSS
   info               llama.cpp commit, backends, devices, CPU features
   inspect <file>     describe a GGUF model or mmproj file (header only)
@@ -47,7 +58,12 @@ function parse<O extends NonNullable<ParseArgsConfig['options']>, P extends bool
   allowPositionals: P,
 ) {
   try {
-    return parseArgs({ args, options, allowPositionals, strict: true });
+    return parseArgs({
+      args: expandFlagAliases(args, options),
+      options,
+      allowPositionals,
+      strict: true,
+    });
   } catch (e) {
     throw new UsageError(e instanceof Error ? e.message : String(e));
   }
@@ -86,6 +102,7 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
         {
           help,
           ...modelFlags,
+          ...hubFlags,
           ...samplingFlags,
           image: { type: 'string', multiple: true },
           prompt: { type: 'string', short: 'p' },
@@ -95,18 +112,26 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
         },
         true,
       );
-      if (values.help) return showHelp(io, runHelp);
+      if (values.help) return showHelp(io, `${runHelp}\n${hubHelp}`);
       if (positionals.length > 0)
         throw new UsageError(`unexpected argument '${positionals[0]}'\n\n${runHelp}`);
+      await resolveHubModel(io, values, values.quiet === true || values.json === true);
       return runRun(io, values);
     }
     case 'chat': {
       const { values } = parse(
         rest,
-        { help, ...modelFlags, ...samplingFlags, system: { type: 'string', short: 's' } },
+        {
+          help,
+          ...modelFlags,
+          ...hubFlags,
+          ...samplingFlags,
+          system: { type: 'string', short: 's' },
+        },
         false,
       );
-      if (values.help) return showHelp(io, chatHelp);
+      if (values.help) return showHelp(io, `${chatHelp}\n${hubHelp}`);
+      await resolveHubModel(io, values);
       return runChat(io, values);
     }
     case 'bench': {
@@ -135,9 +160,17 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
       return runDemo(io, values);
     }
     case 'serve': {
-      const { values } = parse(rest, { help, ...serveFlags }, false);
-      if (values.help) return showHelp(io, serveHelp);
+      const { values } = parse(rest, { help, ...serveFlags, ...hubFlags }, false);
+      if (values.help) return showHelp(io, `${serveHelp}\n${hubHelp}`);
+      await resolveHubModel(io, values);
       return runServe(io, values);
+    }
+    case 'pull': {
+      const { values, positionals } = parse(rest, { help, ...pullFlags }, true);
+      if (values.help) return showHelp(io, pullHelp);
+      if (positionals.length !== 1)
+        throw new UsageError(`pull takes one <user>/<repo>[:quant]\n\n${pullHelp}`);
+      return runPull(io, positionals[0]!, values);
     }
     default:
       throw new UsageError(`unknown command '${command}'\n\n${usage}`);

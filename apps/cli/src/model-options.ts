@@ -1,9 +1,15 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import type { ChatOptions, MultimodalModelLoadOptions } from '@mm/core';
+import {
+  type ChatOptions,
+  type MultimodalModelLoadOptions,
+  type PullProgress,
+  type PullResult,
+  pullModel,
+} from '@mm/core';
 import { ErrorCode, MmError } from '@mm/errors';
-import { type CliIo, UsageError } from './io.js';
+import { type CliIo, formatBytes, UsageError } from './io.js';
 
 /** Flags shared by run, chat, bench and serve, named like llama.cpp's where they exist. */
 export const modelFlags = {
@@ -13,6 +19,124 @@ export const modelFlags = {
   'ctx-size': { type: 'string', short: 'c' },
   'n-gpu-layers': { type: 'string', short: 'g' },
 } as const;
+
+/** `-hf` for run, chat and serve: the model and its mmproj come from the hub (see `mm pull`). */
+export const hubFlags = {
+  'hf-repo': { type: 'string' },
+  offline: { type: 'boolean' },
+} as const;
+
+export const hubHelp = `Instead of -m/--mmproj (as llama.cpp's -hf):
+  -hf, --hf-repo <user>/<repo>[:quant]
+                            download the text model (default quant Q4_K_M, else Q8_0, else the
+                            first) and its mmproj from the Hugging Face Hub, or take them from the
+                            cache (see mm pull); --mmproj <file> given too skips the mmproj
+      --offline             use the cache only, never the network (also MM_OFFLINE=1)`;
+
+/**
+ * llama.cpp's multi-letter short flags (`-hf`), which node's parseArgs would read as `-h -f`,
+ * rewritten to their long names. A token that is the value of a string option stays as it is.
+ */
+export function expandFlagAliases(
+  args: string[],
+  options: Record<string, { type: 'string' | 'boolean'; short?: string }>,
+): string[] {
+  if (!('hf-repo' in options)) return args;
+  const takesValue = (t: string) => {
+    if (t.startsWith('--')) return !t.includes('=') && options[t.slice(2)]?.type === 'string';
+    return (
+      /^-[A-Za-z]$/.test(t) &&
+      Object.values(options).some((o) => o.short === t[1] && o.type === 'string')
+    );
+  };
+  const out: string[] = [];
+  for (const [i, t] of args.entries()) {
+    if (t === '--') return [...out, ...args.slice(i)];
+    const prev = out.at(-1);
+    const isValue = prev !== undefined && takesValue(prev);
+    out.push(!isValue && (t === '-hf' || t === '-hfr') ? '--hf-repo' : t);
+  }
+  return out;
+}
+
+/**
+ * Download progress on stderr: on a terminal one bar per file, redrawn in place (bytes, %,
+ * rate); elsewhere a line every 10%. Cached files get one line.
+ */
+export function downloadBar(io: CliIo, enabled: boolean, tty = process.stderr.isTTY === true) {
+  let drawn = '';
+  let lastTenth = -1;
+  let file = '';
+  const name = (f: string) => (f.length > 40 ? `…${f.slice(-39)}` : f);
+  return (p: PullProgress) => {
+    if (!enabled) return;
+    if (p.file !== file) {
+      file = p.file;
+      lastTenth = -1;
+    }
+    const pct = p.total > 0 ? Math.floor((p.downloaded / p.total) * 100) : 100;
+    const rate = `${formatBytes(p.bytesPerSecond)}/s`;
+    const bytes = `${formatBytes(p.downloaded)} / ${formatBytes(p.total)}`;
+    if (p.phase === 'done') {
+      const line = p.cached
+        ? `${name(p.file)}: cached (${formatBytes(p.total)})`
+        : `${name(p.file)}: ${formatBytes(p.total)}, sha256 ok`;
+      io.err(`${tty && drawn ? '\r\x1b[K' : ''}${line}\n`);
+      drawn = '';
+      return;
+    }
+    if (tty) {
+      const width = 24;
+      const done = Math.round((pct / 100) * width);
+      const line =
+        p.phase === 'verify'
+          ? `${name(p.file)} checking sha256…`
+          : `${name(p.file)} [${'#'.repeat(done)}${'.'.repeat(width - done)}] ${pct}% ${bytes} ${rate}`;
+      if (line !== drawn) io.err(`\r\x1b[K${line}`);
+      drawn = line;
+    } else if (p.phase === 'download' && Math.floor(pct / 10) > lastTenth) {
+      lastTenth = Math.floor(pct / 10);
+      io.err(`${name(p.file)} ${pct}% ${bytes} ${rate}\n`);
+    }
+  };
+}
+
+type HubValues = Record<string, string | boolean | string[] | undefined>;
+
+/**
+ * With `--hf-repo`, pulls the model (and, unless `--mmproj` names a file, its mmproj) and puts
+ * their local paths in `values.model` / `values.mmproj`, so the command runs as with -m/--mmproj.
+ * Ctrl-C stops the download (exit 130; the `.part` file is kept for the next try).
+ */
+export async function resolveHubModel(
+  io: CliIo,
+  values: HubValues,
+  quiet = false,
+): Promise<PullResult | undefined> {
+  const repo = values['hf-repo'];
+  if (typeof repo !== 'string') return undefined;
+  if (values.model !== undefined) {
+    throw new UsageError('-hf/--hf-repo and -m/--model cannot be used together');
+  }
+  const interrupt = interruptSignal();
+  try {
+    const r = await pullModel({
+      repo,
+      mmproj: values.mmproj === undefined,
+      ...(values.offline === true && { offline: true }),
+      signal: interrupt.signal,
+      onProgress: downloadBar(io, !quiet),
+    });
+    if (r.networkError && !quiet) {
+      io.err(`mm: ${r.networkError.code}: ${r.networkError.message}; using the cached files\n`);
+    }
+    values.model = r.model;
+    if (values.mmproj === undefined && r.mmproj) values.mmproj = r.mmproj;
+    return r;
+  } finally {
+    interrupt.dispose();
+  }
+}
 
 export const samplingFlags = {
   temp: { type: 'string' },
