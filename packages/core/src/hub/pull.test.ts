@@ -330,9 +330,10 @@ describe('pullModel', () => {
     const down = await FakeHub.start({});
     const closedUrl = down.url;
     await down.close();
-    const r = await pull({ endpoint: closedUrl, maxRetries: 1 });
+    const r = await pull({ endpoint: closedUrl });
     expect([r.model, r.mmproj, r.fromCache]).toEqual([online.model, online.mmproj, true]);
     expect(r.networkError?.code).toBe(ErrorCode.MM_DOWNLOAD);
+    expect(r.networkError?.details.tries).toBe(2); // a cached copy: one retry, not maxRetries
     expect(r.networkError?.message).toContain(
       `GET ${closedUrl}/api/models/${REPO}/refs failed: connect ECONNREFUSED`,
     );

@@ -146,9 +146,11 @@ export async function pullModel(options: PullModelOptions): Promise<PullResult> 
 
   let commit: string;
   let listing: HubFile[];
+  // With a cached copy to fall back on, do not keep someone without network waiting for long.
+  const listCtx = manifest ? { ...ctx, maxRetries: Math.min(ctx.maxRetries, 1) } : ctx;
   try {
-    commit = await repoCommit(ctx, repo);
-    listing = await repoFiles(ctx, repo, commit);
+    commit = await repoCommit(listCtx, repo);
+    listing = await repoFiles(listCtx, repo, commit);
   } catch (e) {
     if (signal?.aborted) throw signal.reason;
     if (!MmError.hasCode(e, ErrorCode.MM_DOWNLOAD)) throw e;
