@@ -1,8 +1,8 @@
-import { createInterface } from 'node:readline/promises';
+import { createInterface, type Interface } from 'node:readline/promises';
 import { type ContentPart, type Message, MultimodalModel } from '@mm/core';
 import { MmError } from '@mm/errors';
 import { type CliIo, ExitCode } from '../io.js';
-import { chatOptions, loadOptions, progressBar } from '../model-options.js';
+import { chatOptions, interruptSignal, loadOptions, progressBar } from '../model-options.js';
 
 export const chatHelp = `mm chat -m <model.gguf> [--mmproj <mmproj.gguf>] [options]
 
@@ -10,38 +10,74 @@ Interactive chat; the history is kept (and its KV cache reused) across turns.
   /image <path>   attach an image to your next message
   /clear          forget the conversation
   /exit           quit (also Ctrl-D)
-Ctrl-C stops an answer; at the prompt it quits. Takes the model and sampling flags of mm run.`;
+Ctrl-C stops an answer; at the prompt it quits. Takes the model and sampling flags of mm run.
+
+From a pipe or a file (stdin not a terminal) there is no prompt: every line is read and
+answered in order, one answer per line on stdout (an empty line for a failed turn, its error
+on stderr), until the input ends. Exit code 0 if every turn was answered, 1 if any failed,
+130 on Ctrl-C:
+  printf '/image a.png\\nWhat color is the shape?\\n' | mm chat -m M --mmproj P`;
+
+/** The lines typed at the `> ` prompt; ends on Ctrl-D or Ctrl-C (the interface closes). */
+async function* prompted(rl: Interface): AsyncGenerator<string> {
+  // Node 20 leaves a pending question unsettled when close() comes from a 'SIGINT' listener
+  // (the process would end with top-level await unsettled, exit 13): abort it on 'close'.
+  const closed = new AbortController();
+  rl.once('close', () => closed.abort());
+  for (;;) {
+    let line: string;
+    try {
+      line = await rl.question('> ', { signal: closed.signal });
+    } catch {
+      return; // closed (Ctrl-D / Ctrl-C)
+    }
+    yield line;
+  }
+}
 
 export async function runChat(io: CliIo, values: Record<string, unknown>): Promise<number> {
   const v = values as Record<string, string | undefined>;
   const load = loadOptions(v, false);
   const opts = chatOptions(v);
+  // A terminal gets the prompt and Ctrl-C per answer; anything else is a script: every line
+  // is answered (readline's iterator buffers the lines that arrive while one is answered).
+  const interactive = process.stdin.isTTY === true;
+  const interrupt = interruptSignal();
   const bar = progressBar(io, process.stderr.isTTY === true);
-  const model = await MultimodalModel.load({ ...load, onProgress: bar.onProgress });
-  bar.end();
-  const rl = createInterface({
-    input: process.stdin,
-    output: process.stdout,
-    terminal: process.stdin.isTTY === true,
-  });
-  const history: Message[] = v.system ? [{ role: 'system', content: v.system }] : [];
-  let pending: ContentPart[] = [];
-  let answering: AbortController | undefined;
-  rl.on('SIGINT', () => {
-    if (answering) answering.abort(new Error('stopped'));
-    else rl.close();
-  });
-  io.err(
-    `mm chat: ${load.model}${load.mmproj ? ` + ${load.mmproj}` : ''}. /image <path>, /clear, /exit\n`,
-  );
+  let model: MultimodalModel | undefined;
+  let rl: Interface | undefined;
+  let failed = 0;
+  let turns = 0;
   try {
-    for (;;) {
-      let line: string;
-      try {
-        line = (await rl.question('> ')).trim();
-      } catch {
-        break; // closed (Ctrl-D / Ctrl-C)
-      }
+    model = await MultimodalModel.load({
+      ...load,
+      onProgress: bar.onProgress,
+      signal: interrupt.signal,
+    });
+    bar.end();
+    // At a terminal readline reads Ctrl-C as a key (raw mode) and emits 'SIGINT' on itself.
+    if (interactive) interrupt.dispose();
+    const input = createInterface({
+      input: process.stdin,
+      output: process.stdout,
+      terminal: interactive,
+    });
+    rl = input;
+    const lines = interactive ? prompted(input) : input[Symbol.asyncIterator]();
+    const history: Message[] = v.system ? [{ role: 'system', content: v.system }] : [];
+    let pending: ContentPart[] = [];
+    let answering: AbortController | undefined;
+    input.on('SIGINT', () => {
+      if (answering) answering.abort(new Error('stopped'));
+      else input.close();
+    });
+    // A script stops reading on Ctrl-C; the answer under way is aborted by the same signal.
+    interrupt.signal.addEventListener('abort', () => input.close(), { once: true });
+    io.err(
+      `mm chat: ${load.model}${load.mmproj ? ` + ${load.mmproj}` : ''}. /image <path>, /clear, /exit\n`,
+    );
+    for await (const raw of lines) {
+      const line = raw.trim();
       if (line === '/exit' || line === '/quit') break;
       if (line === '/clear') {
         history.splice(v.system ? 1 : 0);
@@ -58,8 +94,10 @@ export async function runChat(io: CliIo, values: Record<string, unknown>): Promi
       }
       if (line === '') continue;
       const user: Message = { role: 'user', content: [...pending, { type: 'text', text: line }] };
-      answering = new AbortController();
-      const stream = model.stream([...history, user], { ...opts, signal: answering.signal });
+      turns++;
+      answering = interactive ? new AbortController() : undefined;
+      const signal = answering?.signal ?? interrupt.signal;
+      const stream = model.stream([...history, user], { ...opts, signal });
       let started = false;
       try {
         for await (let d of stream) {
@@ -76,11 +114,13 @@ export async function runChat(io: CliIo, values: Record<string, unknown>): Promi
         pending = [];
       } catch (e) {
         io.out('\n');
-        if (answering.signal.aborted) {
+        if (signal.aborted) {
           io.err('(stopped)\n');
+          if (!interactive) break;
         } else if (MmError.isInstance(e)) {
           io.err(`mm: ${e.code}: ${e.message}\n`);
           pending = [];
+          failed++;
         } else {
           throw e;
         }
@@ -89,8 +129,16 @@ export async function runChat(io: CliIo, values: Record<string, unknown>): Promi
       }
     }
   } finally {
-    rl.close();
-    model.dispose();
+    bar.end();
+    interrupt.dispose();
+    rl?.close();
+    model?.dispose();
+  }
+  if (interactive) return ExitCode.ok;
+  if (interrupt.signal.aborted) return ExitCode.aborted;
+  if (failed > 0) {
+    io.err(`mm chat: ${failed} of ${turns} turns failed\n`);
+    return ExitCode.error;
   }
   return ExitCode.ok;
 }
