@@ -53,7 +53,7 @@ std::string this_module_path() {
 }
 
 // Asks a CPU variant library how well it suits this machine, without registering it.
-int score_of(const fs::path & file) {
+[[maybe_unused]] int score_of(const fs::path & file) {
     using score_fn = int (*)();
 #ifdef _WIN32
     HMODULE h = LoadLibraryW(file.wstring().c_str());
@@ -96,6 +96,18 @@ void load_once() {
     }
     info.dir = dir;
 
+#ifndef GGML_BACKEND_DL
+    // A native build: the CPU backend is linked in and registered by ggml itself.
+    info.variants.push_back({"cpu", info.binary, 1});
+    info.chosen = "cpu";
+    info.reason = "linked in, compiled for the machine that built it (-march=native)";
+    if (!info.forced.empty() && info.forced != "cpu") {
+        fail(error_code::native_load, "MM_CPU_VARIANT='" + info.forced +
+                                          "' cannot be chosen: this mm.node is a native build with one CPU backend "
+                                          "compiled in (the prebuilt packages carry every variant)");
+    }
+    g_info = std::move(info);
+#else
     std::error_code       ec;
     const std::string     cpu_prefix = std::string(k_prefix) + "cpu";
     std::vector<fs::path> others;
@@ -185,6 +197,7 @@ void load_once() {
         }
     }
     g_info = std::move(info);
+#endif
 }
 
 std::once_flag g_once;
