@@ -9,7 +9,7 @@ const packageDir = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
 
 /** Where an addon candidate comes from, in the order they are tried. */
-export type AddonSource = 'env' | 'prebuilt' | 'source-build';
+export type AddonSource = 'env' | 'prebuilt' | 'local-build';
 
 export interface AddonCandidate {
   source: AddonSource;
@@ -40,8 +40,9 @@ function resolvePackageDir(name: string): string | undefined {
 
 /**
  * Where mm.node is looked for, in order: `MM_NATIVE_PATH`, the prebuilt platform packages
- * (`@mm/native-<platform>-<arch>[-cuda]`, installed as optional dependencies), then a source build
- * of this package (`npx @mm/native build`, in `build/bin`).
+ * (`@mm/native-<platform>-<arch>[-cuda]`, installed as optional dependencies), then a local build
+ * of this package in `build/bin` (`npx @mm/native build` in a project; `npm run build` in the mm
+ * repository, which builds the same files the prebuilt package ships).
  */
 export function addonCandidates(): AddonCandidate[] {
   const out: AddonCandidate[] = [];
@@ -58,7 +59,7 @@ export function addonCandidates(): AddonCandidate[] {
     });
   }
   const local = join(packageDir, 'build', 'bin', 'mm.node');
-  out.push({ source: 'source-build', path: local, present: existsSync(local) });
+  out.push({ source: 'local-build', path: local, present: existsSync(local) });
   return out;
 }
 

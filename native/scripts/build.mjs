@@ -168,7 +168,8 @@ const args = [
 ];
 // CUDA architectures for a portable GPU build (e.g. '75-virtual;80-virtual;86-real;89-real;90-real');
 // default: the GPU of the building machine.
-if (process.env.MM_CUDA_ARCHS) args.push(`--CDCMAKE_CUDA_ARCHITECTURES=${process.env.MM_CUDA_ARCHS}`);
+if (process.env.MM_CUDA_ARCHS)
+  args.push(`--CDCMAKE_CUDA_ARCHITECTURES=${process.env.MM_CUDA_ARCHS}`);
 if (has('ninja')) args.push('--generator', 'Ninja');
 // cmake-js only configures when there is no CMakeCache.txt; a configure that failed half-way
 // leaves one behind without build files, so configure explicitly in that case.

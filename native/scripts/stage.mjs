@@ -1,7 +1,7 @@
 // Stages the files a prebuilt addon needs at run time (mm.node, llama/ggml shared libraries, every
 // dynamically loaded ggml backend) from a build folder into its platform package,
-// native/platforms/<platform>-<arch>[-gpu], and writes that package's package.json. The same code
-// serves the release workflow on every platform (see .github/workflows/release.yml).
+// native/platforms/<platform>-<arch>[-gpu] (git-ignored), and writes that package's package.json. The
+// same code serves the release workflow on every platform (see .github/workflows/release.yml).
 import { execFileSync } from 'node:child_process';
 import {
   copyFileSync,
@@ -16,6 +16,18 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const nativeDir = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+/**
+ * Every platform package @mm/native can pick up, as `<platform>-<arch>[-gpu]`. Built by the release
+ * workflow (.github/workflows/release.yml); only linux-x64 is built and tested in this repository's CI.
+ */
+export const PLATFORMS = [
+  'linux-x64',
+  'linux-x64-cuda',
+  'linux-arm64',
+  'darwin-arm64',
+  'win32-x64',
+];
 
 /** The runtime files of a build: the addon, and llama's and ggml's libraries and backends. */
 export const runtimeFile =
@@ -67,7 +79,7 @@ export function stagePrebuilt({
   return { dir, files, bytes, name: pkg.name };
 }
 
-/** The package.json of a platform package: deterministic, so the linux-x64 one is committed. */
+/** The package.json of a platform package; its version is always @mm/native's (lockstep). */
 export function platformPackageJson({ platform, arch, gpu = '', native }) {
   const id = `${platform}-${arch}${gpu ? `-${gpu}` : ''}`;
   return {

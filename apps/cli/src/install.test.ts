@@ -30,7 +30,7 @@ const npmCli = join(
 );
 const platformPackage = `@mm/native-${process.platform}-${process.arch}`;
 const prebuiltDir = join(root, 'native', 'platforms', `${process.platform}-${process.arch}`);
-const canRun = existsSync(npmCli) && existsSync(join(prebuiltDir, 'mm.node'));
+const canRun = existsSync(npmCli);
 
 interface Packed {
   name: string;
@@ -41,7 +41,7 @@ interface Packed {
   files: string[];
 }
 
-/** Every public workspace package, and the platform package of this machine. */
+/** Every public workspace package, and the platform package staged for this machine. */
 function publicPackages(): { name: string; dir: string }[] {
   const globs: string[] = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).workspaces;
   const dirs = globs.flatMap((g) =>
@@ -51,19 +51,30 @@ function publicPackages(): { name: string; dir: string }[] {
           .filter((d) => existsSync(join(d, 'package.json')))
       : [join(root, g)],
   );
-  return dirs
+  return [...dirs, prebuiltDir]
     .map((dir) => ({ dir, pkg: JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) }))
     .filter(({ pkg }) => pkg.private !== true)
-    .filter(({ pkg }) => !pkg.name.startsWith('@mm/native-') || pkg.name === platformPackage)
     .map(({ dir, pkg }) => ({ name: pkg.name as string, dir }));
 }
 
-/** A PATH that has node and nothing else: no cc, c++, gcc, g++, clang, cmake, make, ninja. */
+/**
+ * A PATH that has node and a shell (npm runs lifecycle scripts with `sh`) and nothing else: no cc,
+ * c++, gcc, g++, clang, cmake, make, ninja.
+ */
 function bareBin(dir: string): string {
   mkdirSync(dir, { recursive: true });
   symlinkSync(process.execPath, join(dir, 'node'));
+  symlinkSync('/bin/sh', join(dir, 'sh'));
   return dir;
 }
+
+/** Runs npm (the CLI of the Node running the tests) in `cwd` with `env`. */
+function npm(args: string[], cwd: string, env: NodeJS.ProcessEnv, timeout = 300_000) {
+  return spawnSync(process.execPath, [npmCli, ...args], { encoding: 'utf8', cwd, env, timeout });
+}
+
+/** `npm install` of tarballs, as quietly and offline-first as npm allows. */
+const installArgs = ['install', '--no-audit', '--no-fund', '--prefer-offline'];
 
 function onPath(path: string, cmd: string): boolean {
   return path.split(delimiter).some((d) => existsSync(join(d, cmd)));
@@ -88,11 +99,7 @@ describe.skipIf(!canRun)(
       for (const k of Object.keys(env))
         if (k.startsWith('npm_') && k !== 'npm_config_update_notifier') delete env[k];
       for (const pkg of publicPackages()) {
-        const r = spawnSync(
-          process.execPath,
-          [npmCli, 'pack', '--json', '--pack-destination', tarballs, pkg.dir],
-          { encoding: 'utf8', cwd: work, env },
-        );
+        const r = npm(['pack', '--json', '--pack-destination', tarballs, pkg.dir], work, env);
         if (r.status !== 0) throw new Error(`npm pack ${pkg.name} failed: ${r.stderr}`);
         const [info] = JSON.parse(r.stdout) as {
           filename: string;
@@ -125,18 +132,7 @@ describe.skipIf(!canRun)(
         }),
       );
       const t0 = performance.now();
-      const r = spawnSync(
-        process.execPath,
-        [
-          npmCli,
-          'install',
-          '--no-audit',
-          '--no-fund',
-          '--prefer-offline',
-          ...packed.map((p) => p.file),
-        ],
-        { encoding: 'utf8', cwd: project, env, timeout: 300_000 },
-      );
+      const r = npm([...installArgs, ...packed.map((p) => p.file)], project, env);
       installSeconds = (performance.now() - t0) / 1000;
       process.stderr.write(`npm install took ${installSeconds.toFixed(1)} s\n`);
       if (r.status !== 0) throw new Error(`npm install failed: ${r.stdout}\n${r.stderr}`);
@@ -171,22 +167,38 @@ describe.skipIf(!canRun)(
       const versions = new Set<string>();
       for (const pkg of publicPackages()) {
         versions.add(JSON.parse(readFileSync(join(pkg.dir, 'package.json'), 'utf8')).version);
-        const r = spawnSync(
-          process.execPath,
-          [npmCli, 'publish', '--dry-run', '--access', 'public'],
-          {
-            encoding: 'utf8',
-            cwd: pkg.dir,
-            env,
-            timeout: 120_000,
-          },
+        // --tag next: the public registry already holds unrelated @mm/* packages at higher
+        // versions, and npm refuses to move their "latest" tag back (see README, Installing).
+        const r = npm(
+          ['publish', '--dry-run', '--access', 'public', '--tag', 'next'],
+          pkg.dir,
+          env,
+          120_000,
         );
         expect(r.status, `${pkg.name}: ${r.stderr}`).toBe(0);
+        expect(r.stderr, pkg.name).not.toContain('auto-corrected');
         expect(r.stdout + r.stderr).toContain(`${pkg.name}@`);
       }
       expect([...versions]).toHaveLength(1);
       const changesets = JSON.parse(readFileSync(join(root, '.changeset', 'config.json'), 'utf8'));
       expect(changesets.fixed).toEqual([['@mm/*']]);
+      // The published @mm/native names every platform package at its own version (prepack).
+      const native = packed.find((p) => p.name === '@mm/native') as Packed;
+      const manifest = JSON.parse(
+        spawnSync('tar', ['-xzOf', native.file, 'package/package.json'], { encoding: 'utf8' })
+          .stdout,
+      );
+      expect(Object.keys(manifest.optionalDependencies).sort()).toEqual(
+        ['darwin-arm64', 'linux-arm64', 'linux-x64', 'linux-x64-cuda', 'win32-x64'].map(
+          (p) => `@mm/native-${p}`,
+        ),
+      );
+      expect(new Set(Object.values(manifest.optionalDependencies))).toEqual(
+        new Set([manifest.version]),
+      );
+      expect(readFileSync(join(root, 'native', 'package.json'), 'utf8')).not.toContain(
+        'optionalDependencies',
+      );
     }, 300_000);
 
     it('installs in under 60 s with no compiler or CMake on PATH, and no install scripts', () => {
@@ -364,19 +376,7 @@ describe.skipIf(!canRun)(
       const wanted = packed
         .filter((p) => p.name === '@mm/native' || p.name === '@mm/errors')
         .map((p) => p.file);
-      const i = spawnSync(
-        process.execPath,
-        [
-          npmCli,
-          'install',
-          '--no-audit',
-          '--no-fund',
-          '--prefer-offline',
-          '--omit=optional',
-          ...wanted,
-        ],
-        { encoding: 'utf8', cwd: bare, env, timeout: 300_000 },
-      );
+      const i = npm([...installArgs, '--omit=optional', ...wanted], bare, env);
       expect(i.status).toBe(0);
       const r = spawnSync(
         process.execPath,

@@ -49,8 +49,10 @@ describe('mm', () => {
   it('info names the mm.node loaded and the CPU variant ggml would pick: the best score', async () => {
     const r = await run(['info', '--json']);
     const info = JSON.parse(r.out);
-    expect(info.addon.source).toBe('prebuilt');
-    expect(info.addon.package).toBe(`@mm/native-${process.platform}-${process.arch}`);
+    // In the repository: the local build, the same files the prebuilt package ships (install.test.ts
+    // loads them from the package).
+    expect(info.addon.source).toBe('local-build');
+    expect(info.addon.path).toMatch(/native[/\\]build[/\\]bin[/\\]mm\.node$/);
     const cpu = info.cpuBackend as {
       build: string;
       chosen: string;

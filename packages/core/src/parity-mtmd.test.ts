@@ -29,19 +29,22 @@ describe('greedy output equals llama-mtmd-cli on the 800 testset cases', () => {
     const queue = items.flatMap((item) => item.questions.map((q) => ({ item, q })));
     // First llama-mtmd-cli for every case (two processes at a time), then ours in-process.
     const refs: string[] = new Array(queue.length);
+    const refFor = (i: number) => {
+      const { item, q } = queue[i] as (typeof queue)[number];
+      return mtmdCli({
+        model: tiny.llm,
+        mmproj: tiny.mmproj,
+        images: [join(testsetDir, item.image)],
+        prompt: q.question,
+        maxTokens: 32,
+        threads: 1,
+      });
+    };
     let next = 0;
     const worker = async () => {
       while (next < queue.length) {
         const i = next++;
-        const { item, q } = queue[i] as (typeof queue)[number];
-        refs[i] = await mtmdCli({
-          model: tiny.llm,
-          mmproj: tiny.mmproj,
-          images: [join(testsetDir, item.image)],
-          prompt: q.question,
-          maxTokens: 32,
-          threads: 1,
-        });
+        refs[i] = await refFor(i);
       }
     };
     await Promise.all([worker(), worker()]);
@@ -50,7 +53,14 @@ describe('greedy output equals llama-mtmd-cli on the 800 testset cases', () => {
       const ours = (
         await model.chat(ask(join(testsetDir, item.image), q.question), { maxTokens: 32 })
       ).text;
-      const ref = refs[i] as string;
+      let ref = refs[i] as string;
+      if (ours !== ref) {
+        // llama-mtmd-cli's asynchronous logger now and then lets a log fragment (a '.', a
+        // newline) into stdout under load. Its greedy answer is deterministic, so ask it twice
+        // more: two runs that agree are its answer.
+        const again = [await refFor(i), await refFor(i)];
+        if (again[0] === again[1]) ref = again[0] as string;
+      }
       cases++;
       if (ours === ref) same++;
       else

@@ -3,7 +3,7 @@ import { type CliIo, ExitCode, formatBytes } from '../io.js';
 
 export const infoHelp = `mm info [--json]
 
-Shows which mm.node was loaded (prebuilt package, source build or MM_NATIVE_PATH), the ggml
+Shows which mm.node was loaded (prebuilt package, local build or MM_NATIVE_PATH), the ggml
 CPU variant chosen for this machine and why, the llama.cpp commit, backends and devices, CPU
 features and the thread count. MM_CPU_VARIANT=<name> forces a variant (e.g. haswell).`;
 
@@ -25,7 +25,7 @@ export function runInfo(io: CliIo, json: boolean): number {
     .join(' ');
   const lines = [
     `addon              ${addon.path}`,
-    `  from             ${addon.source === 'prebuilt' ? `prebuilt package ${addon.package}` : addon.source === 'env' ? 'MM_NATIVE_PATH' : 'source build (npx @mm/native build)'}`,
+    `  from             ${addon.source === 'prebuilt' ? `prebuilt package ${addon.package}` : addon.source === 'env' ? 'MM_NATIVE_PATH' : 'local build of @mm/native (build/bin)'}`,
     `cpu backend        ${cpu.chosen}${cpu.forced ? ' (forced by MM_CPU_VARIANT)' : ''}: ${cpu.reason}`,
     `  build            ${cpu.build === 'all' ? 'portable: every CPU variant, chosen at run time' : 'native: compiled for the building machine'}`,
     `  variants         ${variants}  (score for this CPU; - = unsupported, * = loaded)`,
