@@ -9,7 +9,7 @@
 // prebuilt is slower for times).
 //
 //   node native/bench/prebuilt-vs-native.mjs [--rounds 6] [--inner 2] [--threads 2] [--prompt 128]
-//                                            [--gen 32] [--json]
+//                                            [--gen 32] [--json] [--prebuilt P/mm.node] [--native N/mm.node]
 import { execFile, spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,13 +29,16 @@ const { values } = parseArgs({
     prompt: { type: 'string', default: '128' },
     gen: { type: 'string', default: '32' },
     json: { type: 'boolean', default: false },
+    prebuilt: { type: 'string' },
+    native: { type: 'string' },
   },
 });
 const log = (s) => process.stderr.write(`${s}\n`);
 
-const prebuilt = join(nativeDir, 'platforms', `${process.platform}-${process.arch}`, 'mm.node');
+const prebuilt =
+  values.prebuilt ?? join(nativeDir, 'platforms', `${process.platform}-${process.arch}`, 'mm.node');
 const nativeBuildDir = join(nativeDir, 'build-native');
-const nativeAddon = join(nativeBuildDir, 'bin', 'mm.node');
+const nativeAddon = values.native ?? join(nativeBuildDir, 'bin', 'mm.node');
 if (!existsSync(prebuilt)) {
   log(`no prebuilt at ${prebuilt}: run \`npm run build -w @mm/native\` first`);
   process.exit(1);
@@ -120,7 +123,14 @@ const rows = [
   const b = stat(flat('native', key).map(conv));
   // Speed ratio: prebuilt's speed / native's speed (>= 1 means the prebuilt is as fast or faster).
   const speed = rate ? a.median / b.median : b.median / a.median;
-  return { what, prebuilt: a, native: b, speedRatio: speed };
+  // The same, paired within each round (the two children ran back to back), which cancels slow
+  // drifts of a shared machine: median and spread of the per-round ratios.
+  const paired = samples.prebuilt.map((r, i) => {
+    const pa = median(r[key].map(conv));
+    const pb = median(samples.native[i][key].map(conv));
+    return rate ? pa / pb : pb / pa;
+  });
+  return { what, prebuilt: a, native: b, speedRatio: speed, pairedRatio: stat(paired) };
 });
 const result = {
   threads: Number(values.threads),
@@ -135,10 +145,11 @@ if (values.json) {
   const f = (s) => `${s.median.toFixed(1)} (${s.min.toFixed(1)}–${s.max.toFixed(1)})`;
   process.stdout.write(
     `prebuilt: ${facts.prebuilt.variant} variant (${facts.prebuilt.build}); native: ${facts.native.variant} (${facts.native.build}); threads ${values.threads}, ${rounds} rounds × ${values.inner}\n\n` +
-      '| what | prebuilt median (min–max) | native median (min–max) | speed prebuilt/native |\n|---|---|---|---|\n' +
+      '| what | prebuilt median (min–max) | native median (min–max) | speed prebuilt/native (of medians) | per-round ratio, median (min–max) |\n|---|---|---|---|---|\n' +
       rows
         .map(
-          (r) => `| ${r.what} | ${f(r.prebuilt)} | ${f(r.native)} | ${r.speedRatio.toFixed(3)} |`,
+          (r) =>
+            `| ${r.what} | ${f(r.prebuilt)} | ${f(r.native)} | ${r.speedRatio.toFixed(3)} | ${r.pairedRatio.median.toFixed(3)} (${r.pairedRatio.min.toFixed(3)}–${r.pairedRatio.max.toFixed(3)}) |`,
         )
         .join('\n') +
       '\n',

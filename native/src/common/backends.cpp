@@ -16,6 +16,9 @@
 #else
 #include <dlfcn.h>
 #endif
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#endif
 
 namespace fs = std::filesystem;
 
@@ -73,6 +76,30 @@ std::string this_module_path() {
     dlclose(h);
 #endif
     return score;
+}
+
+// "AuthenticAMD", "GenuineIntel", ... (empty where unknown).
+std::string cpu_vendor() {
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+    unsigned int a = 0, b = 0, c = 0, d = 0;
+    if (__get_cpuid(0, &a, &b, &c, &d) == 0) {
+        return {};
+    }
+    char v[13];
+    std::memcpy(v, &b, 4);
+    std::memcpy(v + 4, &d, 4);
+    std::memcpy(v + 8, &c, 4);
+    v[12] = 0;
+    return v;
+#else
+    return {};
+#endif
+}
+
+// Variants ggml scores alike (same instructions) but compiled with another -mtune: on their own
+// vendor's CPUs they win the tie.
+bool tuned_for(const std::string & variant, const std::string & vendor) {
+    return variant.rfind("zen", 0) == 0 && vendor == "AuthenticAMD";
 }
 
 std::string env(const char * name) {
@@ -165,8 +192,14 @@ void load_once() {
         }
         info.reason = "forced by MM_CPU_VARIANT";
     } else {
+        const std::string vendor = cpu_vendor();
         for (const auto & v : info.variants) {
-            if (v.score > 0 && (pick == nullptr || v.score > pick->score)) {
+            if (v.score <= 0) {
+                continue;
+            }
+            if (pick == nullptr || v.score > pick->score) {
+                pick = &v;
+            } else if (v.score == pick->score && tuned_for(v.name, vendor) && !tuned_for(pick->name, vendor)) {
                 pick = &v;
             }
         }
@@ -178,10 +211,12 @@ void load_once() {
         for (const auto & v : info.variants) {
             supported += v.score > 0 ? 1 : 0;
         }
-        info.reason = info.variants.size() == 1
-                          ? "the only CPU backend (built for the machine that compiled it)"
-                          : "highest score of the " + std::to_string(supported) + " variants this CPU supports (of " +
-                                std::to_string(info.variants.size()) + " shipped)";
+        const bool tuned = tuned_for(pick->name, vendor);
+        info.reason      = info.variants.size() == 1
+                               ? "the only CPU backend (built for the machine that compiled it)"
+                               : "highest score of the " + std::to_string(supported) + " variants this CPU supports (of " +
+                                std::to_string(info.variants.size()) + " shipped)" +
+                                (tuned ? ", tuned for this CPU's vendor (" + vendor + ")" : "");
     }
     if (ggml_backend_load(pick->file.c_str()) == nullptr) {
         fail(error_code::native_load, "the ggml CPU backend '" + pick->file + "' could not be loaded");
