@@ -28,7 +28,11 @@ describe('addon loader', () => {
     const old = process.env.MM_NATIVE_PATH;
     process.env.MM_NATIVE_PATH = '/nonexistent/mm.node';
     try {
-      expect(addonCandidates()[0]).toBe('/nonexistent/mm.node');
+      expect(addonCandidates()[0]).toEqual({
+        source: 'env',
+        path: '/nonexistent/mm.node',
+        present: false,
+      });
     } finally {
       if (old === undefined) delete process.env.MM_NATIVE_PATH;
       else process.env.MM_NATIVE_PATH = old;
