@@ -5,23 +5,11 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tinyShapesPaths } from '@mm/testing';
 import { describe, expect, it } from 'vitest';
-import { main } from './main.js';
+import { runMain } from './main.test-util.js';
 
 const bin = join(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'mm.js');
 
-async function run(args: string[]) {
-  let out = '';
-  let err = '';
-  const code = await main(args, {
-    out: (t) => {
-      out += t;
-    },
-    err: (t) => {
-      err += t;
-    },
-  });
-  return { code, out, err };
-}
+const run = runMain;
 
 describe('mm', () => {
   it('--version prints the version', async () => {

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tinyShapesPaths } from '@mm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../main.js';
+import { runMain } from '../main.test-util.js';
 import { expandFlagAliases, hubFlags, modelFlags } from '../model-options.js';
 
 const REPO = 'mm-test/tiny-shapes-GGUF';
@@ -50,19 +50,7 @@ function startHub(): Promise<{ server: Server; url: string; paths: string[] }> {
   );
 }
 
-async function mm(args: string[]) {
-  let out = '';
-  let err = '';
-  const code = await main(args, {
-    out: (t) => {
-      out += t;
-    },
-    err: (t) => {
-      err += t;
-    },
-  });
-  return { code, out, err };
-}
+const mm = runMain;
 
 let hub: Awaited<ReturnType<typeof startHub>>;
 let cache: string;
