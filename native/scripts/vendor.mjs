@@ -113,7 +113,10 @@ export function vendor() {
     run('tar', ['-xzf', tarball, '-C', work, lock.bundle]);
     const bundle = join(work, lock.bundle);
     if (!existsSync(bundle)) fail(`${lock.bundle} is missing from the tarball`);
-    run('git', ['bundle', 'verify', bundle], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // `git bundle verify` needs a repository to run in; a user's project may not be one.
+    const scratch = join(work, 'verify');
+    run('git', ['init', '--quiet', scratch]);
+    run('git', ['-C', scratch, 'bundle', 'verify', bundle], { stdio: ['ignore', 'pipe', 'pipe'] });
     rmSync(vendorDir, { recursive: true, force: true });
     rmSync(stampFile, { force: true });
     mkdirSync(dirname(vendorDir), { recursive: true });

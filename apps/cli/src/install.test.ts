@@ -395,5 +395,38 @@ describe.skipIf(!canRun)(
         statSync(join(bare, 'node_modules', '@mm', 'native', 'scripts', 'cli.mjs')).isFile(),
       ).toBe(true);
     });
+
+    it('then `npx @mm/native build` compiles it in the project (the source fallback) and it runs a model', () => {
+      const bare = join(work, 'bare');
+      // This one needs the compiler and CMake: the machine's own PATH.
+      const withTools = { ...env, PATH: process.env.PATH };
+      const npx = join(dirname(npmCli), 'npx-cli.js');
+      const b = spawnSync(process.execPath, [npx, '@mm/native', 'build'], {
+        encoding: 'utf8',
+        cwd: bare,
+        env: withTools,
+        timeout: 1_800_000,
+      });
+      expect(b.status, b.stderr.slice(-3000)).toBe(0);
+      expect(b.stderr).toMatch(/\[mm build\] mm\.node \[#+\] (\d+)\/\1 100%/);
+      const llm = join(root, 'apps', 'demo', 'models', 'tiny-shapes', 'tiny-shapes-llm.gguf');
+      const r = spawnSync(
+        process.execPath,
+        [
+          '-e',
+          `import('@mm/native').then(async (m) => { const i = m.systemInfo(); const model = await m.probeModel(${JSON.stringify(llm)}); console.log(JSON.stringify({ addon: i.addon, cpu: i.cpuBackend, arch: model.architecture, nLayer: model.nLayer })); })`,
+        ],
+        { encoding: 'utf8', cwd: bare, env, timeout: 60_000 },
+      );
+      expect(r.status, r.stderr).toBe(0);
+      const out = JSON.parse(r.stdout);
+      expect(out.addon.source).toBe('local-build');
+      expect(out.addon.path).toBe(
+        join(bare, 'node_modules', '@mm', 'native', 'build', 'bin', 'mm.node'),
+      );
+      expect(out.cpu.build).toBe('native');
+      expect(out.arch).toBe('llama');
+      expect(out.nLayer).toBeGreaterThan(0);
+    }, 1_800_000);
   },
 );
