@@ -33,9 +33,9 @@ export const PLATFORMS = [
 export const runtimeFile =
   /^(mm\.node|(lib)?(llama|llama-common|ggml|ggml-[a-z0-9_.-]+)\.(so|dylib|dll))$/;
 
-/** `@mm/native-linux-x64`, `@mm/native-linux-x64-cuda`, ... */
-export function platformPackageName(platform = process.platform, arch = process.arch, gpu = '') {
-  return `@mm/native-${platform}-${arch}${gpu ? `-${gpu}` : ''}`;
+/** `linux-x64`, `linux-x64-cuda`, ...: the folder under native/platforms and the package's suffix. */
+export function platformId(platform = process.platform, arch = process.arch, gpu = '') {
+  return `${platform}-${arch}${gpu ? `-${gpu}` : ''}`;
 }
 
 export function stagePrebuilt({
@@ -45,11 +45,10 @@ export function stagePrebuilt({
   arch = process.arch,
   log = () => {},
 }) {
-  const id = `${platform}-${arch}${gpu ? `-${gpu}` : ''}`;
-  const dir = join(nativeDir, 'platforms', id);
+  const dir = join(nativeDir, 'platforms', platformId(platform, arch, gpu));
   const native = JSON.parse(readFileSync(join(nativeDir, 'package.json'), 'utf8'));
   mkdirSync(dir, { recursive: true });
-  for (const f of readdirSync(dir)) if (runtimeFile.test(f)) rmSync(join(dir, f));
+  for (const f of readdirSync(dir)) rmSync(join(dir, f), { recursive: true });
   const files = readdirSync(binDir)
     .filter((f) => runtimeFile.test(f))
     .sort();
@@ -66,10 +65,6 @@ export function stagePrebuilt({
     .map((m) => m[2] || 'cpu');
   const pkg = platformPackageJson({ platform, arch, gpu, native });
   writeFileSync(join(dir, 'package.json'), `${JSON.stringify(pkg, null, 2)}\n`);
-  writeFileSync(
-    join(dir, 'index.cjs'),
-    "// The folder that holds mm.node and the libraries and ggml backends it loads.\nconst { join } = require('node:path');\nmodule.exports = { dir: __dirname, addon: join(__dirname, 'mm.node') };\n",
-  );
   const lock = JSON.parse(readFileSync(join(nativeDir, 'vendor.lock.json'), 'utf8'));
   writeFileSync(
     join(dir, 'build.json'),
@@ -81,17 +76,16 @@ export function stagePrebuilt({
 
 /** The package.json of a platform package; its version is always @mm/native's (lockstep). */
 export function platformPackageJson({ platform, arch, gpu = '', native }) {
-  const id = `${platform}-${arch}${gpu ? `-${gpu}` : ''}`;
+  const id = platformId(platform, arch, gpu);
   return {
-    name: platformPackageName(platform, arch, gpu),
+    name: `@mm/native-${id}`,
     version: native.version,
     description: `The mm native addon prebuilt for ${id}${gpu ? ` with ${gpu}` : ''}: mm.node, llama.cpp/ggml, and every ggml CPU variant, chosen at run time`,
     license: native.license,
     os: [platform],
     cpu: [arch],
     engines: native.engines,
-    main: 'index.cjs',
-    files: ['index.cjs', 'build.json', 'mm.node', '*.so', '*.dylib', '*.dll'],
+    files: ['build.json', 'mm.node', '*.so', '*.dylib', '*.dll'],
   };
 }
 

@@ -212,11 +212,9 @@ void load_once() {
             supported += v.score > 0 ? 1 : 0;
         }
         const bool tuned = tuned_for(pick->name, vendor);
-        info.reason      = info.variants.size() == 1
-                               ? "the only CPU backend (built for the machine that compiled it)"
-                               : "highest score of the " + std::to_string(supported) + " variants this CPU supports (of " +
-                                std::to_string(info.variants.size()) + " shipped)" +
-                                (tuned ? ", tuned for this CPU's vendor (" + vendor + ")" : "");
+        info.reason      = "highest score of the " + std::to_string(supported) + " variants this CPU supports (of " +
+                      std::to_string(info.variants.size()) + " shipped)" +
+                      (tuned ? ", tuned for this CPU's vendor (" + vendor + ")" : "");
     }
     if (ggml_backend_load(pick->file.c_str()) == nullptr) {
         fail(error_code::native_load, "the ggml CPU backend '" + pick->file + "' could not be loaded");
@@ -237,9 +235,12 @@ void load_once() {
 
 std::once_flag g_once;
 
-ggml_backend_reg_t cpu_reg(ggml_backend_t cpu) {
+// An extra entry point of the CPU backend, through its registry (it lives in the loaded variant).
+template <typename Fn>
+Fn cpu_proc(ggml_backend_t cpu, const char * name) {
     ggml_backend_dev_t dev = ggml_backend_get_device(cpu);
-    return dev != nullptr ? ggml_backend_dev_backend_reg(dev) : nullptr;
+    ggml_backend_reg_t reg = dev != nullptr ? ggml_backend_dev_backend_reg(dev) : nullptr;
+    return reg != nullptr ? reinterpret_cast<Fn>(ggml_backend_reg_get_proc_address(reg, name)) : nullptr;
 }
 
 }  // namespace
@@ -255,22 +256,16 @@ const backend_load_info & backends_loaded() {
 }
 
 void cpu_set_n_threads(ggml_backend_t cpu, int n_threads) {
-    using fn_t = void (*)(ggml_backend_t, int);
-    auto reg   = cpu_reg(cpu);
-    auto fn    = reg != nullptr
-                     ? reinterpret_cast<fn_t>(ggml_backend_reg_get_proc_address(reg, "ggml_backend_set_n_threads"))
-                     : nullptr;
+    // One CPU backend library is loaded per process: look the entry point up once.
+    static const auto fn = cpu_proc<void (*)(ggml_backend_t, int)>(cpu, "ggml_backend_set_n_threads");
     if (fn != nullptr) {
         fn(cpu, n_threads);
     }
 }
 
 void cpu_set_abort_callback(ggml_backend_t cpu, ggml_abort_callback cb, void * data) {
-    using fn_t = void (*)(ggml_backend_t, ggml_abort_callback, void *);
-    auto reg   = cpu_reg(cpu);
-    auto fn    = reg != nullptr
-                     ? reinterpret_cast<fn_t>(ggml_backend_reg_get_proc_address(reg, "ggml_backend_set_abort_callback"))
-                     : nullptr;
+    static const auto fn =
+        cpu_proc<void (*)(ggml_backend_t, ggml_abort_callback, void *)>(cpu, "ggml_backend_set_abort_callback");
     if (fn != nullptr) {
         fn(cpu, cb, data);
     }
