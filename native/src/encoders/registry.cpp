@@ -1,8 +1,8 @@
 #include "encoders/registry.h"
 
 #include "common/error.h"
-#include "encoders/clip_names.h"
-#include "encoders/gguf_file.h"
+#include "graph/clip_names.h"
+#include "graph/gguf_file.h"
 
 namespace mm {
 

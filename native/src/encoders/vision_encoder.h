@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "encoders/image.h"
-#include "encoders/token_matrix.h"
+#include "graph/token_matrix.h"
 #include "encoders/vision_hparams.h"
 
 namespace mm {

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "encoders/graph_blocks.h"
+#include "graph/graph_blocks.h"
 #include "encoders/preprocess.h"
 
 namespace mm {

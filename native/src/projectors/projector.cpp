@@ -1,9 +1,9 @@
 #include "projectors/projector.h"
 
 #include "common/error.h"
-#include "encoders/gguf_file.h"
+#include "graph/gguf_file.h"
 #include "encoders/registry.h"
-#include "encoders/runtime.h"
+#include "graph/runtime.h"
 
 namespace mm {
 

@@ -7,7 +7,7 @@
 #include <mutex>
 #include <string>
 
-#include "encoders/token_matrix.h"
+#include "graph/token_matrix.h"
 #include "encoders/vision_hparams.h"
 #include "projectors/registry.h"
 

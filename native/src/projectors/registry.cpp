@@ -1,8 +1,8 @@
 #include "projectors/registry.h"
 
 #include "common/error.h"
-#include "encoders/clip_names.h"
-#include "encoders/gguf_file.h"
+#include "graph/clip_names.h"
+#include "graph/gguf_file.h"
 #include "encoders/registry.h"
 
 namespace mm {

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "encoders/graph_blocks.h"
+#include "graph/graph_blocks.h"
 #include "encoders/vision_hparams.h"
 
 namespace mm {

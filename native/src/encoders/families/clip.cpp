@@ -12,9 +12,9 @@
 #include <vector>
 
 #include "common/error.h"
-#include "encoders/clip_names.h"
-#include "encoders/gguf_file.h"
-#include "encoders/runtime.h"
+#include "graph/clip_names.h"
+#include "graph/gguf_file.h"
+#include "graph/runtime.h"
 #include "encoders/vision_hparams.h"
 
 namespace mm {

@@ -2,9 +2,9 @@
 // (3x3 depthwise conv, LayerNorm, hardswish, squeeze-excite, pointwise projection, LayerNorm), the
 // second with stride 2: 24x24 patches -> 12x12 = 144 tokens. The 24x24 grid is fixed, as in libmtmd.
 #include "common/error.h"
-#include "encoders/clip_names.h"
-#include "encoders/gguf_file.h"
-#include "encoders/runtime.h"
+#include "graph/clip_names.h"
+#include "graph/gguf_file.h"
+#include "graph/runtime.h"
 #include "projectors/registry.h"
 
 namespace mm {

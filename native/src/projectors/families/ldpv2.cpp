@@ -2,9 +2,9 @@
 // 24x24 grid, then a positional-encoding generator (3x3 depthwise conv + bias) added back:
 // 144 tokens. The 24x24 grid is fixed, as in libmtmd.
 #include "common/error.h"
-#include "encoders/clip_names.h"
-#include "encoders/gguf_file.h"
-#include "encoders/runtime.h"
+#include "graph/clip_names.h"
+#include "graph/gguf_file.h"
+#include "graph/runtime.h"
 #include "projectors/registry.h"
 
 namespace mm {

@@ -1,8 +1,8 @@
 // LLaVA-1.5 projector `mlp` (tools/mtmd/models/llava.cpp): mm.0 -> GELU (tanh) -> mm.2.
 #include "common/error.h"
-#include "encoders/clip_names.h"
-#include "encoders/gguf_file.h"
-#include "encoders/runtime.h"
+#include "graph/clip_names.h"
+#include "graph/gguf_file.h"
+#include "graph/runtime.h"
 #include "projectors/registry.h"
 
 namespace mm {

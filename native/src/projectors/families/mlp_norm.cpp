@@ -1,9 +1,9 @@
 // Projector `mlp_norm` (Yi-VL style; libmtmd switches `mlp` to it when mm.3.weight exists):
 // mm.0 -> LayerNorm(mm.1) -> GELU (tanh) -> mm.3 -> LayerNorm(mm.4).
 #include "common/error.h"
-#include "encoders/clip_names.h"
-#include "encoders/gguf_file.h"
-#include "encoders/runtime.h"
+#include "graph/clip_names.h"
+#include "graph/gguf_file.h"
+#include "graph/runtime.h"
 #include "projectors/registry.h"
 
 namespace mm {

@@ -1,4 +1,4 @@
-#include "encoders/gguf_file.h"
+#include "graph/gguf_file.h"
 
 #include <cstring>
 #include <fstream>

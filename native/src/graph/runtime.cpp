@@ -1,4 +1,4 @@
-#include "encoders/runtime.h"
+#include "graph/runtime.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,7 +7,7 @@
 #include "common/backends.h"
 #include "common/error.h"
 #include "common/system_info.h"
-#include "encoders/gguf_file.h"
+#include "graph/gguf_file.h"
 #include "ggml-alloc.h"
 
 namespace mm {
