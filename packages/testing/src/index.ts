@@ -35,10 +35,17 @@ export {
 } from './mmproj.js';
 export {
   compareVectors,
+  type MtmdDecoderPos,
+  type MtmdLayoutChunk,
+  type MtmdLayoutOptions,
+  type MtmdLayoutResult,
+  type MtmdMediaChunk,
   MtmdOracleError,
   type MtmdOracleOptions,
   type MtmdOracleResult,
+  type MtmdTextChunk,
   mtmdOracleBinary,
+  runMtmdLayout,
   runMtmdOracle,
 } from './mtmd-oracle.js';
 export {
