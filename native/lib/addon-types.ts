@@ -212,14 +212,28 @@ export interface NativeRgbImage {
 export type NativeResizeAlgo = 'bilinear' | 'bicubic' | 'lanczos';
 export type NativePadStyle = 'none' | 'ceil' | 'nearest';
 
-/** libmtmd's preprocessing of one model: resize (+ pad) to a square, scale, normalise. */
+/**
+ * libmtmd's preprocessing of one model: resize (+ pad) to a square of `imageSize`, or, with
+ * `align` (dynamic resolution, Qwen-VL), to the picture's aspect ratio with sides that are
+ * multiples of `align` and minPixels <= w·h <= maxPixels; then scale and normalise.
+ */
 export interface NativePreprocessParams {
   imageSize: number;
+  align?: number;
+  minPixels?: number;
+  maxPixels?: number;
   resize: NativeResizeAlgo;
   pad: NativePadStyle;
   padColor: [number, number, number];
   mean: [number, number, number];
   std: [number, number, number];
+}
+
+/** Preprocessed encoder input: planar [3][height][width] f32. */
+export interface NativePixels {
+  width: number;
+  height: number;
+  data: Float32Array;
 }
 
 /** Facts of an mmproj's vision tower. */
@@ -240,6 +254,13 @@ export interface NativeVisionFacts {
   nEmbdFeatures: number;
   hasClassEmbd: boolean;
   ffnOp: 'gelu' | 'gelu_quick' | 'silu';
+  normOp: 'layer' | 'rms';
+  /** The input size follows the picture (Qwen-VL); imageSize/nPatches are then typical values. */
+  dynamicResolution: boolean;
+  /** Patches merged per side by the projector (Qwen-VL 2, Gemma 3's pool kernel). */
+  nMerge: number;
+  /** Qwen2.5-VL: every n-th block attends fully, the others within windows (0: none). */
+  windowPattern: number;
   preprocess: NativePreprocessParams;
 }
 
@@ -249,7 +270,10 @@ export interface NativeMmprojInfo extends NativeVisionFacts {
   encoderFamily: string;
   /** The projection width: the text model's n_embd. */
   nEmbdOut: number;
+  /** Embedding rows of a typical picture (dynamic-resolution families vary). */
   nTokensOut: number;
+  /** Whether the LLM attends causally inside the image span (Gemma 3: false). */
+  causal: boolean;
 }
 
 export interface NativeVisionEncoderInfo extends NativeVisionFacts {
@@ -274,7 +298,8 @@ export interface NativeProjectorInfo extends NativeMmprojInfo {
 /** A [nTokens, nEmbd] f32 matrix owned by native code (Features, Embeddings). */
 export interface NativeTensor {
   readonly __brand: 'NativeTensor';
-  info(): { nTokens: number; nEmbd: number };
+  /** nx·ny: the rows as a row-major grid (0 when none); causal: see NativeMmprojInfo. */
+  info(): { nTokens: number; nEmbd: number; nx: number; ny: number; causal: boolean };
   /** A copy, row-major. */
   toFloat32Array(): Float32Array;
   /** A second call throws MM_DISPOSED. */
@@ -283,15 +308,19 @@ export interface NativeTensor {
 
 export interface NativeVisionEncoder {
   info(): NativeVisionEncoderInfo;
-  preprocess(rgb: Uint8Array, width: number, height: number): NativeOperation<Float32Array>;
+  /** One input per chunk, in libmtmd's order. */
+  preprocess(rgb: Uint8Array, width: number, height: number): NativeOperation<NativePixels[]>;
+  /** One Features per chunk. */
   encode(
     rgb: Uint8Array,
     width: number,
     height: number,
-  ): NativeOperation<{ features: NativeTensor; preprocessMs: number; encodeMs: number }>;
+  ): NativeOperation<{ features: NativeTensor[]; preprocessMs: number; encodeMs: number }>;
   encodePixels(
     pixels: Float32Array,
-  ): NativeOperation<{ features: NativeTensor; preprocessMs: number; encodeMs: number }>;
+    width?: number,
+    height?: number,
+  ): NativeOperation<{ features: NativeTensor[]; preprocessMs: number; encodeMs: number }>;
   dispose(): void;
 }
 
@@ -322,7 +351,7 @@ export interface NativeVisionAddon {
     width: number,
     height: number,
     params: NativePreprocessParams,
-  ): NativeOperation<Float32Array>;
+  ): NativeOperation<NativePixels>;
   loadVisionEncoder(
     path: string,
     options: { threads?: number; gpu?: boolean; flashAttn?: 'auto' | 'on' | 'off' },
@@ -333,5 +362,10 @@ export interface NativeVisionAddon {
   ): NativeOperation<NativeProjector>;
   /** Validates an mmproj's header (keys, tensor shapes and types) without reading weights. */
   inspectMmproj(path: string): NativeOperation<NativeMmprojInfo>;
-  tensorFromFloat32(data: Float32Array, nTokens: number, nEmbd: number): NativeTensor;
+  tensorFromFloat32(
+    data: Float32Array,
+    nTokens: number,
+    nEmbd: number,
+    layout?: { nx?: number; ny?: number; causal?: boolean },
+  ): NativeTensor;
 }

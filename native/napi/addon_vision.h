@@ -1,14 +1,23 @@
-// N-API classes of @mm/encoders and @mm/projectors: AddonVisionEncoder, AddonProjector and
-// AddonTensor (a Features or Embeddings matrix owned by native code). Thin: argument conversion and
-// workers only; the logic is in src/encoders/ and src/projectors/.
+// N-API classes of @mm/encoders and @mm/projectors, one file each: AddonVisionEncoder
+// (addon_encoder.cpp), AddonProjector (addon_projector.cpp) and AddonTensor (addon_tensor.cpp: a
+// Features or Embeddings matrix owned by native code); image functions in addon_image.cpp and the
+// helpers they share in addon_media.cpp. Thin: argument conversion and workers only; the logic is
+// in src/encoders/ and src/projectors/. Every entry point runs inside guard(): C++ exceptions
+// (std::bad_alloc included) become JS errors with a code.
 #pragma once
 
 #include <napi.h>
 
+#include <array>
 #include <memory>
+#include <string>
+#include <vector>
 
-#include "encoders/token_matrix.h"
+#include "encoders/image.h"
+#include "encoders/preprocess.h"
 #include "encoders/vision_encoder.h"
+#include "graph/token_matrix.h"
+#include "napi_util.h"
 #include "projectors/projector.h"
 
 namespace mm::napi {
@@ -18,6 +27,7 @@ class AddonVisionEncoder : public Napi::ObjectWrap<AddonVisionEncoder> {
     static Napi::Function define(Napi::Env env);
     static Napi::Object   wrap(Napi::Env env, std::shared_ptr<vision_encoder> e);
     explicit AddonVisionEncoder(const Napi::CallbackInfo & info);
+    MM_GUARDED_METHODS(AddonVisionEncoder)
 
   private:
     std::shared_ptr<vision_encoder> get(Napi::Env env) const;
@@ -36,6 +46,7 @@ class AddonProjector : public Napi::ObjectWrap<AddonProjector> {
     static Napi::Function define(Napi::Env env);
     static Napi::Object   wrap(Napi::Env env, std::shared_ptr<projector> p);
     explicit AddonProjector(const Napi::CallbackInfo & info);
+    MM_GUARDED_METHODS(AddonProjector)
 
   private:
     std::shared_ptr<projector> get(Napi::Env env) const;
@@ -47,13 +58,14 @@ class AddonProjector : public Napi::ObjectWrap<AddonProjector> {
     std::shared_ptr<projector> projector_;
 };
 
-// A [nTokens, nEmbd] f32 matrix held natively (shared, immutable).
+// A [nTokens, nEmbd] f32 matrix held natively (shared, immutable), with its grid and causality.
 class AddonTensor : public Napi::ObjectWrap<AddonTensor> {
   public:
     static Napi::Function define(Napi::Env env);
     static Napi::Object   wrap(Napi::Env env, std::shared_ptr<const token_matrix> m);
     static bool           is(Napi::Env env, Napi::Value v);
     explicit AddonTensor(const Napi::CallbackInfo & info);
+    MM_GUARDED_METHODS(AddonTensor)
 
     std::shared_ptr<const token_matrix> get(Napi::Env env) const;
 
@@ -65,6 +77,35 @@ class AddonTensor : public Napi::ObjectWrap<AddonTensor> {
     std::shared_ptr<const token_matrix> matrix_;
 };
 
+// ---- shared by the media glue (addon_media.cpp) ----------------------------------------------
+
+// Constructors per environment (napi instance data is a single slot, used by the backbone glue).
+struct vision_ctors {
+    Napi::FunctionReference encoder;
+    Napi::FunctionReference projector;
+    Napi::FunctionReference tensor;
+};
+vision_ctors & vctors(Napi::Env env);
+
+double             ms_since(std::chrono::steady_clock::time_point t0);
+Napi::Object       object_arg(const Napi::CallbackInfo & info, size_t i);
+int32_t            require_int(const Napi::CallbackInfo & info, size_t i, const char * name, int64_t lo, int64_t hi);
+rgb_image          rgb_args(const Napi::CallbackInfo & info, size_t i);
+Napi::Float32Array float32_array_of(Napi::Env env, const std::vector<float> & v);
+Napi::Object       image_object(Napi::Env env, const rgb_image & img);
+Napi::Object       pixels_object(Napi::Env env, const pixel_input & p);
+resize_algo        algo_arg(Napi::Env env, const Napi::Object & o);
+pad_style          pad_arg(Napi::Env env, const Napi::Object & o);
+std::array<uint8_t, 3> color_arg(Napi::Env env, const Napi::Object & o, const char * key);
+preprocess_params      preprocess_params_arg(Napi::Env env, const Napi::Object & o);
+int                    threads_opt(Napi::Env env, const Napi::Object & o);
+void                   set_vision_facts(Napi::Env env, Napi::Object & o, const vision_hparams & hp);
+
+// Module functions of each file.
+void register_image(Napi::Env env, Napi::Object exports);
+void register_encoder(Napi::Env env, Napi::Object exports);
+void register_projector(Napi::Env env, Napi::Object exports);
+void register_tensor(Napi::Env env, Napi::Object exports);
 void register_vision(Napi::Env env, Napi::Object exports);
 
 }  // namespace mm::napi

@@ -125,13 +125,13 @@ int main(int argc, char ** argv) {
         series ours_pre, ours_enc, ours_proj, ours_total, ref_pre, ref_enc, ref_total;
         double max_diff = 0;
         auto   run_ours = [&](bool record) {
-            auto               t0  = clock_type::now();
-            std::vector<float> pix = encoder->preprocess(img);
-            auto               t1  = clock_type::now();
-            mm::token_matrix   f   = encoder->encode_pixels(pix, nullptr);
-            auto               t2  = clock_type::now();
-            mm::token_matrix   e   = projector->project(f, nullptr);
-            auto               t3  = clock_type::now();
+            auto                         t0  = clock_type::now();
+            std::vector<mm::pixel_input> pix = encoder->preprocess(img);  // one chunk for every family mm runs
+            auto                         t1  = clock_type::now();
+            mm::token_matrix             f   = encoder->encode_pixels(pix.front(), nullptr);
+            auto                         t2  = clock_type::now();
+            mm::token_matrix             e   = projector->project(f, nullptr);
+            auto                         t3  = clock_type::now();
             if (record) {
                 ours_pre.v.push_back(ms(t0, t1));
                 ours_enc.v.push_back(ms(t1, t2));

@@ -281,14 +281,54 @@ rgb_image resize_image(const rgb_image & src, int32_t target_w, int32_t target_h
     return dst;
 }
 
-std::vector<float> preprocess_image(const rgb_image & src, const preprocess_params & p) {
-    const rgb_image    img = resize_image(src, p.image_size, p.image_size, p.algo, p.pad, p.pad_color);
-    const size_t       n   = static_cast<size_t>(img.width) * img.height;
-    std::vector<float> out(n * 3);
+void dynamic_target_size(int32_t w, int32_t h, int32_t align, int32_t min_pixels, int32_t max_pixels, int32_t & out_w,
+                         int32_t & out_h) {
+    // float arithmetic exactly as libmtmd's (tools/mtmd/mtmd-image.cpp), so sizes agree at the edges
+    const float f        = static_cast<float>(align);
+    auto        round_by = [f, align](float x) { return static_cast<int>(std::round(x / f)) * align; };
+    auto        ceil_by  = [f, align](float x) { return static_cast<int>(std::ceil(x / f)) * align; };
+    auto        floor_by = [f, align](float x) { return static_cast<int>(std::floor(x / f)) * align; };
+    int         w_bar    = std::max(align, round_by(static_cast<float>(w)));
+    int         h_bar    = std::max(align, round_by(static_cast<float>(h)));
+    if (max_pixels > 0 && static_cast<int64_t>(h_bar) * w_bar > max_pixels) {
+        const float beta = std::sqrt(static_cast<float>(h) * static_cast<float>(w) / static_cast<float>(max_pixels));
+        h_bar            = std::max(align, floor_by(static_cast<float>(h) / beta));
+        w_bar            = std::max(align, floor_by(static_cast<float>(w) / beta));
+    } else if (min_pixels > 0 && static_cast<int64_t>(h_bar) * w_bar < min_pixels) {
+        const float beta = std::sqrt(static_cast<float>(min_pixels) / (static_cast<float>(h) * static_cast<float>(w)));
+        h_bar            = ceil_by(static_cast<float>(h) * beta);
+        w_bar            = ceil_by(static_cast<float>(w) * beta);
+    }
+    out_w = w_bar;
+    out_h = h_bar;
+}
+
+void target_size(const preprocess_params & p, int32_t w, int32_t h, int32_t & out_w, int32_t & out_h) {
+    if (p.align > 0) {
+        dynamic_target_size(w, h, p.align, p.min_pixels, p.max_pixels, out_w, out_h);
+    } else {
+        out_w = p.image_size;
+        out_h = p.image_size;
+    }
+}
+
+pixel_input preprocess_image(const rgb_image & src, const preprocess_params & p) {
+    int32_t tw = 0, th = 0;
+    target_size(p, src.width, src.height, tw, th);
+    if (tw < 1 || th < 1 || tw > k_max_image_side || th > k_max_image_side) {
+        fail(error_code::invalid_argument, "the picture resizes to " + std::to_string(tw) + "x" + std::to_string(th) +
+                                               ", outside what the encoder takes");
+    }
+    const rgb_image img = resize_image(src, tw, th, p.algo, p.pad, p.pad_color);
+    const size_t    n   = static_cast<size_t>(img.width) * img.height;
+    pixel_input     out;
+    out.width  = img.width;
+    out.height = img.height;
+    out.data.resize(n * 3);
     for (size_t i = 0; i < n; ++i) {
         for (int c = 0; c < 3; ++c) {
-            float v                             = static_cast<float>(img.data[i * 3 + c]) / 255.0f;
-            out[static_cast<size_t>(c) * n + i] = (v - p.mean[c]) / p.std[c];
+            float v                                  = static_cast<float>(img.data[i * 3 + c]) / 255.0f;
+            out.data[static_cast<size_t>(c) * n + i] = (v - p.mean[c]) / p.std[c];
         }
     }
     return out;

@@ -7,6 +7,8 @@
 namespace mm {
 
 extern const encoder_family clip_family;
+extern const encoder_family siglip_family;
+extern const encoder_family qwen2vl_family;
 
 namespace {
 
@@ -14,6 +16,8 @@ namespace {
 // under families/.
 const encoder_family * const k_families[] = {
     &clip_family,
+    &siglip_family,
+    &qwen2vl_family,
 };
 
 }  // namespace

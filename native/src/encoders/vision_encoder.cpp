@@ -3,8 +3,8 @@
 #include <chrono>
 
 #include "common/error.h"
-#include "graph/gguf_file.h"
 #include "encoders/registry.h"
+#include "graph/gguf_file.h"
 #include "graph/runtime.h"
 
 namespace mm {
@@ -15,32 +15,44 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// Graphs kept per encoder: a conversation rarely mixes more picture sizes than this.
+constexpr size_t k_max_graphs = 4;
+
 }  // namespace
+
+struct vision_encoder::shaped_graph {
+    int32_t                       width  = 0;
+    int32_t                       height = 0;
+    std::unique_ptr<graph_holder> holder;
+    vision_graph                  vg;
+};
 
 std::shared_ptr<vision_encoder> vision_encoder::load(const std::string & path, const vision_encoder_params & params) {
     auto                            f   = gguf_file::open(path);
     const encoder_family &          fam = find_encoder_family(*f);
     std::shared_ptr<vision_encoder> enc(new vision_encoder());
     enc->family_                   = fam.name;
+    enc->fam_                      = &fam;
     enc->hp_                       = read_vision_hparams(*f);
     std::vector<std::string> names = fam.validate(*f, enc->hp_);
 
     enc->rt_      = std::make_unique<runtime>(runtime_params{params.n_threads, params.use_gpu});
     enc->weights_ = std::make_unique<weight_set>(*f, names, enc->rt_->weights_buffer_type(), params.cancel);
 
-    // Flash attention when the backend has it (libmtmd's CLIP_FLASH_ATTN_TYPE_AUTO): build with it,
-    // and rebuild without when the main backend cannot run it.
-    auto build = [&](bool fa) {
-        enc->graph_ = std::make_unique<graph_holder>();
-        blocks::graph_ctx g{enc->graph_->ctx(), enc->graph_->gf(), fa};
-        enc->vg_         = fam.build(g, *enc->weights_, enc->hp_);
-        enc->flash_attn_ = fa;
-    };
-    build(params.flash_attn != 0);
-    if (params.flash_attn < 0 && !enc->rt_->supports_flash_attn(enc->graph_->gf())) {
-        build(false);
+    // Flash attention when the backend has it (libmtmd's CLIP_FLASH_ATTN_TYPE_AUTO): probe a graph
+    // of the typical size built with it, and build without when the main backend cannot run it.
+    int32_t w0 = 0, h0 = 0;
+    target_size(enc->hp_.preprocess, enc->hp_.image_size, enc->hp_.image_size, w0, h0);
+    enc->flash_attn_ = params.flash_attn != 0;
+    if (params.flash_attn < 0) {
+        shaped_graph & probe = enc->graph_for(w0, h0);
+        if (!enc->rt_->supports_flash_attn(probe.holder->gf())) {
+            enc->flash_attn_ = false;
+            enc->rt_->forget(probe.holder->gf());
+            enc->graphs_.clear();
+        }
     }
-    enc->rt_->allocate(enc->graph_->gf());
+    enc->rt_->allocate(enc->graph_for(w0, h0).holder->gf());
     return enc;
 }
 
@@ -62,36 +74,96 @@ size_t vision_encoder::weights_bytes() const {
     return weights_->bytes();
 }
 
-token_matrix vision_encoder::encode(const rgb_image & img, const std::atomic<bool> * cancel, encode_timings * t) {
-    auto               t0     = std::chrono::steady_clock::now();
-    std::vector<float> pixels = preprocess(img);
+vision_encoder::shaped_graph & vision_encoder::graph_for(int32_t width, int32_t height) {
+    for (auto it = graphs_.begin(); it != graphs_.end(); ++it) {
+        if ((*it)->width == width && (*it)->height == height) {
+            graphs_.splice(graphs_.begin(), graphs_, it);
+            return *graphs_.front();
+        }
+    }
+    auto sg    = std::make_unique<shaped_graph>();
+    sg->width  = width;
+    sg->height = height;
+    sg->holder = std::make_unique<graph_holder>();
+    blocks::graph_ctx g{sg->holder->ctx(), sg->holder->gf(), flash_attn_};
+    sg->vg = fam_->build(g, *weights_, hp_, width, height);
+    graphs_.push_front(std::move(sg));
+    while (graphs_.size() > k_max_graphs) {
+        rt_->forget(graphs_.back()->holder->gf());
+        graphs_.pop_back();
+    }
+    return *graphs_.front();
+}
+
+void vision_encoder::check_input_size(int32_t width, int32_t height) const {
+    bool ok;
+    if (hp_.dynamic) {
+        const int32_t a = hp_.preprocess.align;
+        const int64_t n = static_cast<int64_t>(width) * height;
+        ok = width >= a && height >= a && width % a == 0 && height % a == 0 && n <= hp_.preprocess.max_pixels;
+    } else {
+        ok = width == hp_.image_size && height == hp_.image_size;
+    }
+    if (!ok) {
+        fail(error_code::invalid_argument,
+             "this encoder does not take a " + std::to_string(width) + "x" + std::to_string(height) + " input " +
+                 (hp_.dynamic
+                      ? "(sides must be multiples of " + std::to_string(hp_.preprocess.align) + ", at most " +
+                            std::to_string(hp_.preprocess.max_pixels) + " pixels)"
+                      : "(it takes " + std::to_string(hp_.image_size) + "x" + std::to_string(hp_.image_size) + ")"));
+    }
+}
+
+std::vector<pixel_input> vision_encoder::preprocess(const rgb_image & img) const {
+    std::vector<pixel_input> out;
+    out.push_back(preprocess_image(img, hp_.preprocess));
+    return out;
+}
+
+std::vector<token_matrix> vision_encoder::encode(const rgb_image & img, const std::atomic<bool> * cancel,
+                                                 encode_timings * t) {
+    auto                     t0     = std::chrono::steady_clock::now();
+    std::vector<pixel_input> inputs = preprocess(img);
     if (t != nullptr) {
         t->preprocess_ms = ms_since(t0);
     }
-    auto         t1  = std::chrono::steady_clock::now();
-    token_matrix out = encode_pixels(pixels, cancel);
+    auto                      t1 = std::chrono::steady_clock::now();
+    std::vector<token_matrix> out;
+    out.reserve(inputs.size());
+    for (const pixel_input & in : inputs) {
+        out.push_back(encode_pixels(in, cancel));
+    }
     if (t != nullptr) {
         t->encode_ms = ms_since(t1);
     }
     return out;
 }
 
-token_matrix vision_encoder::encode_pixels(const std::vector<float> & pixels, const std::atomic<bool> * cancel) {
-    if (pixels.size() != static_cast<size_t>(ggml_nelements(vg_.pixels))) {
-        fail(error_code::invalid_argument, "expected " + std::to_string(ggml_nelements(vg_.pixels)) +
-                                               " preprocessed values, got " + std::to_string(pixels.size()));
+token_matrix vision_encoder::encode_pixels(const pixel_input & pixels, const std::atomic<bool> * cancel) {
+    check_input_size(pixels.width, pixels.height);
+    if (pixels.data.size() != static_cast<size_t>(pixels.width) * pixels.height * 3) {
+        fail(error_code::invalid_argument, "expected 3 x " + std::to_string(pixels.width) + " x " +
+                                               std::to_string(pixels.height) + " preprocessed values, got " +
+                                               std::to_string(pixels.data.size()));
     }
     std::lock_guard<std::mutex> lock(mu_);
-    ggml_backend_tensor_set(vg_.pixels, pixels.data(), 0, ggml_nbytes(vg_.pixels));
-    for (const auto & [tensor, values] : vg_.i32_inputs) {
+    shaped_graph &              sg = graph_for(pixels.width, pixels.height);
+    rt_->use(sg.holder->gf());
+    ggml_backend_tensor_set(sg.vg.pixels, pixels.data.data(), 0, ggml_nbytes(sg.vg.pixels));
+    for (const auto & [tensor, values] : sg.vg.inputs.i32) {
         ggml_backend_tensor_set(tensor, values.data(), 0, ggml_nbytes(tensor));
     }
-    rt_->compute(graph_->gf(), cancel);
+    for (const auto & [tensor, values] : sg.vg.inputs.f32) {
+        ggml_backend_tensor_set(tensor, values.data(), 0, ggml_nbytes(tensor));
+    }
+    rt_->compute(sg.holder->gf(), cancel);
     token_matrix out;
-    out.n_embd   = static_cast<int32_t>(vg_.out->ne[0]);
-    out.n_tokens = static_cast<int32_t>(vg_.out->ne[1]);
+    out.n_embd   = static_cast<int32_t>(sg.vg.out->ne[0]);
+    out.n_tokens = static_cast<int32_t>(sg.vg.out->ne[1]);
+    out.nx       = sg.vg.nx;
+    out.ny       = sg.vg.ny;
     out.data.resize(static_cast<size_t>(out.n_embd) * out.n_tokens);
-    ggml_backend_tensor_get(vg_.out, out.data.data(), 0, ggml_nbytes(vg_.out));
+    ggml_backend_tensor_get(sg.vg.out, out.data.data(), 0, ggml_nbytes(sg.vg.out));
     return out;
 }
 

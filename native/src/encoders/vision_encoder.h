@@ -1,16 +1,19 @@
-// A loaded vision encoder: the `v.*` tensors of an mmproj on a backend, with its graph built and
-// allocated once. encode() is thread-safe (calls are serialised); preprocess() is pure.
+// A loaded vision encoder: the `v.*` tensors of an mmproj on a backend. Its graph is built for
+// each input size the preprocessing gives (one size for fixed-size families, the picture's
+// dynamic size for Qwen-VL) and kept for the last few sizes. encode() is thread-safe (calls are
+// serialised); preprocess() is pure.
 #pragma once
 
 #include <atomic>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "encoders/image.h"
-#include "graph/token_matrix.h"
 #include "encoders/vision_hparams.h"
+#include "graph/token_matrix.h"
 
 namespace mm {
 
@@ -43,24 +46,31 @@ class vision_encoder {
     int                    graph_threads() const;
     size_t                 weights_bytes() const;
 
-    // Pixels ready for the encoder: [3][image_size][image_size] f32 (libmtmd's preprocessing).
-    std::vector<float> preprocess(const rgb_image & img) const { return preprocess_image(img, hp_.preprocess); }
-    // preprocess + encode_pixels.
-    token_matrix encode(const rgb_image & img, const std::atomic<bool> * cancel, encode_timings * t = nullptr);
-    // Runs the encoder on preprocessed pixels; returns [n_patches, n_embd_out] features.
-    token_matrix encode_pixels(const std::vector<float> & pixels, const std::atomic<bool> * cancel);
+    // The encoder inputs of a picture (libmtmd's preprocessing), in chunk order: one for the
+    // families mm runs today; tiling families give several.
+    std::vector<pixel_input> preprocess(const rgb_image & img) const;
+    // preprocess + encode_pixels for each input: one features matrix per chunk.
+    std::vector<token_matrix> encode(const rgb_image & img, const std::atomic<bool> * cancel,
+                                     encode_timings * t = nullptr);
+    // Runs the encoder on one preprocessed input; returns [n_rows, n_embd_out] features with
+    // their patch grid.
+    token_matrix encode_pixels(const pixel_input & pixels, const std::atomic<bool> * cancel);
+    // Checks that a size is one this encoder takes (MM_INVALID_ARGUMENT otherwise).
+    void check_input_size(int32_t width, int32_t height) const;
 
   private:
+    struct shaped_graph;
     vision_encoder() = default;
+    shaped_graph & graph_for(int32_t width, int32_t height);
 
-    std::string                   family_;
-    vision_hparams                hp_;
-    bool                          flash_attn_ = false;
-    std::unique_ptr<runtime>      rt_;
-    std::unique_ptr<weight_set>   weights_;
-    std::unique_ptr<graph_holder> graph_;
-    vision_graph                  vg_;
-    std::mutex                    mu_;
+    std::string                              family_;
+    const encoder_family *                   fam_ = nullptr;
+    vision_hparams                           hp_;
+    bool                                     flash_attn_ = false;
+    std::unique_ptr<runtime>                 rt_;
+    std::unique_ptr<weight_set>              weights_;
+    std::list<std::unique_ptr<shaped_graph>> graphs_;  // most recently used first
+    std::mutex                               mu_;
 };
 
 }  // namespace mm

@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "graph/graph_blocks.h"
 #include "encoders/preprocess.h"
+#include "graph/graph_blocks.h"
 
 namespace mm {
 
@@ -19,10 +19,10 @@ class weight_set;
 struct vision_hparams {
     std::string projector_type;  // clip.projector_type as written in the file
 
-    int32_t image_size     = 0;
+    int32_t image_size     = 0;  // fixed-size families: the square input side; dynamic: a typical side
     int32_t patch_size     = 0;
-    int32_t grid           = 0;  // patches per side: image_size / patch_size
-    int32_t n_patches      = 0;  // grid * grid
+    int32_t grid           = 0;  // patches per side of image_size
+    int32_t n_patches      = 0;  // grid * grid (dynamic families: for the image_size square)
     int32_t n_embd         = 0;
     int32_t n_head         = 0;
     int32_t d_head         = 0;
@@ -31,21 +31,44 @@ struct vision_hparams {
     int32_t projection_dim = 0;
     float   eps            = 1e-6f;
 
-    blocks::ffn_op       ffn = blocks::ffn_op::gelu_quick;
+    blocks::ffn_op       ffn  = blocks::ffn_op::gelu_quick;
+    blocks::norm_op      norm = blocks::norm_op::layer;
     std::vector<int32_t> feature_layers;      // clip.vision.feature_layer (may be empty)
     int32_t              n_blocks_run   = 0;  // blocks the graph runs (libmtmd's max_feature_layer)
     int32_t              n_stacked      = 0;  // hidden states concatenated into the features (0: last only)
     int32_t              n_embd_out     = 0;  // width of the features: n_embd * max(1, n_stacked)
     bool                 has_class_embd = false;
 
+    // Dynamic resolution and merging (Qwen-VL, Gemma 3).
+    bool    dynamic      = false;  // the input size follows the picture (preprocess.align > 0)
+    int32_t n_merge      = 1;  // patches merged per side by the projector (2 for Qwen-VL, the pool kernel of Gemma 3)
+    int32_t n_wa_pattern = 0;  // Qwen2.5-VL: every n-th block attends fully, the others within windows
+    int32_t attn_window  = 0;  // window side in pixels (Qwen2.5-VL: 112)
+
     preprocess_params preprocess;
 };
 
-// Inputs of a built encoder graph, filled before every compute.
+// Inputs of a built graph (encoder or projector stage), filled before every compute.
+struct graph_inputs {
+    std::vector<std::pair<ggml_tensor *, std::vector<int32_t>>> i32;
+    std::vector<std::pair<ggml_tensor *, std::vector<float>>>   f32;
+
+    ggml_tensor * add_i32(ggml_context * ctx, const char * name, std::vector<int32_t> values) {
+        ggml_tensor * t = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, static_cast<int64_t>(values.size()));
+        ggml_set_name(t, name);
+        ggml_set_input(t);
+        i32.emplace_back(t, std::move(values));
+        return t;
+    }
+};
+
+// A built encoder graph for one input size.
 struct vision_graph {
-    ggml_tensor *                                               pixels = nullptr;  // [W, H, 3] f32, planar
-    std::vector<std::pair<ggml_tensor *, std::vector<int32_t>>> i32_inputs;
-    ggml_tensor *                                               out = nullptr;  // [n_embd_out, n_patches]
+    ggml_tensor * pixels = nullptr;  // [W, H, 3] f32, planar
+    graph_inputs  inputs;
+    ggml_tensor * out = nullptr;  // [n_embd_out, n_rows]
+    int32_t       nx  = 0;        // the rows as a grid (the patch grid)
+    int32_t       ny  = 0;
 };
 
 struct encoder_family {
@@ -55,8 +78,9 @@ struct encoder_family {
     vision_hparams (*load_hparams)(const gguf_file & f);
     // Checks the tensors' presence, types and shapes; returns the names of the tensors to load.
     std::vector<std::string> (*validate)(const gguf_file & f, const vision_hparams & hp);
-    // Builds the graph from the pixels to the features.
-    vision_graph (*build)(const blocks::graph_ctx & g, const weight_set & w, const vision_hparams & hp);
+    // Builds the graph from width x height pixels (a size preprocessing gives) to the features.
+    vision_graph (*build)(const blocks::graph_ctx & g, const weight_set & w, const vision_hparams & hp, int32_t width,
+                          int32_t height);
 };
 
 }  // namespace mm

@@ -18,30 +18,35 @@ inline constexpr const char * k_has_audio        = "clip.has_audio_encoder";
 inline constexpr const char * k_use_gelu         = "clip.use_gelu";
 inline constexpr const char * k_use_silu         = "clip.use_silu";
 
-inline constexpr const char * k_n_embd         = "clip.vision.embedding_length";
-inline constexpr const char * k_n_ff           = "clip.vision.feed_forward_length";
-inline constexpr const char * k_n_block        = "clip.vision.block_count";
-inline constexpr const char * k_proj_dim       = "clip.vision.projection_dim";
-inline constexpr const char * k_n_head         = "clip.vision.attention.head_count";
-inline constexpr const char * k_n_head_kv      = "clip.vision.attention.head_count_kv";
-inline constexpr const char * k_n_embd_head    = "clip.vision.attention.head_dim";
-inline constexpr const char * k_layer_norm_eps = "clip.vision.attention.layer_norm_epsilon";
-inline constexpr const char * k_feature_layer  = "clip.vision.feature_layer";
-inline constexpr const char * k_image_size     = "clip.vision.image_size";
-inline constexpr const char * k_patch_size     = "clip.vision.patch_size";
-inline constexpr const char * k_image_mean     = "clip.vision.image_mean";
-inline constexpr const char * k_image_std      = "clip.vision.image_std";
-inline constexpr const char * k_grid_pinpoints = "clip.vision.image_grid_pinpoints";
+inline constexpr const char * k_n_embd            = "clip.vision.embedding_length";
+inline constexpr const char * k_n_ff              = "clip.vision.feed_forward_length";
+inline constexpr const char * k_n_block           = "clip.vision.block_count";
+inline constexpr const char * k_proj_dim          = "clip.vision.projection_dim";
+inline constexpr const char * k_n_head            = "clip.vision.attention.head_count";
+inline constexpr const char * k_n_head_kv         = "clip.vision.attention.head_count_kv";
+inline constexpr const char * k_n_embd_head       = "clip.vision.attention.head_dim";
+inline constexpr const char * k_layer_norm_eps    = "clip.vision.attention.layer_norm_epsilon";
+inline constexpr const char * k_feature_layer     = "clip.vision.feature_layer";
+inline constexpr const char * k_image_size        = "clip.vision.image_size";
+inline constexpr const char * k_patch_size        = "clip.vision.patch_size";
+inline constexpr const char * k_image_mean        = "clip.vision.image_mean";
+inline constexpr const char * k_image_std         = "clip.vision.image_std";
+inline constexpr const char * k_grid_pinpoints    = "clip.vision.image_grid_pinpoints";
+inline constexpr const char * k_proj_scale_factor = "clip.vision.projector.scale_factor";
+inline constexpr const char * k_spatial_merge     = "clip.vision.spatial_merge_size";
+inline constexpr const char * k_n_wa_pattern      = "clip.vision.n_wa_pattern";
+inline constexpr const char * k_window_size       = "clip.vision.window_size";
 
 // ---- vision tower tensors (prefix "v") ---------------------------------------------------
-inline constexpr const char * t_class_embd = "v.class_embd";
-inline constexpr const char * t_patch_embd = "v.patch_embd.weight";
-inline constexpr const char * t_patch_bias = "v.patch_embd.bias";
-inline constexpr const char * t_pos_embd   = "v.position_embd.weight";
-inline constexpr const char * t_pre_ln_w   = "v.pre_ln.weight";
-inline constexpr const char * t_pre_ln_b   = "v.pre_ln.bias";
-inline constexpr const char * t_post_ln_w  = "v.post_ln.weight";
-inline constexpr const char * t_post_ln_b  = "v.post_ln.bias";
+inline constexpr const char * t_class_embd   = "v.class_embd";
+inline constexpr const char * t_patch_embd   = "v.patch_embd.weight";
+inline constexpr const char * t_patch_embd_1 = "v.patch_embd.weight.1";  // Qwen-VL's second temporal kernel
+inline constexpr const char * t_patch_bias   = "v.patch_embd.bias";
+inline constexpr const char * t_pos_embd     = "v.position_embd.weight";
+inline constexpr const char * t_pre_ln_w     = "v.pre_ln.weight";
+inline constexpr const char * t_pre_ln_b     = "v.pre_ln.bias";
+inline constexpr const char * t_post_ln_w    = "v.post_ln.weight";
+inline constexpr const char * t_post_ln_b    = "v.post_ln.bias";
 
 // "v.blk.%d.<part>.<suffix>": parts attn_q, attn_k, attn_v, attn_out, ln1, ln2, ffn_up, ffn_gate,
 // ffn_down; suffix "weight" or "bias".
@@ -58,6 +63,10 @@ inline std::string llava_proj(int i, const char * suffix) {
     std::snprintf(buf, sizeof(buf), "mm.%d.%s", i, suffix);
     return buf;
 }
+
+// Gemma 3
+inline constexpr const char * t_mm_input_proj = "mm.input_projection.weight";
+inline constexpr const char * t_mm_soft_emb_n = "mm.soft_emb_norm.weight";
 
 // MobileVLM ldp / ldpv2 MLP: "mm.model.mlp.%d.%s" (TN_MVLM_PROJ_MLP)
 inline std::string mvlm_mlp(int i, const char * suffix) {

@@ -8,6 +8,7 @@
 namespace mm::blocks {
 
 enum class ffn_op { gelu, gelu_quick, silu };
+enum class norm_op { layer, rms };
 
 struct graph_ctx {
     ggml_context * ctx        = nullptr;
@@ -23,9 +24,10 @@ inline ggml_tensor * add_opt(const graph_ctx & g, ggml_tensor * x, ggml_tensor *
     return b != nullptr ? ggml_add(g.ctx, x, b) : x;
 }
 
-// LayerNorm (ggml_norm) with optional affine weight and bias.
-inline ggml_tensor * norm(const graph_ctx & g, ggml_tensor * cur, ggml_tensor * w, ggml_tensor * b, float eps) {
-    cur = ggml_norm(g.ctx, cur, eps);
+// LayerNorm (ggml_norm) or RMSNorm with optional affine weight and bias (clip_graph::build_norm).
+inline ggml_tensor * norm(const graph_ctx & g, ggml_tensor * cur, ggml_tensor * w, ggml_tensor * b, float eps,
+                          norm_op op = norm_op::layer) {
+    cur = op == norm_op::rms ? ggml_rms_norm(g.ctx, cur, eps) : ggml_norm(g.ctx, cur, eps);
     if (w != nullptr) {
         cur = ggml_mul(g.ctx, cur, w);
     }
@@ -61,10 +63,10 @@ inline ggml_tensor * ffn(const graph_ctx & g, ggml_tensor * cur, ggml_tensor * u
 }
 
 // Multi-head self-attention over q/k/v of shape [d_head, n_head, n_pos], then the output
-// projection (clip_graph::build_attn without mask). With flash attention K and V are cast to f16,
-// as libmtmd does.
+// projection (clip_graph::build_attn). With flash attention K, V and the mask are cast to f16, as
+// libmtmd does. `mask` is [n_pos, n_pos] f32 (0 or -inf), or nullptr.
 inline ggml_tensor * attn(const graph_ctx & g, ggml_tensor * wo, ggml_tensor * wo_b, ggml_tensor * q_cur,
-                          ggml_tensor * k_cur, ggml_tensor * v_cur, float kq_scale) {
+                          ggml_tensor * k_cur, ggml_tensor * v_cur, float kq_scale, ggml_tensor * mask = nullptr) {
     // keep q, k, v together in the graph (fewer splits), like clip_graph
     ggml_build_forward_order(g.gf, q_cur);
     ggml_build_forward_order(g.gf, k_cur);
@@ -77,13 +79,16 @@ inline ggml_tensor * attn(const graph_ctx & g, ggml_tensor * wo, ggml_tensor * w
         ggml_tensor * v = ggml_permute(g.ctx, v_cur, 0, 2, 1, 3);
         k               = ggml_cast(g.ctx, k, GGML_TYPE_F16);
         v               = ggml_cast(g.ctx, v, GGML_TYPE_F16);
-        cur             = ggml_flash_attn_ext(g.ctx, q, k, v, nullptr, kq_scale, 0.0f, 0.0f);
+        if (mask != nullptr) {
+            mask = ggml_cast(g.ctx, mask, GGML_TYPE_F16);
+        }
+        cur = ggml_flash_attn_ext(g.ctx, q, k, v, mask, kq_scale, 0.0f, 0.0f);
         ggml_flash_attn_ext_set_prec(cur, GGML_PREC_F32);
         cur = ggml_reshape_2d(g.ctx, cur, cur->ne[0] * cur->ne[1], cur->ne[2] * cur->ne[3]);
     } else {
         ggml_tensor * v   = ggml_cont(g.ctx, ggml_permute(g.ctx, v_cur, 1, 2, 0, 3));
         ggml_tensor * kq  = ggml_mul_mat(g.ctx, k, q);
-        kq                = ggml_soft_max_ext(g.ctx, kq, nullptr, kq_scale, 0.0f);
+        kq                = ggml_soft_max_ext(g.ctx, kq, mask, kq_scale, 0.0f);
         ggml_tensor * kqv = ggml_mul_mat(g.ctx, v, kq);
         cur               = ggml_permute(g.ctx, kqv, 0, 2, 1, 3);
         cur               = ggml_cont_2d(g.ctx, cur, cur->ne[0] * cur->ne[1], cur->ne[2] * cur->ne[3]);

@@ -7,8 +7,8 @@
 #include "common/backends.h"
 #include "common/error.h"
 #include "common/system_info.h"
-#include "graph/gguf_file.h"
 #include "ggml-alloc.h"
+#include "graph/gguf_file.h"
 
 namespace mm {
 
@@ -98,6 +98,7 @@ void runtime::allocate(ggml_cgraph * gf) {
     const double wanted = std::ceil(graph_flops(gf) / k_flops_per_thread);
     graph_threads_      = static_cast<int>(std::max(1.0, std::min<double>(n_threads_, wanted)));
     cpu_set_n_threads(cpu_, graph_threads_);
+    current_ = nullptr;
     ggml_backend_sched_reset(sched_);
     if (!ggml_backend_sched_reserve(sched_, gf)) {
         fail(error_code::out_of_memory, "failed to reserve compute buffers for the graph");
@@ -105,6 +106,7 @@ void runtime::allocate(ggml_cgraph * gf) {
     if (!ggml_backend_sched_alloc_graph(sched_, gf)) {
         fail(error_code::out_of_memory, "failed to allocate the graph");
     }
+    current_ = gf;
 }
 
 namespace {

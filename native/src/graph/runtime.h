@@ -38,9 +38,21 @@ class runtime {
 
     // True when the main backend runs every FLASH_ATTN_EXT node of the graph (CPU always does).
     bool supports_flash_attn(ggml_cgraph * gf) const;
-    // Reserves and allocates a graph's compute buffers (a runtime serves one graph). The graph can
-    // then be computed many times.
+    // Reserves and allocates a graph's compute buffers. The graph can then be computed many times,
+    // until another graph is allocated (the compute buffers are shared; they grow to the largest).
     void allocate(ggml_cgraph * gf);
+    // allocate(gf) unless gf is the graph allocated last. Set a graph's inputs after this.
+    void use(ggml_cgraph * gf) {
+        if (gf != current_) {
+            allocate(gf);
+        }
+    }
+    // Call before freeing a graph (a new graph may reuse its address).
+    void forget(ggml_cgraph * gf) {
+        if (gf == current_) {
+            current_ = nullptr;
+        }
+    }
     // Computes an allocated graph. `cancel` is polled by the CPU backend between nodes; a cancelled
     // compute throws MM_ABORTED.
     void compute(ggml_cgraph * gf, const std::atomic<bool> * cancel);
@@ -51,6 +63,7 @@ class runtime {
     ggml_backend_sched_t sched_         = nullptr;
     int                  n_threads_     = 1;
     int                  graph_threads_ = 1;
+    ggml_cgraph *        current_       = nullptr;
 };
 
 // Multiply-adds x 2 of a graph's matrix products and attention (to size its thread count).

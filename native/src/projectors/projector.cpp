@@ -1,8 +1,8 @@
 #include "projectors/projector.h"
 
 #include "common/error.h"
-#include "graph/gguf_file.h"
 #include "encoders/registry.h"
+#include "graph/gguf_file.h"
 #include "graph/runtime.h"
 
 namespace mm {
@@ -24,36 +24,83 @@ std::vector<std::string> read_info(const gguf_file & f, mmproj_info & info, cons
 
 }  // namespace
 
-mmproj_info inspect_mmproj(const std::string & path) {
+mmproj_info inspect_mmproj(const std::string & path, bool * causal) {
     auto                     f = gguf_file::open(path);
     mmproj_info              info;
     const projector_family * fam = nullptr;
     read_info(*f, info, fam);
+    if (causal != nullptr) {
+        *causal = fam->causal;
+    }
     return info;
 }
+
+namespace {
+
+constexpr size_t k_max_graphs = 4;
+
+}  // namespace
+
+struct projector::shaped_graph {
+    int32_t                       nx = 0;
+    int32_t                       ny = 0;
+    std::unique_ptr<graph_holder> holder;
+    projector_io                  io;
+    ggml_tensor *                 out = nullptr;
+};
 
 std::shared_ptr<projector> projector::load(const std::string & path, const projector_params & params) {
     auto                       f = gguf_file::open(path);
     std::shared_ptr<projector> p(new projector());
     const projector_family *   fam   = nullptr;
     std::vector<std::string>   names = read_info(*f, p->info_, fam);
+    p->fam_                          = fam;
+    p->causal_                       = fam->causal;
 
-    p->rt_      = std::make_unique<runtime>(runtime_params{params.n_threads, params.use_gpu});
-    p->weights_ = std::make_unique<weight_set>(*f, names, p->rt_->weights_buffer_type(), params.cancel);
-    p->graph_   = std::make_unique<graph_holder>();
-    blocks::graph_ctx g{p->graph_->ctx(), p->graph_->gf(), false};
-    p->in_ = ggml_new_tensor_2d(g.ctx, GGML_TYPE_F32, p->n_embd_in(), p->n_tokens_in());
-    ggml_set_name(p->in_, "features");
-    ggml_set_input(p->in_);
-    p->out_ = fam->build(g, *p->weights_, p->info_.vision, p->in_);
-    if (p->out_->ne[0] != p->n_embd_out() || p->out_->ne[1] != p->n_tokens_out()) {
+    p->rt_                    = std::make_unique<runtime>(runtime_params{params.n_threads, params.use_gpu});
+    p->weights_               = std::make_unique<weight_set>(*f, names, p->rt_->weights_buffer_type(), params.cancel);
+    const vision_hparams & hp = p->info_.vision;
+    shaped_graph &         sg = p->graph_for(hp.grid, hp.grid);
+    if (sg.out->ne[0] != p->n_embd_out() || sg.out->ne[1] != p->n_tokens_out()) {
         fail(error_code::internal, "projector graph output shape differs from the validated shape");
     }
-    ggml_set_name(p->out_, "embeddings");
-    ggml_set_output(p->out_);
-    ggml_build_forward_expand(g.gf, p->out_);
-    p->rt_->allocate(g.gf);
+    p->rt_->allocate(sg.holder->gf());
     return p;
+}
+
+projector::shaped_graph & projector::graph_for(int32_t nx, int32_t ny) {
+    for (auto it = graphs_.begin(); it != graphs_.end(); ++it) {
+        if ((*it)->nx == nx && (*it)->ny == ny) {
+            graphs_.splice(graphs_.begin(), graphs_, it);
+            return *graphs_.front();
+        }
+    }
+    auto sg    = std::make_unique<shaped_graph>();
+    sg->nx     = nx;
+    sg->ny     = ny;
+    sg->holder = std::make_unique<graph_holder>();
+    blocks::graph_ctx g{sg->holder->ctx(), sg->holder->gf(), false};
+    sg->io.nx       = nx;
+    sg->io.ny       = ny;
+    sg->io.features = ggml_new_tensor_2d(g.ctx, GGML_TYPE_F32, n_embd_in(), static_cast<int64_t>(nx) * ny);
+    ggml_set_name(sg->io.features, "features");
+    ggml_set_input(sg->io.features);
+    if (fam_->build_grid != nullptr) {
+        sg->out = fam_->build_grid(g, *weights_, info_.vision, sg->io);
+    } else {
+        sg->out       = fam_->build(g, *weights_, info_.vision, sg->io.features);
+        sg->io.out_nx = static_cast<int32_t>(sg->out->ne[1]);  // libmtmd: n_tokens x 1 when not a grid
+        sg->io.out_ny = 1;
+    }
+    ggml_set_name(sg->out, "embeddings");
+    ggml_set_output(sg->out);
+    ggml_build_forward_expand(g.gf, sg->out);
+    graphs_.push_front(std::move(sg));
+    while (graphs_.size() > k_max_graphs) {
+        rt_->forget(graphs_.back()->holder->gf());
+        graphs_.pop_back();
+    }
+    return *graphs_.front();
 }
 
 projector::~projector() = default;
@@ -74,22 +121,52 @@ size_t projector::weights_bytes() const {
     return weights_->bytes();
 }
 
-token_matrix projector::project(const token_matrix & features, const std::atomic<bool> * cancel) {
-    if (features.n_embd != n_embd_in() || features.n_tokens != n_tokens_in() ||
-        features.data.size() != static_cast<size_t>(n_embd_in()) * n_tokens_in()) {
-        fail(error_code::model_mismatch, "features are [" + std::to_string(features.n_tokens) + ", " +
-                                             std::to_string(features.n_embd) + "], this projector takes [" +
-                                             std::to_string(n_tokens_in()) + ", " + std::to_string(n_embd_in()) +
-                                             "]: they come from another vision encoder");
+void projector::check_features(const token_matrix & features) const {
+    const vision_hparams & hp = info_.vision;
+    bool                   ok = features.n_embd == n_embd_in() &&
+              features.data.size() == static_cast<size_t>(features.n_embd) * static_cast<size_t>(features.n_tokens);
+    if (ok && hp.dynamic) {
+        const int64_t max_patches = static_cast<int64_t>(hp.preprocess.max_pixels) / hp.patch_size / hp.patch_size;
+        ok = features.nx > 0 && features.ny > 0 && features.nx % hp.n_merge == 0 && features.ny % hp.n_merge == 0 &&
+             static_cast<int64_t>(features.nx) * features.ny == features.n_tokens && features.n_tokens <= max_patches;
+    } else if (ok) {
+        ok = features.n_tokens == n_tokens_in();
     }
+    if (!ok) {
+        std::string took = hp.dynamic ? "a patch grid with sides that are multiples of " + std::to_string(hp.n_merge) +
+                                            " and width " + std::to_string(n_embd_in())
+                                      : "[" + std::to_string(n_tokens_in()) + ", " + std::to_string(n_embd_in()) + "]";
+        fail(error_code::model_mismatch,
+             "features are [" + std::to_string(features.n_tokens) + ", " + std::to_string(features.n_embd) +
+                 "] (grid " + std::to_string(features.nx) + "x" + std::to_string(features.ny) +
+                 "), this projector takes " + took + ": they come from another vision encoder");
+    }
+}
+
+token_matrix projector::project(const token_matrix & features, const std::atomic<bool> * cancel) {
+    check_features(features);
+    const vision_hparams &      hp = info_.vision;
+    const int32_t               nx = hp.dynamic ? features.nx : hp.grid;
+    const int32_t               ny = hp.dynamic ? features.ny : hp.grid;
     std::lock_guard<std::mutex> lock(mu_);
-    ggml_backend_tensor_set(in_, features.data.data(), 0, ggml_nbytes(in_));
-    rt_->compute(graph_->gf(), cancel);
+    shaped_graph &              sg = graph_for(nx, ny);
+    rt_->use(sg.holder->gf());
+    ggml_backend_tensor_set(sg.io.features, features.data.data(), 0, ggml_nbytes(sg.io.features));
+    for (const auto & [tensor, values] : sg.io.inputs.i32) {
+        ggml_backend_tensor_set(tensor, values.data(), 0, ggml_nbytes(tensor));
+    }
+    for (const auto & [tensor, values] : sg.io.inputs.f32) {
+        ggml_backend_tensor_set(tensor, values.data(), 0, ggml_nbytes(tensor));
+    }
+    rt_->compute(sg.holder->gf(), cancel);
     token_matrix out;
-    out.n_embd   = static_cast<int32_t>(out_->ne[0]);
-    out.n_tokens = static_cast<int32_t>(out_->ne[1]);
+    out.n_embd   = static_cast<int32_t>(sg.out->ne[0]);
+    out.n_tokens = static_cast<int32_t>(sg.out->ne[1]);
+    out.nx       = sg.io.out_nx;
+    out.ny       = sg.io.out_ny;
+    out.causal   = causal_;
     out.data.resize(static_cast<size_t>(out.n_embd) * out.n_tokens);
-    ggml_backend_tensor_get(out_, out.data.data(), 0, ggml_nbytes(out_));
+    ggml_backend_tensor_get(sg.out, out.data.data(), 0, ggml_nbytes(sg.out));
     return out;
 }
 

@@ -1,14 +1,16 @@
-// A loaded input projector: the `mm.*` tensors of an mmproj on a backend, its graph built and
-// allocated once for the vision tower's feature shape. project() is thread-safe (serialised).
+// A loaded input projector: the `mm.*` tensors of an mmproj on a backend. Its graph is built for
+// each feature grid it is given (one for fixed-size families) and kept for the last few.
+// project() is thread-safe (serialised).
 #pragma once
 
 #include <atomic>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <string>
 
-#include "graph/token_matrix.h"
 #include "encoders/vision_hparams.h"
+#include "graph/token_matrix.h"
 #include "projectors/registry.h"
 
 namespace mm {
@@ -32,7 +34,8 @@ struct mmproj_info {
     projector_shape out;
 };
 
-mmproj_info inspect_mmproj(const std::string & path);
+// `causal` (optional) receives whether the LLM attends causally inside the projector's spans.
+mmproj_info inspect_mmproj(const std::string & path, bool * causal = nullptr);
 
 class projector {
   public:
@@ -41,27 +44,33 @@ class projector {
 
     const mmproj_info & info() const { return info_; }
     int32_t             n_embd_in() const { return info_.vision.n_embd_out; }
-    int32_t             n_tokens_in() const { return info_.vision.n_patches; }
+    int32_t             n_tokens_in() const { return info_.vision.n_patches; }  // typical (dynamic: varies)
     int32_t             n_embd_out() const { return info_.out.n_embd_out; }
     int32_t             n_tokens_out() const { return info_.out.n_tokens_out; }
+    bool                dynamic() const { return info_.vision.dynamic; }
+    bool                causal() const { return causal_; }
     std::string         backend_name() const;
     int                 n_threads() const;
     int                 graph_threads() const;
     size_t              weights_bytes() const;
 
-    // features [n_tokens_in, n_embd_in] -> embeddings [n_tokens_out, n_embd_out]
+    // features [n_tokens_in, n_embd_in] with their grid -> embeddings [n_tokens_out, n_embd_out]
+    // with their token grid and whether the span is causal
     token_matrix project(const token_matrix & features, const std::atomic<bool> * cancel);
 
   private:
+    struct shaped_graph;
     projector() = default;
+    shaped_graph & graph_for(int32_t nx, int32_t ny);
+    void           check_features(const token_matrix & features) const;
 
-    mmproj_info                   info_;
-    std::unique_ptr<runtime>      rt_;
-    std::unique_ptr<weight_set>   weights_;
-    std::unique_ptr<graph_holder> graph_;
-    ggml_tensor *                 in_  = nullptr;
-    ggml_tensor *                 out_ = nullptr;
-    std::mutex                    mu_;
+    mmproj_info                              info_;
+    const projector_family *                 fam_    = nullptr;
+    bool                                     causal_ = true;
+    std::unique_ptr<runtime>                 rt_;
+    std::unique_ptr<weight_set>              weights_;
+    std::list<std::unique_ptr<shaped_graph>> graphs_;  // most recently used first
+    std::mutex                               mu_;
 };
 
 }  // namespace mm

@@ -1,9 +1,9 @@
 #include "projectors/registry.h"
 
 #include "common/error.h"
+#include "encoders/registry.h"
 #include "graph/clip_names.h"
 #include "graph/gguf_file.h"
-#include "encoders/registry.h"
 
 namespace mm {
 
@@ -11,14 +11,15 @@ extern const projector_family mlp_family;
 extern const projector_family mlp_norm_family;
 extern const projector_family ldp_family;
 extern const projector_family ldpv2_family;
+extern const projector_family qwen2vl_merger_family;
+extern const projector_family qwen25vl_merger_family;
+extern const projector_family gemma3_family;
 
 namespace {
 
 const projector_family * const k_families[] = {
-    &mlp_family,
-    &mlp_norm_family,
-    &ldp_family,
-    &ldpv2_family,
+    &mlp_family,    &mlp_norm_family, &ldp_family, &ldpv2_family, &qwen2vl_merger_family, &qwen25vl_merger_family,
+    &gemma3_family,
 };
 
 }  // namespace

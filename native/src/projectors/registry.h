@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "graph/graph_blocks.h"
 #include "encoders/vision_hparams.h"
+#include "graph/graph_blocks.h"
 
 namespace mm {
 
@@ -16,7 +16,17 @@ class weight_set;
 
 struct projector_shape {
     int32_t n_embd_out   = 0;  // the LLM's embedding width the projector writes
-    int32_t n_tokens_out = 0;
+    int32_t n_tokens_out = 0;  // for the encoder's typical input (dynamic families: varies)
+};
+
+// A projector graph's input and output when the input grid varies (Qwen-VL's merger).
+struct projector_io {
+    ggml_tensor * features = nullptr;  // [n_embd_in, nx * ny], rows in the encoder's order
+    int32_t       nx       = 0;        // the encoder's patch grid
+    int32_t       ny       = 0;
+    graph_inputs  inputs;      // extra inputs the family fills
+    int32_t       out_nx = 0;  // the output token grid (row-major), set by the family
+    int32_t       out_ny = 0;
 };
 
 struct projector_family {
@@ -24,9 +34,15 @@ struct projector_family {
     // Checks presence, types and shapes of the family's mm.* tensors against the vision tower's
     // output; fills the output shape; returns the names of the tensors to load.
     std::vector<std::string> (*validate)(const gguf_file & f, const vision_hparams & hp, projector_shape & out);
-    // Builds features [n_embd_in, n_tokens_in] -> embeddings [n_embd_out, n_tokens_out].
+    // Builds features [n_embd_in, n_tokens_in] -> embeddings [n_embd_out, n_tokens_out] for the
+    // encoder's one input size.
     ggml_tensor * (*build)(const blocks::graph_ctx & g, const weight_set & w, const vision_hparams & hp,
                            ggml_tensor * features);
+    // Families whose input grid follows the picture build from `io` instead (build is then unused).
+    ggml_tensor * (*build_grid)(const blocks::graph_ctx & g, const weight_set & w, const vision_hparams & hp,
+                                projector_io & io) = nullptr;
+    // Whether the LLM attends causally inside the span (Gemma 3: no).
+    bool causal = true;
 };
 
 // The family of the file's projector; MM_UNSUPPORTED_FAMILY listing the supported ones.

@@ -59,7 +59,7 @@ describe('VisionEncoder on tiny-shapes', () => {
   it('features of the 8 samples match libmtmd (max |diff| <= 1e-3, cosine >= 0.9999)', async () => {
     const ref = await runMtmdOracle({ mmproj: tinyShapesMmproj, images: tinyShapesSamples });
     for (const [i, path] of tinyShapesSamples.entries()) {
-      using f = await encoder.encode(await Image.fromFile(path));
+      using f = (await encoder.encodeChunks(await Image.fromFile(path)))[0]!;
       expect([f.nTokens, f.nEmbd]).toEqual(ref[i]!.featuresShape);
       const { maxAbsDiff, cosine } = parity(f.toFloat32Array(), ref[i]!.features);
       console.log(
@@ -71,7 +71,7 @@ describe('VisionEncoder on tiny-shapes', () => {
   });
 
   it('Features copy out, dispose once, and are typed after dispose', async () => {
-    const f = await encoder.encode(await Image.fromFile(tinyShapesSamples[1]!));
+    const f = (await encoder.encodeChunks(await Image.fromFile(tinyShapesSamples[1]!)))[0]!;
     const a = f.toFloat32Array();
     const b = f.toFloat32Array();
     expect(a).toEqual(b);
@@ -93,8 +93,8 @@ describe('VisionEncoder on tiny-shapes', () => {
 
   it('encodes preprocessed pixels to the same features', async () => {
     const img = await Image.fromFile(tinyShapesSamples[2]!);
-    const pixels = await encoder.preprocess(img);
-    using a = await encoder.encode(img);
+    const pixels = (await encoder.preprocessChunks(img))[0]!;
+    using a = (await encoder.encodeChunks(img))[0]!;
     using b = await encoder.encodePreprocessed(pixels);
     expect(b.toFloat32Array()).toEqual(a.toFloat32Array());
     await expect(encoder.encodePreprocessed(new Float32Array(10))).rejects.toMatchObject({
@@ -106,13 +106,13 @@ describe('VisionEncoder on tiny-shapes', () => {
     const imgs = await Promise.all(tinyShapesSamples.map((p) => Image.fromFile(p)));
     const one = await Promise.all(
       imgs.map(async (img) => {
-        using f = await encoder.encode(img);
+        using f = (await encoder.encodeChunks(img))[0]!;
         return f.toFloat32Array();
       }),
     );
     const again = await Promise.all(
       imgs.map(async (img) => {
-        using f = await encoder.encode(img);
+        using f = (await encoder.encodeChunks(img))[0]!;
         return f.toFloat32Array();
       }),
     );
@@ -122,7 +122,7 @@ describe('VisionEncoder on tiny-shapes', () => {
   it('leak check: 500 encodes with stable RSS', async () => {
     const img = await Image.fromFile(tinyShapesSamples[3]!);
     const encodeOnce = async () => {
-      const f = await encoder.encode(img);
+      const f = (await encoder.encodeChunks(img))[0]!;
       f.toFloat32Array();
       f.dispose();
     };
@@ -149,7 +149,7 @@ describe('VisionEncoder: the generated families match libmtmd', () => {
     expect(encoder.info.nBlocksRun).toBe(visionOutput(o).blocksRun);
     expect(encoder.info.hasClassEmbd).toBe(o.classEmbd);
     for (const [i, raw] of images.entries()) {
-      using f = await encoder.encode(Image.fromRGB(raw.data, raw.width, raw.height));
+      using f = (await encoder.encodeChunks(Image.fromRGB(raw.data, raw.width, raw.height)))[0]!;
       expect([f.nTokens, f.nEmbd]).toEqual(ref[i]!.featuresShape);
       const { maxAbsDiff, cosine } = parity(f.toFloat32Array(), ref[i]!.features);
       console.log(
@@ -166,7 +166,7 @@ describe('VisionEncoder: the generated families match libmtmd', () => {
     const [ref] = await runMtmdOracle({ mmproj, images: [raw], flashAttn: 'off' });
     using encoder = await VisionEncoder.load(mmproj, { threads: 2, flashAttn: 'off' });
     expect(encoder.info.flashAttn).toBe(false);
-    using f = await encoder.encode(Image.fromRGB(raw.data, 32, 32));
+    using f = (await encoder.encodeChunks(Image.fromRGB(raw.data, 32, 32)))[0]!;
     const { maxAbsDiff, cosine } = parity(f.toFloat32Array(), ref!.features);
     console.log(
       `mlp features, flash attention off: max |diff| ${fmt(maxAbsDiff)}, cosine ${cosine.toFixed(7)}`,
@@ -195,14 +195,14 @@ describe('VisionEncoder lifecycle', () => {
     const reason = new Error('already');
     await expect(encoder.encode(img, { signal: AbortSignal.abort(reason) })).rejects.toBe(reason);
     const t0 = performance.now();
-    using expected = await encoder.encode(img);
+    using expected = (await encoder.encodeChunks(img))[0]!;
     const oneEncodeMs = performance.now() - t0;
     const c = new AbortController();
     const p = encoder.encode(img, { signal: c.signal });
     setTimeout(() => c.abort(new Error('mid-flight')), Math.min(5, oneEncodeMs / 4));
     await expect(p).rejects.toThrow('mid-flight');
     const never = new AbortController();
-    using ok = await encoder.encode(img, { signal: never.signal });
+    using ok = (await encoder.encodeChunks(img, { signal: never.signal }))[0]!;
     expect(ok.toFloat32Array()).toEqual(expected.toFloat32Array()); // usable and unchanged after an abort
     await expect(encoder.encode(img, { signal: {} as AbortSignal })).rejects.toBeInstanceOf(
       TypeError,
@@ -220,7 +220,7 @@ describe('VisionEncoder lifecycle', () => {
     encoder.dispose();
     expect(encoder.disposed).toBe(true);
     await expect(running).resolves.toBeInstanceOf(Features);
-    (await running).dispose();
+    ((await running) as Features).dispose();
     await expect(encoder.encode(img)).rejects.toMatchObject({ code: 'MM_DISPOSED' });
     await expect(encoder.preprocess(img)).rejects.toMatchObject({ code: 'MM_DISPOSED' });
     expect(() => encoder.dispose()).toThrow(expect.objectContaining({ code: 'MM_DISPOSED' }));

@@ -17,6 +17,9 @@ export interface EncodeTimings {
 export class Features {
   readonly nTokens: number;
   readonly nEmbd: number;
+  /** The rows as the encoder's patch grid (nx·ny = nTokens), 0 when unknown. */
+  readonly nx: number;
+  readonly ny: number;
   readonly timings: Readonly<EncodeTimings>;
   #native: NativeTensor | undefined;
 
@@ -25,16 +28,28 @@ export class Features {
     const info = callNative(() => native.info());
     this.nTokens = info.nTokens;
     this.nEmbd = info.nEmbd;
+    this.nx = info.nx;
+    this.ny = info.ny;
     this.timings = Object.freeze({ ...timings });
     this.#native = native;
   }
 
-  /** Features from rows computed elsewhere (copied): `data` is `[nTokens][nEmbd]`. */
-  static fromFloat32Array(data: Float32Array, nTokens: number, nEmbd: number): Features {
+  /**
+   * Features from rows computed elsewhere (copied): `data` is `[nTokens][nEmbd]`; `grid` gives
+   * the patch grid for dynamic-resolution projectors (Qwen-VL).
+   */
+  static fromFloat32Array(
+    data: Float32Array,
+    nTokens: number,
+    nEmbd: number,
+    grid?: { nx: number; ny: number },
+  ): Features {
     if (!(data instanceof Float32Array)) {
       throw new MmInvalidArgumentError('data', 'must be a Float32Array');
     }
-    return new Features(callNative(() => loadAddon().tensorFromFloat32(data, nTokens, nEmbd)));
+    return new Features(
+      callNative(() => loadAddon().tensorFromFloat32(data, nTokens, nEmbd, grid ?? {})),
+    );
   }
 
   get disposed(): boolean {

@@ -55,9 +55,16 @@ describe('preprocessing is bit-identical to libmtmd', () => {
     const ref = await runMtmdOracle({ mmproj, images: [...raw, ...files] });
     const ours = [
       ...(await Promise.all(
-        raw.map((r) => encoder.preprocess(Image.fromRGB(r.data, r.width, r.height))),
+        raw.map(
+          async (r) =>
+            (
+              await encoder.preprocessChunks(Image.fromRGB(r.data, r.width, r.height))
+            )[0]!,
+        ),
       )),
-      ...(await Promise.all(files.map(async (f) => encoder.preprocess(await Image.fromFile(f))))),
+      ...(await Promise.all(
+        files.map(async (f) => (await encoder.preprocessChunks(await Image.fromFile(f)))[0]!),
+      )),
     ];
     ours.forEach((p, i) => {
       const r = ref[i]!;

@@ -12,13 +12,17 @@ export type ResizeAlgorithm = 'bilinear' | 'bicubic' | 'lanczos';
 export type PadStyle = 'none' | 'ceil' | 'nearest';
 
 /**
- * The preprocessing of one model, as libmtmd does it: resize (and pad) to a square, scale to
- * [0, 1], normalise per channel. `VisionEncoder#preprocessParams` gives a model's.
+ * The preprocessing of one model, as libmtmd does it: resize (and pad) to a square, or with
+ * `align` to the picture's aspect ratio (dynamic resolution), scale to [0, 1], normalise per
+ * channel. `VisionEncoder#preprocessParams` gives a model's.
  */
 export type PreprocessParams = NativePreprocessParams;
 
-/** Pixels ready for an encoder: planar `[3][size][size]` f32. */
+/** Pixels ready for an encoder: planar `[3][height][width]` f32. */
 export interface PreprocessedImage {
+  width: number;
+  height: number;
+  /** = width (the side of a square input; kept for fixed-size families). */
   size: number;
   data: Float32Array;
 }
@@ -66,10 +70,10 @@ export async function preprocessImage(
 ): Promise<PreprocessedImage> {
   checkImage(image);
   const signal = checkSignal(options.signal);
-  const data = await runNative(
+  const p = await runNative(
     () => loadAddon().preprocessImage(image.data, image.width, image.height, params),
     signal,
   );
   if (signal?.aborted) throw signal.reason;
-  return { size: params.imageSize, data };
+  return { width: p.width, height: p.height, size: p.width, data: p.data };
 }

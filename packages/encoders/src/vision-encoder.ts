@@ -2,6 +2,7 @@ import { MmDisposedError, MmInvalidArgumentError } from '@mm/errors';
 import {
   callNative,
   loadAddon,
+  type NativeTensor,
   type NativeVisionEncoder,
   type NativeVisionEncoderInfo,
   runNative,
@@ -31,9 +32,11 @@ export interface EncodeOptions {
 export type VisionEncoderInfo = NativeVisionEncoderInfo;
 
 /**
- * The modality encoder of an mmproj (llama.cpp's `v.*` tensors): a CLIP ViT over ggml, chosen by
- * `clip.projector_type` (mlp, mlp_norm, ldp, ldpv2). Its output, `Features`, goes to a
- * `Projector` (@mm/projectors). Calls run off the JS thread, one at a time per encoder.
+ * The modality encoder of an mmproj (llama.cpp's `v.*` tensors) over ggml, chosen by
+ * `clip.projector_type`: CLIP ViT (mlp, mlp_norm, ldp, ldpv2), the Qwen2/2.5-VL ViT
+ * (qwen2vl_merger, qwen2.5vl_merger: dynamic resolution, 2-D RoPE, windows) or SigLIP (gemma3).
+ * Its output, `Features` (one per chunk of the picture), goes to a `Projector` (@mm/projectors).
+ * Calls run off the JS thread, one at a time per encoder.
  */
 export class VisionEncoder {
   readonly path: string;
@@ -95,12 +98,12 @@ export class VisionEncoder {
     return this.info.projectorType;
   }
 
-  /** Side of the square input, in pixels. */
+  /** Side of the square input, in pixels (dynamic-resolution families: a typical side). */
   get imageSize(): number {
     return this.info.imageSize;
   }
 
-  /** Rows of the features: one per patch. */
+  /** Rows of the features: one per patch (dynamic-resolution families: for an imageSize square). */
   get nTokens(): number {
     return this.info.nPatches;
   }
@@ -116,57 +119,90 @@ export class VisionEncoder {
     return { ...p, padColor: [...p.padColor], mean: [...p.mean], std: [...p.std] };
   }
 
-  /** The pixels this encoder would see for `image`: planar [3][imageSize][imageSize]. */
-  async preprocess(image: Image, options: EncodeOptions = {}): Promise<PreprocessedImage> {
+  /**
+   * The pixels this encoder would see for `image`, planar [3][height][width]: one input per chunk
+   * of the picture (every family mm runs today makes one).
+   */
+  async preprocessChunks(image: Image, options: EncodeOptions = {}): Promise<PreprocessedImage[]> {
     if (!(image instanceof Image)) throw new MmInvalidArgumentError('image', 'must be an Image');
     const signal = checkSignal(options.signal);
     const native = this.native;
-    const data = await runNative(
+    const out = await runNative(
       () => native.preprocess(image.data, image.width, image.height),
       signal,
     );
     if (signal?.aborted) throw signal.reason;
-    return { size: this.imageSize, data };
+    return out.map((p) => ({ width: p.width, height: p.height, size: p.width, data: p.data }));
   }
 
-  /** Preprocesses and encodes an image into features `[nTokens, nEmbd]`. */
-  async encode(image: Image, options: EncodeOptions = {}): Promise<Features> {
+  /** preprocessChunks() for a picture that makes one chunk; an array when it makes several. */
+  async preprocess(
+    image: Image,
+    options: EncodeOptions = {},
+  ): Promise<PreprocessedImage | PreprocessedImage[]> {
+    const all = await this.preprocessChunks(image, options);
+    return all.length === 1 ? (all[0] as PreprocessedImage) : all;
+  }
+
+  /**
+   * Preprocesses and encodes an image: `Features` `[nTokens, nEmbd]`, or an array of them (in
+   * libmtmd's chunk order) when the picture yields several chunks. `encodeChunks` always gives
+   * the array.
+   */
+  async encode(image: Image, options: EncodeOptions = {}): Promise<Features | Features[]> {
+    const all = await this.encodeChunks(image, options);
+    return all.length === 1 ? (all[0] as Features) : all;
+  }
+
+  /** Preprocesses and encodes an image into one Features per chunk, in libmtmd's order. */
+  async encodeChunks(image: Image, options: EncodeOptions = {}): Promise<Features[]> {
     if (!(image instanceof Image)) throw new MmInvalidArgumentError('image', 'must be an Image');
     const signal = checkSignal(options.signal);
     signal?.throwIfAborted();
     const native = this.native;
     return this.#serial.run(async () => {
       const r = await runNative(() => native.encode(image.data, image.width, image.height), signal);
-      const features = new Features(r.features, {
-        preprocessMs: r.preprocessMs,
-        encodeMs: r.encodeMs,
-      });
+      const timings = { preprocessMs: r.preprocessMs, encodeMs: r.encodeMs };
+      const features = r.features.map((t) => new Features(t, timings));
       if (signal?.aborted) {
-        features.dispose();
+        for (const f of features) f.dispose();
         throw signal.reason;
       }
       return features;
     });
   }
 
-  /** Encodes pixels that were already preprocessed (planar [3][imageSize][imageSize]). */
+  /**
+   * Encodes pixels that were already preprocessed (planar [3][height][width]; a Float32Array
+   * alone is taken as an imageSize square).
+   */
   async encodePreprocessed(
     pixels: PreprocessedImage | Float32Array,
     options: EncodeOptions = {},
   ): Promise<Features> {
     const data = pixels instanceof Float32Array ? pixels : pixels?.data;
-    if (!(data instanceof Float32Array) || data.length !== 3 * this.imageSize * this.imageSize) {
+    const width = pixels instanceof Float32Array ? this.imageSize : pixels?.width;
+    const height = pixels instanceof Float32Array ? this.imageSize : pixels?.height;
+    if (
+      !(data instanceof Float32Array) ||
+      !Number.isInteger(width) ||
+      !Number.isInteger(height) ||
+      data.length !== 3 * (width as number) * (height as number)
+    ) {
       throw new MmInvalidArgumentError(
         'pixels',
-        `must hold 3 x ${this.imageSize} x ${this.imageSize} f32 values`,
+        `must hold 3 x ${String(height)} x ${String(width)} f32 values`,
       );
     }
     const signal = checkSignal(options.signal);
     signal?.throwIfAborted();
     const native = this.native;
     return this.#serial.run(async () => {
-      const r = await runNative(() => native.encodePixels(data), signal);
-      const features = new Features(r.features, { preprocessMs: 0, encodeMs: r.encodeMs });
+      const r = await runNative(() => native.encodePixels(data, width, height), signal);
+      const features = new Features(r.features[0] as NativeTensor, {
+        preprocessMs: 0,
+        encodeMs: r.encodeMs,
+      });
       if (signal?.aborted) {
         features.dispose();
         throw signal.reason;

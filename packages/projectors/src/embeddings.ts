@@ -9,10 +9,14 @@ import { callNative, type NativeTensor } from '@mm/native';
 export class Embeddings {
   readonly nTokens: number;
   readonly nEmbd: number;
-  /** Position scheme of the image span in the LLM: one position per token, in order. */
-  readonly positions = 'linear' as const;
-  /** Whether the LLM attends causally inside the image span (true for these families). */
-  readonly causal = true;
+  /**
+   * The rows as a row-major token grid (nx·ny = nTokens): M-RoPE text models (Qwen2-VL) place
+   * row r, column c at (t, y, x) = (pos0, pos0 + r, pos0 + c). Not a grid: nx = nTokens, ny = 1.
+   */
+  readonly nx: number;
+  readonly ny: number;
+  /** Whether the LLM attends causally inside the span (false for Gemma 3: the span sees itself whole). */
+  readonly causal: boolean;
   /** Projector time, ms. */
   readonly projectMs: number;
   #native: NativeTensor | undefined;
@@ -22,6 +26,9 @@ export class Embeddings {
     const info = callNative(() => native.info());
     this.nTokens = info.nTokens;
     this.nEmbd = info.nEmbd;
+    this.nx = info.nx > 0 ? info.nx : info.nTokens;
+    this.ny = info.ny > 0 ? info.ny : 1;
+    this.causal = info.causal;
     this.projectMs = projectMs;
     this.#native = native;
   }
@@ -33,6 +40,22 @@ export class Embeddings {
   private get native(): NativeTensor {
     if (!this.#native) throw new MmDisposedError('Embeddings');
     return this.#native;
+  }
+
+  /**
+   * KV positions the span occupies in a text model: nTokens with linear positions, max(nx, ny)
+   * with M-RoPE (libmtmd's mtmd_image_tokens_get_n_pos).
+   */
+  nPos(mrope: boolean): number {
+    return spanPositions(this, mrope);
+  }
+
+  /**
+   * The span's positions from `pos0`, in the backbone's layout: `[t..., y..., x..., z...]` (4·n)
+   * for M-RoPE models, else pos0, pos0 + 1, ... (n).
+   */
+  positions(pos0: number, mrope: boolean): Int32Array {
+    return spanPositionIds(this, pos0, mrope);
   }
 
   /** A copy of the rows, `[nTokens][nEmbd]` (one memcpy). */
@@ -51,4 +74,34 @@ export class Embeddings {
   [Symbol.dispose](): void {
     if (!this.disposed) this.dispose();
   }
+}
+
+/** The shape of a media span: rows as a grid, and whether the LLM attends causally inside it. */
+export interface SpanLayout {
+  nTokens: number;
+  nx: number;
+  ny: number;
+}
+
+/** KV positions a span occupies (see Embeddings#nPos). */
+export function spanPositions(span: SpanLayout, mrope: boolean): number {
+  return mrope ? Math.max(span.nx, span.ny) : span.nTokens;
+}
+
+/** A span's positions from pos0 (see Embeddings#positions). */
+export function spanPositionIds(span: SpanLayout, pos0: number, mrope: boolean): Int32Array {
+  const n = span.nTokens;
+  if (!mrope) {
+    const out = new Int32Array(n);
+    for (let i = 0; i < n; i++) out[i] = pos0 + i;
+    return out;
+  }
+  const out = new Int32Array(4 * n);
+  for (let i = 0; i < n; i++) {
+    out[i] = pos0;
+    out[n + i] = pos0 + Math.floor(i / span.nx);
+    out[2 * n + i] = pos0 + (i % span.nx);
+    out[3 * n + i] = 0;
+  }
+  return out;
 }

@@ -1,4 +1,4 @@
-export { Embeddings } from './embeddings.js';
+export { Embeddings, type SpanLayout, spanPositionIds, spanPositions } from './embeddings.js';
 export {
   checkPair,
   inspectMmproj,

@@ -60,7 +60,9 @@ describe('encoder + projector embeddings match libmtmd', () => {
       expect(projector.nEmbd).toBe(pair.nEmbd);
       projector.checkPair(pair.nEmbd);
       for (const [i, raw] of images.entries()) {
-        using features = await encoder.encode(Image.fromRGB(raw.data, raw.width, raw.height));
+        using features = (
+          await encoder.encodeChunks(Image.fromRGB(raw.data, raw.width, raw.height))
+        )[0]!;
         using embd = await projector.project(features);
         expect([embd.nTokens, embd.nEmbd]).toEqual([ref[i]!.nTokens, ref[i]!.nEmbd]);
         check(
@@ -80,7 +82,7 @@ describe('encoder + projector embeddings match libmtmd', () => {
     using projector = await Projector.load(tinyShapesMmproj, { threads: 2 });
     expect([projector.family, projector.nTokens, projector.nEmbd]).toEqual(['mlp', 36, 128]);
     for (const [i, path] of samples.entries()) {
-      using features = await encoder.encode(await Image.fromFile(path));
+      using features = (await encoder.encodeChunks(await Image.fromFile(path)))[0]!;
       using embd = await projector.project(features);
       check('tiny-shapes', `sample_00${i}.png`, embd.toFloat32Array(), ref[i]!.embd, '36 x 128');
     }
@@ -92,7 +94,7 @@ describe('encoder + projector embeddings match libmtmd', () => {
     const [ref] = await runMtmdOracle({ mmproj: pair.mmproj, images: [raw], flashAttn: 'off' });
     using encoder = await VisionEncoder.load(pair.mmproj, { threads: 2, flashAttn: 'off' });
     using projector = await Projector.load(pair.mmproj, { threads: 2 });
-    using features = await encoder.encode(Image.fromRGB(raw.data, 48, 48));
+    using features = (await encoder.encodeChunks(Image.fromRGB(raw.data, 48, 48)))[0]!;
     using embd = await projector.project(features);
     check('ldp (flash attention off)', '48x48', embd.toFloat32Array(), ref!.embd, '144 x 64');
   });

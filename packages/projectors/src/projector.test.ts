@@ -55,17 +55,35 @@ describe('Projector', () => {
     });
     const info = await inspectMmproj(tinyShapesMmproj);
     expect(info).toMatchObject({ family: 'mlp', nEmbdOut: 128, nTokensOut: 36, imageSize: 48 });
-    expect(SUPPORTED_PROJECTOR_FAMILIES).toEqual(['mlp', 'mlp_norm', 'ldp', 'ldpv2']);
+    expect(info).toMatchObject({ causal: true, dynamicResolution: false, nMerge: 1 });
+    expect(SUPPORTED_PROJECTOR_FAMILIES).toEqual([
+      'mlp',
+      'mlp_norm',
+      'ldp',
+      'ldpv2',
+      'qwen2vl_merger',
+      'qwen2.5vl_merger',
+      'gemma3',
+    ]);
   });
 
   it('Embeddings copy out, dispose once, and are typed after dispose', async () => {
-    using features = await encoder.encode(await Image.fromFile(sample));
+    using features = (await encoder.encodeChunks(await Image.fromFile(sample)))[0]!;
     const embd = await projector.project(features);
-    expect([embd.nTokens, embd.nEmbd, embd.positions, embd.causal]).toEqual([
+    expect([embd.nTokens, embd.nEmbd, embd.nx, embd.ny, embd.causal]).toEqual([
       36,
       128,
-      'linear',
+      36,
+      1,
       true,
+    ]);
+    // not a grid: linear positions, and the same under M-RoPE as libmtmd lays a 36 x 1 span out
+    expect(embd.nPos(false)).toBe(36);
+    expect(embd.nPos(true)).toBe(36);
+    expect(Array.from(embd.positions(5, false).subarray(0, 3))).toEqual([5, 6, 7]);
+    const m = embd.positions(5, true);
+    expect([m[0], m[36], m[72], m[108], m[35], m[36 + 35], m[72 + 35]]).toEqual([
+      5, 5, 5, 0, 5, 5, 40,
     ]);
     const a = embd.toFloat32Array();
     expect(a.length).toBe(36 * 128);
@@ -75,7 +93,7 @@ describe('Projector', () => {
     expect(() => embd.dispose()).toThrow(expect.objectContaining({ code: 'MM_DISPOSED' }));
     expect(() => embd[Symbol.dispose]()).not.toThrow();
     // projecting disposed features is MM_DISPOSED
-    const f = await encoder.encode(await Image.fromFile(sample));
+    const f = (await encoder.encodeChunks(await Image.fromFile(sample)))[0]!;
     f.dispose();
     await expect(projector.project(f)).rejects.toMatchObject({ code: 'MM_DISPOSED' });
   });
@@ -92,7 +110,9 @@ describe('Projector', () => {
     const pair = await tinyMmprojPair({ family: 'ldp' });
     using enc = await VisionEncoder.load(pair.mmproj, { threads: 2 });
     using proj = await Projector.load(pair.mmproj, { threads: 2 });
-    using features = await enc.encode(Image.fromRGB(syntheticImage(48, 48, 1).data, 48, 48));
+    using features = (
+      await enc.encodeChunks(Image.fromRGB(syntheticImage(48, 48, 1).data, 48, 48))
+    )[0]!;
     const reason = new Error('already');
     await expect(proj.project(features, { signal: AbortSignal.abort(reason) })).rejects.toBe(
       reason,
@@ -113,7 +133,7 @@ describe('Projector', () => {
 
   it('use after dispose and double dispose are MM_DISPOSED; projections called before finish', async () => {
     const p = await Projector.load(tinyShapesMmproj, { threads: 1 });
-    using features = await encoder.encode(await Image.fromFile(sample));
+    using features = (await encoder.encodeChunks(await Image.fromFile(sample)))[0]!;
     const running = p.project(features);
     p.dispose();
     using done = await running;
@@ -172,7 +192,7 @@ describe('unsupported and hostile projectors are typed errors', () => {
     s.tensors!.find((t) => t.name === name)!;
 
   it('an unknown family lists the supported ones', async () => {
-    for (const type of ['resampler', 'qwen2vl_merger', 'gemma3', '']) {
+    for (const type of ['resampler', 'pixtral', 'idefics3', '']) {
       const path = await variant('mlp', (s) => meta(s).set('clip.projector_type', gv.string(type)));
       const err = await Projector.load(path).catch((e) => e);
       if (type === '') {
@@ -181,8 +201,15 @@ describe('unsupported and hostile projectors are typed errors', () => {
       }
       expect(err.code).toBe('MM_UNSUPPORTED_FAMILY');
       expect(err.message).toContain(`'${type}'`);
-      expect(err.message).toContain('supported: mlp, mlp_norm, ldp, ldpv2');
+      expect(err.message).toContain(
+        'supported: mlp, mlp_norm, ldp, ldpv2, gemma3, qwen2vl_merger, qwen2.5vl_merger',
+      );
       await expect(inspectMmproj(path)).rejects.toMatchObject({ code: 'MM_UNSUPPORTED_FAMILY' });
+    }
+    // a LLaVA file relabelled as a newer family lacks that family's tensors and keys
+    for (const type of ['qwen2vl_merger', 'qwen2.5vl_merger', 'gemma3']) {
+      const path = await variant('mlp', (s) => meta(s).set('clip.projector_type', gv.string(type)));
+      await expect(Projector.load(path)).rejects.toMatchObject({ code: 'MM_GGUF_INVALID' });
     }
   });
 

@@ -27,7 +27,15 @@ export type ProjectorInfo = NativeProjectorInfo;
 export type MmprojInfo = NativeMmprojInfo;
 
 /** The projector families mm implements (the `clip.projector_type` strings). */
-export const SUPPORTED_PROJECTOR_FAMILIES = ['mlp', 'mlp_norm', 'ldp', 'ldpv2'] as const;
+export const SUPPORTED_PROJECTOR_FAMILIES = [
+  'mlp',
+  'mlp_norm',
+  'ldp',
+  'ldpv2',
+  'qwen2vl_merger',
+  'qwen2.5vl_merger',
+  'gemma3',
+] as const;
 
 function checkSignal(signal: unknown): AbortSignal | undefined {
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
@@ -94,8 +102,9 @@ export async function checkPair(
 
 /**
  * The input projector of an mmproj (llama.cpp's `mm.*` tensors), chosen by
- * `clip.projector_type`: mlp (LLaVA-1.5), mlp_norm, ldp (MobileVLM), ldpv2 (MobileVLM V2). It maps
- * a VisionEncoder's Features into the LLM's embedding space. Calls run off the JS thread.
+ * `clip.projector_type`: mlp (LLaVA-1.5), mlp_norm, ldp (MobileVLM), ldpv2 (MobileVLM V2),
+ * qwen2vl_merger / qwen2.5vl_merger (2x2 patch merger), gemma3 (pool + soft-embedding norm). It
+ * maps a VisionEncoder's Features into the LLM's embedding space. Calls run off the JS thread.
  */
 export class Projector {
   readonly path: string;
@@ -147,7 +156,7 @@ export class Projector {
     return this.#native === undefined;
   }
 
-  /** Projector family: 'mlp' | 'mlp_norm' | 'ldp' | 'ldpv2'. */
+  /** Projector family: one of SUPPORTED_PROJECTOR_FAMILIES. */
   get family(): string {
     return this.info.family;
   }
@@ -157,7 +166,7 @@ export class Projector {
     return this.info.nEmbdOut;
   }
 
-  /** Embedding rows per image. */
+  /** Embedding rows per image (dynamic-resolution families: for a typical picture). */
   get nTokens(): number {
     return this.info.nTokensOut;
   }
@@ -174,7 +183,10 @@ export class Projector {
     signal?.throwIfAborted();
     const native = this.native;
     const tensor = nativeFeatures(features);
-    if (features.nEmbd !== this.info.nEmbdIn || features.nTokens !== this.info.nTokensIn) {
+    if (
+      features.nEmbd !== this.info.nEmbdIn ||
+      (!this.info.dynamicResolution && features.nTokens !== this.info.nTokensIn)
+    ) {
       throw new MmError(
         ErrorCode.MM_MODEL_MISMATCH,
         `features are [${features.nTokens}, ${features.nEmbd}] but this projector takes ` +

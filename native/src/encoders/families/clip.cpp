@@ -12,10 +12,10 @@
 #include <vector>
 
 #include "common/error.h"
+#include "encoders/vision_hparams.h"
 #include "graph/clip_names.h"
 #include "graph/gguf_file.h"
 #include "graph/runtime.h"
-#include "encoders/vision_hparams.h"
 
 namespace mm {
 
@@ -218,10 +218,16 @@ std::vector<std::string> validate(const gguf_file & f, const vision_hparams & hp
     return load;
 }
 
-vision_graph build(const blocks::graph_ctx & g, const weight_set & w, const vision_hparams & hp) {
+vision_graph build(const blocks::graph_ctx & g, const weight_set & w, const vision_hparams & hp, int32_t width,
+                   int32_t height) {
+    if (width != hp.image_size || height != hp.image_size) {
+        fail(error_code::internal, "a fixed-size encoder was asked for another input size");
+    }
     ggml_context * ctx   = g.ctx;
     const int      n_pos = hp.n_patches + (hp.has_class_embd ? 1 : 0);
     vision_graph   out;
+    out.nx = hp.grid;
+    out.ny = hp.grid;
 
     ggml_tensor * inp_raw = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, hp.image_size, hp.image_size, 3, 1);
     ggml_set_name(inp_raw, "inp_raw");
@@ -236,14 +242,11 @@ vision_graph build(const blocks::graph_ctx & g, const weight_set & w, const visi
         inp = ggml_concat(ctx, inp, w.get(clip::t_class_embd), 1);
     }
 
-    ggml_tensor * positions = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, n_pos);
-    ggml_set_name(positions, "positions");
-    ggml_set_input(positions);
     std::vector<int32_t> pos_values(n_pos);
     for (int i = 0; i < n_pos; ++i) {
         pos_values[i] = i;
     }
-    out.i32_inputs.emplace_back(positions, std::move(pos_values));
+    ggml_tensor * positions = out.inputs.add_i32(ctx, "positions", std::move(pos_values));
 
     inp = ggml_add(ctx, inp, ggml_get_rows(ctx, w.get(clip::t_pos_embd), positions));
 
@@ -297,14 +300,11 @@ vision_graph build(const blocks::graph_ctx & g, const weight_set & w, const visi
     }
     embeddings = ggml_reshape_2d(ctx, embeddings, embeddings->ne[0], embeddings->ne[1]);
 
-    ggml_tensor * patches = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, hp.n_patches);
-    ggml_set_name(patches, "patches");
-    ggml_set_input(patches);
     std::vector<int32_t> patch_values(hp.n_patches);
     for (int i = 0; i < hp.n_patches; ++i) {
         patch_values[i] = i + (hp.has_class_embd ? 1 : 0);
     }
-    out.i32_inputs.emplace_back(patches, std::move(patch_values));
+    ggml_tensor * patches = out.inputs.add_i32(ctx, "patches", std::move(patch_values));
 
     embeddings = ggml_get_rows(ctx, embeddings, patches);
     ggml_set_name(embeddings, "features");
@@ -314,7 +314,41 @@ vision_graph build(const blocks::graph_ctx & g, const weight_set & w, const visi
     return out;
 }
 
+// SigLIP as libmtmd builds it for Gemma 3 (clip_graph_siglip + build_vit): the same ops as the
+// CLIP graph above without a class embedding, every stored block run, no feature-layer stacking;
+// bilinear resize to the square input, padded with black.
+vision_hparams load_siglip_hparams(const gguf_file & f) {
+    vision_hparams hp = load_hparams(f);
+    if (hp.has_class_embd) {
+        f.invalid(std::string(clip::t_class_embd) + " is not used by a SigLIP encoder");
+    }
+    hp.feature_layers.clear();
+    hp.n_blocks_run         = hp.n_layer;
+    hp.n_stacked            = 0;
+    hp.n_embd_out           = hp.n_embd;
+    hp.preprocess.algo      = resize_algo::bilinear;
+    hp.preprocess.pad       = pad_style::ceil;
+    hp.preprocess.pad_color = {0, 0, 0};
+    uint32_t merge          = 4;  // libmtmd's default pool kernel for every Gemma 3 size
+    f.find_u32(clip::k_proj_scale_factor, merge);
+    check_range(f, clip::k_proj_scale_factor, merge, 1, hp.grid);
+    if (hp.grid % static_cast<int32_t>(merge) != 0) {
+        f.invalid(std::string(clip::k_proj_scale_factor) + " = " + std::to_string(merge) +
+                  " does not divide the patch grid side " + std::to_string(hp.grid));
+    }
+    hp.n_merge = static_cast<int32_t>(merge);
+    return hp;
+}
+
 }  // namespace
+
+extern const encoder_family siglip_family = {
+    /*name =*/"siglip",
+    /*projector_types =*/{"gemma3"},
+    load_siglip_hparams,
+    validate,
+    build,
+};
 
 extern const encoder_family clip_family = {
     /*name =*/"clip",

@@ -1,0 +1,219 @@
+// AddonVisionEncoder: loadVisionEncoder, preprocess, encode (a picture -> one Features per chunk),
+// encodePixels (one preprocessed input -> Features).
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "addon_vision.h"
+
+namespace mm::napi {
+
+namespace {
+
+class load_encoder_worker : public promise_worker {
+  public:
+    load_encoder_worker(Napi::Env env, std::string path, vision_encoder_params p) :
+        promise_worker(env), path_(std::move(path)), params_(p) {}
+
+  protected:
+    void run() override {
+        params_.cancel = cancel_flag();
+        encoder_       = vision_encoder::load(path_, params_);
+    }
+
+    Napi::Value result(Napi::Env env) override { return AddonVisionEncoder::wrap(env, std::move(encoder_)); }
+
+  private:
+    std::string                     path_;
+    vision_encoder_params           params_;
+    std::shared_ptr<vision_encoder> encoder_;
+};
+
+class encode_worker : public promise_worker {
+  public:
+    encode_worker(Napi::Env env, std::shared_ptr<vision_encoder> e, rgb_image img) :
+        promise_worker(env), encoder_(std::move(e)), img_(std::move(img)) {}
+    encode_worker(Napi::Env env, std::shared_ptr<vision_encoder> e, pixel_input pixels) :
+        promise_worker(env), encoder_(std::move(e)), pixels_(std::move(pixels)), from_pixels_(true) {}
+
+  protected:
+    void run() override {
+        if (cancelled()) {
+            fail(error_code::aborted, "aborted");
+        }
+        if (from_pixels_) {
+            auto t0 = std::chrono::steady_clock::now();
+            features_.push_back(std::make_shared<token_matrix>(encoder_->encode_pixels(pixels_, cancel_flag())));
+            encode_ms_ = ms_since(t0);
+        } else {
+            encode_timings t;
+            for (token_matrix & m : encoder_->encode(img_, cancel_flag(), &t)) {
+                features_.push_back(std::make_shared<token_matrix>(std::move(m)));
+            }
+            preprocess_ms_ = t.preprocess_ms;
+            encode_ms_     = t.encode_ms;
+        }
+        if (cancelled()) {
+            fail(error_code::aborted, "aborted");
+        }
+        encoder_.reset();
+    }
+
+    Napi::Value result(Napi::Env env) override {
+        Napi::Object o    = Napi::Object::New(env);
+        Napi::Array  list = Napi::Array::New(env, features_.size());
+        for (size_t i = 0; i < features_.size(); ++i) {
+            list.Set(static_cast<uint32_t>(i), AddonTensor::wrap(env, std::move(features_[i])));
+        }
+        o.Set("features", list);
+        o.Set("preprocessMs", preprocess_ms_);
+        o.Set("encodeMs", encode_ms_);
+        return o;
+    }
+
+  private:
+    std::shared_ptr<vision_encoder>                  encoder_;
+    rgb_image                                        img_;
+    pixel_input                                      pixels_;
+    bool                                             from_pixels_ = false;
+    std::vector<std::shared_ptr<const token_matrix>> features_;
+    double                                           preprocess_ms_ = 0;
+    double                                           encode_ms_     = 0;
+};
+
+class encoder_preprocess_worker : public promise_worker {
+  public:
+    encoder_preprocess_worker(Napi::Env env, std::shared_ptr<vision_encoder> e, rgb_image img) :
+        promise_worker(env), encoder_(std::move(e)), img_(std::move(img)) {}
+
+  protected:
+    void run() override {
+        out_ = encoder_->preprocess(img_);
+        encoder_.reset();
+    }
+
+    Napi::Value result(Napi::Env env) override {
+        Napi::Array list = Napi::Array::New(env, out_.size());
+        for (size_t i = 0; i < out_.size(); ++i) {
+            list.Set(static_cast<uint32_t>(i), pixels_object(env, out_[i]));
+        }
+        return list;
+    }
+
+  private:
+    std::shared_ptr<vision_encoder> encoder_;
+    rgb_image                       img_;
+    std::vector<pixel_input>        out_;
+};
+
+// loadVisionEncoder(path, { threads, gpu, flashAttn: 'auto' | 'on' | 'off' }) -> op<AddonVisionEncoder>
+Napi::Value load_vision_encoder_js(const Napi::CallbackInfo & info) {
+    Napi::Env             env  = info.Env();
+    std::string           path = require_string(info, 0, "path");
+    Napi::Object          o    = object_arg(info, 1);
+    vision_encoder_params p;
+    p.n_threads    = threads_opt(env, o);
+    p.use_gpu      = optional_bool(o, "gpu", true);
+    Napi::Value fa = o.Get("flashAttn");
+    std::string s  = fa.IsString() ? fa.As<Napi::String>().Utf8Value() : "auto";
+    if (s != "auto" && s != "on" && s != "off") {
+        throw_error(env, error_code::invalid_argument, "flashAttn must be 'auto', 'on' or 'off'");
+    }
+    p.flash_attn = s == "auto" ? -1 : s == "on" ? 1 : 0;
+    return promise_worker::start(env, new load_encoder_worker(env, std::move(path), p));
+}
+
+}  // namespace
+
+Napi::Function AddonVisionEncoder::define(Napi::Env env) {
+    using E             = AddonVisionEncoder;
+    Napi::Function f    = DefineClass(env, "AddonVisionEncoder",
+                                      {
+                                          InstanceMethod("info", &E::guarded<&E::info>),
+                                          InstanceMethod("preprocess", &E::guarded<&E::preprocess>),
+                                          InstanceMethod("encode", &E::guarded<&E::encode>),
+                                          InstanceMethod("encodePixels", &E::guarded<&E::encode_pixels>),
+                                          InstanceMethod("dispose", &E::guarded<&E::dispose>),
+                                   });
+    vctors(env).encoder = Napi::Persistent(f);
+    return f;
+}
+
+Napi::Object AddonVisionEncoder::wrap(Napi::Env env, std::shared_ptr<vision_encoder> e) {
+    Napi::Object obj      = vctors(env).encoder.New({});
+    Unwrap(obj)->encoder_ = std::move(e);
+    return obj;
+}
+
+AddonVisionEncoder::AddonVisionEncoder(const Napi::CallbackInfo & info) : Napi::ObjectWrap<AddonVisionEncoder>(info) {}
+
+std::shared_ptr<vision_encoder> AddonVisionEncoder::get(Napi::Env env) const {
+    if (!encoder_) {
+        throw_error(env, error_code::disposed, "the vision encoder was used after dispose()");
+    }
+    return encoder_;
+}
+
+Napi::Value AddonVisionEncoder::info(const Napi::CallbackInfo & info) {
+    Napi::Env    env = info.Env();
+    auto         e   = get(env);
+    Napi::Object o   = Napi::Object::New(env);
+    o.Set("family", e->family());
+    set_vision_facts(env, o, e->hparams());
+    o.Set("flashAttn", e->flash_attn());
+    o.Set("backend", e->backend_name());
+    o.Set("nThreads", e->n_threads());
+    o.Set("graphThreads", e->graph_threads());
+    o.Set("weightsBytes", Napi::Number::New(env, static_cast<double>(e->weights_bytes())));
+    return o;
+}
+
+// preprocess(rgb, width, height) -> op<{ width, height, data }[]>
+Napi::Value AddonVisionEncoder::preprocess(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    auto      e   = get(env);
+    return promise_worker::start(env, new encoder_preprocess_worker(env, std::move(e), rgb_args(info, 0)));
+}
+
+// encode(rgb, width, height) -> op<{ features: AddonTensor[], preprocessMs, encodeMs }>
+Napi::Value AddonVisionEncoder::encode(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    auto      e   = get(env);
+    return promise_worker::start(env, new encode_worker(env, std::move(e), rgb_args(info, 0)));
+}
+
+// encodePixels(pixels: Float32Array, width?, height?) -> op<{ features: [AddonTensor], preprocessMs, encodeMs }>
+Napi::Value AddonVisionEncoder::encode_pixels(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    auto      e   = get(env);
+    if (info.Length() < 1 || !info[0].IsTypedArray() ||
+        info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+        throw_error(env, error_code::invalid_argument, "pixels must be a Float32Array");
+    }
+    pixel_input p;
+    p.width  = info.Length() > 1 && !info[1].IsUndefined() ? require_int(info, 1, "width", 1, 1 << 16)
+                                                           : e->hparams().image_size;
+    p.height = info.Length() > 2 && !info[2].IsUndefined() ? require_int(info, 2, "height", 1, 1 << 16)
+                                                           : e->hparams().image_size;
+    e->check_input_size(p.width, p.height);
+    auto         a    = info[0].As<Napi::Float32Array>();
+    const size_t want = static_cast<size_t>(p.width) * p.height * 3;
+    if (a.ElementLength() != want) {
+        throw_error(env, error_code::invalid_argument,
+                    "pixels must hold 3 x " + std::to_string(p.width) + " x " + std::to_string(p.height) + " values");
+    }
+    p.data.assign(a.Data(), a.Data() + a.ElementLength());
+    return promise_worker::start(env, new encode_worker(env, std::move(e), std::move(p)));
+}
+
+Napi::Value AddonVisionEncoder::dispose(const Napi::CallbackInfo & info) {
+    get(info.Env());  // a second dispose is MM_DISPOSED
+    encoder_.reset();
+    return info.Env().Undefined();
+}
+
+void register_encoder(Napi::Env env, Napi::Object exports) {
+    exports.Set("loadVisionEncoder", Napi::Function::New(env, guarded<load_vision_encoder_js>, "loadVisionEncoder"));
+}
+
+}  // namespace mm::napi

@@ -1,0 +1,178 @@
+// AddonProjector: loadProjector, inspectMmproj, project (Features -> Embeddings with their token
+// grid and causality).
+#include <chrono>
+#include <string>
+
+#include "addon_vision.h"
+
+namespace mm::napi {
+
+namespace {
+
+class load_projector_worker : public promise_worker {
+  public:
+    load_projector_worker(Napi::Env env, std::string path, projector_params p) :
+        promise_worker(env), path_(std::move(path)), params_(p) {}
+
+  protected:
+    void run() override {
+        params_.cancel = cancel_flag();
+        projector_     = projector::load(path_, params_);
+    }
+
+    Napi::Value result(Napi::Env env) override { return AddonProjector::wrap(env, std::move(projector_)); }
+
+  private:
+    std::string                path_;
+    projector_params           params_;
+    std::shared_ptr<projector> projector_;
+};
+
+void set_projector_facts(Napi::Object & o, const mmproj_info & info, bool causal) {
+    o.Set("family", info.family);
+    o.Set("encoderFamily", info.encoder_family);
+    o.Set("nEmbdOut", info.out.n_embd_out);
+    o.Set("nTokensOut", info.out.n_tokens_out);
+    o.Set("causal", causal);
+}
+
+class inspect_mmproj_worker : public promise_worker {
+  public:
+    inspect_mmproj_worker(Napi::Env env, std::string path) : promise_worker(env), path_(std::move(path)) {}
+
+  protected:
+    void run() override { info_ = inspect_mmproj(path_, &causal_); }
+
+    Napi::Value result(Napi::Env env) override {
+        Napi::Object o = Napi::Object::New(env);
+        set_vision_facts(env, o, info_.vision);
+        set_projector_facts(o, info_, causal_);
+        return o;
+    }
+
+  private:
+    std::string path_;
+    mmproj_info info_;
+    bool        causal_ = true;
+};
+
+class project_worker : public promise_worker {
+  public:
+    project_worker(Napi::Env env, std::shared_ptr<projector> p, std::shared_ptr<const token_matrix> f) :
+        promise_worker(env), projector_(std::move(p)), features_(std::move(f)) {}
+
+  protected:
+    void run() override {
+        if (cancelled()) {
+            fail(error_code::aborted, "aborted");
+        }
+        auto t0     = std::chrono::steady_clock::now();
+        auto m      = std::make_shared<token_matrix>(projector_->project(*features_, cancel_flag()));
+        project_ms_ = ms_since(t0);
+        if (cancelled()) {
+            fail(error_code::aborted, "aborted");
+        }
+        embeddings_ = std::move(m);
+        projector_.reset();
+        features_.reset();
+    }
+
+    Napi::Value result(Napi::Env env) override {
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("embeddings", AddonTensor::wrap(env, std::move(embeddings_)));
+        o.Set("projectMs", project_ms_);
+        return o;
+    }
+
+  private:
+    std::shared_ptr<projector>          projector_;
+    std::shared_ptr<const token_matrix> features_;
+    std::shared_ptr<const token_matrix> embeddings_;
+    double                              project_ms_ = 0;
+};
+
+// loadProjector(path, { threads, gpu }) -> op<AddonProjector>
+Napi::Value load_projector_js(const Napi::CallbackInfo & info) {
+    Napi::Env        env  = info.Env();
+    std::string      path = require_string(info, 0, "path");
+    Napi::Object     o    = object_arg(info, 1);
+    projector_params p;
+    p.n_threads = threads_opt(env, o);
+    p.use_gpu   = optional_bool(o, "gpu", true);
+    return promise_worker::start(env, new load_projector_worker(env, std::move(path), p));
+}
+
+// inspectMmproj(path) -> op<info>: the whole header validated, no weights read
+Napi::Value inspect_mmproj_js(const Napi::CallbackInfo & info) {
+    Napi::Env   env  = info.Env();
+    std::string path = require_string(info, 0, "path");
+    return promise_worker::start(env, new inspect_mmproj_worker(env, std::move(path)));
+}
+
+}  // namespace
+
+Napi::Function AddonProjector::define(Napi::Env env) {
+    using P               = AddonProjector;
+    Napi::Function f      = DefineClass(env, "AddonProjector",
+                                        {
+                                            InstanceMethod("info", &P::guarded<&P::info>),
+                                            InstanceMethod("project", &P::guarded<&P::project>),
+                                            InstanceMethod("dispose", &P::guarded<&P::dispose>),
+                                   });
+    vctors(env).projector = Napi::Persistent(f);
+    return f;
+}
+
+Napi::Object AddonProjector::wrap(Napi::Env env, std::shared_ptr<projector> p) {
+    Napi::Object obj        = vctors(env).projector.New({});
+    Unwrap(obj)->projector_ = std::move(p);
+    return obj;
+}
+
+AddonProjector::AddonProjector(const Napi::CallbackInfo & info) : Napi::ObjectWrap<AddonProjector>(info) {}
+
+std::shared_ptr<projector> AddonProjector::get(Napi::Env env) const {
+    if (!projector_) {
+        throw_error(env, error_code::disposed, "the projector was used after dispose()");
+    }
+    return projector_;
+}
+
+Napi::Value AddonProjector::info(const Napi::CallbackInfo & info) {
+    Napi::Env    env = info.Env();
+    auto         p   = get(env);
+    Napi::Object o   = Napi::Object::New(env);
+    set_vision_facts(env, o, p->info().vision);
+    set_projector_facts(o, p->info(), p->causal());
+    o.Set("nEmbdIn", p->n_embd_in());
+    o.Set("nTokensIn", p->n_tokens_in());
+    o.Set("backend", p->backend_name());
+    o.Set("nThreads", p->n_threads());
+    o.Set("graphThreads", p->graph_threads());
+    o.Set("weightsBytes", Napi::Number::New(env, static_cast<double>(p->weights_bytes())));
+    return o;
+}
+
+// project(features: AddonTensor) -> op<{ embeddings, projectMs }>
+Napi::Value AddonProjector::project(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    auto      p   = get(env);
+    if (info.Length() < 1 || !AddonTensor::is(env, info[0])) {
+        throw_error(env, error_code::invalid_argument, "features must be a native Features handle");
+    }
+    auto f = AddonTensor::Unwrap(info[0].As<Napi::Object>())->get(env);
+    return promise_worker::start(env, new project_worker(env, std::move(p), std::move(f)));
+}
+
+Napi::Value AddonProjector::dispose(const Napi::CallbackInfo & info) {
+    get(info.Env());
+    projector_.reset();
+    return info.Env().Undefined();
+}
+
+void register_projector(Napi::Env env, Napi::Object exports) {
+    exports.Set("loadProjector", Napi::Function::New(env, guarded<load_projector_js>, "loadProjector"));
+    exports.Set("inspectMmproj", Napi::Function::New(env, guarded<inspect_mmproj_js>, "inspectMmproj"));
+}
+
+}  // namespace mm::napi
