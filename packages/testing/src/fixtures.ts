@@ -1,8 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MmInvalidArgumentError } from '@mm/errors';
+import { encodePng, syntheticImage } from './images.js';
 import { resolveTinyLlamaOptions, type TinyLlamaOptions, writeTinyLlama } from './tiny-llama.js';
 
 /**
@@ -68,4 +70,11 @@ export function tinyLlamaFixtureName(options: TinyLlamaOptions = {}): string {
 /** A cached tiny llama model with these options (see writeTinyLlama). */
 export function tinyLlamaFixture(options: TinyLlamaOptions = {}): Promise<string> {
   return fixturePath(tinyLlamaFixtureName(options), (path) => writeTinyLlama(path, options));
+}
+
+/** A cached PNG of `syntheticImage(width, height, seed)`. */
+export function syntheticPngFixture(width: number, height: number, seed = 0): Promise<string> {
+  return fixturePath(`synthetic-${width}x${height}-s${seed}.png`, (path) =>
+    writeFile(path, encodePng(syntheticImage(width, height, seed))),
+  );
 }
