@@ -26,6 +26,7 @@ export const oracleTargets = [
   'mm-ref-generate',
   'llama-mtmd-cli',
   'mm-ref-mtmd-embed',
+  'mm-ref-stb-decode',
   'mm-bench-vision',
   'mm-peak-rss',
 ];

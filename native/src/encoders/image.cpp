@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "common/error.h"
+#include "encoders/jpeg_check.h"
 
 // stb_image, compiled here once for mm (mm.node does not link libmtmd, whose mtmd-helper.cpp compiles
 // its own copy; STB_IMAGE_STATIC keeps ours private so the test tools that link both do not clash).
@@ -71,49 +72,8 @@ const char * sniff_format(const uint8_t * b, size_t n) {
     return nullptr;
 }
 
-// stb's JPEG decoder pads a truncated entropy-coded segment with zeros and reports success, giving
-// a partly grey picture. A complete baseline or progressive JPEG has an EOI marker (FF D9) after its
-// first SOS segment (the scan data byte-stuffs every FF, so FF D9 cannot occur inside it).
-void check_jpeg_complete(const uint8_t * b, size_t n) {
-    size_t i = 2;  // after SOI
-    for (;;) {
-        if (i >= n || b[i] != 0xFF) {
-            decode_error("corrupt JPEG: bad marker structure");
-        }
-        while (i < n && b[i] == 0xFF) {
-            ++i;  // fill bytes
-        }
-        if (i >= n) {
-            decode_error("truncated JPEG");
-        }
-        const uint8_t marker = b[i++];
-        if (marker == 0xD9) {
-            decode_error("JPEG has no image data");
-        }
-        if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) {
-            continue;  // no length
-        }
-        if (i + 2 > n) {
-            decode_error("truncated JPEG");
-        }
-        const size_t len = (static_cast<size_t>(b[i]) << 8) | b[i + 1];
-        if (len < 2 || i + len > n) {
-            decode_error("truncated JPEG");
-        }
-        i += len;
-        if (marker == 0xDA) {
-            break;  // start of scan: entropy-coded data follows
-        }
-    }
-    for (; i + 1 < n; ++i) {
-        if (b[i] == 0xFF && b[i + 1] == 0xD9) {
-            return;
-        }
-    }
-    decode_error("truncated JPEG (no end-of-image marker)");
-}
-
-// stb reads zeros past the end of an uncompressed BMP: the pixel array must fit in the file.
+// stb reads zeros past the end of an uncompressed BMP: the pixel array must fit in the file (the
+// padding after the last row may be missing: stb does not need it, and some writers leave it out).
 void check_bmp_complete(const uint8_t * b, size_t n, int32_t w, int32_t h) {
     if (n < 34) {
         decode_error("truncated BMP");
@@ -135,16 +95,60 @@ void check_bmp_complete(const uint8_t * b, size_t n, int32_t w, int32_t h) {
     if (compress != 0 && compress != 3) {
         return;  // RLE: sizes are not known up front
     }
-    const uint64_t stride = (static_cast<uint64_t>(w) * bpp + 31) / 32 * 4;
-    if (static_cast<uint64_t>(offset) + stride * static_cast<uint64_t>(h) > n) {
+    const uint64_t stride    = (static_cast<uint64_t>(w) * bpp + 31) / 32 * 4;
+    const uint64_t last_row  = (static_cast<uint64_t>(w) * bpp + 7) / 8;
+    const uint64_t rows_size = stride * (static_cast<uint64_t>(h) - 1) + last_row;
+    if (h > 0 && static_cast<uint64_t>(offset) + rows_size > n) {
         decode_error("truncated BMP (the pixel data ends early)");
     }
 }
 
-// stb returns a partly decoded first frame for a truncated GIF: require the trailer byte.
+// stb returns a partly decoded first frame for a truncated GIF: the data blocks of the first image
+// (the one stb decodes) must end, with their zero-length terminator, inside the file. What follows
+// (more frames, the trailer, trailing bytes) does not change the picture.
 void check_gif_complete(const uint8_t * b, size_t n) {
-    if (n == 0 || b[n - 1] != 0x3B) {
-        decode_error("truncated GIF (no trailer)");
+    auto truncated = [] { decode_error("truncated GIF (the first image's data ends early)"); };
+    if (n < 13) {
+        truncated();
+    }
+    size_t p = 13;
+    if (b[10] & 0x80) {
+        p += 3 * (size_t{2} << (b[10] & 7));  // global colour table
+    }
+    auto skip_sub_blocks = [&]() {
+        for (;;) {
+            if (p >= n) {
+                truncated();
+            }
+            const size_t len = b[p++];
+            if (len == 0) {
+                return;
+            }
+            p += len;
+        }
+    };
+    for (;;) {
+        if (p >= n) {
+            truncated();
+        }
+        if (b[p] == 0x21) {  // extension: label, then data blocks
+            p += 2;
+            skip_sub_blocks();
+        } else if (b[p] == 0x2C) {  // image descriptor, local colour table, LZW code size, data blocks
+            if (p + 10 > n) {
+                truncated();
+            }
+            const uint8_t flags = b[p + 9];
+            p += 10;
+            if (flags & 0x80) {
+                p += 3 * (size_t{2} << (flags & 7));
+            }
+            p += 1;
+            skip_sub_blocks();
+            return;
+        } else {
+            return;  // the trailer or junk before any image: stb reports it
+        }
     }
 }
 
@@ -255,12 +259,18 @@ rgb_image decode_image(const uint8_t * bytes, size_t size, uint64_t max_pixels) 
                                               std::to_string(max_pixels) + " pixels");
     }
     int sw = 0, sh = 0, sc = 0;
-    if (stbi_info_from_memory(bytes, static_cast<int>(size), &sw, &sh, &sc) == 0 || sw <= 0 || sh <= 0) {
+    if (stbi_info_from_memory(bytes, static_cast<int>(size), &sw, &sh, &sc) == 0) {
         const char * why = stbi_failure_reason();
         decode_error("invalid " + hdr.format + " header" + (why ? std::string(" (") + why + ")" : ""));
     }
+    if (hdr.format == "bmp" && sh < 0 && sh != INT_MIN) {
+        sh = -sh;  // a top-down BMP: stbi_info reports the stored (negative) height, stbi_load flips it
+    }
+    if (sw <= 0 || sh <= 0) {
+        decode_error(hdr.format + " image has no pixels (" + std::to_string(sw) + "x" + std::to_string(sh) + ")");
+    }
     if (hdr.format == "jpeg") {
-        check_jpeg_complete(bytes, size);
+        check_jpeg_stream(bytes, size);
     } else if (hdr.format == "bmp") {
         check_bmp_complete(bytes, size, hdr.width, hdr.height);
     } else if (hdr.format == "gif") {

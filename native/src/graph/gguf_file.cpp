@@ -289,4 +289,12 @@ const ggml_tensor * check_tensor(const gguf_file & f, const std::string & name, 
     return t;
 }
 
+const ggml_tensor * check_dw_kernel(const gguf_file & f, const std::string & name, int64_t n_channels) {
+    const ggml_tensor * t = f.tensor(name);
+    if (t != nullptr && t->ne[2] != 1 && t->ne[3] == 1) {
+        return check_tensor(f, name, tensor_use::dw_kernel, {3, 3, n_channels});
+    }
+    return check_tensor(f, name, tensor_use::dw_kernel, {3, 3, 1, n_channels});
+}
+
 }  // namespace mm

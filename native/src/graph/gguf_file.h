@@ -75,6 +75,10 @@ enum class tensor_use {
 const ggml_tensor * check_tensor(const gguf_file & f, const std::string & name, tensor_use use, std::vector<int64_t> ne,
                                  bool required = true);
 
+// A 3x3 depthwise conv kernel over n_channels, in either layout converters write and libmtmd runs:
+// rank 4 [3, 3, 1, C] or rank 3 [3, 3, C] (ggml_conv_2d_dw views both as [3, 3, 1, C]).
+const ggml_tensor * check_dw_kernel(const gguf_file & f, const std::string & name, int64_t n_channels);
+
 std::string shape_string(const ggml_tensor * t);
 
 }  // namespace mm

@@ -128,6 +128,7 @@ export {
   writeTinyQwen2vl,
   writeTinyQwenVlMmproj,
 } from './qwen2vl.js';
+export { runStbDecode, type StbDecodeResult, stbOracleBinary } from './stb-oracle.js';
 export { bpeVocab, byteLevelChars, spmVocab, type TextVocab } from './text-vocab.js';
 export {
   CHATML_TEMPLATE,

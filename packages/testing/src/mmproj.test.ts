@@ -49,6 +49,28 @@ describe('tiny mmproj generator', () => {
     },
   );
 
+  it.each(['ldp', 'ldpv2'] as const)(
+    '%s: dwKernelRank 3 writes the depthwise kernels as [3, 3, C], the rest unchanged',
+    (family) => {
+      const rank4 = readGgufFromBuffer(tinyMmprojBuffer({ family }));
+      const rank3 = readGgufFromBuffer(tinyMmprojBuffer({ family, dwKernelRank: 3 }));
+      const isDw = (name: string) =>
+        name.endsWith('block.0.0.weight') || name === 'mm.model.peg.0.weight';
+      const dw3 = rank3.tensors.filter((t) => isDw(t.name));
+      expect(dw3.length).toBe(family === 'ldp' ? 2 : 1);
+      for (const t of dw3) {
+        expect([t.type, t.shape]).toEqual(['F16', [3, 3, 64]]);
+        expect(rank4.tensors.find((u) => u.name === t.name)?.shape).toEqual([3, 3, 1, 64]);
+      }
+      expect(rank3.tensors.map((t) => t.name)).toEqual(rank4.tensors.map((t) => t.name));
+      for (const t of rank3.tensors.filter((u) => !isDw(u.name))) {
+        expect(rank4.tensors.find((u) => u.name === t.name)?.shape).toEqual(t.shape);
+      }
+      expect(tinyMmprojFixtureName({ family, dwKernelRank: 3 })).toContain('-dw3');
+      expect(tinyMmprojFixtureName({ family })).not.toContain('dw3');
+    },
+  );
+
   it('feature layers and stacking follow libmtmd', () => {
     expect(visionOutput(resolveTinyMmprojOptions({ family: 'mlp' }))).toEqual({
       blocksRun: 2,
@@ -71,6 +93,9 @@ describe('tiny mmproj generator', () => {
     expect(() => resolveTinyMmprojOptions({ family: 'ldp', imageSize: 40 })).toThrow(/24/);
     expect(() => resolveTinyMmprojOptions({ family: 'mlp', nHead: 3 })).toThrow(/divide/);
     expect(() => resolveTinyMmprojOptions({ family: 'nope' as 'mlp' })).toThrow(/family/);
+    expect(() => resolveTinyMmprojOptions({ family: 'ldp', dwKernelRank: 2 as 3 })).toThrow(
+      /dwKernelRank/,
+    );
     expect(tinyMmprojFixtureName({ family: 'mlp' })).not.toBe(
       tinyMmprojFixtureName({ family: 'mlp', seed: 1 }),
     );

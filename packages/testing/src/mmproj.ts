@@ -18,7 +18,9 @@ import { Prng } from './prng.js';
  * (tools/mtmd/clip.cpp, clip-impl.h), including the parts that look optional but are not:
  * `clip.vision.projection_dim` is required, `mm.2` is needed for `mlp` (libmtmd reads the output
  * width from it), the depthwise kernels of `ldp`/`ldpv2` are f16 (ggml's CPU backend aborts on f32
- * ones) and their patch grid is 24x24 (hard-coded in libmtmd).
+ * ones) and their patch grid is 24x24 (hard-coded in libmtmd). Those kernels are written rank 4
+ * `[3, 3, 1, C]` by default, or rank 3 `[3, 3, C]` (`dwKernelRank: 3`), the two layouts converters
+ * write and libmtmd runs.
  */
 
 export type MmprojFamily = 'mlp' | 'mlp_norm' | 'ldp' | 'ldpv2';
@@ -55,6 +57,11 @@ export interface TinyMmprojOptions {
   /** Type of the matrices (and patch kernel, position table); vectors stay F32, dw kernels F16. */
   weightType?: 'F32' | 'F16';
   /**
+   * Layout of the ldp / ldpv2 depthwise kernels: 4 = `[3, 3, 1, C]` (default), 3 = `[3, 3, C]`.
+   * libmtmd runs both (ggml_conv_2d_dw views either as `[3, 3, 1, C]`).
+   */
+  dwKernelRank?: 3 | 4;
+  /**
    * Cheap uniform weights (one PRNG draw per value) instead of the near-normal ones: for the large
    * benchmark shapes, where generation time matters and the values do not.
    */
@@ -90,6 +97,7 @@ const FAMILY_DEFAULTS: Readonly<
     hiddenDim: 48,
     weightType: 'F16',
     fastWeights: false,
+    dwKernelRank: 4,
   },
   // two stacked feature layers (the projector input is 2 x nEmbd wide), gelu, f32
   mlp_norm: {
@@ -111,6 +119,7 @@ const FAMILY_DEFAULTS: Readonly<
     hiddenDim: 40,
     weightType: 'F32',
     fastWeights: false,
+    dwKernelRank: 4,
   },
   // 24x24 grid, CLS token, feature layer = last block, f16
   ldp: {
@@ -132,6 +141,7 @@ const FAMILY_DEFAULTS: Readonly<
     hiddenDim: 16,
     weightType: 'F16',
     fastWeights: false,
+    dwKernelRank: 4,
   },
   // 24x24 grid, patch bias, post-LN instead of pre-LN, silu, no feature_layer, f32
   ldpv2: {
@@ -153,6 +163,7 @@ const FAMILY_DEFAULTS: Readonly<
     hiddenDim: 16,
     weightType: 'F32',
     fastWeights: false,
+    dwKernelRank: 4,
   },
 };
 
@@ -180,6 +191,7 @@ export const REALISTIC_CLIP_L14_336: TinyMmprojOptions = {
   hiddenDim: 4096,
   weightType: 'F16',
   fastWeights: true,
+  dwKernelRank: 4,
   name: 'clip-vit-l14-336-random',
 };
 
@@ -218,6 +230,12 @@ export function resolveTinyMmprojOptions(options: TinyMmprojOptions): ResolvedTi
   }
   if (r.patchSize > r.imageSize) {
     throw new MmInvalidArgumentError('patchSize', 'must not exceed imageSize');
+  }
+  if (r.dwKernelRank !== 3 && r.dwKernelRank !== 4) {
+    throw new MmInvalidArgumentError(
+      'dwKernelRank',
+      `must be 3 or 4, got ${String(r.dwKernelRank)}`,
+    );
   }
   if ((r.family === 'ldp' || r.family === 'ldpv2') && r.imageSize / r.patchSize !== 24) {
     throw new MmInvalidArgumentError('imageSize', `${r.family} needs imageSize / patchSize = 24`);
@@ -321,7 +339,8 @@ export function tinyMmprojSpec(options: TinyMmprojOptions): GgufWriteSpec {
   };
   /** A 3x3 depthwise kernel over n channels: always F16 (ggml's conv_2d_dw needs it). */
   const dwKernel = (name: string, n: number): void => {
-    tensors.push({ name, type: 'F16', shape: [3, 3, 1, n], data: values(9 * n, 1 / 3) });
+    const shape = o.dwKernelRank === 3 ? [3, 3, n] : [3, 3, 1, n];
+    tensors.push({ name, type: 'F16', shape, data: values(9 * n, 1 / 3) });
   };
 
   // vision tower
@@ -403,6 +422,7 @@ export function tinyMmprojFixtureName(options: TinyMmprojOptions): string {
     o.postLn ? 'post' : '',
     o.legacyFfnNames ? 'legacy' : '',
     o.fastWeights ? 'fast' : '',
+    o.dwKernelRank === 3 ? 'dw3' : '',
   ]
     .filter(Boolean)
     .join('-');

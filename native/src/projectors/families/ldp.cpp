@@ -28,7 +28,8 @@ std::vector<std::string> validate(const gguf_file & f, const vision_hparams & hp
     t(clip::mvlm_mlp(3, "weight"), tensor_use::matrix, {D, D});
     t(clip::mvlm_mlp(3, "bias"), tensor_use::vector, {D});
     for (int b : {1, 2}) {
-        t(clip::mvlm_block(b, 0, "0.weight"), tensor_use::dw_kernel, {3, 3, 1, D});
+        names.push_back(clip::mvlm_block(b, 0, "0.weight"));
+        check_dw_kernel(f, names.back(), D);  // [3, 3, 1, D] or [3, 3, D]
         t(clip::mvlm_block(b, 0, "1.weight"), tensor_use::vector, {D});
         t(clip::mvlm_block(b, 0, "1.bias"), tensor_use::vector, {D});
         const int64_t R = t(clip::mvlm_block(b, 1, "fc1.weight"), tensor_use::matrix, {D, -1})->ne[1];
@@ -50,6 +51,7 @@ ggml_tensor * mb_block(const blocks::graph_ctx & g, const weight_set & w, const 
     ggml_context * ctx = g.ctx;
     auto           W   = [&](int part, const char * s) { return w.get(clip::mvlm_block(b, part, s)); };
 
+    // the kernel is [3, 3, 1, D] or [3, 3, D]: ggml_conv_2d_dw views either as [3, 3, 1, D], as in libmtmd
     ggml_tensor * cur = ggml_conv_2d_dw(ctx, W(0, "0.weight"), x, stride, stride, 1, 1, 1, 1);
     cur               = ggml_cont(ctx, ggml_permute(ctx, cur, 1, 2, 0, 3));
     cur               = ggml_norm(ctx, cur, hp.eps);

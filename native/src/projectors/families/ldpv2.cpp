@@ -22,7 +22,7 @@ std::vector<std::string> validate(const gguf_file & f, const vision_hparams & hp
     check_tensor(f, clip::mvlm_mlp(0, "bias"), tensor_use::vector, {D});
     check_tensor(f, clip::mvlm_mlp(2, "weight"), tensor_use::matrix, {D, D});
     check_tensor(f, clip::mvlm_mlp(2, "bias"), tensor_use::vector, {D});
-    check_tensor(f, clip::mvlm_peg(0, "weight"), tensor_use::dw_kernel, {3, 3, 1, D});
+    check_dw_kernel(f, clip::mvlm_peg(0, "weight"), D);  // [3, 3, 1, D] or [3, 3, D]
     check_tensor(f, clip::mvlm_peg(0, "bias"), tensor_use::vector, {D});
     out.n_embd_out   = static_cast<int32_t>(D);
     out.n_tokens_out = (k_grid / 2) * (k_grid / 2);
@@ -41,6 +41,7 @@ ggml_tensor * build(const blocks::graph_ctx & g, const weight_set & w, const vis
     mlp_2 = ggml_cont_4d(ctx, mlp_2, k_grid, k_grid, mlp_2->ne[1], mlp_2->ne[2]);
     mlp_2 = ggml_pool_2d(ctx, mlp_2, GGML_OP_POOL_AVG, 2, 2, 2, 2, 0, 0);
 
+    // the kernel is [3, 3, 1, D] or [3, 3, D]: ggml_conv_2d_dw views either as [3, 3, 1, D], as in libmtmd
     ggml_tensor * peg_0 = ggml_conv_2d_dw(ctx, w.get(clip::mvlm_peg(0, "weight")), mlp_2, 1, 1, 1, 1, 1, 1);
     peg_0               = ggml_cont(ctx, ggml_permute(ctx, peg_0, 1, 2, 0, 3));
     peg_0               = ggml_add(ctx, peg_0, w.get(clip::mvlm_peg(0, "bias")));
