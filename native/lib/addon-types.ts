@@ -274,6 +274,9 @@ export interface NativeMmprojInfo extends NativeVisionFacts {
   nTokensOut: number;
   /** Whether the LLM attends causally inside the image span (Gemma 3: false). */
   causal: boolean;
+  /** Text libmtmd puts before / after each image chunk ('' for none), special tokens parsed. */
+  imageBegin: string;
+  imageEnd: string;
 }
 
 export interface NativeVisionEncoderInfo extends NativeVisionFacts {

@@ -28,12 +28,14 @@ class load_projector_worker : public promise_worker {
     std::shared_ptr<projector> projector_;
 };
 
-void set_projector_facts(Napi::Object & o, const mmproj_info & info, bool causal) {
+void set_projector_facts(Napi::Object & o, const mmproj_info & info, const projector_family & fam) {
     o.Set("family", info.family);
     o.Set("encoderFamily", info.encoder_family);
     o.Set("nEmbdOut", info.out.n_embd_out);
     o.Set("nTokensOut", info.out.n_tokens_out);
-    o.Set("causal", causal);
+    o.Set("causal", fam.causal);
+    o.Set("imageBegin", fam.image_begin);
+    o.Set("imageEnd", fam.image_end);
 }
 
 class inspect_mmproj_worker : public promise_worker {
@@ -41,19 +43,19 @@ class inspect_mmproj_worker : public promise_worker {
     inspect_mmproj_worker(Napi::Env env, std::string path) : promise_worker(env), path_(std::move(path)) {}
 
   protected:
-    void run() override { info_ = inspect_mmproj(path_, &causal_); }
+    void run() override { info_ = inspect_mmproj(path_, &fam_); }
 
     Napi::Value result(Napi::Env env) override {
         Napi::Object o = Napi::Object::New(env);
         set_vision_facts(env, o, info_.vision);
-        set_projector_facts(o, info_, causal_);
+        set_projector_facts(o, info_, *fam_);
         return o;
     }
 
   private:
-    std::string path_;
-    mmproj_info info_;
-    bool        causal_ = true;
+    std::string              path_;
+    mmproj_info              info_;
+    const projector_family * fam_ = nullptr;
 };
 
 class project_worker : public promise_worker {
@@ -143,7 +145,7 @@ Napi::Value AddonProjector::info(const Napi::CallbackInfo & info) {
     auto         p   = get(env);
     Napi::Object o   = Napi::Object::New(env);
     set_vision_facts(env, o, p->info().vision);
-    set_projector_facts(o, p->info(), p->causal());
+    set_projector_facts(o, p->info(), p->family_def());
     o.Set("nEmbdIn", p->n_embd_in());
     o.Set("nTokensIn", p->n_tokens_in());
     o.Set("backend", p->backend_name());

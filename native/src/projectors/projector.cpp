@@ -24,13 +24,13 @@ std::vector<std::string> read_info(const gguf_file & f, mmproj_info & info, cons
 
 }  // namespace
 
-mmproj_info inspect_mmproj(const std::string & path, bool * causal) {
+mmproj_info inspect_mmproj(const std::string & path, const projector_family ** fam_out) {
     auto                     f = gguf_file::open(path);
     mmproj_info              info;
     const projector_family * fam = nullptr;
     read_info(*f, info, fam);
-    if (causal != nullptr) {
-        *causal = fam->causal;
+    if (fam_out != nullptr) {
+        *fam_out = fam;
     }
     return info;
 }
@@ -55,7 +55,6 @@ std::shared_ptr<projector> projector::load(const std::string & path, const proje
     const projector_family *   fam   = nullptr;
     std::vector<std::string>   names = read_info(*f, p->info_, fam);
     p->fam_                          = fam;
-    p->causal_                       = fam->causal;
 
     p->rt_                    = std::make_unique<runtime>(runtime_params{params.n_threads, params.use_gpu});
     p->weights_               = std::make_unique<weight_set>(*f, names, p->rt_->weights_buffer_type(), params.cancel);
@@ -164,7 +163,7 @@ token_matrix projector::project(const token_matrix & features, const std::atomic
     out.n_tokens = static_cast<int32_t>(sg.out->ne[1]);
     out.nx       = sg.io.out_nx;
     out.ny       = sg.io.out_ny;
-    out.causal   = causal_;
+    out.causal   = fam_->causal;
     out.data.resize(static_cast<size_t>(out.n_embd) * out.n_tokens);
     ggml_backend_tensor_get(sg.out, out.data.data(), 0, ggml_nbytes(sg.out));
     return out;

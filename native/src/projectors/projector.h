@@ -34,25 +34,26 @@ struct mmproj_info {
     projector_shape out;
 };
 
-// `causal` (optional) receives whether the LLM attends causally inside the projector's spans.
-mmproj_info inspect_mmproj(const std::string & path, bool * causal = nullptr);
+// `fam` (optional) receives the projector family (causality, markers).
+mmproj_info inspect_mmproj(const std::string & path, const projector_family ** fam = nullptr);
 
 class projector {
   public:
     static std::shared_ptr<projector> load(const std::string & path, const projector_params & params);
     ~projector();
 
-    const mmproj_info & info() const { return info_; }
-    int32_t             n_embd_in() const { return info_.vision.n_embd_out; }
-    int32_t             n_tokens_in() const { return info_.vision.n_patches; }  // typical (dynamic: varies)
-    int32_t             n_embd_out() const { return info_.out.n_embd_out; }
-    int32_t             n_tokens_out() const { return info_.out.n_tokens_out; }
-    bool                dynamic() const { return info_.vision.dynamic; }
-    bool                causal() const { return causal_; }
-    std::string         backend_name() const;
-    int                 n_threads() const;
-    int                 graph_threads() const;
-    size_t              weights_bytes() const;
+    const mmproj_info &      info() const { return info_; }
+    int32_t                  n_embd_in() const { return info_.vision.n_embd_out; }
+    int32_t                  n_tokens_in() const { return info_.vision.n_patches; }  // typical (dynamic: varies)
+    int32_t                  n_embd_out() const { return info_.out.n_embd_out; }
+    int32_t                  n_tokens_out() const { return info_.out.n_tokens_out; }
+    bool                     dynamic() const { return info_.vision.dynamic; }
+    bool                     causal() const { return fam_->causal; }
+    const projector_family & family_def() const { return *fam_; }
+    std::string              backend_name() const;
+    int                      n_threads() const;
+    int                      graph_threads() const;
+    size_t                   weights_bytes() const;
 
     // features [n_tokens_in, n_embd_in] with their grid -> embeddings [n_tokens_out, n_embd_out]
     // with their token grid and whether the span is causal
@@ -65,8 +66,7 @@ class projector {
     void           check_features(const token_matrix & features) const;
 
     mmproj_info                              info_;
-    const projector_family *                 fam_    = nullptr;
-    bool                                     causal_ = true;
+    const projector_family *                 fam_ = nullptr;
     std::unique_ptr<runtime>                 rt_;
     std::unique_ptr<weight_set>              weights_;
     std::list<std::unique_ptr<shaped_graph>> graphs_;  // most recently used first

@@ -43,6 +43,10 @@ struct projector_family {
                                 projector_io & io) = nullptr;
     // Whether the LLM attends causally inside the span (Gemma 3: no).
     bool causal = true;
+    // Text libmtmd puts before and after each image chunk (mtmd.cpp img_beg / img_end), tokenized
+    // with special tokens parsed; empty for none.
+    const char * image_begin = "";
+    const char * image_end   = "";
 };
 
 // The family of the file's projector; MM_UNSUPPORTED_FAMILY listing the supported ones.

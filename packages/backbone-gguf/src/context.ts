@@ -65,6 +65,11 @@ export interface DecodeOptions {
   embeddings?: Float32Array | EmbeddingsLike;
   /** Explicit positions: n entries, or 4·n for M-RoPE ([dim][token]). Default: consecutive. */
   positions?: Int32Array;
+  /**
+   * KV positions an embedding span occupies (default: its row count). An M-RoPE image span of
+   * nx × ny rows occupies max(nx, ny) positions (libmtmd), so the text after it starts there.
+   */
+  nPos?: number;
   /** false lets an embedding span attend to itself in both directions (image spans). Default true. */
   causal?: boolean;
   /** Sequence id (default 0). */
@@ -126,6 +131,13 @@ export interface GenerationResult {
 }
 
 const POOLING = { none: 0, mean: 1, cls: 2, last: 3, rank: 4 } as const;
+
+/** An embedding span whose KV cells (its rows) outnumber the positions it occupies (M-RoPE). */
+interface Span {
+  start: number;
+  nPos: number;
+  cells: number;
+}
 const STATE_MAGIC = 0x4d4d4b56; // 'MMKV'
 
 function checkSignal(signal: AbortSignal | undefined): void {
@@ -156,6 +168,8 @@ export class Context {
   readonly #serial = new Serial();
   /** Per sequence: what each KV position holds (a token id, or -1 for an embedding). */
   readonly #history: number[][];
+  /** Per sequence: embedding spans whose cell count differs from their positions (M-RoPE). */
+  readonly #spans: Span[][];
   #current: NativeOperation<unknown> | undefined;
 
   private constructor(backbone: Backbone, native: NativeContext, requested: number | undefined) {
@@ -167,6 +181,7 @@ export class Context {
     this.batchSize = info.batchSize;
     this.sequences = info.sequences;
     this.#history = Array.from({ length: info.sequences }, () => []);
+    this.#spans = Array.from({ length: info.sequences }, () => []);
   }
 
   /** @internal use Backbone.createContext */
@@ -229,9 +244,30 @@ export class Context {
     return this.#native === undefined;
   }
 
-  /** Positions sequence `seq` holds. */
+  /** Positions sequence `seq` holds: where the next token goes. */
   nPast(seq = 0): number {
     return this.#seqHistory(seq).length;
+  }
+
+  /**
+   * KV cells sequence `seq` uses: nPast plus what M-RoPE image spans hold beyond their positions
+   * (a 16 × 12 span uses 192 cells and 16 positions). The context size bounds cells.
+   */
+  nCells(seq = 0): number {
+    const h = this.#seqHistory(seq);
+    let extra = 0;
+    for (const sp of this.#spans[seq] as Span[]) extra += sp.cells - sp.nPos;
+    return h.length + extra;
+  }
+
+  /** Drops positions >= p of a sequence's bookkeeping; a span cut in the middle goes whole. */
+  #truncate(seq: number, p: number): number {
+    const spans = this.#spans[seq] as Span[];
+    for (const sp of spans) if (sp.start < p && p < sp.start + sp.nPos) p = sp.start;
+    const h = this.#seqHistory(seq);
+    if (p < h.length) h.length = p;
+    this.#spans[seq] = spans.filter((sp) => sp.start < p);
+    return p;
   }
 
   /** The tokens sequence `seq` holds (-1 where an embedding was decoded). */
@@ -292,44 +328,53 @@ export class Context {
       }
       const n = tokens ? tokens.length : Math.floor((embd?.length ?? 0) / Math.max(nEmbd, 1));
       if (n === 0) throw new MmInvalidArgumentError('decode', 'nothing to decode');
+      const nPos = tokens ? n : (options.nPos ?? n);
+      if (!Number.isInteger(nPos) || nPos < 1 || nPos > n) {
+        throw new MmInvalidArgumentError('nPos', `must be an integer in [1, ${n}]`);
+      }
       if (embd && nEmbd !== this.backbone.nEmbd) {
         throw new MmError(
           ErrorCode.MM_MODEL_MISMATCH,
           `embeddings have width ${nEmbd} but the model's is ${this.backbone.nEmbd}`,
         );
       }
-      if (pos + n > this.contextSize) {
+      let start = pos;
+      if (start < hist.length) {
+        start = this.#truncate(seq, start);
+        callNative(() => native.remove(seq, start, -1));
+      }
+      const cells = this.nCells(seq);
+      if (cells + n > this.contextSize) {
         throw new MmError(
           ErrorCode.MM_OUT_OF_CONTEXT,
-          `${n} ${tokens ? 'tokens' : 'embeddings'} at position ${pos} need ${pos + n} positions; the context holds ${this.contextSize}`,
-          { details: { needed: pos + n, contextSize: this.contextSize } },
+          `${n} ${tokens ? 'tokens' : 'embeddings'} at position ${start} need ${cells + n} KV cells; the context holds ${this.contextSize}`,
+          { details: { needed: cells + n, contextSize: this.contextSize } },
         );
-      }
-      if (pos < hist.length) {
-        callNative(() => native.remove(seq, pos, -1));
-        hist.length = pos;
       }
       const r = await this.#run(
         (c) =>
           tokens
-            ? c.decode({ tokens, pos0: pos, seq, logits })
+            ? c.decode({ tokens, pos0: start, seq, logits })
             : c.decode({
                 embeddings: embd as Float32Array,
                 nEmbd,
                 positions: options.positions,
                 causal: options.causal ?? true,
-                pos0: pos,
+                pos0: start,
                 seq,
                 logits,
               }),
         options.signal,
       ).catch((e) => {
         // A failed or aborted decode may have written part of the batch: drop it.
-        if (!this.disposed) this.native.remove(seq, pos, -1);
+        if (!this.disposed) this.native.remove(seq, start, -1);
         throw e;
       });
       if (tokens) hist.push(...tokens);
-      else for (let i = 0; i < n; i++) hist.push(-1);
+      else {
+        for (let i = 0; i < nPos; i++) hist.push(-1);
+        if (nPos !== n) (this.#spans[seq] as Span[]).push({ start, nPos, cells: n });
+      }
       return { logits: r.logits, nVocab: r.nVocab, nPast: hist.length };
     });
   }
@@ -400,21 +445,24 @@ export class Context {
         while (keep < limit && hist[keep] === all[keep]) keep++;
         if (keep === all.length) keep--; // something must be decoded to get fresh logits
       }
-      const todo = append ? all : all.subarray(keep);
-      if (todo.length === 0) throw new MmInvalidArgumentError('generate', 'the prompt is empty');
-      const pos0 = keep;
-      if (pos0 + todo.length > this.contextSize) {
-        throw new MmError(
-          ErrorCode.MM_OUT_OF_CONTEXT,
-          `the prompt needs ${pos0 + todo.length} positions; the context holds ${this.contextSize}`,
-          { details: { needed: pos0 + todo.length, contextSize: this.contextSize } },
-        );
+      if ((append ? all.length : all.length - keep) === 0) {
+        throw new MmInvalidArgumentError('generate', 'the prompt is empty');
       }
       if (keep < hist.length) {
+        keep = this.#truncate(seq, keep);
         callNative(() => native.remove(seq, keep, -1));
-        hist.length = keep;
       }
-      const room = this.contextSize - (pos0 + todo.length);
+      const todo = append ? all : all.subarray(keep);
+      const pos0 = keep;
+      const cells = this.nCells(seq);
+      if (cells + todo.length > this.contextSize) {
+        throw new MmError(
+          ErrorCode.MM_OUT_OF_CONTEXT,
+          `the prompt needs ${cells + todo.length} KV cells; the context holds ${this.contextSize}`,
+          { details: { needed: cells + todo.length, contextSize: this.contextSize } },
+        );
+      }
+      const room = this.contextSize - (cells + todo.length);
       const maxTokens = Math.min(o.maxTokens ?? room + 1, room + 1);
       const stream = new TextStream(o.stop ?? []);
       let op: NativeOperation<NativeGenerateResult> | undefined;
@@ -480,6 +528,9 @@ export class Context {
     const native = this.native;
     callNative(() => native.clear());
     for (const h of this.#history) h.length = 0;
+    this.#spans.forEach((_, i) => {
+      this.#spans[i] = [];
+    });
   }
 
   /** Removes positions [p0, p1) of a sequence (p1 undefined: to the end). */
@@ -496,8 +547,8 @@ export class Context {
         'only the tail of a sequence can be removed (positions would leave a gap)',
       );
     }
-    callNative(() => native.remove(seq, p0, -1));
-    h.length = Math.min(h.length, p0);
+    const start = this.#truncate(seq, p0);
+    callNative(() => native.remove(seq, start, -1));
   }
 
   /** Copies a sequence's KV cells (all, or [p0, p1)) into another sequence, which is cleared first. */
@@ -512,6 +563,7 @@ export class Context {
     });
     to.length = 0;
     to.push(...from);
+    this.#spans[dst] = (this.#spans[src] as Span[]).map((sp) => ({ ...sp }));
   }
 
   /** Saves the KV cache (one sequence, or everything) with the token history, as a Buffer. */
@@ -520,8 +572,9 @@ export class Context {
     return this.#serial.run(async () => {
       const seq = options.seq ?? -1;
       const history = seq < 0 ? this.#history : [this.#seqHistory(seq)];
+      const spans = seq < 0 ? this.#spans : [this.#spans[seq]];
       const data = await this.#run((c) => c.saveState(seq), options.signal);
-      const header = Buffer.from(JSON.stringify({ seq, history }), 'utf8');
+      const header = Buffer.from(JSON.stringify({ seq, history, spans }), 'utf8');
       const head = Buffer.alloc(12);
       head.writeUInt32LE(STATE_MAGIC, 0);
       head.writeUInt32LE(1, 4);
@@ -543,7 +596,7 @@ export class Context {
       }
       const len = buf.readUInt32LE(8);
       if (12 + len > buf.length) throw new MmInvalidArgumentError('state', 'is truncated');
-      let header: { seq: number; history: number[][] };
+      let header: { seq: number; history: number[][]; spans?: Span[][] };
       try {
         header = JSON.parse(buf.subarray(12, 12 + len).toString('utf8'));
       } catch (cause) {
@@ -559,12 +612,21 @@ export class Context {
       const seq = whole ? -1 : (options.seq ?? header.seq);
       if (!whole) this.#seqHistory(seq);
       await this.#run((c) => c.loadState(buf.subarray(12 + len), seq), options.signal);
+      const spansOf = (i: number): Span[] =>
+        (header.spans?.[i] ?? []).filter(
+          (sp) =>
+            Number.isInteger(sp?.start) &&
+            Number.isInteger(sp?.nPos) &&
+            Number.isInteger(sp?.cells),
+        );
       if (whole) {
         header.history.forEach((h, i) => {
           this.#history[i]?.splice(0, Infinity, ...h);
+          this.#spans[i] = spansOf(i);
         });
       } else {
         this.#history[seq]?.splice(0, Infinity, ...(header.history[0] ?? []));
+        this.#spans[seq] = spansOf(0);
       }
     });
   }

@@ -11,16 +11,34 @@ export function pixelKey(width: number, height: number, rgb: Uint8Array): string
   return h.digest('hex');
 }
 
-/** An image's embeddings in the LLM's space, as the projector gave them. */
-export interface CachedImage {
-  embeddings: Float32Array;
-  /** Whether the LLM attends causally inside the image span. */
+/**
+ * One chunk of a media part in the LLM's space, as the projector gave it: `[nTokens][nEmbd]`
+ * rows, the grid they form (M-RoPE positions come from it) and whether the LLM attends causally
+ * inside the span.
+ */
+export interface MediaChunk {
+  rows: Float32Array;
+  nTokens: number;
+  nx: number;
+  ny: number;
   causal: boolean;
 }
 
-/** Least-recently-used map of image embeddings, bounded in bytes. */
+/** A media part's chunks, in libmtmd's order (one for every family mm runs today). */
+export interface CachedMedia {
+  chunks: MediaChunk[];
+}
+
+/** @deprecated the media cache holds chunks of any modality: use CachedMedia. */
+export type CachedImage = CachedMedia;
+
+function bytesOf(v: CachedMedia): number {
+  return v.chunks.reduce((n, c) => n + c.rows.byteLength, 0);
+}
+
+/** Least-recently-used map of media embeddings, keyed by decoded content, bounded in bytes. */
 export class EmbeddingCache {
-  readonly #entries = new Map<string, CachedImage>();
+  readonly #entries = new Map<string, CachedMedia>();
   #bytes = 0;
   hits = 0;
   misses = 0;
@@ -35,7 +53,7 @@ export class EmbeddingCache {
     return this.#entries.size;
   }
 
-  get(key: string): CachedImage | undefined {
+  get(key: string): CachedMedia | undefined {
     const v = this.#entries.get(key);
     if (v === undefined) {
       this.misses++;
@@ -47,19 +65,19 @@ export class EmbeddingCache {
     return v;
   }
 
-  set(key: string, value: CachedImage): void {
-    if (value.embeddings.byteLength > this.maxBytes) return;
+  set(key: string, value: CachedMedia): void {
+    if (bytesOf(value) > this.maxBytes) return;
     const old = this.#entries.get(key);
     if (old) {
-      this.#bytes -= old.embeddings.byteLength;
+      this.#bytes -= bytesOf(old);
       this.#entries.delete(key);
     }
     this.#entries.set(key, value);
-    this.#bytes += value.embeddings.byteLength;
+    this.#bytes += bytesOf(value);
     for (const [k, v] of this.#entries) {
       if (this.#bytes <= this.maxBytes) break;
       this.#entries.delete(k);
-      this.#bytes -= v.embeddings.byteLength;
+      this.#bytes -= bytesOf(v);
     }
   }
 

@@ -12,14 +12,32 @@ export {
   resolveEndpoint,
   selectFiles,
 } from './hub/index.js';
-export { type CachedImage, EmbeddingCache, pixelKey } from './image-cache.js';
+export {
+  type CachedImage,
+  type CachedMedia,
+  EmbeddingCache,
+  type MediaChunk,
+  pixelKey,
+} from './image-cache.js';
+export {
+  decodeChunks,
+  type EmbeddedMedia,
+  type PreparedPrompt,
+  type PromptChunk,
+  type PromptSource,
+  preparePrompt,
+  reusablePrefix,
+  usesMrope,
+} from './media.js';
 export {
   type ContentPart,
   flattenMessages,
   type ImageInput,
   loadImage,
   MEDIA_MARKER,
+  type MediaRef,
   type Message,
+  type Modality,
 } from './messages.js';
 export {
   type ChatOptions,
@@ -28,5 +46,6 @@ export {
   ChatStream,
   MultimodalModel,
   type MultimodalModelLoadOptions,
+  samplingOf,
 } from './multimodal-model.js';
-export { type TokenizedPrompt, tokenizePrompt } from './prompt.js';
+export { checkRoom, type MediaPromptInfo, type TokenizedPrompt, tokenizePrompt } from './prompt.js';

@@ -4,7 +4,7 @@ import { flattenMessages, MEDIA_MARKER } from './messages.js';
 
 describe('flattenMessages', () => {
   it('joins text parts with a newline and puts the marker in with no separator', () => {
-    const { messages, images } = flattenMessages([
+    const { messages, media } = flattenMessages([
       { role: 'system', content: 'Be brief.' },
       {
         role: 'user',
@@ -19,7 +19,8 @@ describe('flattenMessages', () => {
     ]);
     expect(messages[0]).toEqual({ role: 'system', content: 'Be brief.' });
     expect(messages[1]?.content).toBe(`${MEDIA_MARKER}What color\nis it?${MEDIA_MARKER}And this?`);
-    expect(images.map((i) => i.input)).toEqual(['a.png', 'data:image/png;base64,AAAA']);
+    expect(media.map((i) => i.input)).toEqual(['a.png', 'data:image/png;base64,AAAA']);
+    expect(media.map((i) => i.modality)).toEqual(['image', 'image']);
   });
 
   it('rejects bad shapes and literal markers', () => {
@@ -35,22 +36,26 @@ describe('flattenMessages', () => {
   });
 });
 
+const chunk = (n: number) => ({
+  chunks: [{ rows: new Float32Array(n), nTokens: 1, nx: 1, ny: 1, causal: true }],
+});
+
 describe('EmbeddingCache', () => {
   it('keys by pixels and evicts the least recently used beyond its byte bound', () => {
     const px = new Uint8Array(12).fill(7);
     expect(pixelKey(2, 2, px)).toBe(pixelKey(2, 2, Uint8Array.from(px)));
     expect(pixelKey(2, 2, px)).not.toBe(pixelKey(4, 1, px));
     const c = new EmbeddingCache(3 * 16);
-    c.set('a', { embeddings: new Float32Array(4), causal: true });
-    c.set('b', { embeddings: new Float32Array(4), causal: true });
-    c.set('c', { embeddings: new Float32Array(4), causal: true });
+    c.set('a', chunk(4));
+    c.set('b', chunk(4));
+    c.set('c', chunk(4));
     expect(c.get('a')).toBeDefined(); // a is now the most recent
-    c.set('d', { embeddings: new Float32Array(4), causal: true });
+    c.set('d', chunk(4));
     expect(c.get('b')).toBeUndefined();
     expect(c.get('a')).toBeDefined();
     expect(c.bytes).toBe(48);
     expect(c.size).toBe(3);
-    c.set('huge', { embeddings: new Float32Array(100), causal: true });
+    c.set('huge', chunk(100));
     expect(c.get('huge')).toBeUndefined();
   });
 });

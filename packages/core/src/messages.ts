@@ -16,10 +16,17 @@ export interface Message {
   content: string | readonly ContentPart[];
 }
 
-/** One image of a conversation, in order of appearance. */
-export interface ImageRef {
+/** The modalities a message part can carry besides text. */
+export type Modality = 'image';
+
+/** One media part of a conversation, in order of appearance. */
+export interface MediaRef {
+  modality: Modality;
   input: ImageInput;
 }
+
+/** @deprecated use MediaRef */
+export type ImageRef = MediaRef;
 
 /** The media marker libmtmd splits prompts at (mtmd_default_marker()). */
 export const MEDIA_MARKER = '<__media__>';
@@ -32,12 +39,12 @@ export const MEDIA_MARKER = '<__media__>';
  */
 export function flattenMessages(messages: readonly Message[]): {
   messages: { role: string; content: string }[];
-  images: ImageRef[];
+  media: MediaRef[];
 } {
   if (!Array.isArray(messages) || messages.length === 0) {
     throw new MmInvalidArgumentError('messages', 'must be a non-empty array');
   }
-  const images: ImageRef[] = [];
+  const media: MediaRef[] = [];
   const out = messages.map((m, i) => {
     if (m === null || typeof m !== 'object' || typeof m.role !== 'string') {
       throw new MmInvalidArgumentError(`messages[${i}]`, 'must be { role, content }');
@@ -81,7 +88,7 @@ export function flattenMessages(messages: readonly Message[]): {
               : p.image_url?.url;
         if (input === undefined || input === null)
           throw new MmInvalidArgumentError(where, 'has no image');
-        images.push({ input: input as ImageInput });
+        media.push({ modality: 'image', input: input as ImageInput });
         content += MEDIA_MARKER;
         previousWasText = false;
       } else {
@@ -90,7 +97,7 @@ export function flattenMessages(messages: readonly Message[]): {
     });
     return { role: m.role, content };
   });
-  return { messages: out, images };
+  return { messages: out, media };
 }
 
 const DATA_URL = /^data:([^;,]*)(;base64)?,/;

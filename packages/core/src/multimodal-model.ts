@@ -3,9 +3,16 @@ import { Backbone, type Context, PushStream, type SamplingOptions } from '@mm/ba
 import { VisionEncoder } from '@mm/encoders';
 import { ErrorCode, MmDisposedError, MmError, MmInvalidArgumentError } from '@mm/errors';
 import { checkPair, type MmprojInfo, Projector } from '@mm/projectors';
-import { type CachedImage, EmbeddingCache, pixelKey } from './image-cache.js';
-import { type ImageInput, loadImage, type Message } from './messages.js';
-import { tokenizePrompt } from './prompt.js';
+import { EmbeddingCache, type MediaChunk, pixelKey } from './image-cache.js';
+import {
+  decodeChunks,
+  type EmbeddedMedia,
+  type PromptChunk,
+  preparePrompt,
+  reusablePrefix,
+} from './media.js';
+import { type ImageInput, loadImage, type MediaRef, type Message } from './messages.js';
+import type { MediaPromptInfo } from './prompt.js';
 
 export interface MultimodalModelLoadOptions {
   /** A llama.cpp text-model GGUF. */
@@ -45,7 +52,7 @@ export interface ChatOptions {
 }
 
 export interface ChatStats {
-  /** Positions of the whole prompt (text tokens + image tokens). */
+  /** KV positions of the whole prompt (text tokens + media spans; an M-RoPE span takes max(nx, ny)). */
   promptTokens: number;
   /** Of those, positions reused from the KV cache of the previous call. */
   cachedTokens: number;
@@ -72,9 +79,17 @@ export interface ChatResult {
   stats: ChatStats;
 }
 
-type Chunk = { kind: 'text'; tokens: Int32Array } | { kind: 'image'; key: string; n: number };
-
-type PreparedImage = CachedImage & { key: string };
+/** The sampler settings of a chat call, in the backbone's shape. */
+export function samplingOf(options: ChatOptions): SamplingOptions {
+  return {
+    ...options.sampling,
+    ...(options.temperature !== undefined && { temperature: options.temperature }),
+    ...(options.topK !== undefined && { topK: options.topK }),
+    ...(options.topP !== undefined && { topP: options.topP }),
+    ...(options.minP !== undefined && { minP: options.minP }),
+    ...(options.seed !== undefined && { seed: options.seed }),
+  };
+}
 
 const DEFAULT_CACHE_BYTES = 256 * 1024 * 1024;
 
@@ -91,7 +106,7 @@ export class MultimodalModel {
   readonly imageCache: EmbeddingCache;
   readonly #context: Context;
   readonly #maxImagePixels: number | undefined;
-  #cached: Chunk[] = [];
+  #cached: PromptChunk[] = [];
   #tail: Promise<unknown> = Promise.resolve();
   #disposed = false;
 
@@ -243,103 +258,29 @@ export class MultimodalModel {
       throw new TypeError('signal must be an AbortSignal');
     signal?.throwIfAborted();
     const t0 = performance.now();
-    const {
-      texts,
-      images,
-      total,
-      imageTokens: nImageTokens,
-    } = tokenizePrompt(
-      this.backbone,
+    const prep = await preparePrompt(
+      this,
       messages,
-      this.encoder && this.projector ? this.mmprojInfo : undefined,
       { positions: this.contextSize, what: 'the context' },
+      signal,
     );
-    const last = texts[texts.length - 1] as Int32Array;
+    const { chunks } = prep;
+    const last = chunks[chunks.length - 1] as { kind: 'text'; tokens: Int32Array };
 
-    // Images: decode, look up by pixels, encode + project the misses.
-    const tEncode = performance.now();
-    let hits = 0;
-    const prepared: PreparedImage[] = [];
-    for (const ref of images) {
-      const img = await this.embedImage(ref.input, { signal });
-      if (img.cached) hits++;
-      prepared.push(img);
-    }
-    const encodeMs =
-      hits === prepared.length && prepared.length > 0 ? 0 : performance.now() - tEncode;
-
-    const chunks: Chunk[] = [];
-    texts.forEach((t, i) => {
-      if (t.length > 0) chunks.push({ kind: 'text', tokens: t });
-      const img = prepared[i];
-      if (img)
-        chunks.push({
-          kind: 'image',
-          key: img.key,
-          n: img.embeddings.length / this.backbone.nEmbd,
-        });
-    });
-
-    // Reuse the longest prefix the KV cache already holds.
+    // Reuse the longest prefix the KV cache already holds (whole media spans only).
     const ctx = this.#context;
-    let keep = 0;
-    for (let i = 0; i < chunks.length && i < this.#cached.length; i++) {
-      const a = chunks[i] as Chunk;
-      const b = this.#cached[i] as Chunk;
-      if (a.kind === 'image' && b.kind === 'image' && a.key === b.key) {
-        keep += a.n;
-        continue;
-      }
-      if (a.kind === 'text' && b.kind === 'text') {
-        let k = 0;
-        while (k < a.tokens.length && k < b.tokens.length && a.tokens[k] === b.tokens[k]) k++;
-        keep += k;
-        if (k === a.tokens.length && k === b.tokens.length) continue;
-      }
-      break;
-    }
-    keep = Math.min(keep, total - 1, ctx.nPast());
+    const keep = Math.min(reusablePrefix(this.#cached, chunks), prep.positions - 1, ctx.nPast());
     try {
       if (keep < ctx.nPast()) ctx.removeRange(0, keep);
       const tPrefill = performance.now();
-      let pos = 0;
-      let imageIndex = 0;
-      for (let i = 0; i < chunks.length - 1; i++) {
-        const c = chunks[i] as Chunk;
-        const n = c.kind === 'text' ? c.tokens.length : c.n;
-        const img = c.kind === 'image' ? prepared[imageIndex++] : undefined;
-        if (pos + n > keep) {
-          const from = Math.max(0, keep - pos);
-          if (c.kind === 'text') {
-            await ctx.decode({ tokens: c.tokens.subarray(from), logits: 'none', signal });
-          } else if (img) {
-            if (from !== 0)
-              throw new MmError(ErrorCode.MM_INTERNAL, 'an image span was cut by the KV reuse');
-            await ctx.decode({
-              embeddings: img.embeddings,
-              causal: img.causal,
-              logits: 'none',
-              signal,
-            });
-          }
-        }
-        pos += n;
-      }
-      const finalTokens = last.subarray(Math.max(0, keep - pos));
+      const pos = await decodeChunks(ctx, chunks.slice(0, -1), { from: keep, signal });
       const gen = ctx.generate({
-        tokens: finalTokens,
+        tokens: last.tokens.subarray(Math.max(0, keep - pos)),
         append: true,
         maxTokens: options.maxTokens,
         stop: options.stop,
         signal,
-        sampling: {
-          ...options.sampling,
-          ...(options.temperature !== undefined && { temperature: options.temperature }),
-          ...(options.topK !== undefined && { topK: options.topK }),
-          ...(options.topP !== undefined && { topP: options.topP }),
-          ...(options.minP !== undefined && { minP: options.minP }),
-          ...(options.seed !== undefined && { seed: options.seed }),
-        },
+        sampling: samplingOf(options),
       });
       let firstAt = 0;
       for await (const t of gen) {
@@ -349,20 +290,19 @@ export class MultimodalModel {
       const r = await gen.result;
       const end = performance.now();
       // What the KV cache now holds: the prompt chunks, then the generated tokens decoded so far.
-      const inKv = ctx.sequenceTokens(0);
-      const tail = inKv.slice(pos);
+      const tail = ctx.sequenceTokens(0).slice(pos);
       this.#cached = [...chunks.slice(0, -1), { kind: 'text', tokens: Int32Array.from(tail) }];
       const generated = r.tokens.length;
       const firstTokenAt = firstAt || end;
       return {
         text: r.text,
         stats: {
-          promptTokens: total,
+          promptTokens: prep.positions,
           cachedTokens: keep,
-          images: prepared.length,
-          imageTokens: prepared.length * nImageTokens,
-          imageCacheHits: hits,
-          encodeMs,
+          images: prep.media,
+          imageTokens: prep.mediaTokens,
+          imageCacheHits: prep.cacheHits,
+          encodeMs: prep.encodeMs,
           prefillMs: firstTokenAt - tPrefill,
           decodeMs: end - firstTokenAt,
           timeToFirstTokenMs: firstTokenAt - t0,
@@ -382,14 +322,40 @@ export class MultimodalModel {
     }
   }
 
+  /** The loaded media encoder's prompt facts (markers, fixed token count); undefined without one. */
+  get mediaPromptInfo(): MediaPromptInfo | undefined {
+    const info = this.mmprojInfo;
+    if (!info || !this.encoder || !this.projector) return undefined;
+    return {
+      imageBegin: info.imageBegin,
+      imageEnd: info.imageEnd,
+      fixedTokens: info.dynamicResolution ? undefined : info.nTokensOut,
+    };
+  }
+
   /**
-   * An image's embeddings in the LLM's space: from the cache (keyed by the decoded pixels), or
+   * A media part's chunks in the LLM's space: from the cache (keyed by the decoded content), or
+   * decoded, encoded and projected, then cached. `cached` tells which.
+   */
+  async embedMedia(ref: MediaRef, options: { signal?: AbortSignal } = {}): Promise<EmbeddedMedia> {
+    this.#check();
+    if (ref?.modality !== 'image') {
+      throw new MmError(
+        ErrorCode.MM_MODALITY_UNSUPPORTED,
+        `this model takes images; a '${String(ref?.modality)}' part cannot be embedded`,
+      );
+    }
+    return this.embedImage(ref.input, options);
+  }
+
+  /**
+   * An image's chunks in the LLM's space: from the cache (keyed by the decoded pixels), or
    * decoded, encoded and projected, then cached. `cached` tells which.
    */
   async embedImage(
     input: ImageInput,
     options: { signal?: AbortSignal } = {},
-  ): Promise<CachedImage & { key: string; cached: boolean }> {
+  ): Promise<EmbeddedMedia> {
     this.#check();
     const { encoder, projector } = this;
     if (!encoder || !projector) {
@@ -405,24 +371,30 @@ export class MultimodalModel {
     const key = pixelKey(image.width, image.height, image.data);
     const hit = this.imageCache.get(key);
     if (hit) return { key, ...hit, cached: true };
-    const features = await encoder.encode(image, { signal: options.signal });
+    const features = await encoder.encodeChunks(image, { signal: options.signal });
     try {
-      const embeddings = await projector.project(features, { signal: options.signal });
-      try {
+      const chunks: MediaChunk[] = [];
+      for (const f of features) {
+        using embeddings = await projector.project(f, { signal: options.signal });
         if (embeddings.nEmbd !== this.backbone.nEmbd) {
           throw new MmError(
             ErrorCode.MM_MODEL_MISMATCH,
             `the projector gives width ${embeddings.nEmbd}, the model takes ${this.backbone.nEmbd}`,
           );
         }
-        const value = { embeddings: embeddings.toFloat32Array(), causal: embeddings.causal };
-        if (this.imageCache.maxBytes > 0) this.imageCache.set(key, value);
-        return { key, ...value, cached: false };
-      } finally {
-        embeddings.dispose();
+        chunks.push({
+          rows: embeddings.toFloat32Array(),
+          nTokens: embeddings.nTokens,
+          nx: embeddings.nx,
+          ny: embeddings.ny,
+          causal: embeddings.causal,
+        });
       }
+      const value = { chunks };
+      if (this.imageCache.maxBytes > 0) this.imageCache.set(key, value);
+      return { key, ...value, cached: false };
     } finally {
-      features.dispose();
+      for (const f of features) f.dispose();
     }
   }
 

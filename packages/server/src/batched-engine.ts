@@ -4,9 +4,12 @@ import {
   type ChatResult,
   type ChatStats,
   ChatStream,
+  decodeChunks,
   type Message,
   MultimodalModel,
-  tokenizePrompt,
+  type PromptChunk,
+  preparePrompt,
+  samplingOf,
 } from '@mm/core';
 import { ErrorCode, MmError } from '@mm/errors';
 import type { ChatSlot } from './server.js';
@@ -21,10 +24,6 @@ export interface BatchedEngineOptions {
   contextSize?: number;
   maxImagePixels?: number;
 }
-
-type Chunk =
-  | { kind: 'text'; tokens: Int32Array }
-  | { kind: 'image'; rows: Float32Array; causal: boolean };
 
 interface Job {
   seq: number;
@@ -153,39 +152,20 @@ export class BatchedEngine {
     const { signal } = options;
     signal?.throwIfAborted();
     const t0 = performance.now();
-    const backbone = this.model.backbone;
-    const { encoder, projector, mmprojInfo } = this.model;
-    const {
-      texts,
-      images,
-      total,
-      imageTokens: nImageTokens,
-    } = tokenizePrompt(backbone, messages, encoder && projector ? mmprojInfo : undefined, {
-      positions: this.perSequence,
-      what: 'a sequence',
-    });
-    // Images: outside the lock (the encoder is not the context), so steps go on meanwhile.
-    const tEncode = performance.now();
-    let hits = 0;
-    const chunks: Chunk[] = [];
-    for (let i = 0; i < texts.length; i++) {
-      const t = texts[i] as Int32Array;
-      if (t.length > 0) chunks.push({ kind: 'text', tokens: t });
-      const ref = images[i];
-      if (ref) {
-        const img = await this.model.embedImage(ref.input, { signal });
-        if (img.cached) hits++;
-        chunks.push({ kind: 'image', rows: img.embeddings, causal: img.causal });
-      }
-    }
-    const encodeMs = hits === images.length && hits > 0 ? 0 : performance.now() - tEncode;
+    // Media: outside the lock (the encoder is not the context), so steps go on meanwhile.
+    const prep = await preparePrompt(
+      this.model,
+      messages,
+      { positions: this.perSequence, what: 'a sequence' },
+      signal,
+    );
 
     return new Promise<ChatResult>((resolve, reject) => {
       const job: Job = {
         seq,
         signal,
         token: 0,
-        pos: total - 1,
+        pos: prep.positions - 1,
         generated: 0,
         maxTokens: options.maxTokens ?? Number.POSITIVE_INFINITY,
         text: new TextStream(options.stop ?? []),
@@ -194,17 +174,17 @@ export class BatchedEngine {
         tPrefill: 0,
         firstAt: 0,
         stats: {
-          promptTokens: total,
+          promptTokens: prep.positions,
           cachedTokens: 0,
-          images: images.length,
-          imageTokens: images.length * nImageTokens,
-          imageCacheHits: hits,
-          encodeMs,
+          images: prep.media,
+          imageTokens: prep.mediaTokens,
+          imageCacheHits: prep.cacheHits,
+          encodeMs: prep.encodeMs,
         },
         resolve,
         reject,
       };
-      this.#exclusive(() => this.#prefill(job, chunks, options)).then(
+      this.#exclusive(() => this.#prefill(job, prep.chunks, options)).then(
         () => this.#run(),
         (e) => reject(e),
       );
@@ -212,38 +192,20 @@ export class BatchedEngine {
   }
 
   /** Decodes the prompt but its last token into the job's sequence; the next step decodes that one. */
-  async #prefill(job: Job, chunks: Chunk[], options: ChatOptions): Promise<void> {
+  async #prefill(job: Job, chunks: PromptChunk[], options: ChatOptions): Promise<void> {
     job.signal?.throwIfAborted();
     const ctx = this.context;
     job.tPrefill = performance.now();
     ctx.removeRange(job.seq, 0);
     try {
-      for (let i = 0; i < chunks.length; i++) {
-        const c = chunks[i] as Chunk;
-        if (c.kind === 'image') {
-          await ctx.decode({
-            embeddings: c.rows,
-            causal: c.causal,
-            seq: job.seq,
-            logits: 'none',
-            signal: job.signal,
-          });
-          continue;
-        }
-        const tokens =
-          i === chunks.length - 1 ? c.tokens.subarray(0, c.tokens.length - 1) : c.tokens;
-        if (tokens.length > 0)
-          await ctx.decode({ tokens, seq: job.seq, logits: 'none', signal: job.signal });
-        if (i === chunks.length - 1) job.token = c.tokens[c.tokens.length - 1] as number;
-      }
-      this.batch.start(job.seq, {
-        ...options.sampling,
-        ...(options.temperature !== undefined && { temperature: options.temperature }),
-        ...(options.topK !== undefined && { topK: options.topK }),
-        ...(options.topP !== undefined && { topP: options.topP }),
-        ...(options.minP !== undefined && { minP: options.minP }),
-        ...(options.seed !== undefined && { seed: options.seed }),
-      });
+      const last = chunks[chunks.length - 1] as { kind: 'text'; tokens: Int32Array };
+      const head: PromptChunk[] = [
+        ...chunks.slice(0, -1),
+        { kind: 'text', tokens: last.tokens.subarray(0, last.tokens.length - 1) },
+      ];
+      await decodeChunks(ctx, head, { seq: job.seq, signal: job.signal });
+      job.token = last.tokens[last.tokens.length - 1] as number;
+      this.batch.start(job.seq, samplingOf(options));
     } catch (e) {
       ctx.removeRange(job.seq, 0);
       throw e;
