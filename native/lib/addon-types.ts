@@ -143,6 +143,7 @@ export interface NativeModel {
     messages: { role: string; content: string }[],
     addGenerationPrompt: boolean,
     templateOverride?: string,
+    jinja?: boolean,
   ): string;
   createContext(params: NativeContextParams): NativeOperation<NativeContext>;
   dispose(): void;

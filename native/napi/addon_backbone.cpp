@@ -560,7 +560,7 @@ Napi::Value AddonModel::token_attr(const Napi::CallbackInfo & info) {
     return o;
 }
 
-// applyChatTemplate([{ role, content }], addGenerationPrompt, templateOverride) -> string
+// applyChatTemplate([{ role, content }], addGenerationPrompt, templateOverride, jinja = true) -> string
 Napi::Value AddonModel::apply_chat_template(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
     auto      m   = get(env);
@@ -579,7 +579,8 @@ Napi::Value AddonModel::apply_chat_template(const Napi::CallbackInfo & info) {
     }
     bool        add_gen = info.Length() < 2 || info[1].ToBoolean().Value();
     std::string tmpl    = info.Length() > 2 && info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "";
-    return Napi::String::New(env, m->apply_chat_template(messages, add_gen, tmpl));
+    bool        jinja   = info.Length() < 4 || info[3].ToBoolean().Value();
+    return Napi::String::New(env, m->apply_chat_template(messages, add_gen, tmpl, jinja));
 }
 
 // createContext({ contextSize, batchSize, ubatchSize, sequences, threads, flashAttention, typeK, typeV,

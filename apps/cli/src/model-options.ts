@@ -18,6 +18,7 @@ export const modelFlags = {
   threads: { type: 'string', short: 't' },
   'ctx-size': { type: 'string', short: 'c' },
   'n-gpu-layers': { type: 'string', short: 'g' },
+  jinja: { type: 'boolean' },
 } as const;
 
 /** `-hf` for run, chat and serve: the model and its mmproj come from the hub (see `mm pull`). */
@@ -176,6 +177,7 @@ export function loadOptions(values: Values, requireMmproj: boolean): MultimodalM
     threads: int('threads', values.threads as string | undefined, 1),
     contextSize: int('ctx-size', values['ctx-size'] as string | undefined, 8),
     gpuLayers: gpu === 'all' ? 'all' : int('n-gpu-layers', gpu, 0),
+    ...(values.jinja === true && { jinja: true }),
   };
 }
 

@@ -202,7 +202,7 @@ bool model::is_eog(int32_t token) const {
 }
 
 std::string model::apply_chat_template(const std::vector<chat_message> & messages, bool add_generation_prompt,
-                                       const std::string & template_override) const {
+                                       const std::string & template_override, bool use_jinja) const {
     try {
         common_chat_templates_ptr tmpls = common_chat_templates_init(model_, template_override);
         if (!tmpls) {
@@ -210,7 +210,7 @@ std::string model::apply_chat_template(const std::vector<chat_message> & message
         }
         common_chat_templates_inputs inputs;
         inputs.add_generation_prompt = add_generation_prompt;
-        inputs.use_jinja             = true;
+        inputs.use_jinja             = use_jinja;
         for (const auto & m : messages) {
             common_chat_msg msg;
             msg.role    = m.role;

@@ -67,10 +67,12 @@ class model {
     bool        is_eog(int32_t token) const;
     void        check_token(int32_t token) const;
 
-    // Renders messages with the model's own Jinja template (or `template_override`) through
-    // llama.cpp's template engine. Throws MM_CHAT_TEMPLATE when it cannot be rendered.
+    // Renders messages with the model's own template (or `template_override`) through llama.cpp's
+    // chat code: the Jinja engine (llama-server's default), or with use_jinja false the built-in
+    // renderings of known templates (llama-mtmd-cli's and llama-cli's default). Throws
+    // MM_CHAT_TEMPLATE when it cannot be rendered.
     std::string apply_chat_template(const std::vector<chat_message> & messages, bool add_generation_prompt,
-                                    const std::string & template_override) const;
+                                    const std::string & template_override, bool use_jinja = true) const;
 
   private:
     explicit model(llama_model * m);

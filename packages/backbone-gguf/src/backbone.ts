@@ -50,6 +50,12 @@ export interface ChatTemplateOptions {
   addGenerationPrompt?: boolean;
   /** A Jinja template to use instead of the model's own. */
   template?: string;
+  /**
+   * Render with llama.cpp's Jinja engine (default true, as llama-server), or with false through
+   * its built-in renderings of known templates, as llama-mtmd-cli and llama-cli do by default
+   * (they differ for some templates, e.g. Qwen's default system message).
+   */
+  jinja?: boolean;
 }
 
 function throttle(fn: (p: number) => void, hz: number): (p: number) => void {
@@ -239,6 +245,7 @@ export class Backbone {
         messages.map((m) => ({ role: m.role, content: m.content })),
         options.addGenerationPrompt ?? true,
         options.template ?? '',
+        options.jinja ?? true,
       ),
     );
   }

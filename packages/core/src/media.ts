@@ -46,6 +46,8 @@ export interface PromptSource {
   readonly backbone: Backbone;
   /** The loaded media encoder's prompt facts; undefined without one. */
   readonly mediaPromptInfo: MediaPromptInfo | undefined;
+  /** Render the chat template with the Jinja engine (llama-server) instead of llama-mtmd-cli's way. */
+  readonly jinja?: boolean;
   embedMedia(ref: MediaRef, options: { signal?: AbortSignal }): Promise<EmbeddedMedia>;
 }
 
@@ -65,7 +67,9 @@ export async function preparePrompt(
   room: { positions: number; what: string },
   signal?: AbortSignal,
 ): Promise<PreparedPrompt> {
-  const tp = tokenizePrompt(source.backbone, messages, source.mediaPromptInfo, room);
+  const tp = tokenizePrompt(source.backbone, messages, source.mediaPromptInfo, room, {
+    jinja: source.jinja,
+  });
   const mrope = usesMrope(source.backbone);
   const chunks: PromptChunk[] = [];
   const pushText = (tokens: Int32Array) => {

@@ -31,6 +31,12 @@ export interface MultimodalModelLoadOptions {
   imageCacheBytes?: number;
   /** Largest image accepted, in pixels (checked from the header before decoding). */
   maxImagePixels?: number;
+  /**
+   * Render the chat template with llama.cpp's Jinja engine, as llama-server does. Default false:
+   * llama-mtmd-cli's rendering (built-in templates), which `mm run` is proven equal to. They
+   * differ for some templates (Qwen's adds a default system message under Jinja).
+   */
+  jinja?: boolean;
   /** Progress while loading, per component, in [0, 1]. */
   onProgress?: (event: { component: 'model' | 'mmproj'; progress: number }) => void;
   signal?: AbortSignal;
@@ -104,6 +110,8 @@ export class MultimodalModel {
   readonly projector: Projector | undefined;
   readonly mmprojInfo: Readonly<MmprojInfo> | undefined;
   readonly imageCache: EmbeddingCache;
+  /** The chat template is rendered with the Jinja engine (see MultimodalModelLoadOptions.jinja). */
+  readonly jinja: boolean;
   readonly #context: Context;
   readonly #maxImagePixels: number | undefined;
   #cached: PromptChunk[] = [];
@@ -118,8 +126,10 @@ export class MultimodalModel {
     info: MmprojInfo | undefined,
     cacheBytes: number,
     maxImagePixels: number | undefined,
+    jinja: boolean,
   ) {
     this.backbone = backbone;
+    this.jinja = jinja;
     this.#context = context;
     this.encoder = encoder;
     this.projector = projector;
@@ -195,6 +205,7 @@ export class MultimodalModel {
         info,
         cacheBytes,
         options.maxImagePixels,
+        options.jinja ?? false,
       );
     } catch (e) {
       for (const o of owned.reverse()) o.dispose();

@@ -30,6 +30,7 @@ export interface TokenizedPrompt {
 
 /**
  * Builds a prompt as llama.cpp does (the model's chat template with a media marker per part,
+ * rendered as llama-mtmd-cli renders it unless `jinja`,
  * parts joined as the pinned chat code joins them) and tokenizes each text segment on its own
  * with special tokens parsed and BOS first, the family's begin/end markers tokenized apart and
  * joined to the text around them (libmtmd's mtmd_tokenize). Checks, before any media is decoded
@@ -41,6 +42,7 @@ export function tokenizePrompt(
   messages: readonly Message[],
   media: (MediaPromptInfo & { nTokensOut?: number }) | undefined,
   room: { positions: number; what: string },
+  options: { jinja?: boolean } = {},
 ): TokenizedPrompt {
   const flat = flattenMessages(messages);
   if (flat.media.length > 0 && !media) {
@@ -49,7 +51,10 @@ export function tokenizePrompt(
       'the conversation has images but no mmproj (vision encoder) was loaded with the model',
     );
   }
-  const prompt = backbone.applyChatTemplate(flat.messages, { addGenerationPrompt: true });
+  const prompt = backbone.applyChatTemplate(flat.messages, {
+    addGenerationPrompt: true,
+    jinja: options.jinja ?? false,
+  });
   const segments = prompt.split(MEDIA_MARKER);
   if (segments.length - 1 !== flat.media.length) {
     throw new MmError(

@@ -23,6 +23,8 @@ export interface BatchedEngineOptions {
   /** KV positions per sequence (default: the model's, at most 4096). */
   contextSize?: number;
   maxImagePixels?: number;
+  /** Render chat templates with the Jinja engine (default true, as llama-server). */
+  jinja?: boolean;
 }
 
 interface Job {
@@ -90,6 +92,7 @@ export class BatchedEngine {
       contextSize: 8,
       batchSize: 512,
       maxImagePixels: o.maxImagePixels,
+      jinja: o.jinja ?? true,
     });
     try {
       const perSequence = o.contextSize ?? Math.min(model.backbone.contextLength || 4096, 4096);

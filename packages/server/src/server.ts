@@ -35,6 +35,8 @@ export interface ChatSlot {
 export interface ServeOptions {
   /** Text-model GGUF. */
   model: string;
+  /** Render chat templates with llama.cpp's Jinja engine (default true, as llama-server). */
+  jinja?: boolean;
   /** mmproj GGUF (vision). */
   mmproj?: string;
   /** Default 127.0.0.1 (loopback only). */
@@ -99,6 +101,7 @@ export async function startServer(options: ServeOptions): Promise<MmServer> {
       threads,
       contextSize: options.contextSize,
       maxImagePixels,
+      jinja: options.jinja,
     });
     try {
       return await listen(engine.slots(), options, () => engine.stats());
@@ -118,6 +121,7 @@ export async function startServer(options: ServeOptions): Promise<MmServer> {
           threads: perSlot,
           contextSize: options.contextSize,
           maxImagePixels,
+          jinja: options.jinja ?? true,
         }),
       );
     }

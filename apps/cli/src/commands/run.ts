@@ -17,6 +17,8 @@ to stderr). Flags follow llama-mtmd-cli:
   -t, --threads <n>         CPU threads
   -c, --ctx-size <n>        context size
   -g, --n-gpu-layers <n|all>
+      --jinja               render the chat template with llama.cpp's Jinja engine
+                            (default: as llama-mtmd-cli, without it)
       --json                print { text, stats } as JSON instead
   -q, --quiet               no timings on stderr`;
 

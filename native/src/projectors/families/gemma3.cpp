@@ -42,7 +42,7 @@ ggml_tensor * build(const blocks::graph_ctx & g, const weight_set & w, const vis
 
 }  // namespace
 
-// <start_of_image> ... (image embeddings) ... <end_of_image>
+// <start_of_image> ... (image embeddings) ... <end_of_image> (mtmd.cpp)
 extern const projector_family gemma3_family = {"gemma3",          validate,           build,           nullptr,
                                                /*causal =*/false, "<start_of_image>", "<end_of_image>"};
 

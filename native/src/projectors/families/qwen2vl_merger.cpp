@@ -56,7 +56,10 @@ ggml_tensor * build_grid(const blocks::graph_ctx & g, const weight_set & w, cons
 
 }  // namespace
 
-extern const projector_family qwen2vl_merger_family  = {"qwen2vl_merger", validate, nullptr, build_grid};
-extern const projector_family qwen25vl_merger_family = {"qwen2.5vl_merger", validate, nullptr, build_grid};
+// <|vision_start|> ... (image embeddings) ... <|vision_end|> (mtmd.cpp)
+extern const projector_family qwen2vl_merger_family = {
+    "qwen2vl_merger", validate, nullptr, build_grid, /*causal =*/true, "<|vision_start|>", "<|vision_end|>"};
+extern const projector_family qwen25vl_merger_family = {
+    "qwen2.5vl_merger", validate, nullptr, build_grid, /*causal =*/true, "<|vision_start|>", "<|vision_end|>"};
 
 }  // namespace mm
