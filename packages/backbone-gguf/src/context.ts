@@ -347,7 +347,7 @@ export class Context {
       if (cells + n > this.contextSize) {
         throw new MmError(
           ErrorCode.MM_OUT_OF_CONTEXT,
-          `${n} ${tokens ? 'tokens' : 'embeddings'} at position ${start} need ${cells + n} KV cells; the context holds ${this.contextSize}`,
+          `${n} ${tokens ? 'tokens' : 'embeddings'} at position ${start} need ${cells + n} positions (KV cells); the context holds ${this.contextSize}`,
           { details: { needed: cells + n, contextSize: this.contextSize } },
         );
       }
@@ -458,7 +458,7 @@ export class Context {
       if (cells + todo.length > this.contextSize) {
         throw new MmError(
           ErrorCode.MM_OUT_OF_CONTEXT,
-          `the prompt needs ${cells + todo.length} KV cells; the context holds ${this.contextSize}`,
+          `the prompt needs ${cells + todo.length} positions; the context holds ${this.contextSize}`,
           { details: { needed: cells + todo.length, contextSize: this.contextSize } },
         );
       }
