@@ -7,6 +7,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "gguf.h"
+#include "graph/gguf_file.h"
 
 namespace mm {
 
@@ -107,6 +108,10 @@ void validate_text_model_file(const std::string & path) {
     if (!g) {
         std::string why = thread_log_errors();
         invalid(path, "not a valid GGUF file" + (why.empty() ? std::string() : " (" + why + ")"));
+    }
+    const std::string bounds = gguf_bounds_violation(g.get());
+    if (!bounds.empty()) {
+        invalid(path, bounds);
     }
     int64_t arch_id = gguf_find_key(g.get(), "general.architecture");
     if (arch_id < 0 || gguf_get_kv_type(g.get(), arch_id) != GGUF_TYPE_STRING) {

@@ -1,8 +1,10 @@
 #include "graph/gguf_file.h"
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <unordered_set>
 
 #include "common/error.h"
 #include "common/log.h"
@@ -28,6 +30,11 @@ std::unique_ptr<gguf_file> gguf_file::open(const std::string & path) {
         f->invalid("not a valid GGUF file" + (why.empty() ? std::string() : " (" + why + ")"));
     }
 
+    const std::string bounds = gguf_bounds_violation(f->gguf_);
+    if (!bounds.empty()) {
+        f->invalid(bounds);
+    }
+
     // Every tensor's data must lie inside the file (a truncated file is caught here, before any read).
     const uint64_t data_offset = gguf_get_data_offset(f->gguf_);
     for (int64_t i = 0; i < gguf_get_n_tensors(f->gguf_); ++i) {
@@ -40,6 +47,29 @@ std::unique_ptr<gguf_file> gguf_file::open(const std::string & path) {
         }
     }
     return f;
+}
+
+std::string gguf_bounds_violation(const gguf_context * g) {
+    constexpr size_t                k_max_key = 65535;  // GGUF spec: keys are at most 2^16 - 1 bytes
+    const int64_t                   n_kv      = gguf_get_n_kv(g);
+    std::unordered_set<std::string> seen;
+    seen.reserve(static_cast<size_t>(n_kv));
+    for (int64_t i = 0; i < n_kv; ++i) {
+        const char * key = gguf_get_key(g, i);
+        const size_t len = std::strlen(key);
+        if (len == 0) {
+            return "key " + std::to_string(i) + " is empty (or starts with a NUL byte)";
+        }
+        if (len > k_max_key) {
+            return "key " + std::to_string(i) + " is " + std::to_string(len) + " bytes long, more than the " +
+                   std::to_string(k_max_key) + " the GGUF spec allows";
+        }
+        if (!seen.emplace(key, len).second) {
+            return "key " + std::to_string(i) + " '" + std::string(key, std::min<size_t>(len, 80)) +
+                   "' appears twice (a NUL byte inside a key?)";
+        }
+    }
+    return std::string();
 }
 
 gguf_file::~gguf_file() {

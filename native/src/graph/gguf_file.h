@@ -60,6 +60,14 @@ class gguf_file {
     ggml_context * meta_      = nullptr;
 };
 
+// The GGUF spec's bounds that ggml's own parser (gguf.cpp) does not enforce, checked on a parsed
+// context before anything reads it: every key non-empty and at most 65535 bytes, and keys unique
+// as C strings (ggml looks keys up with their NUL-terminated text, so "a\0x" would shadow "a").
+// Tensor names (< GGML_MAX_NAME), dimension counts (<= 4), string and array lengths (within the
+// file, <= 2^30) are already refused by gguf.cpp. Returns an empty string when the file is within
+// bounds, else what is wrong.
+std::string gguf_bounds_violation(const gguf_context * g);
+
 // What a tensor is used for decides which ggml types are accepted (ggml's CPU kernels abort on
 // the others): matrices go through ggml_mul_mat, vectors through ggml_add/ggml_mul, etc.
 enum class tensor_use {

@@ -2,8 +2,25 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MmError } from '@mm/errors';
-import { type GgufMetadata, type GgufValue, gv, writeGguf } from '@mm/gguf';
-import { Prng, tinyLlamaSpec } from '@mm/testing';
+import {
+  type GgufMetadata,
+  type GgufValue,
+  ggufToBuffer,
+  gv,
+  readGguf,
+  readGgufFromBuffer,
+  writeGguf,
+} from '@mm/gguf';
+import { probeModel } from '@mm/native';
+import {
+  growGgufString,
+  keyFields,
+  Prng,
+  patchU32,
+  patchU64,
+  tensorFields,
+  tinyLlamaSpec,
+} from '@mm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Backbone } from './backbone.js';
 import { tinyShapes } from './helpers.test-util.js';
@@ -96,6 +113,88 @@ describe('hostile text-model files: typed errors, and other models keep working'
     expect(MmError.isInstance(err)).toBe(true);
     expect(CODES).toContain(err.code);
     if (mention) expect(err.message).toContain(mention);
+    await stillWorks();
+  });
+
+  it('GGUF bounds: both readers refuse what the spec or llama.cpp forbids', async () => {
+    const spec = tinyLlamaSpec({ seed: 3 });
+    // a 65504-byte key first (the writer takes up to 65535), then grown by bytes at offsets
+    const longKey = 'k'.repeat(65535 - 31);
+    const metadata = new Map([
+      [longKey, gv.uint8(1)],
+      ['general.architectureZx', gv.string('clip')],
+      ...(spec.metadata as GgufMetadata),
+    ]);
+    const base = ggufToBuffer({ metadata, tensors: spec.tensors, alignment: 32 });
+    // 'general.architecture\0x' = 'clip', before the real key: C-string lookups find it first
+    const zAt = keyFields(readGgufFromBuffer(base), 'general.architectureZx').type - 2;
+    const shadowed = new Uint8Array(base);
+    shadowed[zAt] = 0;
+    // without the NUL key, the file loads (the long key is within the spec)
+    const clean = new Map(metadata);
+    clean.delete('general.architectureZx');
+    const cleanBuf = ggufToBuffer({ metadata: clean, tensors: spec.tensors, alignment: 32 });
+    const cleanFile = readGgufFromBuffer(cleanBuf);
+    const key = keyFields(cleanFile, longKey).length;
+    const tensor = tensorFields(cleanFile, 'token_embd.weight');
+    const norm = tensorFields(cleanFile, 'output_norm.weight');
+    const tokens = keyFields(cleanFile, 'tokenizer.ggml.tokens');
+    // each message pattern matches both the TS reader's and the native one
+    const cases: [string, Uint8Array, RegExp][] = [
+      [
+        'a key of 65536 bytes',
+        patchU64(growGgufString(cleanBuf, key, 32), key, 65536n),
+        /key 0 is 65536 bytes long, more than the 65535 the GGUF spec allows/,
+      ],
+      ['a NUL in a key that shadows general.architecture', shadowed, /NUL byte/],
+      [
+        'a tensor name of 64 bytes (GGML_MAX_NAME with its NUL)',
+        // 17 + 47 bytes; the long key grows by 17 so that the data section keeps its alignment
+        growGgufString(growGgufString(cleanBuf, key, 17), tensor.name + 17, 47),
+        /name is 64 bytes long|name 0 is too long: 64 >= 64/,
+      ],
+      [
+        'a tensor of 5 dimensions',
+        patchU32(cleanBuf, norm.nDims, 5),
+        /has 5 dimensions, more than 4|number of dimensions: 5 > 4/,
+      ],
+      [
+        'a tensor of 2^32 - 1 dimensions',
+        patchU32(cleanBuf, norm.nDims, 0xffffffff),
+        /4294967295 dimensions, more than 4|number of dimensions: 4294967295 > 4/,
+      ],
+      [
+        'an array of 2^62 tokens',
+        patchU64(cleanBuf, tokens.value + 4, 1n << 62n),
+        /4611686018427387904 elements|failed to read key-value pairs/,
+      ],
+      [
+        'a string of 2^63 bytes',
+        patchU64(cleanBuf, keyFields(cleanFile, 'general.name').value, 1n << 63n),
+        /9223372036854775808 bytes long|string length 9223372036854775808 exceeds/,
+      ],
+    ];
+    expect(readGgufFromBuffer(cleanBuf, { llamaCpp: true }).metadata.size).toBe(clean.size);
+    const ok = join(dir, 'bounds-ok.gguf');
+    writeFileSync(ok, cleanBuf);
+    (await Backbone.load(ok)).dispose();
+    for (const [name, bytes, mention] of cases) {
+      const path = join(dir, `bounds-${name.replace(/\W+/g, '-')}.gguf`);
+      writeFileSync(path, bytes);
+      // Backbone.load reads the header with the TS reader first; probeModel goes straight to the
+      // native checks that run before llama.cpp
+      const backbone = await Backbone.load(path).catch((e) => e);
+      const ts = await readGguf(path, { llamaCpp: true }).catch((e) => e);
+      const native = await probeModel(path).catch((e) => e);
+      expect([name, backbone.code, ts.code, native.code]).toEqual([
+        name,
+        'MM_GGUF_INVALID',
+        'MM_GGUF_INVALID',
+        'MM_GGUF_INVALID',
+      ]);
+      expect([name, ts.message]).toEqual([name, expect.stringMatching(mention)]);
+      expect([name, native.message]).toEqual([name, expect.stringMatching(mention)]);
+    }
     await stillWorks();
   });
 

@@ -1,5 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCode, MmError } from '@mm/errors';
 import { describe, expect, it } from 'vitest';
@@ -234,7 +235,7 @@ describe('hostile input → MmGgufFormatError (MM_GGUF_INVALID)', () => {
     const arch = file.metadataOffsets.get('general.architecture')!;
     expectFormatError(
       patched(buf, arch, u64le(-1n)),
-      /key 0 has length 18446744073709551615 but only/,
+      /key 0 is 18446744073709551615 bytes long, more than the 65535 the GGUF spec allows/,
     );
     const valueLen = arch + 8 + keyBytes('general.architecture') + 4;
     expectFormatError(
@@ -313,7 +314,10 @@ describe('hostile input → MmGgufFormatError (MM_GGUF_INVALID)', () => {
       patched(buf, t0name + nameLen - 8, new TextEncoder().encode('k.weight')),
       /tensor 1 'blk.0.attn_k.weight' is a duplicate name/,
     );
-    expectFormatError(patched(buf, t1.infoOffset, u64le(1n << 50n)), /tensor 1 name has length/);
+    expectFormatError(
+      patched(buf, t1.infoOffset, u64le(1n << 50n)),
+      /tensor 1 name is 1125899906842624 bytes long, more than the 64 the GGUF spec allows/,
+    );
   });
 
   it('array nesting beyond the depth limit', () => {
@@ -384,12 +388,101 @@ describe('hostile input → MmGgufFormatError (MM_GGUF_INVALID)', () => {
     const longName = Buffer.concat([table, new Uint8Array(128 - table.length + 4)]);
     expect(readGgufFromBuffer(longName).tensors[0]!.name.length).toBe(64);
     expect(() => readGgufFromBuffer(longName, { llamaCpp: true })).toThrow(
-      /name is longer than 63 bytes/,
+      /tensor 0 name is 64 bytes long, more than the 63 llama.cpp \(GGML_MAX_NAME with the NUL\) allows/,
     );
     const e = thrown(() => readGgufFromBuffer(gap, { llamaCpp: true }));
     expect((e as Error).message).toMatch(
       /should be 64 \(llama.cpp lays tensors out back to back\)/,
     );
+  });
+
+  it('the spec bounds: keys up to 65535 bytes, tensor names up to 64, no NUL in keys', () => {
+    /** The string whose u64 length is at `at`, `by` bytes longer (alignment kept: by % 32 = 0). */
+    const grown = (buf: Uint8Array, at: number, by: number): Uint8Array => {
+      const len = Number(new DataView(buf.buffer, buf.byteOffset).getBigUint64(at, true));
+      const end = at + 8 + len;
+      const out = Buffer.concat([buf.subarray(0, end), Buffer.alloc(by, 0x61), buf.subarray(end)]);
+      out.writeBigUInt64LE(BigInt(len + by), at);
+      return out;
+    };
+    const key = 'k'.repeat(65535 - 32);
+    const buf = ggufToBuffer({
+      metadata: { [key]: gv.uint8(1), 'general.alignment': gv.uint32(32) },
+      tensors: [{ name: 'n'.repeat(32), type: 'F32', shape: [2], data: new Float32Array(2) }],
+    });
+    const file = readGgufFromBuffer(buf, { llamaCpp: true });
+    const keyAt = file.metadataOffsets.get(key)!;
+    const nameAt = file.tensors[0]!.infoOffset;
+    // a key of exactly 65535 bytes is valid, 65536 is not (in both modes)
+    const key65535 = grown(buf, keyAt, 32);
+    expect([...readGgufFromBuffer(key65535).metadata.keys()][0]!.length).toBe(65535);
+    const key65536 = patched(grown(buf, keyAt, 32), keyAt, u64le(65536n));
+    for (const llamaCpp of [false, true]) {
+      const e = thrown(() => readGgufFromBuffer(key65536, { llamaCpp }));
+      expect(MmError.hasCode(e, 'MM_GGUF_INVALID')).toBe(true);
+      expect((e as Error).message).toMatch(
+        /key 0 is 65536 bytes long, more than the 65535 the GGUF spec allows/,
+      );
+    }
+    // tensor names: 64 bytes is the spec's limit, llama.cpp takes 63
+    const name64 = grown(buf, nameAt, 32);
+    expect(readGgufFromBuffer(name64).tensors[0]!.name).toBe('n'.repeat(32) + 'a'.repeat(32));
+    expect(() => readGgufFromBuffer(name64, { llamaCpp: true })).toThrow(
+      /tensor 0 name is 64 bytes long, more than the 63 llama.cpp/,
+    );
+    const name96 = grown(buf, nameAt, 64);
+    for (const llamaCpp of [false, true]) {
+      expect(() => readGgufFromBuffer(name96, { llamaCpp })).toThrow(
+        llamaCpp
+          ? /name is 96 bytes long/
+          : /name is 96 bytes long, more than the 64 the GGUF spec/,
+      );
+    }
+    // a NUL inside a key: llama.cpp's C-string lookups would see 'kkk...' only
+    const nul = patched(buf, keyAt + 8 + 10, new Uint8Array([0]));
+    expectFormatError(nul, /key 0 'k{10}\\u0000k+\.\.\.' contains a NUL byte/);
+    // the writer refuses what the reader refuses
+    expect(() => ggufToBuffer({ metadata: { ['x'.repeat(65536)]: gv.uint8(1) } })).toThrow(
+      /at most 65535 bytes/,
+    );
+    expect(() => ggufToBuffer({ metadata: { 'a\u0000b': gv.uint8(1) } })).toThrow(/NUL/);
+  });
+
+  it('llamaCpp mode: strings and arrays beyond 2^30 are refused before anything is read', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mm-gguf-bounds-'));
+    try {
+      for (const [what, value] of [
+        ['string', Buffer.concat([u32le(8), u64le((1n << 30n) + 1n)])],
+        ['array', Buffer.concat([u32le(9), u32le(0), u64le((1n << 30n) + 1n)])],
+      ] as const) {
+        const head = Buffer.concat([
+          u32le(0x46554747),
+          u32le(3),
+          u64le(0n),
+          u64le(1n),
+          u64le(1n),
+          new Uint8Array([0x76]),
+          value,
+        ]);
+        // a sparse file big enough to hold the value: only the limit can refuse it
+        const path = join(dir, `${what}.gguf`);
+        writeFileSync(path, head);
+        truncateSync(path, 2 ** 30 + 4096);
+        const t0 = performance.now();
+        const e = await readGguf(path, { llamaCpp: true, maxMetadataBytes: 2 ** 31 }).catch(
+          (x) => x,
+        );
+        expect(MmError.hasCode(e, 'MM_GGUF_INVALID')).toBe(true);
+        expect((e as Error).message).toMatch(
+          what === 'string'
+            ? /key 0 'v' value is 1073741825 bytes long, more than the 1073741824 llama.cpp allows/
+            : /key 0 'v' value has 1073741825 elements, more than llama.cpp's limit of 1073741824/,
+        );
+        expect(performance.now() - t0).toBeLessThan(1000);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('metadata beyond maxMetadataBytes → MM_GGUF_UNSUPPORTED', () => {

@@ -9,6 +9,10 @@ import {
   GGML_REMOVED_TYPES,
   GGUF_DEFAULT_ALIGNMENT,
   GGUF_MAGIC,
+  GGUF_MAX_ARRAY_ELEMENTS,
+  GGUF_MAX_KEY_LENGTH,
+  GGUF_MAX_STRING_LENGTH,
+  GGUF_MAX_TENSOR_NAME_LENGTH,
   GGUF_SCALAR_SIZE,
   GGUF_VERSION,
   type GgmlTypeName,
@@ -27,8 +31,10 @@ import {
 export interface ReadGgufOptions {
   /**
    * Also reject what llama.cpp's loader (gguf.cpp) rejects beyond the GGUF spec: arrays of
-   * arrays, tensor names of 64 bytes or more, and tensor data that is not laid out back to back
-   * (each padded to the alignment) in table order. Default false.
+   * arrays, tensor names of 64 bytes or more, strings and arrays longer than 2^30, and tensor
+   * data that is not laid out back to back (each padded to the alignment) in table order.
+   * Default false. The spec's own bounds (keys up to 65535 bytes, tensor names up to 64 bytes,
+   * at most 4 dimensions) are always enforced.
    */
   llamaCpp?: boolean;
   /** Largest metadata section (header, key/values, tensor table) that is read. Default 256 MiB. */
@@ -232,14 +238,35 @@ interface ParseLimits {
   maxArrayDepth: number;
 }
 
-/** Reads a u64-length-prefixed string. */
-function* readString(c: Cursor, what: string): Generator<number, string, void> {
+/** The bound on string values: gguf.cpp's in llamaCpp mode, else the file size alone. */
+function stringLimit(limits: ParseLimits): StringLimit | undefined {
+  return limits.llamaCpp ? { bytes: GGUF_MAX_STRING_LENGTH, by: 'llama.cpp' } : undefined;
+}
+
+/** A bound on a string's length, and whose bound it is (for messages). */
+interface StringLimit {
+  bytes: number;
+  by: string;
+}
+
+/** Reads a u64-length-prefixed string, within `limit` (checked before anything is read). */
+function* readString(
+  c: Cursor,
+  what: string,
+  limit?: StringLimit,
+): Generator<number, string, void> {
   if (!c.has(8)) {
     c.check(8, `${what} length`);
     yield 8;
   }
   const at = c.pos;
   const len = c.u64();
+  if (limit !== undefined && len > BigInt(limit.bytes)) {
+    throw c.error(
+      `${what} is ${len} bytes long, more than the ${limit.bytes} ${limit.by} allows`,
+      at,
+    );
+  }
   if (len > BigInt(c.remaining())) {
     throw c.error(
       `${what} has length ${len} but only ${c.remaining()} bytes remain in the file`,
@@ -291,6 +318,12 @@ function* readArray(
   }
   const countAt = c.pos;
   const count = c.u64();
+  if (limits.llamaCpp && count > BigInt(GGUF_MAX_ARRAY_ELEMENTS)) {
+    throw c.error(
+      `${what} has ${count} elements, more than llama.cpp's limit of ${GGUF_MAX_ARRAY_ELEMENTS}`,
+      countAt,
+    );
+  }
   const min = minElementBytes(itemType);
   if (count > BigInt(Math.floor(c.remaining() / min))) {
     throw c.error(
@@ -313,7 +346,7 @@ function* readArray(
           }
           c.pos = at;
         }
-        out.push(yield* readString(c, `${what} element ${i}`));
+        out.push(yield* readString(c, `${what} element ${i}`, stringLimit(limits)));
       }
       return { type: 'array', itemType, value: out };
     }
@@ -350,7 +383,7 @@ function* readValue(
   what: string,
   limits: ParseLimits,
 ): Generator<number, GgufValue, void> {
-  if (type === 'string') return { type, value: yield* readString(c, what) };
+  if (type === 'string') return { type, value: yield* readString(c, what, stringLimit(limits)) };
   if (type === 'array') return yield* readArray(c, what, 1, limits);
   const size = GGUF_SCALAR_SIZE[type];
   if (!c.has(size)) {
@@ -419,8 +452,13 @@ function* parseGguf(c: Cursor, limits: ParseLimits): Generator<number, GgufFile,
   const metadataOffsets = new Map<string, number>();
   for (let i = 0; i < nKv; i++) {
     const kvAt = c.pos;
-    const key = yield* readString(c, `key ${i}`);
+    const key = yield* readString(c, `key ${i}`, {
+      bytes: GGUF_MAX_KEY_LENGTH,
+      by: 'the GGUF spec',
+    });
     if (key.length === 0) throw c.error(`key ${i} is empty`, kvAt);
+    // the spec's keys are ASCII names; a NUL would make llama.cpp (C strings) see another key
+    if (key.includes('\0')) throw c.error(`key ${i} ${quote(key)} contains a NUL byte`, kvAt);
     if (metadata.has(key)) throw c.error(`key ${i} ${quote(key)} is a duplicate`, kvAt);
     const what = `key ${i} ${quote(key)}`;
     if (!c.has(4)) {
@@ -461,14 +499,16 @@ function* parseGguf(c: Cursor, limits: ParseLimits): Generator<number, GgufFile,
   const names = new Set<string>();
   for (let i = 0; i < nTensors; i++) {
     const infoAt = c.pos;
-    const name = yield* readString(c, `tensor ${i} name`);
+    const name = yield* readString(
+      c,
+      `tensor ${i} name`,
+      limits.llamaCpp
+        ? { bytes: GGML_MAX_NAME - 1, by: 'llama.cpp (GGML_MAX_NAME with the NUL)' }
+        : { bytes: GGUF_MAX_TENSOR_NAME_LENGTH, by: 'the GGUF spec' },
+    );
     const what = `tensor ${i} ${quote(name)}`;
     if (names.has(name)) throw c.error(`${what} is a duplicate name`, infoAt);
     names.add(name);
-    const nameBytes = c.pos - infoAt - 8;
-    if (limits.llamaCpp && nameBytes >= GGML_MAX_NAME) {
-      throw c.error(`${what}: name is longer than ${GGML_MAX_NAME - 1} bytes`, infoAt);
-    }
     if (!c.has(4)) {
       c.check(4, `${what} n_dims`);
       yield 4;

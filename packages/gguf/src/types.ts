@@ -13,6 +13,13 @@ export const GGUF_DEFAULT_ALIGNMENT = 32;
 export const GGML_MAX_DIMS = 4;
 /** GGML_MAX_NAME: llama.cpp rejects tensor names of this length or longer. */
 export const GGML_MAX_NAME = 64;
+/** GGUF spec: a metadata key is at most 2^16 - 1 bytes long. */
+export const GGUF_MAX_KEY_LENGTH = 65535;
+/** GGUF spec: a tensor name is at most 64 bytes long (llama.cpp: less than GGML_MAX_NAME). */
+export const GGUF_MAX_TENSOR_NAME_LENGTH = 64;
+/** gguf.cpp's GGUF_MAX_STRING_LENGTH and GGUF_MAX_ARRAY_ELEMENTS: llama.cpp reads no more. */
+export const GGUF_MAX_STRING_LENGTH = 1024 * 1024 * 1024;
+export const GGUF_MAX_ARRAY_ELEMENTS = 1024 * 1024 * 1024;
 
 // ---------------------------------------------------------------------------------------------
 // Metadata values

@@ -8,6 +8,7 @@ import {
   GGML_TYPES,
   GGUF_DEFAULT_ALIGNMENT,
   GGUF_MAGIC,
+  GGUF_MAX_KEY_LENGTH,
   GGUF_SCALAR_SIZE,
   GGUF_VERSION,
   type GgmlTypeName,
@@ -320,6 +321,9 @@ export class GgufWriter {
   set(key: string, value: GgufValue): this {
     if (typeof key !== 'string' || key.length === 0)
       throw bad('key', 'metadata keys must be non-empty strings');
+    if (key.includes('\0')) throw bad('key', 'metadata keys must not contain NUL bytes');
+    if (textEncoder.encode(key).length > GGUF_MAX_KEY_LENGTH)
+      throw bad('key', `metadata keys are at most ${GGUF_MAX_KEY_LENGTH} bytes (GGUF spec)`);
     this.metadata.set(key, value);
     return this;
   }

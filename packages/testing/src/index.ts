@@ -34,6 +34,7 @@ export {
   writeTinyGemma3,
   writeTinyGemma3Mmproj,
 } from './gemma3.js';
+export { growGgufString, keyFields, patchU32, patchU64, tensorFields } from './hostile-gguf.js';
 export {
   type BmpOptions,
   encodeBmp,
