@@ -315,6 +315,18 @@ void target_size(const preprocess_params & p, int32_t w, int32_t h, int32_t & ou
 pixel_input preprocess_image(const rgb_image & src, const preprocess_params & p) {
     int32_t tw = 0, th = 0;
     target_size(p, src.width, src.height, tw, th);
+    if (p.align > 0 && p.max_pixels > 0 && static_cast<int64_t>(tw) * th > p.max_pixels) {
+        // libmtmd's smart resize scales the long side to fit max_pixels, then rounds the short side
+        // back UP to one alignment unit: past an aspect ratio of about max_pixels / align^2 : 1 (4096:1
+        // for Qwen-VL) the result overshoots the token limit many times over (libmtmd then encodes
+        // tens of thousands of tokens, or fails to allocate Qwen2.5-VL's window mask and crashes).
+        const int64_t unit = static_cast<int64_t>(p.align) * p.align;
+        fail(error_code::image_too_large,
+             "a " + std::to_string(src.width) + "x" + std::to_string(src.height) + " picture resizes to " +
+                 std::to_string(tw) + "x" + std::to_string(th) + " (" +
+                 std::to_string(static_cast<int64_t>(tw) * th / unit) + " tokens), more than the model's limit of " +
+                 std::to_string(p.max_pixels / unit) + ": its aspect ratio is too extreme");
+    }
     if (tw < 1 || th < 1 || tw > k_max_image_side || th > k_max_image_side) {
         fail(error_code::invalid_argument, "the picture resizes to " + std::to_string(tw) + "x" + std::to_string(th) +
                                                ", outside what the encoder takes");

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "encoders/preprocess.h"
 #include "encoders/vision_hparams.h"
 #include "graph/clip_names.h"
 #include "graph/gguf_file.h"
@@ -135,6 +136,27 @@ vision_hparams load_hparams(const gguf_file & f) {
         f.invalid(std::string(clip::k_n_wa_pattern) + " is required for qwen2.5vl_merger");
     }
     check_range(f, clip::k_n_wa_pattern, wa, 0, n_layer);
+    if (!is_qwen25(hp) && wa > 0) {
+        // libmtmd's Qwen2-VL graph would build window attention from it, but only fills the window
+        // inputs for qwen2.5vl_merger: the windows would be uninitialised memory.
+        f.invalid(std::string(clip::k_n_wa_pattern) + " = " + std::to_string(wa) +
+                  " in a qwen2vl_merger file (window attention is Qwen2.5-VL's)");
+    }
+    if (is_qwen25(hp) && wa == 1) {
+        // every block attends fully: libmtmd's graph then never uses the window mask it builds, and
+        // it aborts looking it up at the first encode
+        fail(error_code::gguf_unsupported, "'" + f.path() + "': " + clip::k_n_wa_pattern +
+                                               " = 1 (every block full, no windows): libmtmd aborts on it; "
+                                               "0 means no windows");
+    }
+    if (is_qwen25(hp) && wa > 0 && k_window_px / (static_cast<int64_t>(patch_size) * k_merge) == 0) {
+        // libmtmd's window loop steps by 112 / patch / 2 tokens: 0 for patches over 56 px, and it
+        // never ends.
+        fail(error_code::gguf_unsupported,
+             "'" + f.path() + "': " + clip::k_patch_size + " = " + std::to_string(patch_size) +
+                 " is wider than half the " + std::to_string(k_window_px) +
+                 "-pixel attention window of qwen2.5vl_merger (at most " + std::to_string(k_window_px / k_merge) + ")");
+    }
 
     hp.image_size     = static_cast<int32_t>(image_size);
     hp.patch_size     = static_cast<int32_t>(patch_size);
@@ -184,10 +206,17 @@ vision_hparams load_hparams(const gguf_file & f) {
     hp.preprocess.pad        = pad_style::ceil;
     hp.preprocess.pad_color  = {0, 0, 0};
     hp.preprocess.image_size = hp.image_size;
-    // a typical square input, for sizing and reports
-    const int32_t side =
-        std::max<int32_t>(hp.preprocess.align, hp.image_size / hp.preprocess.align * hp.preprocess.align);
-    hp.grid      = side / hp.patch_size;
+    // a typical input, for sizing and reports: what an image_size square resizes to (at most
+    // k_max_tokens merged tokens, however large image_size is)
+    int32_t side_w = 0, side_h = 0;
+    dynamic_target_size(hp.image_size, hp.image_size, hp.preprocess.align, hp.preprocess.min_pixels,
+                        hp.preprocess.max_pixels, side_w, side_h);
+    if (side_w != side_h || side_w < hp.preprocess.align ||
+        static_cast<int64_t>(side_w) * side_h > hp.preprocess.max_pixels) {
+        f.invalid("no typical input size for " + std::string(clip::k_image_size) + " = " +
+                  std::to_string(hp.image_size));
+    }
+    hp.grid      = side_w / hp.patch_size;
     hp.n_patches = hp.grid * hp.grid;
     return hp;
 }
@@ -285,8 +314,10 @@ vision_graph build(const blocks::graph_ctx & g, const weight_set & w, const visi
     inp = ggml_permute(ctx, inp, 0, 2, 1, 3);
     inp = ggml_cont_3d(ctx, inp, E, n, 1);
 
-    const bool             use_window = hp.n_wa_pattern > 0;
-    const qwen2vl::windows win        = qwen2vl::make_windows(npx, npy, hp.patch_size, hp.attn_window, use_window);
+    const bool use_window = hp.n_wa_pattern > 0;
+    // the mask only when some block attends within windows (an input outside the graph has no buffer)
+    const bool             use_mask = use_window && hp.n_wa_pattern > 1;
+    const qwen2vl::windows win      = qwen2vl::make_windows(npx, npy, hp.patch_size, hp.attn_window, use_mask);
 
     // positions [y, x, y, x] of every patch, in the order the rows have after the window permutation
     std::vector<int32_t> positions(static_cast<size_t>(n) * 4);
@@ -319,10 +350,12 @@ vision_graph build(const blocks::graph_ctx & g, const weight_set & w, const visi
     ggml_tensor * window_mask = nullptr;
     if (use_window) {
         ggml_tensor * inv_idx = out.inputs.add_i32(ctx, "inv_window_idx", win.inv_idx);
-        window_mask           = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, n, n);
-        ggml_set_name(window_mask, "window_mask");
-        ggml_set_input(window_mask);
-        out.inputs.f32.emplace_back(window_mask, win.mask);
+        if (use_mask) {
+            window_mask = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, n, n);
+            ggml_set_name(window_mask, "window_mask");
+            ggml_set_input(window_mask);
+            out.inputs.f32.emplace_back(window_mask, win.mask);
+        }
         inpL = ggml_reshape_2d(ctx, inpL, E * 4, n / 4);
         inpL = ggml_get_rows(ctx, inpL, inv_idx);
         inpL = ggml_reshape_3d(ctx, inpL, E, n, 1);
