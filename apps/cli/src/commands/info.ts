@@ -1,5 +1,6 @@
 import { systemInfo } from '@mm/native';
 import { type CliIo, ExitCode, formatBytes } from '../io.js';
+import { markers, VISION_FAMILIES } from './families.js';
 
 export const infoHelp = `mm info [--json]
 
@@ -10,7 +11,7 @@ features and the thread count. MM_CPU_VARIANT=<name> forces a variant (e.g. hasw
 export function runInfo(io: CliIo, json: boolean): number {
   const info = systemInfo();
   if (json) {
-    io.out(`${JSON.stringify(info, null, 2)}\n`);
+    io.out(`${JSON.stringify({ ...info, visionFamilies: VISION_FAMILIES }, null, 2)}\n`);
     return ExitCode.ok;
   }
   const on = Object.entries(info.cpuFeatures)
@@ -42,6 +43,11 @@ export function runInfo(io: CliIo, json: boolean): number {
     `hardware threads   ${info.hardwareThreads}`,
     `gpu offload        ${info.supportsGpuOffload ? 'yes' : 'no'}`,
     `mmap / mlock       ${info.supportsMmap ? 'yes' : 'no'} / ${info.supportsMlock ? 'yes' : 'no'}`,
+    'vision families    (own graphs; mm inspect <mmproj> tells which a file takes)',
+    ...VISION_FAMILIES.map(
+      (f) =>
+        `  ${f.family.padEnd(17)}${f.encoder.padEnd(8)} ${f.resolution}; markers ${markers(f.imageBegin, f.imageEnd)}; ${f.causal ? 'causal' : 'non-causal'} span`,
+    ),
   ];
   io.out(`${lines.join('\n')}\n`);
   return ExitCode.ok;

@@ -1,11 +1,14 @@
 import { readGguf, summarizeGguf } from '@mm/gguf';
 import { type CliIo, ExitCode, formatBytes, formatCount } from '../io.js';
+import { mmprojPath, mmprojRows } from './families.js';
 
 export const inspectHelp = `mm inspect <file.gguf> [--json] [--tensors]
 
 Reads a GGUF file's header (never its weights) and prints its architecture, parameter count,
 tensor table summary and, for an mmproj, the encoders present, projector family, image size
-and patch size. --tensors lists every tensor.`;
+and patch size, then what mm makes of it: its own graph for the family (or why not), fixed
+or dynamic resolution (with the pixel and token limits), the markers around each image and
+whether the image span is causal. --tensors lists every tensor.`;
 
 export async function runInspect(
   io: CliIo,
@@ -15,17 +18,19 @@ export async function runInspect(
 ): Promise<number> {
   const file = await readGguf(path);
   const s = summarizeGguf(file);
+  const mm = s.mmproj?.hasVisionEncoder ? await mmprojPath(path) : null;
   if (json) {
+    const summary = mm ? { ...s, mm } : s;
     const out = tensors
       ? {
-          ...s,
+          ...summary,
           tensors: file.tensors.map((t) => ({
             name: t.name,
             type: t.type,
             shape: t.shape.map(Number),
           })),
         }
-      : s;
+      : summary;
     io.out(`${JSON.stringify(out, null, 2)}\n`);
     return ExitCode.ok;
   }
@@ -69,6 +74,7 @@ export async function runInspect(
       row('vision blocks', m.visionBlockCount),
       row('projection dim', m.projectionDim),
     );
+    if (mm) lines.push(...mmprojRows(mm, row));
   }
   if (tensors) {
     lines.push('', 'tensors:');

@@ -1,0 +1,145 @@
+import { MmError } from '@mm/errors';
+import { inspectMmproj, type MmprojInfo } from '@mm/projectors';
+
+/**
+ * The vision families mm runs with its own graphs, as `mm info` lists them: the encoder, how a
+ * picture is sized, the markers libmtmd puts around each image and whether the LLM attends to the
+ * image span causally. (`mm inspect <mmproj>` reads the same facts from a file; a test checks this
+ * table against it.)
+ */
+export interface VisionFamily {
+  family: string;
+  encoder: string;
+  resolution: string;
+  imageBegin: string;
+  imageEnd: string;
+  causal: boolean;
+}
+
+export const VISION_FAMILIES: readonly VisionFamily[] = [
+  ...(['mlp', 'mlp_norm', 'ldp', 'ldpv2'] as const).map((family) => ({
+    family,
+    encoder: 'clip',
+    resolution: 'fixed (image_size square)',
+    imageBegin: '',
+    imageEnd: '',
+    causal: true,
+  })),
+  ...(['qwen2vl_merger', 'qwen2.5vl_merger'] as const).map((family) => ({
+    family,
+    encoder: 'qwen2vl',
+    resolution: `dynamic (8-4096 tokens of 2x2 patches, M-RoPE${family === 'qwen2.5vl_merger' ? ', 112-px windows' : ''})`,
+    imageBegin: '<|vision_start|>',
+    imageEnd: '<|vision_end|>',
+    causal: true,
+  })),
+  {
+    family: 'gemma3',
+    encoder: 'siglip',
+    resolution: 'fixed (image_size square, pooled)',
+    imageBegin: '<start_of_image>',
+    imageEnd: '<end_of_image>',
+    causal: false,
+  },
+];
+
+export function markers(begin: string, end: string): string {
+  return begin || end ? `${begin || '-'} ... ${end || '-'}` : 'none';
+}
+
+/** What mm's own graphs make of an mmproj, for `mm inspect` (header only, no weights). */
+export interface MmprojPath {
+  /** 'own graph' when mm runs the file, else why not. */
+  path: string;
+  error?: { code: string; message: string };
+  family?: string;
+  encoderFamily?: string;
+  dynamicResolution?: boolean;
+  /** Fixed-size families: the square input side. */
+  inputSize?: number;
+  /** Dynamic resolution: sides are multiples of `align` px, minPixels..maxPixels in all. */
+  align?: number;
+  minPixels?: number;
+  maxPixels?: number;
+  minTokens?: number;
+  maxTokens?: number;
+  /** Image tokens of a fixed-size picture (dynamic: of the typical one). */
+  imageTokens?: number;
+  resize?: string;
+  /** Qwen2.5-VL: every n-th block attends fully, the others within 112-px windows (0: none). */
+  windowPattern?: number;
+  imageBegin?: string;
+  imageEnd?: string;
+  causal?: boolean;
+  /** The projection width: the text model's n_embd. */
+  nEmbdOut?: number;
+}
+
+export async function mmprojPath(path: string): Promise<MmprojPath> {
+  let info: MmprojInfo;
+  try {
+    info = await inspectMmproj(path);
+  } catch (e) {
+    if (!MmError.isInstance(e)) throw e;
+    return {
+      path: e.code === 'MM_UNSUPPORTED_FAMILY' ? 'not supported by mm' : 'refused',
+      error: { code: e.code, message: e.message },
+    };
+  }
+  const p = info.preprocess;
+  const out: MmprojPath = {
+    path: 'own graph',
+    family: info.family,
+    encoderFamily: info.encoderFamily,
+    dynamicResolution: info.dynamicResolution,
+  };
+  if (info.dynamicResolution && p.align && p.minPixels && p.maxPixels) {
+    const unit = p.align * p.align;
+    Object.assign(out, {
+      align: p.align,
+      minPixels: p.minPixels,
+      maxPixels: p.maxPixels,
+      minTokens: Math.floor(p.minPixels / unit),
+      maxTokens: Math.floor(p.maxPixels / unit),
+    });
+  } else {
+    out.inputSize = p.imageSize;
+  }
+  return Object.assign(out, {
+    imageTokens: info.nTokensOut,
+    resize: `${p.resize}, pad ${p.pad}`,
+    windowPattern: info.windowPattern,
+    imageBegin: info.imageBegin,
+    imageEnd: info.imageEnd,
+    causal: info.causal,
+    nEmbdOut: info.nEmbdOut,
+  });
+}
+
+/** `mm inspect` rows for an mmproj's path through mm. */
+export function mmprojRows(m: MmprojPath, row: (k: string, v: unknown) => string): string[] {
+  if (m.error) return [row('mm', `${m.path}: ${m.error.code}: ${m.error.message}`)];
+  const rows = [row('mm', `${m.path}: ${m.family} (encoder ${m.encoderFamily})`)];
+  if (m.dynamicResolution) {
+    rows.push(
+      row(
+        'resolution',
+        `dynamic: sides multiples of ${m.align} px, ${m.minPixels}-${m.maxPixels} pixels (${m.minTokens}-${m.maxTokens} tokens), ${m.resize}`,
+      ),
+    );
+  } else {
+    rows.push(
+      row('resolution', `fixed: ${m.inputSize}x${m.inputSize}, ${m.resize}`),
+      row('image tokens', m.imageTokens),
+    );
+  }
+  if (m.windowPattern) {
+    rows.push(row('attention', `112-px windows, full every ${m.windowPattern} blocks`));
+  }
+  rows.push(
+    row('image markers', markers(m.imageBegin ?? '', m.imageEnd ?? '')),
+    row('image span', m.causal ? 'causal' : 'non-causal (attends both ways)'),
+    row('output width', `${m.nEmbdOut} (the text model's n_embd)`),
+  );
+  return rows;
+}
