@@ -41,8 +41,12 @@ std::shared_ptr<vision_encoder> vision_encoder::load(const std::string & path, c
 
     // Flash attention when the backend has it (libmtmd's CLIP_FLASH_ATTN_TYPE_AUTO): probe a graph
     // of the typical size built with it, and build without when the main backend cannot run it.
+    // the typical input: the fixed size, or the dynamic families' typical square (hp.grid)
     int32_t w0 = 0, h0 = 0;
     target_size(enc->hp_.preprocess, enc->hp_.image_size, enc->hp_.image_size, w0, h0);
+    if (enc->hp_.dynamic) {
+        w0 = h0 = enc->hp_.grid * enc->hp_.patch_size;
+    }
     enc->flash_attn_ = params.flash_attn != 0;
     if (params.flash_attn < 0) {
         shaped_graph & probe = enc->graph_for(w0, h0);

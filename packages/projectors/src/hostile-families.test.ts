@@ -426,17 +426,25 @@ describe('hostile qwen2vl_merger, qwen2.5vl_merger and gemma3 mmproj files are t
     }
   });
 
-  it('a huge image_size leaves the typical Qwen input within the 4096-token limit (no 16 GiB graph)', async () => {
+  it('a huge image_size does not size the typical Qwen input (built at load) past libmtmd warmup', async () => {
     for (const family of qwen) {
       const s = spec(family);
       meta(s).set('clip.vision.image_size', gv.uint32(8192));
       const path = join(dir, `huge-image-size-${family}.gguf`);
       await writeGguf(path, s);
       const info = await inspectMmproj(path);
-      // an 8192-px square resizes to 1024 x 1024 (patch 8): 64 x 64 merged tokens
-      expect([info.gridSize, info.nPatches, info.nTokensOut]).toEqual([128, 16384, 4096]);
+      // an 8192-px square would resize to 1024 x 1024 (patch 8: 4096 tokens, and a 1 GiB
+      // Qwen2.5-VL window mask at load); the typical input is libmtmd's 46 x 46-token warmup
+      expect([info.gridSize, info.nPatches, info.nTokensOut]).toEqual([92, 8464, 2116]);
       using proj = await Projector.load(path, { threads: 1 });
-      expect(proj.info.nTokensOut).toBe(4096);
+      using enc = await VisionEncoder.load(path, { threads: 1 });
+      expect([proj.info.nTokensOut, enc.info.gridSize]).toEqual([2116, 92]);
+      // and pictures still resize beyond it (100 tokens wide here)
+      using f = (
+        await enc.encodeChunks(Image.fromRGB(syntheticImage(1600, 160, 3).data, 1600, 160))
+      )[0]!;
+      using e = await proj.project(f);
+      expect([e.nx, e.ny]).toEqual([100, 10]);
     }
   });
 

@@ -83,6 +83,8 @@ constexpr int32_t  k_merge      = 2;
 constexpr int32_t k_min_tokens = 8;
 constexpr int32_t k_max_tokens = 4096;
 constexpr int32_t k_window_px  = 112;
+// libmtmd's set_warmup_n_tokens(46*46) "to avoid OOM on warmup"
+constexpr int32_t k_warmup_side = 46;
 
 void check_range(const gguf_file & f, const char * key, int64_t v, int64_t lo, int64_t hi) {
     if (v < lo || v > hi) {
@@ -206,8 +208,8 @@ vision_hparams load_hparams(const gguf_file & f) {
     hp.preprocess.pad        = pad_style::ceil;
     hp.preprocess.pad_color  = {0, 0, 0};
     hp.preprocess.image_size = hp.image_size;
-    // a typical input, for sizing and reports: what an image_size square resizes to (at most
-    // k_max_tokens merged tokens, however large image_size is)
+    // a typical input, for sizing and reports (the graph built at load): what an image_size square
+    // resizes to, at most libmtmd's warmup size of 46x46 merged tokens however large image_size is
     int32_t side_w = 0, side_h = 0;
     dynamic_target_size(hp.image_size, hp.image_size, hp.preprocess.align, hp.preprocess.min_pixels,
                         hp.preprocess.max_pixels, side_w, side_h);
@@ -216,6 +218,7 @@ vision_hparams load_hparams(const gguf_file & f) {
         f.invalid("no typical input size for " + std::string(clip::k_image_size) + " = " +
                   std::to_string(hp.image_size));
     }
+    side_w       = std::min(side_w, k_warmup_side * hp.preprocess.align);
     hp.grid      = side_w / hp.patch_size;
     hp.n_patches = hp.grid * hp.grid;
     return hp;
