@@ -160,6 +160,9 @@ token_matrix vision_encoder::encode_pixels(const pixel_input & pixels, const std
     for (const auto & [tensor, values] : sg.vg.inputs.f32) {
         ggml_backend_tensor_set(tensor, values.data(), 0, ggml_nbytes(tensor));
     }
+    for (const auto & fill : sg.vg.inputs.deferred) {
+        fill();
+    }
     rt_->compute(sg.holder->gf(), cancel);
     token_matrix out;
     out.n_embd   = static_cast<int32_t>(sg.vg.out->ne[0]);

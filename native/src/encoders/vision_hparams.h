@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,9 @@ struct vision_hparams {
 struct graph_inputs {
     std::vector<std::pair<ggml_tensor *, std::vector<int32_t>>> i32;
     std::vector<std::pair<ggml_tensor *, std::vector<float>>>   f32;
+    // Inputs written at every compute instead of kept with the cached graph (a Qwen2.5-VL window
+    // mask is n_patches^2 floats: 1 GiB at 4096 tokens); each writes its own tensor.
+    std::vector<std::function<void()>> deferred;
 
     ggml_tensor * add_i32(ggml_context * ctx, const char * name, std::vector<int32_t> values) {
         ggml_tensor * t = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, static_cast<int64_t>(values.size()));

@@ -157,6 +157,9 @@ token_matrix projector::project(const token_matrix & features, const std::atomic
     for (const auto & [tensor, values] : sg.io.inputs.f32) {
         ggml_backend_tensor_set(tensor, values.data(), 0, ggml_nbytes(tensor));
     }
+    for (const auto & fill : sg.io.inputs.deferred) {
+        fill();
+    }
     rt_->compute(sg.holder->gf(), cancel);
     token_matrix out;
     out.n_embd   = static_cast<int32_t>(sg.out->ne[0]);

@@ -17,6 +17,7 @@
 #include "common/error.h"
 #include "encoders/preprocess.h"
 #include "encoders/vision_hparams.h"
+#include "ggml-backend.h"
 #include "graph/clip_names.h"
 #include "graph/gguf_file.h"
 #include "graph/runtime.h"
@@ -25,7 +26,7 @@ namespace mm {
 
 namespace qwen2vl {
 
-windows make_windows(int32_t npx, int32_t npy, int32_t patch_size, int32_t window_px, bool with_mask) {
+windows make_windows(int32_t npx, int32_t npy, int32_t patch_size, int32_t window_px) {
     constexpr int merge = 2;
     const int     pw    = npx / merge;
     const int     ph    = npy / merge;
@@ -39,13 +40,8 @@ windows make_windows(int32_t npx, int32_t npy, int32_t patch_size, int32_t windo
         }
         return w;
     }
-    const int    grid_window = std::max(1, window_px / patch_size / merge);
-    const size_t n           = static_cast<size_t>(npx) * npy;
-    if (with_mask) {
-        w.mask.assign(n * n, std::numeric_limits<float>::lowest());
-    }
-    int    dst      = 0;
-    size_t mask_row = 0;
+    const int grid_window = std::max(1, window_px / patch_size / merge);
+    int       dst         = 0;
     for (int y = 0; y < ph; y += grid_window) {
         for (int x = 0; x < pw; x += grid_window) {
             const int win_h = std::min(grid_window, ph - y);
@@ -59,17 +55,31 @@ windows make_windows(int32_t npx, int32_t npy, int32_t patch_size, int32_t windo
                     ++dst;
                 }
             }
-            if (with_mask) {
-                for (int r = 0; r < win_h * win_w * merge * merge; ++r) {
-                    float * row = w.mask.data() + mask_row * n;
-                    std::fill(row + static_cast<size_t>(dst_0) * merge * merge,
-                              row + static_cast<size_t>(dst) * merge * merge, 0.0f);
-                    ++mask_row;
-                }
-            }
+            w.spans.emplace_back(dst_0, dst);
         }
     }
     return w;
+}
+
+void write_window_mask(ggml_tensor * mask, const windows & w) {
+    constexpr int64_t mpow = 4;  // patches per merged token
+    const int64_t     n    = mask->ne[0];
+    if (mask->type != GGML_TYPE_F32 || mask->ne[1] != n || static_cast<int64_t>(w.idx.size()) * mpow != n) {
+        fail(error_code::internal, "window mask of the wrong shape");
+    }
+    // the rows of one window's patches are equal: 0 over the window's columns
+    std::vector<float> row(static_cast<size_t>(n), std::numeric_limits<float>::lowest());
+    int64_t            r = 0;
+    for (const auto & [first, end] : w.spans) {
+        std::fill(row.begin() + first * mpow, row.begin() + end * mpow, 0.0f);
+        for (int64_t k = 0; k < (end - first) * mpow; ++k, ++r) {
+            ggml_backend_tensor_set(mask, row.data(), static_cast<size_t>(r * n) * sizeof(float), n * sizeof(float));
+        }
+        std::fill(row.begin() + first * mpow, row.begin() + end * mpow, std::numeric_limits<float>::lowest());
+    }
+    if (r != n) {
+        fail(error_code::internal, "the windows do not cover the patches");
+    }
 }
 
 }  // namespace qwen2vl
@@ -320,7 +330,7 @@ vision_graph build(const blocks::graph_ctx & g, const weight_set & w, const visi
     const bool use_window = hp.n_wa_pattern > 0;
     // the mask only when some block attends within windows (an input outside the graph has no buffer)
     const bool             use_mask = use_window && hp.n_wa_pattern > 1;
-    const qwen2vl::windows win      = qwen2vl::make_windows(npx, npy, hp.patch_size, hp.attn_window, use_mask);
+    const qwen2vl::windows win      = qwen2vl::make_windows(npx, npy, hp.patch_size, hp.attn_window);
 
     // positions [y, x, y, x] of every patch, in the order the rows have after the window permutation
     std::vector<int32_t> positions(static_cast<size_t>(n) * 4);
@@ -357,7 +367,7 @@ vision_graph build(const blocks::graph_ctx & g, const weight_set & w, const visi
             window_mask = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, n, n);
             ggml_set_name(window_mask, "window_mask");
             ggml_set_input(window_mask);
-            out.inputs.f32.emplace_back(window_mask, win.mask);
+            out.inputs.deferred.emplace_back([window_mask, win]() { qwen2vl::write_window_mask(window_mask, win); });
         }
         inpL = ggml_reshape_2d(ctx, inpL, E * 4, n / 4);
         inpL = ggml_get_rows(ctx, inpL, inv_idx);

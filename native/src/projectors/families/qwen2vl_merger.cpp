@@ -43,7 +43,7 @@ ggml_tensor * build_grid(const blocks::graph_ctx & g, const weight_set & w, cons
     x = blocks::ffn(g, x, w.get(clip::llava_proj(0, "weight")), w.get(clip::llava_proj(0, "bias")), nullptr, nullptr,
                     w.get(clip::llava_proj(2, "weight")), w.get(clip::llava_proj(2, "bias")), blocks::ffn_op::gelu);
     if (hp.n_wa_pattern > 0) {
-        const qwen2vl::windows win = qwen2vl::make_windows(io.nx, io.ny, hp.patch_size, hp.attn_window, false);
+        const qwen2vl::windows win = qwen2vl::make_windows(io.nx, io.ny, hp.patch_size, hp.attn_window);
         ggml_tensor *          idx = io.inputs.add_i32(g.ctx, "window_idx", win.idx);
         x                          = ggml_reshape_2d(g.ctx, x, hp.projection_dim, n / 4);
         x                          = ggml_get_rows(g.ctx, x, idx);
