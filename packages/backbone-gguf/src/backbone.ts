@@ -1,4 +1,10 @@
-import { ErrorCode, MmDisposedError, MmError, MmInvalidArgumentError } from '@mm/errors';
+import {
+  checkSignal,
+  ErrorCode,
+  MmDisposedError,
+  MmError,
+  MmInvalidArgumentError,
+} from '@mm/errors';
 import { readGguf } from '@mm/gguf';
 import { callNative, loadAddon, type ModelInfo, type NativeModel, runNative } from '@mm/native';
 import { Context, type ContextOptions } from './context.js';
@@ -98,10 +104,7 @@ export class Backbone {
     if (typeof path !== 'string' || path.length === 0) {
       throw new MmInvalidArgumentError('path', 'must be a non-empty string');
     }
-    const { signal } = options;
-    if (signal !== undefined && !(signal instanceof AbortSignal)) {
-      throw new TypeError('signal must be an AbortSignal');
-    }
+    const signal = checkSignal(options.signal);
     signal?.throwIfAborted();
     const gpuLayers = options.gpuLayers === 'all' ? -1 : (options.gpuLayers ?? 0);
     if (!Number.isInteger(gpuLayers) || gpuLayers < -1) {

@@ -1,10 +1,12 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import {
+  checkSignal,
   ErrorCode,
   fromNative,
   MmDisposedError,
   MmError,
   MmInvalidArgumentError,
+  SerialQueue,
 } from '@mm/errors';
 import {
   callNative,
@@ -17,7 +19,6 @@ import {
 import { type Backbone, toInt32Array } from './backbone.js';
 import { PushStream } from './push-stream.js';
 import { type SamplingOptions, toNativeSampling } from './sampling.js';
-import { Serial } from './serial.js';
 import { TextStream } from './text-stream.js';
 
 export type KvCacheType =
@@ -140,13 +141,6 @@ interface Span {
 }
 const STATE_MAGIC = 0x4d4d4b56; // 'MMKV'
 
-function checkSignal(signal: AbortSignal | undefined): void {
-  if (signal !== undefined && !(signal instanceof AbortSignal)) {
-    throw new TypeError('signal must be an AbortSignal');
-  }
-  signal?.throwIfAborted();
-}
-
 function positiveInt(name: string, v: number | undefined, min = 1): number | undefined {
   if (v === undefined) return undefined;
   if (!Number.isInteger(v) || v < min)
@@ -165,7 +159,7 @@ export class Context {
   readonly batchSize: number;
   readonly sequences: number;
   #native: NativeContext | undefined;
-  readonly #serial = new Serial();
+  readonly #serial = new SerialQueue();
   /** Per sequence: what each KV position holds (a token id, or -1 for an embedding). */
   readonly #history: number[][];
   /** Per sequence: embedding spans whose cell count differs from their positions (M-RoPE). */
@@ -186,7 +180,7 @@ export class Context {
 
   /** @internal use Backbone.createContext */
   static async create(backbone: Backbone, model: NativeModel, o: ContextOptions): Promise<Context> {
-    checkSignal(o.signal);
+    checkSignal(o.signal)?.throwIfAborted();
     const kv = o.kvCacheType ?? 'f16';
     const [typeK, typeV] = typeof kv === 'string' ? [kv, kv] : [kv.k, kv.v];
     if (o.pooling !== undefined && !(o.pooling in POOLING)) {
@@ -299,7 +293,7 @@ export class Context {
 
   /** Decodes tokens or embeddings into a sequence; returns the logits asked for. */
   decode(options: DecodeOptions): Promise<DecodeResult> {
-    checkSignal(options.signal);
+    checkSignal(options.signal)?.throwIfAborted();
     return this.#serial.run(async () => {
       const native = this.native;
       const seq = options.seq ?? 0;
@@ -386,7 +380,7 @@ export class Context {
    * context stays usable.
    */
   generate(options: GenerateOptions): Generation {
-    checkSignal(options.signal);
+    checkSignal(options.signal)?.throwIfAborted();
     if (
       options.stop !== undefined &&
       (!Array.isArray(options.stop) || options.stop.some((s) => typeof s !== 'string' || s === ''))
@@ -518,7 +512,7 @@ export class Context {
 
   /** Pooled embedding of a text (context made with `embeddings: true`). */
   embed(text: string, options: { signal?: AbortSignal } = {}): Promise<Float32Array> {
-    checkSignal(options.signal);
+    checkSignal(options.signal)?.throwIfAborted();
     const tokens = this.backbone.tokenize(text, { addBos: true });
     return this.#serial.run(() => this.#run((c) => c.embed(tokens), options.signal));
   }
@@ -568,7 +562,7 @@ export class Context {
 
   /** Saves the KV cache (one sequence, or everything) with the token history, as a Buffer. */
   saveState(options: { seq?: number; signal?: AbortSignal } = {}): Promise<Buffer> {
-    checkSignal(options.signal);
+    checkSignal(options.signal)?.throwIfAborted();
     return this.#serial.run(async () => {
       const seq = options.seq ?? -1;
       const history = seq < 0 ? this.#history : [this.#seqHistory(seq)];
@@ -588,7 +582,7 @@ export class Context {
     state: Uint8Array,
     options: { seq?: number; signal?: AbortSignal } = {},
   ): Promise<void> {
-    checkSignal(options.signal);
+    checkSignal(options.signal)?.throwIfAborted();
     return this.#serial.run(async () => {
       const buf = Buffer.from(state.buffer, state.byteOffset, state.byteLength);
       if (buf.length < 12 || buf.readUInt32LE(0) !== STATE_MAGIC || buf.readUInt32LE(4) !== 1) {

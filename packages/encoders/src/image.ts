@@ -1,7 +1,7 @@
 import { open } from 'node:fs/promises';
-import { ErrorCode, MmError, MmInvalidArgumentError } from '@mm/errors';
+import { checkSignal, ErrorCode, MmError, MmInvalidArgumentError } from '@mm/errors';
 import { callNative, loadAddon, runNative } from '@mm/native';
-import { checkPath, checkSignal } from './options.js';
+import { checkPath } from './options.js';
 
 /** The default pixel limit: images with more pixels are MM_IMAGE_TOO_LARGE before decoding. */
 export const DEFAULT_MAX_PIXELS = 50_000_000;

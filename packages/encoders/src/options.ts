@@ -9,13 +9,6 @@ export interface ComputeOptions {
   gpu?: boolean;
 }
 
-export function checkSignal(signal: unknown): AbortSignal | undefined {
-  if (signal !== undefined && !(signal instanceof AbortSignal)) {
-    throw new TypeError('signal must be an AbortSignal');
-  }
-  return signal;
-}
-
 export function resolveThreads(threads: number | undefined): number {
   const t = threads ?? availableParallelism();
   if (!Number.isInteger(t) || t < 1 || t > 512) {

@@ -1,7 +1,6 @@
-import { MmInvalidArgumentError } from '@mm/errors';
+import { checkSignal, MmInvalidArgumentError } from '@mm/errors';
 import { loadAddon, type NativePreprocessParams, runNative } from '@mm/native';
 import { Image } from './image.js';
-import { checkSignal } from './options.js';
 
 /** Pillow-compatible resampling filters (libmtmd's). */
 export type ResizeAlgorithm = 'bilinear' | 'bicubic' | 'lanczos';

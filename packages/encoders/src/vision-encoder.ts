@@ -1,4 +1,4 @@
-import { MmDisposedError, MmInvalidArgumentError } from '@mm/errors';
+import { checkSignal, MmDisposedError, MmInvalidArgumentError, SerialQueue } from '@mm/errors';
 import {
   callNative,
   loadAddon,
@@ -9,15 +9,8 @@ import {
 } from '@mm/native';
 import { Features } from './features.js';
 import { Image } from './image.js';
-import {
-  type ComputeOptions,
-  checkPath,
-  checkSignal,
-  resolveGpu,
-  resolveThreads,
-} from './options.js';
+import { type ComputeOptions, checkPath, resolveGpu, resolveThreads } from './options.js';
 import type { PreprocessedImage, PreprocessParams } from './preprocess.js';
-import { Serial } from './serial.js';
 
 export interface VisionEncoderLoadOptions extends ComputeOptions {
   /** Flash attention: 'auto' (default) uses it when the backend runs it, as libmtmd does. */
@@ -42,7 +35,7 @@ export class VisionEncoder {
   readonly path: string;
   readonly info: Readonly<VisionEncoderInfo>;
   #native: NativeVisionEncoder | undefined;
-  readonly #serial = new Serial();
+  readonly #serial = new SerialQueue();
 
   private constructor(path: string, native: NativeVisionEncoder) {
     this.path = path;

@@ -7,3 +7,5 @@ export {
   type MmErrorOptions,
   MmInvalidArgumentError,
 } from './mm-error.js';
+export { SerialQueue } from './serial-queue.js';
+export { checkSignal } from './signal.js';

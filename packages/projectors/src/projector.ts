@@ -1,6 +1,13 @@
 import { availableParallelism } from 'node:os';
 import { type Features, nativeFeatures } from '@mm/encoders';
-import { ErrorCode, MmDisposedError, MmError, MmInvalidArgumentError } from '@mm/errors';
+import {
+  checkSignal,
+  ErrorCode,
+  MmDisposedError,
+  MmError,
+  MmInvalidArgumentError,
+  SerialQueue,
+} from '@mm/errors';
 import {
   callNative,
   loadAddon,
@@ -36,13 +43,6 @@ export const SUPPORTED_PROJECTOR_FAMILIES = [
   'qwen2.5vl_merger',
   'gemma3',
 ] as const;
-
-function checkSignal(signal: unknown): AbortSignal | undefined {
-  if (signal !== undefined && !(signal instanceof AbortSignal)) {
-    throw new TypeError('signal must be an AbortSignal');
-  }
-  return signal;
-}
 
 function checkMmprojPath(mmproj: unknown): string {
   if (typeof mmproj !== 'string' || mmproj.length === 0) {
@@ -110,7 +110,7 @@ export class Projector {
   readonly path: string;
   readonly info: Readonly<ProjectorInfo>;
   #native: NativeProjector | undefined;
-  #tail: Promise<unknown> = Promise.resolve();
+  readonly #serial = new SerialQueue();
 
   private constructor(path: string, native: NativeProjector) {
     this.path = path;
@@ -193,7 +193,7 @@ export class Projector {
           `[${this.info.nTokensIn}, ${this.info.nEmbdIn}]: they come from another vision encoder`,
       );
     }
-    const run = async (): Promise<Embeddings> => {
+    return this.#serial.run(async () => {
       const r = await runNative(() => native.project(tensor), signal);
       const embeddings = new Embeddings(r.embeddings, r.projectMs);
       if (signal?.aborted) {
@@ -201,10 +201,7 @@ export class Projector {
         throw signal.reason;
       }
       return embeddings;
-    };
-    const next = this.#tail.then(run, run);
-    this.#tail = next.catch(() => undefined);
-    return next;
+    });
   }
 
   /**
@@ -214,8 +211,7 @@ export class Projector {
   dispose(): void {
     const n = this.native;
     this.#native = undefined;
-    const release = async (): Promise<void> => n.dispose();
-    this.#tail = this.#tail.then(release, release);
+    void this.#serial.run(() => n.dispose());
   }
 
   [Symbol.dispose](): void {

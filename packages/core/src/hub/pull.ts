@@ -1,4 +1,4 @@
-import { ErrorCode, MmError, MmInvalidArgumentError } from '@mm/errors';
+import { checkSignal, ErrorCode, MmError, MmInvalidArgumentError } from '@mm/errors';
 import {
   cachedPath,
   defaultCacheDir,
@@ -83,10 +83,7 @@ function checkOptions(options: PullModelOptions): void {
   if (typeof options !== 'object' || options === null) {
     throw new MmInvalidArgumentError('options', 'must be an object');
   }
-  const { signal } = options;
-  if (signal !== undefined && !(signal instanceof AbortSignal)) {
-    throw new MmInvalidArgumentError('signal', 'must be an AbortSignal');
-  }
+  checkSignal(options.signal, 'argument');
   for (const k of ['maxRetries', 'retryDelayMs', 'stallTimeoutMs'] as const) {
     const v = options[k];
     if (v !== undefined && (!Number.isInteger(v) || v < 0 || (k === 'maxRetries' && v > 20))) {
