@@ -4,7 +4,9 @@ import { Image } from '@mm/encoders';
 import { MmError } from '@mm/errors';
 import { tinyLlamaFixture } from '@mm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ModelComponents } from './components.js';
 import { answers, ask, tiny } from './helpers.test-util.js';
+import { preparePrompt } from './media.js';
 import { MultimodalModel } from './multimodal-model.js';
 
 describe('MultimodalModel on tiny-shapes', () => {
@@ -177,5 +179,37 @@ describe('MultimodalModel.load errors', () => {
     await expect(m.chat([{ role: 'user', content: 'x' }])).rejects.toMatchObject({
       code: 'MM_DISPOSED',
     });
+  });
+});
+
+describe('ModelComponents: the parts without a context', () => {
+  it('prepare the same prompt as a MultimodalModel, share nothing with it, and dispose once', async () => {
+    const parts = await ModelComponents.load({ model: tiny.llm, mmproj: tiny.mmproj, threads: 2 });
+    const model = await MultimodalModel.load({ model: tiny.llm, mmproj: tiny.mmproj, threads: 2 });
+    try {
+      expect(parts.threads).toBe(2);
+      expect(parts.mediaPromptInfo).toEqual(model.mediaPromptInfo);
+      const messages = ask(join(tiny.samples, 'sample_000.png'), 'What color is the shape?');
+      const room = { positions: model.contextSize, what: 'the context' };
+      const a = await preparePrompt(parts, messages, room);
+      const b = await preparePrompt(model, messages, room);
+      expect(a.positions).toBe(b.positions);
+      expect(a.chunks.map((c) => (c.kind === 'text' ? Array.from(c.tokens) : c.key))).toEqual(
+        b.chunks.map((c) => (c.kind === 'text' ? Array.from(c.tokens) : c.key)),
+      );
+      expect(a.cacheHits).toBe(0);
+      expect((await preparePrompt(parts, messages, room)).cacheHits).toBe(1);
+      expect(model.imageCache.size).toBe(1);
+      expect(model.components).toBeInstanceOf(ModelComponents);
+    } finally {
+      model.dispose();
+    }
+    parts.dispose();
+    expect(parts.disposed).toBe(true);
+    expect(() => parts.dispose()).toThrow(expect.objectContaining({ code: 'MM_DISPOSED' }));
+    parts[Symbol.dispose]();
+    await expect(
+      parts.embedMedia({ modality: 'image', input: join(tiny.samples, 'sample_000.png') }),
+    ).rejects.toMatchObject({ code: 'MM_DISPOSED' });
   });
 });

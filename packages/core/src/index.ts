@@ -1,4 +1,16 @@
 export {
+  type AnswerTimes,
+  type ChatOptions,
+  type ChatResult,
+  type ChatStats,
+  ChatStream,
+  chatStats,
+  type PromptStats,
+  samplingOf,
+  streamChat,
+} from './chat.js';
+export { ModelComponents, type ModelComponentsLoadOptions } from './components.js';
+export {
   defaultCacheDir,
   type FileProgress,
   type HubFile,
@@ -38,14 +50,7 @@ export {
   type MediaRef,
   type Message,
   type Modality,
+  parseDataUrl,
 } from './messages.js';
-export {
-  type ChatOptions,
-  type ChatResult,
-  type ChatStats,
-  ChatStream,
-  MultimodalModel,
-  type MultimodalModelLoadOptions,
-  samplingOf,
-} from './multimodal-model.js';
+export { MultimodalModel, type MultimodalModelLoadOptions } from './multimodal-model.js';
 export { checkRoom, type MediaPromptInfo, type TokenizedPrompt, tokenizePrompt } from './prompt.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { EmbeddingCache, pixelKey } from './image-cache.js';
-import { flattenMessages, MEDIA_MARKER } from './messages.js';
+import { flattenMessages, MEDIA_MARKER, parseDataUrl } from './messages.js';
 
 describe('flattenMessages', () => {
   it('joins text parts with a newline and puts the marker in with no separator', () => {
@@ -38,6 +38,21 @@ describe('flattenMessages', () => {
 
 const chunk = (n: number) => ({
   chunks: [{ rows: new Float32Array(n), nTokens: 1, nx: 1, ny: 1, causal: true }],
+});
+
+describe('parseDataUrl', () => {
+  it('splits a data: URL into media type, encoding and payload; anything else is undefined', () => {
+    expect(parseDataUrl('data:image/png;base64,AAAA')).toEqual({
+      mediaType: 'image/png',
+      base64: true,
+      payload: 'AAAA',
+    });
+    expect(parseDataUrl('data:,hello')).toEqual({ mediaType: '', base64: false, payload: 'hello' });
+    expect(parseDataUrl('data:image/png;base64,')?.payload).toBe('');
+    for (const url of ['image.png', 'https://x/a.png', 'data:image/png;base64', ' data:,x']) {
+      expect(parseDataUrl(url)).toBeUndefined();
+    }
+  });
 });
 
 describe('EmbeddingCache', () => {

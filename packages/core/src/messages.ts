@@ -102,6 +102,15 @@ export function flattenMessages(messages: readonly Message[]): {
 
 const DATA_URL = /^data:([^;,]*)(;base64)?,/;
 
+/** A `data:` URL's media type, whether its payload is base64, and the payload; undefined if not one. */
+export function parseDataUrl(
+  url: string,
+): { mediaType: string; base64: boolean; payload: string } | undefined {
+  const m = DATA_URL.exec(url);
+  if (!m) return undefined;
+  return { mediaType: m[1] ?? '', base64: m[2] !== undefined, payload: url.slice(m[0].length) };
+}
+
 /** Decodes an image input to pixels (validating sizes before any big allocation). */
 export async function loadImage(
   input: ImageInput,
@@ -109,11 +118,11 @@ export async function loadImage(
 ): Promise<Image> {
   if (input instanceof Image) return input;
   if (typeof input === 'string') {
-    const m = DATA_URL.exec(input);
-    if (m) {
-      if (!m[2])
+    const data = parseDataUrl(input);
+    if (data) {
+      if (!data.base64)
         throw new MmError(ErrorCode.MM_IMAGE_DECODE, 'only base64 data: URLs are supported');
-      const bytes = Buffer.from(input.slice(m[0].length), 'base64');
+      const bytes = Buffer.from(data.payload, 'base64');
       if (bytes.length === 0)
         throw new MmError(ErrorCode.MM_IMAGE_DECODE, 'the data: URL holds no bytes');
       return Image.fromBuffer(bytes, options);

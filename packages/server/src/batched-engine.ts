@@ -3,28 +3,27 @@ import {
   type ChatOptions,
   type ChatResult,
   type ChatStats,
-  ChatStream,
+  type ChatStream,
+  chatStats,
   decodeChunks,
   type Message,
-  MultimodalModel,
+  ModelComponents,
+  type ModelComponentsLoadOptions,
   type PromptChunk,
+  type PromptStats,
   preparePrompt,
   samplingOf,
+  streamChat,
 } from '@mm/core';
-import { ErrorCode, MmError } from '@mm/errors';
+import { checkSignal, ErrorCode, MmError, SerialQueue } from '@mm/errors';
 import type { ChatSlot } from './server.js';
 
-export interface BatchedEngineOptions {
-  model: string;
-  mmproj?: string;
+/** What ModelComponents.load takes, and how the context is cut into sequences. */
+export interface BatchedEngineOptions extends ModelComponentsLoadOptions {
   /** Sequences decoded together (one per request). */
   parallel: number;
-  threads: number;
   /** KV positions per sequence (default: the model's, at most 4096). */
   contextSize?: number;
-  maxImagePixels?: number;
-  /** Render chat templates with the Jinja engine (default true, as llama-server). */
-  jinja?: boolean;
 }
 
 interface Job {
@@ -37,75 +36,55 @@ interface Job {
   maxTokens: number;
   text: TextStream;
   onText: (t: string) => void;
-  t0: number;
-  tPrefill: number;
-  firstAt: number;
-  stats: Omit<
-    ChatStats,
-    | 'prefillMs'
-    | 'decodeMs'
-    | 'timeToFirstTokenMs'
-    | 'generatedTokens'
-    | 'tokensPerSecond'
-    | 'stopReason'
-  >;
+  prompt: PromptStats;
+  /** When the request began, its prefill began and its first token came (0: not yet). */
+  start: number;
+  prefill: number;
+  firstToken: number;
   resolve: (r: ChatResult) => void;
   reject: (e: unknown) => void;
 }
 
 /**
  * Continuous batching: N sequences of one context decode together, one native decode per step
- * with the next token of every active request; a new request is prefilled (images encoded,
- * prompt decoded into its own sequence) between steps and joins the next one.
+ * with the next token of every active request; a new request is prefilled (its media embedded,
+ * its prompt decoded into its own sequence) between steps and joins the next one.
  */
 export class BatchedEngine {
-  readonly model: MultimodalModel;
+  readonly components: ModelComponents;
   readonly context: Context;
   readonly batch: BatchDecoder;
   readonly perSequence: number;
-  readonly #maxImagePixels: number | undefined;
   readonly #active = new Map<number, Job>();
-  #lock: Promise<unknown> = Promise.resolve();
+  /** The context: prefills and steps take turns. */
+  readonly #serial = new SerialQueue();
   #looping = false;
   #disposed = false;
   readonly #counts = { steps: 0, rows: 0, maxRows: 0 };
 
-  private constructor(
-    model: MultimodalModel,
-    context: Context,
-    perSequence: number,
-    maxImagePixels?: number,
-  ) {
-    this.model = model;
+  private constructor(components: ModelComponents, context: Context, perSequence: number) {
+    this.components = components;
     this.context = context;
     this.batch = BatchDecoder.create(context);
     this.perSequence = perSequence;
-    this.#maxImagePixels = maxImagePixels;
   }
 
   static async load(o: BatchedEngineOptions): Promise<BatchedEngine> {
-    // The MultimodalModel gives the components (its own small context stays unused).
-    const model = await MultimodalModel.load({
-      model: o.model,
-      mmproj: o.mmproj,
-      threads: o.threads,
-      contextSize: 8,
-      batchSize: 512,
-      maxImagePixels: o.maxImagePixels,
-      jinja: o.jinja ?? true,
-    });
+    const { parallel, contextSize, ...load } = o;
+    const components = await ModelComponents.load(load);
     try {
-      const perSequence = o.contextSize ?? Math.min(model.backbone.contextLength || 4096, 4096);
-      const context = await model.backbone.createContext({
-        contextSize: perSequence * o.parallel,
-        sequences: o.parallel,
+      const perSequence = contextSize ?? Math.min(components.backbone.contextLength || 4096, 4096);
+      const context = await components.backbone.createContext({
+        contextSize: perSequence * parallel,
+        sequences: parallel,
         batchSize: 2048,
         ubatchSize: 512,
-        threads: o.threads,
+        threads: components.threads,
+        signal: o.signal,
       });
-      return new BatchedEngine(model, context, perSequence, o.maxImagePixels);
+      return new BatchedEngine(components, context, perSequence);
     } catch (e) {
-      model.dispose();
+      components.dispose();
       throw e;
     }
   }
@@ -121,28 +100,12 @@ export class BatchedEngine {
     return Array.from({ length: this.context.sequences }, (_, seq) => ({
       chat: (messages: readonly Message[], options?: ChatOptions) =>
         this.#respond(seq, messages, options ?? {}, () => undefined),
-      stream: (messages: readonly Message[], options: ChatOptions = {}) => {
-        const stop = new AbortController();
-        const signal = options.signal
-          ? AbortSignal.any([options.signal, stop.signal])
-          : stop.signal;
-        const stream = new ChatStream((s) =>
-          this.#respond(seq, messages, { ...options, signal }, (t) => s.push(t)),
-        );
-        stream.onStop(() => stop.abort(new MmError(ErrorCode.MM_ABORTED, 'the stream was closed')));
-        stream.watch(options.signal);
-        return stream;
-      },
+      stream: (messages: readonly Message[], options: ChatOptions = {}): ChatStream =>
+        streamChat(options, (o, onText) => this.#respond(seq, messages, o, onText)),
       dispose: () => {
         if (seq === 0) this.dispose();
       },
     }));
-  }
-
-  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.#lock.then(fn, fn);
-    this.#lock = next.catch(() => undefined);
-    return next;
   }
 
   async #respond(
@@ -152,12 +115,12 @@ export class BatchedEngine {
     onText: (t: string) => void,
   ): Promise<ChatResult> {
     if (this.#disposed) throw new MmError(ErrorCode.MM_DISPOSED, 'the server is closing');
-    const { signal } = options;
+    const signal = checkSignal(options.signal);
     signal?.throwIfAborted();
-    const t0 = performance.now();
-    // Media: outside the lock (the encoder is not the context), so steps go on meanwhile.
-    const prep = await preparePrompt(
-      this.model,
+    const start = performance.now();
+    // Media: outside the queue (the encoder is not the context), so steps go on meanwhile.
+    const { chunks, ...prompt } = await preparePrompt(
+      this.components,
       messages,
       { positions: this.perSequence, what: 'a sequence' },
       signal,
@@ -168,29 +131,24 @@ export class BatchedEngine {
         seq,
         signal,
         token: 0,
-        pos: prep.positions - 1,
+        pos: prompt.positions - 1,
         generated: 0,
         maxTokens: options.maxTokens ?? Number.POSITIVE_INFINITY,
         text: new TextStream(options.stop ?? []),
         onText,
-        t0,
-        tPrefill: 0,
-        firstAt: 0,
-        stats: {
-          promptTokens: prep.positions,
-          cachedTokens: 0,
-          images: prep.media,
-          imageTokens: prep.mediaTokens,
-          imageCacheHits: prep.cacheHits,
-          encodeMs: prep.encodeMs,
-        },
+        prompt,
+        start,
+        prefill: 0,
+        firstToken: 0,
         resolve,
         reject,
       };
-      this.#exclusive(() => this.#prefill(job, prep.chunks, options)).then(
-        () => this.#run(),
-        (e) => reject(e),
-      );
+      this.#serial
+        .run(() => this.#prefill(job, chunks, options))
+        .then(
+          () => this.#run(),
+          (e) => reject(e),
+        );
     });
   }
 
@@ -198,7 +156,7 @@ export class BatchedEngine {
   async #prefill(job: Job, chunks: PromptChunk[], options: ChatOptions): Promise<void> {
     job.signal?.throwIfAborted();
     const ctx = this.context;
-    job.tPrefill = performance.now();
+    job.prefill = performance.now();
     ctx.removeRange(job.seq, 0);
     try {
       const last = chunks[chunks.length - 1] as { kind: 'text'; tokens: Int32Array };
@@ -222,7 +180,7 @@ export class BatchedEngine {
     this.#looping = true;
     try {
       while (this.#active.size > 0 && !this.#disposed) {
-        await this.#exclusive(() => this.#step());
+        await this.#serial.run(() => this.#step());
       }
     } finally {
       this.#looping = false;
@@ -247,7 +205,7 @@ export class BatchedEngine {
     }
     for (const [i, job] of jobs.entries()) {
       const tok = out[i] as number;
-      if (job.firstAt === 0) job.firstAt = performance.now();
+      if (job.firstToken === 0) job.firstToken = performance.now();
       const reason = this.#advance(job, tok);
       if (reason) this.#end(job, reason);
     }
@@ -255,7 +213,7 @@ export class BatchedEngine {
 
   /** Takes a sampled token; says why the job ends, if it does. */
   #advance(job: Job, tok: number): ChatStats['stopReason'] | undefined {
-    const backbone = this.model.backbone;
+    const backbone = this.components.backbone;
     if (backbone.isEndOfGeneration(tok)) return 'eog';
     job.generated++;
     const t = job.text.push(backbone.tokenBytes(tok));
@@ -282,20 +240,14 @@ export class BatchedEngine {
     }
     const rest = job.text.end();
     if (rest) job.onText(rest);
-    const end = performance.now();
-    const firstAt = job.firstAt || end;
+    const { start, prefill, firstToken } = job;
     job.resolve({
       text: job.text.text,
-      stats: {
-        ...job.stats,
-        prefillMs: firstAt - job.tPrefill,
-        decodeMs: end - firstAt,
-        timeToFirstTokenMs: firstAt - job.t0,
-        generatedTokens: job.generated,
-        tokensPerSecond:
-          job.generated > 1 ? ((job.generated - 1) * 1000) / Math.max(end - firstAt, 1e-3) : 0,
-        stopReason: reason,
-      },
+      stats: chatStats(
+        job.prompt,
+        { start, prefill, firstToken, end: performance.now() },
+        { cachedTokens: 0, generatedTokens: job.generated, stopReason: reason },
+      ),
     });
   }
 
@@ -307,6 +259,6 @@ export class BatchedEngine {
     this.#active.clear();
     this.batch.dispose();
     this.context.dispose();
-    this.model.dispose();
+    this.components.dispose();
   }
 }

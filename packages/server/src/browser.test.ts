@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type BrowserContext, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { answers, tiny } from './helpers.test-util.js';
-import { type MmServer, startServer } from './server.js';
+import { answers, startTiny, tiny } from './helpers.test-util.js';
+import type { MmServer } from './server.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const haveChromium = existsSync(CHROMIUM);
@@ -21,7 +21,7 @@ describe.skipIf(!haveChromium)('web demo in headless Debian chromium', () => {
   let profile: string;
 
   beforeAll(async () => {
-    server = await startServer({ model: tiny.llm, mmproj: tiny.mmproj, port: 0, threads: 2 });
+    server = await startTiny();
     profile = mkdtempSync(join(tmpdir(), 'mm-chromium-'));
     // A fresh profile folder: the persistent-context form of --user-data-dir.
     browser = await chromium.launchPersistentContext(profile, {

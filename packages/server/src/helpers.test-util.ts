@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { type MmServer, type ServeOptions, startServer } from './server.js';
 
 /** The tiny-shapes copy that ships in @mm/demo (in the repo: a fresh clone has it). */
 const dir = join(
@@ -22,6 +23,16 @@ export interface AnswerItem {
 
 export function answers(): AnswerItem[] {
   return JSON.parse(readFileSync(join(tiny.samples, 'answers.json'), 'utf8')).items;
+}
+
+/** The expected answer to `question` about sample `index`. */
+export function answerOf(index: number, question: string): string | undefined {
+  return answers()[index]?.questions.find((q) => q.question === question)?.answer;
+}
+
+/** A server of tiny-shapes on loopback (a free port, 2 threads); `options` add to or override that. */
+export function startTiny(options: Partial<ServeOptions> = {}): Promise<MmServer> {
+  return startServer({ model: tiny.llm, mmproj: tiny.mmproj, port: 0, threads: 2, ...options });
 }
 
 export function dataUrl(image: string): string {

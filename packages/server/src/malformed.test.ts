@@ -1,7 +1,7 @@
 import { crc32 } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { answers, ask, dataUrl, health, postJson, tiny } from './helpers.test-util.js';
-import { type MmServer, startServer } from './server.js';
+import { answerOf, ask, dataUrl, health, postJson, startTiny, tiny } from './helpers.test-util.js';
+import type { MmServer } from './server.js';
 
 /** A PNG whose header claims `w`×`h` pixels (no image data: a decoding "bomb" stand-in). */
 function pngHeader(w: number, h: number): Buffer {
@@ -24,23 +24,14 @@ describe('mm serve survives malformed requests (each gets a 4xx JSON error)', ()
     model: 'tiny-shapes-llm',
     messages: ask(dataUrl('sample_004.png'), 'What color is the shape?'),
   });
-  const goodAnswer = answers()[4]?.questions.find(
-    (q) => q.question === 'What color is the shape?',
-  )?.answer;
+  const goodAnswer = answerOf(4, 'What color is the shape?');
   const withImage = (u: string) => ({
     model: 'tiny-shapes-llm',
     messages: ask(u, 'What color is the shape?'),
   });
 
   beforeAll(async () => {
-    server = await startServer({
-      model: tiny.llm,
-      mmproj: tiny.mmproj,
-      port: 0,
-      threads: 2,
-      parallel: 1,
-      limits: { maxQueue: 1 },
-    });
+    server = await startTiny({ parallel: 1, limits: { maxQueue: 1 } });
     url = `${server.url}/v1/chat/completions`;
   });
   afterAll(async () => server?.close());
@@ -203,13 +194,7 @@ describe('mm serve survives malformed requests (each gets a 4xx JSON error)', ()
 
 describe('mm serve: per-request timeout', () => {
   it('a request that runs past the limit is a 408 and frees its slot', async () => {
-    const server = await startServer({
-      model: tiny.llm,
-      mmproj: tiny.mmproj,
-      port: 0,
-      threads: 2,
-      limits: { requestTimeoutMs: 1 },
-    });
+    const server = await startTiny({ limits: { requestTimeoutMs: 1 } });
     try {
       const r = await postJson(`${server.url}/v1/chat/completions`, {
         model: 'tiny-shapes-llm',

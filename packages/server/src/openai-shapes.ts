@@ -1,4 +1,10 @@
-import type { ChatOptions, ChatStats, ContentPart, Message } from '@mm/core';
+import {
+  type ChatOptions,
+  type ChatStats,
+  type ContentPart,
+  type Message,
+  parseDataUrl,
+} from '@mm/core';
 import { badRequest } from './http-error.js';
 import type { ServerLimits } from './limits.js';
 
@@ -15,7 +21,6 @@ export interface ChatRequest {
 
 const ROLES = new Set(['system', 'user', 'assistant', 'developer']);
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
-const DATA_URL = /^data:([^;,]*)(;base64)?,/;
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
@@ -43,10 +48,11 @@ function optionalNumber(
 
 /** Checks a data: URL's base64 strictly (Buffer.from ignores bad characters) and its size. */
 function checkDataUrl(url: string, param: string, limits: ServerLimits): void {
-  const m = DATA_URL.exec(url);
-  if (!m) throw badRequest('image_url.url must be a data: URL', param, 'invalid_image_url');
-  if (!m[2]) throw badRequest('only base64 data: URLs are supported', param, 'invalid_image_url');
-  const payload = url.slice(m[0].length);
+  const data = parseDataUrl(url);
+  if (!data) throw badRequest('image_url.url must be a data: URL', param, 'invalid_image_url');
+  if (!data.base64)
+    throw badRequest('only base64 data: URLs are supported', param, 'invalid_image_url');
+  const { payload } = data;
   if (payload.length === 0)
     throw badRequest('the data: URL holds no bytes', param, 'invalid_image');
   if (payload.length % 4 !== 0 || !BASE64.test(payload)) {

@@ -3,8 +3,8 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { answers, ask, postJson, tiny } from './helpers.test-util.js';
-import { type MmServer, startServer } from './server.js';
+import { answers, ask, postJson, startTiny, tiny } from './helpers.test-util.js';
+import type { MmServer } from './server.js';
 
 describe('--allow-remote-images (an image host on loopback)', () => {
   let images: Server;
@@ -20,11 +20,7 @@ describe('--allow-remote-images (an image host on loopback)', () => {
     });
     await new Promise<void>((r) => images.listen(0, '127.0.0.1', r));
     host = `http://127.0.0.1:${(images.address() as AddressInfo).port}`;
-    server = await startServer({
-      model: tiny.llm,
-      mmproj: tiny.mmproj,
-      port: 0,
-      threads: 2,
+    server = await startTiny({
       limits: { allowRemoteImages: true, maxImageBytes: 1024 * 1024 },
     });
   });

@@ -1,8 +1,17 @@
 import { MultimodalModel } from '@mm/core';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { answers, ask, dataUrl, health, postJson, tiny } from './helpers.test-util.js';
-import { type MmServer, startServer } from './server.js';
+import {
+  answerOf,
+  answers,
+  ask,
+  dataUrl,
+  health,
+  postJson,
+  startTiny,
+  tiny,
+} from './helpers.test-util.js';
+import type { MmServer } from './server.js';
 
 describe('mm serve with the official openai client, on loopback, tiny-shapes', () => {
   let server: MmServer;
@@ -21,13 +30,7 @@ describe('mm serve with the official openai client, on loopback, tiny-shapes', (
   }
 
   beforeAll(async () => {
-    server = await startServer({
-      model: tiny.llm,
-      mmproj: tiny.mmproj,
-      port: 0,
-      parallel: 2,
-      threads: 2,
-    });
+    server = await startTiny({ parallel: 2 });
     client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
     reference = await MultimodalModel.load({ model: tiny.llm, mmproj: tiny.mmproj, threads: 2 });
   });
@@ -129,22 +132,17 @@ describe('mm serve with the official openai client, on loopback, tiny-shapes', (
     expect(stopped.choices[0]?.message.content).toBe(' a red');
     expect(stopped.choices[0]?.finish_reason).toBe('stop');
 
-    const a = await client.chat.completions.create({
-      model: 'tiny-shapes-llm',
-      messages,
-      temperature: 1.5,
-      top_p: 0.9,
-      seed: 42,
-      max_tokens: 8,
-    });
-    const b = await client.chat.completions.create({
-      model: 'tiny-shapes-llm',
-      messages,
-      temperature: 1.5,
-      top_p: 0.9,
-      seed: 42,
-      max_tokens: 8,
-    });
+    const seeded = () =>
+      client.chat.completions.create({
+        model: 'tiny-shapes-llm',
+        messages,
+        temperature: 1.5,
+        top_p: 0.9,
+        seed: 42,
+        max_tokens: 8,
+      });
+    const a = await seeded();
+    const b = await seeded();
     expect(b.choices[0]?.message.content).toBe(a.choices[0]?.message.content);
   });
 
@@ -220,13 +218,7 @@ describe('mm serve with the official openai client, on loopback, tiny-shapes', (
 describe('mm serve: API key, demo page', () => {
   let server: MmServer;
   beforeAll(async () => {
-    server = await startServer({
-      model: tiny.llm,
-      mmproj: tiny.mmproj,
-      port: 0,
-      threads: 2,
-      apiKey: 'sekret',
-    });
+    server = await startTiny({ apiKey: 'sekret' });
   });
   afterAll(async () => server?.close());
 
@@ -244,9 +236,7 @@ describe('mm serve: API key, demo page', () => {
       model: 'tiny-shapes-llm',
       messages: ask(dataUrl('sample_001.png'), 'What shape is it?'),
     });
-    expect(r.choices[0]?.message.content?.trim()).toBe(
-      answers()[1]?.questions.find((q) => q.question === 'What shape is it?')?.answer,
-    );
+    expect(r.choices[0]?.message.content?.trim()).toBe(answerOf(1, 'What shape is it?'));
     expect((await fetch(`${server.url}/health`)).status).toBe(200);
     const page = await fetch(`${server.url}/`);
     expect(page.status).toBe(200);

@@ -21,7 +21,7 @@ import {
   timings,
   usage,
 } from './openai-shapes.js';
-import { fetchImageAsDataUrl } from './remote-image.js';
+import { fetchRemoteMedia } from './remote-image.js';
 import { SlotPool } from './slots.js';
 import { loadStaticFiles, type StaticFile } from './static-files.js';
 
@@ -37,7 +37,7 @@ export interface ServeOptions {
   model: string;
   /** Render chat templates with llama.cpp's Jinja engine (default true, as llama-server). */
   jinja?: boolean;
-  /** mmproj GGUF (vision). */
+  /** mmproj GGUF (media encoder + projector). */
   mmproj?: string;
   /** Default 127.0.0.1 (loopback only). */
   host?: string;
@@ -92,16 +92,18 @@ export async function startServer(options: ServeOptions): Promise<MmServer> {
   if (!Number.isInteger(parallel) || parallel < 1 || parallel > 64)
     throw new MmInvalidArgumentError('parallel', 'must be an integer in [1, 64]');
   const threads = options.threads ?? (await import('node:os')).availableParallelism();
-  const maxImagePixels = options.limits?.maxImagePixels ?? DEFAULT_LIMITS.maxImagePixels;
+  const components = {
+    model: options.model,
+    mmproj: options.mmproj,
+    maxImagePixels: options.limits?.maxImagePixels ?? DEFAULT_LIMITS.maxImagePixels,
+    jinja: options.jinja ?? true,
+  };
   if ((options.engine ?? 'batch') === 'batch') {
     const engine = await BatchedEngine.load({
-      model: options.model,
-      mmproj: options.mmproj,
+      ...components,
       parallel,
       threads,
       contextSize: options.contextSize,
-      maxImagePixels,
-      jinja: options.jinja,
     });
     try {
       return await listen(engine.slots(), options, () => engine.stats());
@@ -116,12 +118,9 @@ export async function startServer(options: ServeOptions): Promise<MmServer> {
     for (let i = 0; i < parallel; i++) {
       slots.push(
         await MultimodalModel.load({
-          model: options.model,
-          mmproj: options.mmproj,
+          ...components,
           threads: perSlot,
           contextSize: options.contextSize,
-          maxImagePixels,
-          jinja: options.jinja ?? true,
         }),
       );
     }
@@ -227,7 +226,7 @@ export async function listen(
     };
     reply.raw.on('close', onClose);
     try {
-      await fetchRemoteImages(req, limits, ac.signal);
+      await fetchRemoteMedia(req, limits, ac.signal);
       const slot = await pool.acquire(ac.signal);
       const queuedMs = performance.now() - arrived;
       try {
@@ -309,19 +308,9 @@ function unknownModel(id: string): HttpError {
   });
 }
 
-async function fetchRemoteImages(req: ChatRequest, limits: ServerLimits, signal: AbortSignal) {
-  for (const r of req.remoteImages) {
-    r.part.image_url.url = await fetchImageAsDataUrl(r.url, {
-      maxBytes: limits.maxImageBytes,
-      timeoutMs: limits.remoteImageTimeoutMs,
-      signal,
-    });
-  }
-}
-
 /**
  * SSE in OpenAI's chunk format. Nothing is sent before the first token (or the end): an error
- * while reading images or decoding the prompt is still a plain 4xx JSON reply.
+ * while reading media or decoding the prompt is still a plain 4xx JSON reply.
  */
 async function streamAnswer(
   stream: ChatStream,
