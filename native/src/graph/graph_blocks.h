@@ -64,7 +64,8 @@ inline ggml_tensor * ffn(const graph_ctx & g, ggml_tensor * cur, ggml_tensor * u
 
 // Multi-head self-attention over q/k/v of shape [d_head, n_head, n_pos], then the output
 // projection (clip_graph::build_attn). With flash attention K, V and the mask are cast to f16, as
-// libmtmd does. `mask` is [n_pos, n_pos] f32 (0 or -inf), or nullptr.
+// libmtmd does. `mask` is [n_pos, n_pos] f32 (0 or -inf), or nullptr; a mask several blocks share
+// can be cast to f16 once by the caller, and is then used as it is (libmtmd copies it per block).
 inline ggml_tensor * attn(const graph_ctx & g, ggml_tensor * wo, ggml_tensor * wo_b, ggml_tensor * q_cur,
                           ggml_tensor * k_cur, ggml_tensor * v_cur, float kq_scale, ggml_tensor * mask = nullptr) {
     // keep q, k, v together in the graph (fewer splits), like clip_graph
@@ -79,7 +80,7 @@ inline ggml_tensor * attn(const graph_ctx & g, ggml_tensor * wo, ggml_tensor * w
         ggml_tensor * v = ggml_permute(g.ctx, v_cur, 0, 2, 1, 3);
         k               = ggml_cast(g.ctx, k, GGML_TYPE_F16);
         v               = ggml_cast(g.ctx, v, GGML_TYPE_F16);
-        if (mask != nullptr) {
+        if (mask != nullptr && mask->type != GGML_TYPE_F16) {
             mask = ggml_cast(g.ctx, mask, GGML_TYPE_F16);
         }
         cur = ggml_flash_attn_ext(g.ctx, q, k, v, mask, kq_scale, 0.0f, 0.0f);

@@ -61,24 +61,42 @@ windows make_windows(int32_t npx, int32_t npy, int32_t patch_size, int32_t windo
     return w;
 }
 
-void write_window_mask(ggml_tensor * mask, const windows & w) {
+namespace {
+
+template <typename T>
+void write_rows(ggml_tensor * mask, const windows & w, T zero, T masked) {
     constexpr int64_t mpow = 4;  // patches per merged token
     const int64_t     n    = mask->ne[0];
-    if (mask->type != GGML_TYPE_F32 || mask->ne[1] != n || static_cast<int64_t>(w.idx.size()) * mpow != n) {
-        fail(error_code::internal, "window mask of the wrong shape");
-    }
     // the rows of one window's patches are equal: 0 over the window's columns
-    std::vector<float> row(static_cast<size_t>(n), std::numeric_limits<float>::lowest());
-    int64_t            r = 0;
+    std::vector<T> row(static_cast<size_t>(n), masked);
+    int64_t        r = 0;
     for (const auto & [first, end] : w.spans) {
-        std::fill(row.begin() + first * mpow, row.begin() + end * mpow, 0.0f);
+        std::fill(row.begin() + first * mpow, row.begin() + end * mpow, zero);
         for (int64_t k = 0; k < (end - first) * mpow; ++k, ++r) {
-            ggml_backend_tensor_set(mask, row.data(), static_cast<size_t>(r * n) * sizeof(float), n * sizeof(float));
+            ggml_backend_tensor_set(mask, row.data(), static_cast<size_t>(r * n) * sizeof(T), n * sizeof(T));
         }
-        std::fill(row.begin() + first * mpow, row.begin() + end * mpow, std::numeric_limits<float>::lowest());
+        std::fill(row.begin() + first * mpow, row.begin() + end * mpow, masked);
     }
     if (r != n) {
         fail(error_code::internal, "the windows do not cover the patches");
+    }
+}
+
+}  // namespace
+
+void write_window_mask(ggml_tensor * mask, const windows & w) {
+    constexpr int64_t mpow = 4;  // patches per merged token
+    const int64_t     n    = mask->ne[0];
+    if ((mask->type != GGML_TYPE_F32 && mask->type != GGML_TYPE_F16) || mask->ne[1] != n ||
+        static_cast<int64_t>(w.idx.size()) * mpow != n) {
+        fail(error_code::internal, "window mask of the wrong shape");
+    }
+    if (mask->type == GGML_TYPE_F32) {
+        write_rows<float>(mask, w, 0.0f, std::numeric_limits<float>::lowest());
+    } else {
+        // libmtmd's f32 mask (0 and the lowest float) cast to f16: 0 and -inf
+        write_rows<ggml_fp16_t>(mask, w, ggml_fp32_to_fp16(0.0f),
+                                ggml_fp32_to_fp16(std::numeric_limits<float>::lowest()));
     }
 }
 
@@ -364,7 +382,9 @@ vision_graph build(const blocks::graph_ctx & g, const weight_set & w, const visi
     if (use_window) {
         ggml_tensor * inv_idx = out.inputs.add_i32(ctx, "inv_window_idx", win.inv_idx);
         if (use_mask) {
-            window_mask = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, n, n);
+            // with flash attention the mask is f16: written as such (libmtmd writes f32, casts it, then copies it
+            // in each windowed block; the values are the same)
+            window_mask = ggml_new_tensor_2d(ctx, g.flash_attn ? GGML_TYPE_F16 : GGML_TYPE_F32, n, n);
             ggml_set_name(window_mask, "window_mask");
             ggml_set_input(window_mask);
             out.inputs.deferred.emplace_back([window_mask, win]() { qwen2vl::write_window_mask(window_mask, win); });
