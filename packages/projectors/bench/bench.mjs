@@ -7,6 +7,12 @@
 //
 //   npm run bench -w @mm/projectors -- [--models tiny,clip-l] [--threads 2] [--reps 10] [--json]
 //                                     [--image path]
+//
+// Models: tiny (the bundled tiny-shapes), clip-l (REALISTIC_CLIP_L14_336, mlp), qwen2.5vl-3b
+// (REALISTIC_QWEN25VL_3B on a 448x448 picture: 256 tokens), qwen2vl-2b (QWEN2VL_2B below, same
+// picture), gemma3-4b (REALISTIC_GEMMA3_SIGLIP: 896 px, 256 tokens), the tiny generated fixtures
+// qwen2vl-tiny, qwen2.5vl-tiny, gemma3-tiny, or a path to an mmproj. Random f16 weights, written
+// once into the bench cache outside the repo.
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -14,7 +20,18 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs, promisify } from 'node:util';
 import { Image, VisionEncoder } from '@mm/encoders';
 import { systemInfo } from '@mm/native';
-import { benchMmproj, oracleTool, REALISTIC_CLIP_L14_336, repoRoot } from '@mm/testing';
+import {
+  benchGemma3Pair,
+  benchMmproj,
+  benchQwenVlPair,
+  oracleTool,
+  REALISTIC_CLIP_L14_336,
+  REALISTIC_QWEN25VL_3B,
+  repoRoot,
+  syntheticPngFixture,
+  tinyGemma3Pair,
+  tinyQwenVlPair,
+} from '@mm/testing';
 import { Projector } from '../dist/index.js';
 
 const run = promisify(execFile);
@@ -41,6 +58,18 @@ const vendoredJpeg = join(
   'test-1.jpeg',
 );
 
+// A Qwen2-VL-2B-shaped ViT (width 1280, 16 heads, fc1/fc2 FFN 5120 with quick GELU, LayerNorm,
+// full attention in every block, merger to 1536), random f16 weights; 8 of its 32 blocks, as
+// REALISTIC_QWEN25VL_3B keeps 8.
+const QWEN2VL_2B = {
+  ...REALISTIC_QWEN25VL_3B,
+  family: 'qwen2vl_merger',
+  nFf: 5120,
+  nWaPattern: 0,
+  projectionDim: 1536,
+  name: 'qwen2vl-2b-vit-random',
+};
+
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
@@ -63,6 +92,46 @@ async function model(name) {
       (existsSync(vendoredJpeg) ? vendoredJpeg : join(tinyDir, 'samples', 'sample_000.png'));
     return { mmproj: await benchMmproj(REALISTIC_CLIP_L14_336), image };
   }
+  // Families whose chunks libmtmd wraps in marker tokens: mtmd_tokenize needs the text model's
+  // vocabulary (mm-bench-vision --text-model loads only that).
+  if (name === 'qwen2.5vl-3b' || name === 'qwen2vl-2b') {
+    log(`[bench] making the ${name}-shaped random F16 mmproj (once, cached outside the repo)...`);
+    const p = await benchQwenVlPair(name === 'qwen2vl-2b' ? QWEN2VL_2B : REALISTIC_QWEN25VL_3B);
+    return {
+      mmproj: p.mmproj,
+      textModel: p.llm,
+      image: values.image ?? (await syntheticPngFixture(448, 448)),
+    };
+  }
+  if (name === 'gemma3-4b') {
+    log(
+      '[bench] making the Gemma-3-4B-shaped SigLIP random F16 mmproj (once, cached outside the repo)...',
+    );
+    const p = await benchGemma3Pair();
+    return {
+      mmproj: p.mmproj,
+      textModel: p.llm,
+      image: values.image ?? (await syntheticPngFixture(640, 480)),
+    };
+  }
+  if (name === 'qwen2vl-tiny' || name === 'qwen2.5vl-tiny') {
+    const p = await tinyQwenVlPair({
+      family: name === 'qwen2vl-tiny' ? 'qwen2vl_merger' : 'qwen2.5vl_merger',
+    });
+    return {
+      mmproj: p.mmproj,
+      textModel: p.llm,
+      image: values.image ?? (await syntheticPngFixture(90, 61)),
+    };
+  }
+  if (name === 'gemma3-tiny') {
+    const p = await tinyGemma3Pair();
+    return {
+      mmproj: p.mmproj,
+      textModel: p.llm,
+      image: values.image ?? (await syntheticPngFixture(90, 61)),
+    };
+  }
   return { mmproj: name, image: values.image ?? join(tinyDir, 'samples', 'sample_000.png') };
 }
 
@@ -72,11 +141,13 @@ async function nodeApi(mmproj, imagePath, n) {
   const image = await Image.fromFile(imagePath);
   const once = async () => {
     const t0 = performance.now();
-    const f = await encoder.encode(image);
-    const e = await projector.project(f);
+    const chunks = await encoder.encodeChunks(image);
+    for (const f of chunks) {
+      const e = await projector.project(f);
+      f.dispose();
+      e.dispose();
+    }
     const ms = performance.now() - t0;
-    f.dispose();
-    e.dispose();
     return ms;
   };
   await once();
@@ -97,7 +168,18 @@ for (const name of values.models.split(',')) {
   log(`[bench] ${name}: ours vs libmtmd in one process, ${threads} threads, ${reps} reps...`);
   const { stdout } = await run(
     oracleTool('mm-bench-vision'),
-    ['--mmproj', m.mmproj, '--image', m.image, '-t', String(threads), '-n', String(reps), '--json'],
+    [
+      '--mmproj',
+      m.mmproj,
+      ...(m.textModel ? ['--text-model', m.textModel] : []),
+      '--image',
+      m.image,
+      '-t',
+      String(threads),
+      '-n',
+      String(reps),
+      '--json',
+    ],
     { maxBuffer: 1 << 24 },
   );
   const side = JSON.parse(stdout);
@@ -118,19 +200,24 @@ if (values.json) {
   console.log(
     `mm vision bench, ${new Date().toISOString().slice(0, 10)}, CPU ${si.cpuModel} (${si.hardwareThreads} threads), llama.cpp ${si.llamaCommit.slice(0, 8)}`,
   );
-  console.log('medians (min) in ms; ours and libmtmd interleaved in one process, same threads\n');
   console.log(
-    '| model | image | threads | backend | FA | preprocess ours / mtmd | encoder + projector ours | libmtmd | ratio | Node API ours | event-loop lag | max abs diff |',
+    'medians (min–max) in ms; ours and libmtmd interleaved in one process, same threads; ratio = ours / libmtmd of the medians, and of each interleaved pair\n',
   );
-  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
+  console.log(
+    '| model | projector | image | out | threads | reps | backend | FA | preprocess ours / mtmd | encoder + projector ours | libmtmd | ratio | per-pair ratio | Node API ours | event-loop lag | max abs diff |',
+  );
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of results) {
     const o = r.ours;
+    const pr = r.pairRatio;
     console.log(
-      `| ${r.model} | ${r.imageSize.join('x')} | ${r.threads} | ${r.backend} | ${r.flashAttn ? 'on' : 'off'} ` +
+      `| ${r.model} | ${r.projectorType} | ${r.imageSize.join('x')} | ${r.chunks} x ${r.rows} x ${r.nEmbd} ` +
+        `| ${r.threads} | ${r.reps} | ${r.backend} | ${r.flashAttn ? 'on' : 'off'} ` +
         `| ${o.preprocessMs.median.toFixed(3)} / ${r.ref.preprocessMs.median.toFixed(3)} ` +
-        `| ${o.encoderProjectorMs.median.toFixed(3)} (${o.encoderProjectorMs.min.toFixed(3)}) ` +
-        `| ${r.ref.encoderProjectorMs.median.toFixed(3)} (${r.ref.encoderProjectorMs.min.toFixed(3)}) ` +
-        `| **${r.ratio.toFixed(3)}** | ${r.nodeApi.median.toFixed(3)} (${r.nodeApi.min.toFixed(3)}) ` +
+        `| ${o.encoderProjectorMs.median.toFixed(3)} (${o.encoderProjectorMs.min.toFixed(3)}–${r.oursMaxMs.toFixed(3)}) ` +
+        `| ${r.ref.encoderProjectorMs.median.toFixed(3)} (${r.ref.encoderProjectorMs.min.toFixed(3)}–${r.refMaxMs.toFixed(3)}) ` +
+        `| **${r.ratio.toFixed(3)}** | ${pr.median.toFixed(3)} (${pr.min.toFixed(3)}–${pr.max.toFixed(3)}) ` +
+        `| ${r.nodeApi.median.toFixed(3)} (${r.nodeApi.min.toFixed(3)}) ` +
         `| ${r.nodeApi.maxLagMs.toFixed(1)} | ${r.maxAbsDiff} |`,
     );
   }

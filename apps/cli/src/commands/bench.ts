@@ -19,8 +19,10 @@ interleaved (A B A B ...) after one warm-up each, and prints medians with ours/r
 image encode (encoder + projector, vs libmtmd in one process), prefill, decode, time to first
 token, peak RSS (fresh processes), the time to first token of a second question about the same
 image (served from the embedding and KV caches) and the event-loop lag while streaming.
-Defaults: the bundled tiny-shapes model and its first sample. Needs the test-only reference
-tools: npm run build:oracle -w @mm/native.
+Any family mm runs with its own graphs (mlp, mlp_norm, ldp, ldpv2, qwen2vl_merger,
+qwen2.5vl_merger, gemma3); a picture that gives several chunks, or a graph sized by the picture
+(Qwen-VL), is encoded whole on both sides. Defaults: the bundled tiny-shapes model and its first
+sample. Needs the test-only reference tools: npm run build:oracle -w @mm/native.
   -t, --threads <n>    threads for both sides (default: all cores but one)
   -r, --reps <n>       repetitions, at least 10 (default 10)
       --json           the same figures as JSON`;
@@ -121,7 +123,19 @@ export async function runBench(io: CliIo, values: Record<string, unknown>): Prom
     (
       await exec(
         tool('mm-bench-vision'),
-        ['--mmproj', mmproj, '--image', image, '-t', String(threads), '-n', String(reps), '--json'],
+        [
+          '--mmproj',
+          mmproj,
+          '--text-model',
+          model,
+          '--image',
+          image,
+          '-t',
+          String(threads),
+          '-n',
+          String(reps),
+          '--json',
+        ],
         { maxBuffer: 1 << 24 },
       )
     ).stdout,
@@ -272,6 +286,19 @@ export async function runBench(io: CliIo, values: Record<string, unknown>): Prom
       imageEncodeMaxAbsDiff: vb.maxAbsDiff,
     },
     rows,
+    // mm-bench-vision's figures for the encode row: what was encoded (dynamic-resolution families
+    // such as Qwen-VL size the graph, chunks and rows from the picture) and the spread.
+    imageEncode: {
+      projectorType: vb.projectorType,
+      chunks: vb.chunks,
+      rows: vb.rows,
+      nEmbd: vb.nEmbd,
+      oursMs: { ...vb.ours.encoderProjectorMs, max: vb.oursMaxMs },
+      refMs: { ...vb.ref.encoderProjectorMs, max: vb.refMaxMs },
+      ratio: vb.ratio,
+      pairRatio: vb.pairRatio,
+      maxAbsDiff: vb.maxAbsDiff,
+    },
     secondQuestion: second,
     eventLoopMaxLagMs: maxGap,
     sameAnswer: A.every((a, i) => a.first.text.trim() === B[i]?.text.trim()),
@@ -295,8 +322,15 @@ export async function runBench(io: CliIo, values: Record<string, unknown>): Prom
       `${r.metric.padEnd(46)}${r.ours.toFixed(2).padStart(11)}${r.ref.toFixed(2).padStart(11)}${r.ratio.toFixed(3).padStart(8)}\n`,
     );
   }
+  const ie = report.imageEncode;
   io.out(
-    `\nsecond question, same image: encoder ${second.encodeMs.toFixed(2)} ms (cache hit: ${second.cacheHits}), ` +
+    `\nimage encode (${ie.projectorType}, ${ie.chunks} chunk${ie.chunks === 1 ? '' : 's'}, ${ie.rows} x ${ie.nEmbd}): ` +
+      `mm ${ie.oursMs.median.toFixed(2)} ms (${ie.oursMs.min.toFixed(2)}–${ie.oursMs.max.toFixed(2)}), ` +
+      `libmtmd ${ie.refMs.median.toFixed(2)} ms (${ie.refMs.min.toFixed(2)}–${ie.refMs.max.toFixed(2)}); ` +
+      `ratio of each interleaved pair ${ie.pairRatio.median.toFixed(3)} (${ie.pairRatio.min.toFixed(3)}–${ie.pairRatio.max.toFixed(3)})\n`,
+  );
+  io.out(
+    `second question, same image: encoder ${second.encodeMs.toFixed(2)} ms (cache hit: ${second.cacheHits}), ` +
       `${second.cachedTokens} prompt positions reused, time to first token ${second.timeToFirstTokenMs.toFixed(2)} ms ` +
       `= ${second.ratioToFirst.toFixed(3)}× the first question's\n`,
   );

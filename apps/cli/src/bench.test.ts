@@ -1,0 +1,84 @@
+import { syntheticPngFixture, tinyGemma3Pair, tinyQwenVlPair } from '@mm/testing';
+import { describe, expect, it } from 'vitest';
+import { runMain } from './main.test-util.js';
+
+// mm bench on the tiny new-family fixtures: values only (BENCH.md: tests never check times).
+// Needs the test-only reference tools (llama-mtmd-cli, mm-bench-vision, mm-peak-rss): pretest
+// builds them.
+
+interface Row {
+  metric: string;
+  ours: number;
+  ref: number;
+  ratio: number;
+}
+
+async function bench(model: string, mmproj: string, image: string) {
+  const r = await runMain([
+    'bench',
+    '-m',
+    model,
+    '--mmproj',
+    mmproj,
+    '--image',
+    image,
+    '-t',
+    '1',
+    '--json',
+  ]);
+  expect(r.err).toBe('');
+  expect(r.code).toBe(0);
+  return JSON.parse(r.out);
+}
+
+function expectSound(report: ReturnType<typeof JSON.parse>, projectorType: string, rows: number) {
+  // the encoder + projector output equals libmtmd's, bit for bit
+  expect(report.conditions.imageEncodeMaxAbsDiff).toBe(0);
+  expect(report.imageEncode.maxAbsDiff).toBe(0);
+  expect(report.imageEncode.projectorType).toBe(projectorType);
+  expect(report.imageEncode.chunks).toBe(1);
+  expect(report.imageEncode.rows).toBe(rows);
+  expect(report.imageEncode.nEmbd).toBe(64);
+  for (const side of [report.imageEncode.oursMs, report.imageEncode.refMs]) {
+    expect(side.min).toBeLessThanOrEqual(side.median);
+    expect(side.median).toBeLessThanOrEqual(side.max);
+  }
+  const pr = report.imageEncode.pairRatio;
+  for (const x of [pr.min, pr.median, pr.max, report.imageEncode.ratio]) {
+    expect(Number.isFinite(x) && x > 0).toBe(true);
+  }
+  expect(report.rows.map((r: Row) => r.metric)).toEqual([
+    'image encode: encoder + projector (ms)',
+    'image encode incl. decode + preprocess (ms)',
+    'prefill: image span + text (ms)',
+    'decode (tok/s)',
+    'time to first token, new image (ms)',
+    'peak RSS, fresh process (MiB)',
+  ]);
+  for (const r of report.rows as Row[]) {
+    for (const x of [r.ours, r.ref, r.ratio])
+      expect(Number.isFinite(x) && x > 0, r.metric).toBe(true);
+  }
+  // the same greedy text as llama-mtmd-cli (the chat template rendered as it renders it), and the
+  // second question served from the embedding cache
+  expect(report.sameAnswer).toBe(true);
+  expect(report.secondQuestion.cacheHits).toBe(true);
+  expect(report.secondQuestion.encodeMs).toBe(0);
+  expect(report.secondQuestion.cachedTokens).toBeGreaterThan(0);
+  expect(report.conditions.reps).toBe(10);
+  expect(report.conditions.threads).toBe(1);
+}
+
+describe('mm bench on the new families', () => {
+  it('qwen2.5vl_merger: a 90x61 picture sizes the graph (96x64: 6x4 merged tokens, windows)', async () => {
+    const p = await tinyQwenVlPair({ family: 'qwen2.5vl_merger' });
+    const report = await bench(p.llm, p.mmproj, await syntheticPngFixture(90, 61));
+    expectSound(report, 'qwen2.5vl_merger', 24);
+  }, 300_000);
+
+  it('gemma3: every picture resized to the square input (16 tokens)', async () => {
+    const p = await tinyGemma3Pair();
+    const report = await bench(p.llm, p.mmproj, await syntheticPngFixture(90, 61));
+    expectSound(report, 'gemma3', 16);
+  }, 300_000);
+});
