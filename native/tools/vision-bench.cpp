@@ -291,10 +291,10 @@ int main(int argc, char ** argv) {
             // What was encoded (chunks and rows vary with the picture for dynamic-resolution families), and the
             // spread: the slowest rep of each side and the ratio of each interleaved pair.
             std::printf(
-                "\"projectorType\":\"%s\",\"chunks\":%d,\"rows\":%d,\"nEmbd\":%d,\"oursMaxMs\":%.4f,"
-                "\"refMaxMs\":%.4f,\"pairRatio\":{\"median\":%.4f,\"min\":%.4f,\"max\":%.4f}}\n",
-                projector->info().projector_type.c_str(), n_chunks, n_rows, projector->n_embd_out(), ours_total.max(),
-                ref_total.max(), pair.median(), pair.min(), pair.max());
+                "\"projectorType\":\"%s\",\"causal\":%s,\"chunks\":%d,\"rows\":%d,\"nEmbd\":%d,"
+                "\"oursMaxMs\":%.4f,\"refMaxMs\":%.4f,\"pairRatio\":{\"median\":%.4f,\"min\":%.4f,\"max\":%.4f}}\n",
+                projector->info().projector_type.c_str(), projector->causal() ? "true" : "false", n_chunks, n_rows,
+                projector->n_embd_out(), ours_total.max(), ref_total.max(), pair.median(), pair.min(), pair.max());
         } else {
             std::printf("mmproj %s, image %s (%dx%d)\n", mmproj.c_str(), image.c_str(), img.width, img.height);
             std::printf("threads %d, backend %s, flash attention %s, %d reps after 1 warm-up each, interleaved ABBA\n",
