@@ -1,5 +1,6 @@
 import { spanPositionIds } from '@mm/projectors';
 import {
+  compareVectors,
   GEMMA3_TEST_IMAGE_SIZES,
   mtmdCli,
   QWEN_VL_TEST_IMAGE_SIZES,
@@ -35,22 +36,6 @@ const families: {
   },
   { name: 'gemma3', pair: () => tinyGemma3Pair(), sizes: GEMMA3_TEST_IMAGE_SIZES },
 ];
-
-function compare(a: Float32Array, b: Float32Array) {
-  let max = 0;
-  let dot = 0;
-  let na = 0;
-  let nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    const x = a[i] as number;
-    const y = b[i] as number;
-    max = Math.max(max, Math.abs(x - y));
-    dot += x * y;
-    na += x * x;
-    nb += y * y;
-  }
-  return { max, cos: dot / Math.sqrt(na * nb || 1) };
-}
 
 describe.each(families)('$name against libmtmd', ({ name, pair, sizes }) => {
   let model: MultimodalModel;
@@ -100,7 +85,7 @@ describe.each(families)('$name against libmtmd', ({ name, pair, sizes }) => {
           return;
         }
         if (c.kind !== 'media' || r.type === 'text') throw new Error('chunk kinds differ');
-        const { max, cos } = compare(c.chunk.rows, r.embd);
+        const { maxAbsDiff: max, cosine: cos } = compareVectors(c.chunk.rows, r.embd);
         console.log(
           `${name} ${w}x${h}: ${c.chunk.nTokens} tokens (${c.chunk.nx}x${c.chunk.ny}), ${c.nPos} positions, max |diff| ${max.toExponential(2)}, cosine ${cos.toFixed(6)}`,
         );
