@@ -138,6 +138,8 @@ export interface NativeModel {
   tokenize(text: string, addSpecial: boolean, parseSpecial: boolean): Int32Array;
   detokenize(tokens: Int32Array, removeSpecial: boolean, unparseSpecial: boolean): string;
   tokenPiece(token: number, special: boolean): Buffer;
+  /** The first token whose piece (special tokens rendered) is exactly `text`; -1 when none. */
+  lookupToken(text: string): number;
   tokenAttr(token: number): { attr: number; eog: boolean };
   applyChatTemplate(
     messages: { role: string; content: string }[],
@@ -258,6 +260,8 @@ export interface NativeVisionFacts {
   normOp: 'layer' | 'rms';
   /** The input size follows the picture (Qwen-VL); imageSize/nPatches are then typical values. */
   dynamicResolution: boolean;
+  /** A picture may be cut into several chunks (LLaVA-1.6 anyres, MiniCPM-V slices, Idefics3 tiles). */
+  tiled: boolean;
   /** Patches merged per side by the projector (Qwen-VL 2, Gemma 3's pool kernel). */
   nMerge: number;
   /** Qwen2.5-VL: every n-th block attends fully, the others within windows (0: none). */
@@ -278,6 +282,38 @@ export interface NativeMmprojInfo extends NativeVisionFacts {
   /** Text libmtmd puts before / after each image chunk ('' for none), special tokens parsed. */
   imageBegin: string;
   imageEnd: string;
+  /** How libmtmd lays out the chunks of a tiled picture (see NativeSliceTemplate). */
+  slices: NativeSliceTemplate;
+}
+
+/**
+ * libmtmd's slice template (mtmd.cpp): the text around the overview, the slices and each row of
+ * a tiled picture. The string lists are token texts, each naming one token of the LLM's
+ * vocabulary (libmtmd's lookup_token); `sliceStartFormat` (`%d` twice: row + 1, col + 1) is
+ * tokenized with special tokens parsed and used when `sliceStart` is empty.
+ */
+export interface NativeSliceTemplate {
+  overviewStart: string[];
+  overviewEnd: string[];
+  slicesStart: string[];
+  slicesEnd: string[];
+  sliceStart: string[];
+  sliceEnd: string[];
+  sliceMid: string[];
+  rowEnd: string[];
+  sliceStartFormat: string;
+  rowEndTrail: boolean;
+  overviewFirst: boolean;
+}
+
+/**
+ * How a tiling family cut a picture: the chunks are the overview first (when there is one), then
+ * gridY rows of gridX slices, row-major. All zero / false for a picture that makes one chunk.
+ */
+export interface NativeSliceLayout {
+  gridX: number;
+  gridY: number;
+  hasOverview: boolean;
 }
 
 export interface NativeVisionEncoderInfo extends NativeVisionFacts {
@@ -312,14 +348,23 @@ export interface NativeTensor {
 
 export interface NativeVisionEncoder {
   info(): NativeVisionEncoderInfo;
-  /** One input per chunk, in libmtmd's order. */
-  preprocess(rgb: Uint8Array, width: number, height: number): NativeOperation<NativePixels[]>;
-  /** One Features per chunk. */
+  /** One input per chunk, in the layout's order. */
+  preprocess(
+    rgb: Uint8Array,
+    width: number,
+    height: number,
+  ): NativeOperation<{ inputs: NativePixels[]; layout: NativeSliceLayout }>;
+  /** One Features per chunk, in the layout's order. */
   encode(
     rgb: Uint8Array,
     width: number,
     height: number,
-  ): NativeOperation<{ features: NativeTensor[]; preprocessMs: number; encodeMs: number }>;
+  ): NativeOperation<{
+    features: NativeTensor[];
+    layout: NativeSliceLayout;
+    preprocessMs: number;
+    encodeMs: number;
+  }>;
   encodePixels(
     pixels: Float32Array,
     width?: number,

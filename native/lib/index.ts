@@ -22,6 +22,8 @@ export type {
   NativeResizeAlgo,
   NativeRgbImage,
   NativeSamplingParams,
+  NativeSliceLayout,
+  NativeSliceTemplate,
   NativeTensor,
   NativeVisionAddon,
   NativeVisionEncoder,

@@ -489,6 +489,7 @@ Napi::Function AddonModel::define(Napi::Env env) {
                         InstanceMethod("detokenize", &AddonModel::guarded<&AddonModel::detokenize>),
                         InstanceMethod("tokenPiece", &AddonModel::guarded<&AddonModel::token_piece>),
                         InstanceMethod("tokenAttr", &AddonModel::guarded<&AddonModel::token_attr>),
+                        InstanceMethod("lookupToken", &AddonModel::guarded<&AddonModel::lookup_token>),
                         InstanceMethod("applyChatTemplate", &AddonModel::guarded<&AddonModel::apply_chat_template>),
                         InstanceMethod("createContext", &AddonModel::guarded<&AddonModel::create_context>),
                         InstanceMethod("dispose", &AddonModel::guarded<&AddonModel::dispose>),
@@ -545,6 +546,12 @@ Napi::Value AddonModel::token_piece(const Napi::CallbackInfo & info) {
     std::string piece =
         m->token_piece(info[0].As<Napi::Number>().Int32Value(), info.Length() > 1 && info[1].ToBoolean().Value());
     return Napi::Buffer<char>::Copy(info.Env(), piece.data(), piece.size());
+}
+
+// lookupToken(text) -> the first token whose piece is exactly `text`, or -1
+Napi::Value AddonModel::lookup_token(const Napi::CallbackInfo & info) {
+    auto m = get(info.Env());
+    return Napi::Number::New(info.Env(), m->lookup_token(require_string(info, 0, "text")));
 }
 
 // tokenAttr(token) -> { attr, eog }

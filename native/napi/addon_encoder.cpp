@@ -47,7 +47,7 @@ class encode_worker : public promise_worker {
             encode_ms_ = ms_since(t0);
         } else {
             encode_timings t;
-            for (token_matrix & m : encoder_->encode(img_, cancel_flag(), &t)) {
+            for (token_matrix & m : encoder_->encode(img_, cancel_flag(), &t, &layout_)) {
                 features_.push_back(std::make_shared<token_matrix>(std::move(m)));
             }
             preprocess_ms_ = t.preprocess_ms;
@@ -66,6 +66,7 @@ class encode_worker : public promise_worker {
             list.Set(static_cast<uint32_t>(i), AddonTensor::wrap(env, std::move(features_[i])));
         }
         o.Set("features", list);
+        o.Set("layout", layout_object(env, layout_));
         o.Set("preprocessMs", preprocess_ms_);
         o.Set("encodeMs", encode_ms_);
         return o;
@@ -77,6 +78,7 @@ class encode_worker : public promise_worker {
     pixel_input                                      pixels_;
     bool                                             from_pixels_ = false;
     std::vector<std::shared_ptr<const token_matrix>> features_;
+    slice_layout                                     layout_;
     double                                           preprocess_ms_ = 0;
     double                                           encode_ms_     = 0;
 };
@@ -88,7 +90,7 @@ class encoder_preprocess_worker : public promise_worker {
 
   protected:
     void run() override {
-        out_ = encoder_->preprocess(img_);
+        out_ = encoder_->preprocess(img_, &layout_);
         encoder_.reset();
     }
 
@@ -97,13 +99,17 @@ class encoder_preprocess_worker : public promise_worker {
         for (size_t i = 0; i < out_.size(); ++i) {
             list.Set(static_cast<uint32_t>(i), pixels_object(env, out_[i]));
         }
-        return list;
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("inputs", list);
+        o.Set("layout", layout_object(env, layout_));
+        return o;
     }
 
   private:
     std::shared_ptr<vision_encoder> encoder_;
     rgb_image                       img_;
     std::vector<pixel_input>        out_;
+    slice_layout                    layout_;
 };
 
 // loadVisionEncoder(path, { threads, gpu, flashAttn: 'auto' | 'on' | 'off' }) -> op<AddonVisionEncoder>

@@ -269,9 +269,18 @@ void set_vision_facts(Napi::Env env, Napi::Object & o, const vision_hparams & hp
     o.Set("ffnOp", ffn_name(hp.ffn));
     o.Set("normOp", hp.norm == blocks::norm_op::rms ? "rms" : "layer");
     o.Set("dynamicResolution", hp.dynamic);
+    o.Set("tiled", hp.tiled);
     o.Set("nMerge", hp.n_merge);
     o.Set("windowPattern", hp.n_wa_pattern);
     o.Set("preprocess", preprocess_params_object(env, hp.preprocess));
+}
+
+Napi::Object layout_object(Napi::Env env, const slice_layout & l) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("gridX", l.grid_x);
+    o.Set("gridY", l.grid_y);
+    o.Set("hasOverview", l.has_overview);
+    return o;
 }
 
 Napi::Object pixels_object(Napi::Env env, const pixel_input & p) {

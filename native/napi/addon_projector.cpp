@@ -28,7 +28,34 @@ class load_projector_worker : public promise_worker {
     std::shared_ptr<projector> projector_;
 };
 
+Napi::Array strings_array(Napi::Env env, const std::vector<std::string> & v) {
+    Napi::Array a = Napi::Array::New(env, v.size());
+    for (size_t i = 0; i < v.size(); ++i) {
+        a.Set(static_cast<uint32_t>(i), v[i]);
+    }
+    return a;
+}
+
+// The family's slice template (projectors/registry.h), camel-cased for JS.
+Napi::Object slices_object(Napi::Env env, const slice_template & t) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("overviewStart", strings_array(env, t.ov_start));
+    o.Set("overviewEnd", strings_array(env, t.ov_end));
+    o.Set("slicesStart", strings_array(env, t.slices_start));
+    o.Set("slicesEnd", strings_array(env, t.slices_end));
+    o.Set("sliceStart", strings_array(env, t.sli_start));
+    o.Set("sliceEnd", strings_array(env, t.sli_end));
+    o.Set("sliceMid", strings_array(env, t.sli_mid));
+    o.Set("rowEnd", strings_array(env, t.row_end));
+    o.Set("sliceStartFormat", t.sli_start_fmt);
+    o.Set("rowEndTrail", t.row_end_trail);
+    o.Set("overviewFirst", t.ov_first);
+    return o;
+}
+
 void set_projector_facts(Napi::Object & o, const mmproj_info & info, const projector_family & fam) {
+    Napi::Env env = o.Env();
+    o.Set("slices", slices_object(env, fam.slices != nullptr ? fam.slices(info.vision) : slice_template{}));
     o.Set("family", info.family);
     o.Set("encoderFamily", info.encoder_family);
     o.Set("nEmbdOut", info.out.n_embd_out);

@@ -94,8 +94,10 @@ rgb_image          rgb_args(const Napi::CallbackInfo & info, size_t i);
 Napi::Float32Array float32_array_of(Napi::Env env, const std::vector<float> & v);
 Napi::Object       image_object(Napi::Env env, const rgb_image & img);
 Napi::Object       pixels_object(Napi::Env env, const pixel_input & p);
-resize_algo        algo_arg(Napi::Env env, const Napi::Object & o);
-pad_style          pad_arg(Napi::Env env, const Napi::Object & o);
+// { gridX, gridY, hasOverview }
+Napi::Object           layout_object(Napi::Env env, const slice_layout & l);
+resize_algo            algo_arg(Napi::Env env, const Napi::Object & o);
+pad_style              pad_arg(Napi::Env env, const Napi::Object & o);
 std::array<uint8_t, 3> color_arg(Napi::Env env, const Napi::Object & o, const char * key);
 preprocess_params      preprocess_params_arg(Napi::Env env, const Napi::Object & o);
 int                    threads_opt(Napi::Env env, const Napi::Object & o);

@@ -179,6 +179,16 @@ std::string model::detokenize(const int32_t * tokens, size_t n, bool remove_spec
     return out;
 }
 
+int32_t model::lookup_token(const std::string & text) const {
+    const int32_t n = n_vocab();
+    for (int32_t i = 0; i < n; ++i) {
+        if (token_piece(i, true) == text) {
+            return i;
+        }
+    }
+    return -1;
+}
+
 std::string model::token_piece(int32_t token, bool special) const {
     check_token(token);
     char    buf[128];

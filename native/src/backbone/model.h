@@ -63,9 +63,12 @@ class model {
     std::string          detokenize(const int32_t * tokens, size_t n, bool remove_special, bool unparse_special) const;
     // The raw bytes of one token (as llama_token_to_piece gives them; special tokens rendered).
     std::string token_piece(int32_t token, bool special) const;
-    uint32_t    token_attr(int32_t token) const;
-    bool        is_eog(int32_t token) const;
-    void        check_token(int32_t token) const;
+    // The first token whose piece (special tokens rendered) is exactly `text`, or -1: libmtmd's
+    // lookup_token, how it finds the marker tokens of tiled pictures.
+    int32_t  lookup_token(const std::string & text) const;
+    uint32_t token_attr(int32_t token) const;
+    bool     is_eog(int32_t token) const;
+    void     check_token(int32_t token) const;
 
     // Renders messages with the model's own template (or `template_override`) through llama.cpp's
     // chat code: the Jinja engine (llama-server's default), or with use_jinja false the built-in

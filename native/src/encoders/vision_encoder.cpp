@@ -101,7 +101,9 @@ vision_encoder::shaped_graph & vision_encoder::graph_for(int32_t width, int32_t 
 
 void vision_encoder::check_input_size(int32_t width, int32_t height) const {
     bool ok;
-    if (hp_.dynamic) {
+    if (fam_->accepts_size != nullptr) {
+        ok = fam_->accepts_size(hp_, width, height);
+    } else if (hp_.dynamic) {
         const int32_t a = hp_.preprocess.align;
         const int64_t n = static_cast<int64_t>(width) * height;
         ok = width >= a && height >= a && width % a == 0 && height % a == 0 && n <= hp_.preprocess.max_pixels;
@@ -118,16 +120,30 @@ void vision_encoder::check_input_size(int32_t width, int32_t height) const {
     }
 }
 
-std::vector<pixel_input> vision_encoder::preprocess(const rgb_image & img) const {
+std::vector<pixel_input> vision_encoder::preprocess(const rgb_image & img, slice_layout * layout) const {
+    slice_layout             l;
     std::vector<pixel_input> out;
-    out.push_back(preprocess_image(img, hp_.preprocess));
+    if (fam_->preprocess != nullptr) {
+        out            = fam_->preprocess(hp_, img, l);
+        const size_t n = static_cast<size_t>(l.grid_x) * l.grid_y + (l.has_overview ? 1 : 0);
+        if (out.empty() || (n > 0 && out.size() != n)) {
+            fail(error_code::internal, "the " + family_ + " preprocessor gave " + std::to_string(out.size()) +
+                                           " inputs for a " + std::to_string(l.grid_x) + "x" +
+                                           std::to_string(l.grid_y) + " layout");
+        }
+    } else {
+        out.push_back(preprocess_image(img, hp_.preprocess));
+    }
+    if (layout != nullptr) {
+        *layout = l;
+    }
     return out;
 }
 
 std::vector<token_matrix> vision_encoder::encode(const rgb_image & img, const std::atomic<bool> * cancel,
-                                                 encode_timings * t) {
+                                                 encode_timings * t, slice_layout * layout) {
     auto                     t0     = std::chrono::steady_clock::now();
-    std::vector<pixel_input> inputs = preprocess(img);
+    std::vector<pixel_input> inputs = preprocess(img, layout);
     if (t != nullptr) {
         t->preprocess_ms = ms_since(t0);
     }

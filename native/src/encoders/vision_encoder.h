@@ -46,12 +46,12 @@ class vision_encoder {
     int                    graph_threads() const;
     size_t                 weights_bytes() const;
 
-    // The encoder inputs of a picture (libmtmd's preprocessing), in chunk order: one for the
-    // families mm runs today; tiling families give several.
-    std::vector<pixel_input> preprocess(const rgb_image & img) const;
-    // preprocess + encode_pixels for each input: one features matrix per chunk.
+    // The encoder inputs of a picture (libmtmd's preprocessing): one, or for tiling families the
+    // overview and the slices, as `layout` (optional) describes.
+    std::vector<pixel_input> preprocess(const rgb_image & img, slice_layout * layout = nullptr) const;
+    // preprocess + encode_pixels for each input: one features matrix per chunk, in preprocess's order.
     std::vector<token_matrix> encode(const rgb_image & img, const std::atomic<bool> * cancel,
-                                     encode_timings * t = nullptr);
+                                     encode_timings * t = nullptr, slice_layout * layout = nullptr);
     // Runs the encoder on one preprocessed input; returns [n_rows, n_embd_out] features with
     // their patch grid.
     token_matrix encode_pixels(const pixel_input & pixels, const std::atomic<bool> * cancel);

@@ -42,6 +42,7 @@ struct vision_hparams {
 
     // Dynamic resolution and merging (Qwen-VL, Gemma 3).
     bool    dynamic      = false;  // the input size follows the picture (preprocess.align > 0)
+    bool    tiled        = false;  // a picture may be cut into several chunks (encoder_family::preprocess)
     int32_t n_merge      = 1;  // patches merged per side by the projector (2 for Qwen-VL, the pool kernel of Gemma 3)
     int32_t n_wa_pattern = 0;  // Qwen2.5-VL: every n-th block attends fully, the others within windows
     int32_t attn_window  = 0;  // window side in pixels (Qwen2.5-VL: 112)
@@ -66,6 +67,15 @@ struct graph_inputs {
     }
 };
 
+// How a tiling family cut a picture (libmtmd's llava-uhd style preprocessors: LLaVA-1.6 anyres,
+// MiniCPM-V slices, Idefics3 tiles): the inputs are the overview first (when there is one), then
+// grid_y rows of grid_x slices, row-major. All zero for a picture that makes one plain input.
+struct slice_layout {
+    int32_t grid_x       = 0;
+    int32_t grid_y       = 0;
+    bool    has_overview = false;
+};
+
 // A built encoder graph for one input size.
 struct vision_graph {
     ggml_tensor * pixels = nullptr;  // [W, H, 3] f32, planar
@@ -85,6 +95,14 @@ struct encoder_family {
     // Builds the graph from width x height pixels (a size preprocessing gives) to the features.
     vision_graph (*build)(const blocks::graph_ctx & g, const weight_set & w, const vision_hparams & hp, int32_t width,
                           int32_t height);
+    // Tiling families: the encoder inputs of a picture in the order slice_layout describes, as
+    // libmtmd's preprocessor gives them (null: one input from preprocess_image). Bounded: a
+    // picture or a file that asks for absurd counts is MM_INVALID_ARGUMENT / MM_GGUF_INVALID.
+    std::vector<pixel_input> (*preprocess)(const vision_hparams & hp, const rgb_image & img,
+                                           slice_layout & layout) = nullptr;
+    // Families whose inputs come in other sizes than the fixed square or the dynamic rule (slices):
+    // whether the encoder takes a width x height input (null: the default check).
+    bool (*accepts_size)(const vision_hparams & hp, int32_t width, int32_t height) = nullptr;
 };
 
 }  // namespace mm

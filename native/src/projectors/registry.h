@@ -29,6 +29,22 @@ struct projector_io {
     int32_t       out_ny = 0;
 };
 
+// How libmtmd lays out the chunks of a tiled picture in the prompt (mtmd.cpp's slice templates:
+// MiniCPM-V 2.5 / 2.6, Idefics3, ...): the text around the overview, the slices and each row. The
+// token lists are token texts that each name one token of the LLM's vocabulary (libmtmd's
+// lookup_token); `sli_start_fmt` is a printf format taking (row + 1, col + 1), tokenized with
+// special tokens parsed, used when `sli_start` is empty. An all-empty template with ov_first false
+// (the default) lays the slices out first and the overview last with no text (LLaVA-1.6).
+struct slice_template {
+    std::vector<std::string> ov_start, ov_end;
+    std::vector<std::string> slices_start, slices_end;
+    std::vector<std::string> sli_start, sli_end, sli_mid;
+    std::vector<std::string> row_end;
+    std::string              sli_start_fmt;
+    bool                     row_end_trail = false;  // a row_end after the last row too
+    bool                     ov_first      = false;  // the overview before the slices
+};
+
 struct projector_family {
     const char * name;  // e.g. "mlp"
     // Checks presence, types and shapes of the family's mm.* tensors against the vision tower's
@@ -47,6 +63,8 @@ struct projector_family {
     // with special tokens parsed; empty for none.
     const char * image_begin = "";
     const char * image_end   = "";
+    // Tiling families: the template of the file (it may depend on its keys); null: the default.
+    slice_template (*slices)(const vision_hparams & hp) = nullptr;
 };
 
 // The family of the file's projector; MM_UNSUPPORTED_FAMILY listing the supported ones.

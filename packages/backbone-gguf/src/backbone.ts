@@ -89,6 +89,7 @@ export class Backbone {
   /** Facts read from the loaded model. */
   readonly info: Readonly<ModelInfo>;
   #native: NativeModel | undefined;
+  readonly #lookups = new Map<string, number>();
 
   private constructor(path: string, native: NativeModel) {
     this.path = path;
@@ -202,6 +203,21 @@ export class Backbone {
   tokenBytes(token: number, options: { special?: boolean } = {}): Uint8Array {
     const native = this.native;
     return callNative(() => native.tokenPiece(token, options.special ?? false));
+  }
+
+  /**
+   * The token whose text (special tokens rendered) is exactly `text`, as libmtmd finds the
+   * markers of tiled pictures; undefined when the vocabulary has none. Cached per text.
+   */
+  lookupToken(text: string): number | undefined {
+    if (typeof text !== 'string') throw new MmInvalidArgumentError('text', 'must be a string');
+    let t = this.#lookups.get(text);
+    if (t === undefined) {
+      const native = this.native;
+      t = callNative(() => native.lookupToken(text));
+      this.#lookups.set(text, t);
+    }
+    return t < 0 ? undefined : t;
   }
 
   tokenAttributes(token: number): TokenAttributes {

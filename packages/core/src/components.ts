@@ -9,10 +9,11 @@ import {
   MmInvalidArgumentError,
 } from '@mm/errors';
 import { checkPair, type MmprojInfo, Projector } from '@mm/projectors';
-import { EmbeddingCache, type MediaChunk, pixelKey } from './image-cache.js';
+import { type CachedMedia, EmbeddingCache, type MediaChunk, pixelKey } from './image-cache.js';
 import type { EmbeddedMedia, PromptSource } from './media.js';
 import { type ImageInput, loadImage, type MediaRef } from './messages.js';
 import type { MediaPromptInfo } from './prompt.js';
+import { layOutSlices } from './slices.js';
 
 export interface ModelComponentsLoadOptions {
   /** A llama.cpp text-model GGUF. */
@@ -148,7 +149,7 @@ export class ModelComponents implements PromptSource {
     return {
       imageBegin: info.imageBegin,
       imageEnd: info.imageEnd,
-      fixedTokens: info.dynamicResolution ? undefined : info.nTokensOut,
+      fixedTokens: info.dynamicResolution || info.tiled ? undefined : info.nTokensOut,
     };
   }
 
@@ -190,9 +191,9 @@ export class ModelComponents implements PromptSource {
     const key = pixelKey(image.width, image.height, image.data);
     const hit = this.imageCache.get(key);
     if (hit) return { key, ...hit, cached: true };
-    const features = await encoder.encodeChunks(image, { signal: options.signal });
+    const { features, layout } = await encoder.encodeMedia(image, { signal: options.signal });
     try {
-      const chunks: MediaChunk[] = [];
+      const projected: MediaChunk[] = [];
       for (const f of features) {
         using embeddings = await projector.project(f, { signal: options.signal });
         if (embeddings.nEmbd !== this.backbone.nEmbd) {
@@ -201,7 +202,7 @@ export class ModelComponents implements PromptSource {
             `the projector gives width ${embeddings.nEmbd}, the model takes ${this.backbone.nEmbd}`,
           );
         }
-        chunks.push({
+        projected.push({
           rows: embeddings.toFloat32Array(),
           nTokens: embeddings.nTokens,
           nx: embeddings.nx,
@@ -209,7 +210,12 @@ export class ModelComponents implements PromptSource {
           causal: embeddings.causal,
         });
       }
-      const value = { chunks };
+      const value: CachedMedia = layOutSlices(
+        this.backbone,
+        projector.info.slices,
+        layout,
+        projected,
+      );
       if (this.imageCache.maxBytes > 0) this.imageCache.set(key, value);
       return { key, ...value, cached: false };
     } finally {

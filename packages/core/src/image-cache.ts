@@ -24,16 +24,24 @@ export interface MediaChunk {
   causal: boolean;
 }
 
-/** A media part's chunks, in libmtmd's order (one for every family mm runs today). */
+/**
+ * A media part's chunks in prompt order (libmtmd's), with the text tokens libmtmd puts between
+ * them when the part is a tiled picture: `between[i]` precedes `chunks[i]`, `between[n]` follows
+ * the last chunk; empty (no text) otherwise.
+ */
 export interface CachedMedia {
   chunks: MediaChunk[];
+  between: Int32Array[];
 }
 
 /** @deprecated the media cache holds chunks of any modality: use CachedMedia. */
 export type CachedImage = CachedMedia;
 
 function bytesOf(v: CachedMedia): number {
-  return v.chunks.reduce((n, c) => n + c.rows.byteLength, 0);
+  return (
+    v.chunks.reduce((n, c) => n + c.rows.byteLength, 0) +
+    v.between.reduce((n, t) => n + t.byteLength, 0)
+  );
 }
 
 /** Least-recently-used map of media embeddings, keyed by decoded content, bounded in bytes. */

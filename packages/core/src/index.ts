@@ -54,3 +54,4 @@ export {
 } from './messages.js';
 export { MultimodalModel, type MultimodalModelLoadOptions } from './multimodal-model.js';
 export { checkRoom, type MediaPromptInfo, type TokenizedPrompt, tokenizePrompt } from './prompt.js';
+export { layOutSlices, type SlicedMedia } from './slices.js';

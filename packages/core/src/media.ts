@@ -92,6 +92,8 @@ export async function preparePrompt(
     const e = await source.embedMedia(ref, { signal });
     if (e.cached) hits++;
     e.chunks.forEach((chunk, j) => {
+      const before = e.between[j];
+      if (before) pushText(before);
       mediaTokens += chunk.nTokens;
       chunks.push({
         kind: 'media',
@@ -100,6 +102,8 @@ export async function preparePrompt(
         nPos: spanPositions(chunk, mrope),
       });
     });
+    const after = e.between[e.chunks.length];
+    if (after) pushText(after);
   }
   const encodeMs = hits === tp.media.length && hits > 0 ? 0 : performance.now() - t0;
   let positions = 0;

@@ -38,6 +38,7 @@ describe('flattenMessages', () => {
 
 const chunk = (n: number) => ({
   chunks: [{ rows: new Float32Array(n), nTokens: 1, nx: 1, ny: 1, causal: true }],
+  between: [],
 });
 
 describe('parseDataUrl', () => {

@@ -18,7 +18,9 @@ export {
   resizeImage,
 } from './preprocess.js';
 export {
+  type EncodedMedia,
   type EncodeOptions,
+  type SliceLayout,
   VisionEncoder,
   type VisionEncoderInfo,
   type VisionEncoderLoadOptions,

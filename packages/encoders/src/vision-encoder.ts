@@ -2,6 +2,7 @@ import { checkSignal, MmDisposedError, MmInvalidArgumentError, SerialQueue } fro
 import {
   callNative,
   loadAddon,
+  type NativeSliceLayout,
   type NativeTensor,
   type NativeVisionEncoder,
   type NativeVisionEncoderInfo,
@@ -23,6 +24,19 @@ export interface EncodeOptions {
 }
 
 export type VisionEncoderInfo = NativeVisionEncoderInfo;
+
+/**
+ * How a tiling family (LLaVA-1.6 anyres, MiniCPM-V slices, Idefics3 tiles) cut a picture: its
+ * chunks are the overview first (when `hasOverview`), then `gridY` rows of `gridX` slices,
+ * row-major, as libmtmd's preprocessor gives them. All zero / false for a one-chunk picture.
+ */
+export type SliceLayout = NativeSliceLayout;
+
+/** A picture's chunks: their features and how the picture was cut. */
+export interface EncodedMedia {
+  features: Features[];
+  layout: SliceLayout;
+}
 
 /**
  * The modality encoder of an mmproj (llama.cpp's `v.*` tensors) over ggml, chosen by
@@ -117,6 +131,17 @@ export class VisionEncoder {
    * of the picture (every family mm runs today makes one).
    */
   async preprocessChunks(image: Image, options: EncodeOptions = {}): Promise<PreprocessedImage[]> {
+    return (await this.slice(image, options)).inputs;
+  }
+
+  /**
+   * The encoder inputs of `image` with the layout a tiling family cut it into (the overview
+   * first, then the slices row by row), as libmtmd's preprocessor gives them.
+   */
+  async slice(
+    image: Image,
+    options: EncodeOptions = {},
+  ): Promise<{ inputs: PreprocessedImage[]; layout: SliceLayout }> {
     if (!(image instanceof Image)) throw new MmInvalidArgumentError('image', 'must be an Image');
     const signal = checkSignal(options.signal);
     const native = this.native;
@@ -125,7 +150,15 @@ export class VisionEncoder {
       signal,
     );
     if (signal?.aborted) throw signal.reason;
-    return out.map((p) => ({ width: p.width, height: p.height, size: p.width, data: p.data }));
+    return {
+      inputs: out.inputs.map((p) => ({
+        width: p.width,
+        height: p.height,
+        size: p.width,
+        data: p.data,
+      })),
+      layout: { ...out.layout },
+    };
   }
 
   /** preprocessChunks() for a picture that makes one chunk; an array when it makes several. */
@@ -149,6 +182,11 @@ export class VisionEncoder {
 
   /** Preprocesses and encodes an image into one Features per chunk, in libmtmd's order. */
   async encodeChunks(image: Image, options: EncodeOptions = {}): Promise<Features[]> {
+    return (await this.encodeMedia(image, options)).features;
+  }
+
+  /** encodeChunks() with the layout of a tiled picture (see slice()). */
+  async encodeMedia(image: Image, options: EncodeOptions = {}): Promise<EncodedMedia> {
     if (!(image instanceof Image)) throw new MmInvalidArgumentError('image', 'must be an Image');
     const signal = checkSignal(options.signal);
     signal?.throwIfAborted();
@@ -161,7 +199,7 @@ export class VisionEncoder {
         for (const f of features) f.dispose();
         throw signal.reason;
       }
-      return features;
+      return { features, layout: { ...r.layout } };
     });
   }
 

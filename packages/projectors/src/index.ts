@@ -7,5 +7,6 @@ export {
   Projector,
   type ProjectorInfo,
   type ProjectorLoadOptions,
+  type SliceTemplate,
   SUPPORTED_PROJECTOR_FAMILIES,
 } from './projector.js';

@@ -14,6 +14,7 @@ import {
   type NativeMmprojInfo,
   type NativeProjector,
   type NativeProjectorInfo,
+  type NativeSliceTemplate,
   runNative,
 } from '@mm/native';
 import { Embeddings } from './embeddings.js';
@@ -32,6 +33,8 @@ export interface ProjectOptions {
 
 export type ProjectorInfo = NativeProjectorInfo;
 export type MmprojInfo = NativeMmprojInfo;
+/** How libmtmd lays out the chunks of a tiled picture (markers around the overview and slices). */
+export type SliceTemplate = NativeSliceTemplate;
 
 /** The projector families mm implements (the `clip.projector_type` strings). */
 export const SUPPORTED_PROJECTOR_FAMILIES = [
