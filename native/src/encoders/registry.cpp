@@ -8,6 +8,7 @@ namespace mm {
 
 extern const encoder_family clip_family;
 extern const encoder_family siglip_family;
+extern const encoder_family siglip_idefics3_family;
 extern const encoder_family qwen2vl_family;
 
 namespace {
@@ -17,6 +18,7 @@ namespace {
 const encoder_family * const k_families[] = {
     &clip_family,
     &siglip_family,
+    &siglip_idefics3_family,
     &qwen2vl_family,
 };
 

@@ -36,6 +36,7 @@ inline constexpr const char * k_proj_scale_factor = "clip.vision.projector.scale
 inline constexpr const char * k_spatial_merge     = "clip.vision.spatial_merge_size";
 inline constexpr const char * k_n_wa_pattern      = "clip.vision.n_wa_pattern";
 inline constexpr const char * k_window_size       = "clip.vision.window_size";
+inline constexpr const char * k_longest_edge      = "clip.vision.preproc_image_size";  // Idefics3
 
 // ---- vision tower tensors (prefix "v") ---------------------------------------------------
 inline constexpr const char * t_class_embd   = "v.class_embd";
@@ -67,6 +68,9 @@ inline std::string llava_proj(int i, const char * suffix) {
 // Gemma 3
 inline constexpr const char * t_mm_input_proj = "mm.input_projection.weight";
 inline constexpr const char * t_mm_soft_emb_n = "mm.soft_emb_norm.weight";
+
+// Idefics3 / SmolVLM: the projection after the pixel shuffle (TN_MM_PROJECTOR)
+inline constexpr const char * t_mm_model_fc = "mm.model.fc.weight";
 
 // MobileVLM ldp / ldpv2 MLP: "mm.model.mlp.%d.%s" (TN_MVLM_PROJ_MLP)
 inline std::string mvlm_mlp(int i, const char * suffix) {

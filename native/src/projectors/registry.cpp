@@ -14,12 +14,13 @@ extern const projector_family ldpv2_family;
 extern const projector_family qwen2vl_merger_family;
 extern const projector_family qwen25vl_merger_family;
 extern const projector_family gemma3_family;
+extern const projector_family idefics3_family;
 
 namespace {
 
 const projector_family * const k_families[] = {
     &mlp_family,    &mlp_norm_family, &ldp_family, &ldpv2_family, &qwen2vl_merger_family, &qwen25vl_merger_family,
-    &gemma3_family,
+    &gemma3_family, &idefics3_family,
 };
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "encoders/idefics3_tiles.h"
 #include "encoders/vision_hparams.h"
 #include "graph/clip_names.h"
 #include "graph/gguf_file.h"
@@ -340,6 +341,36 @@ vision_hparams load_siglip_hparams(const gguf_file & f) {
     return hp;
 }
 
+// SigLIP as libmtmd builds it for Idefics3 / SmolVLM: the same tower at the tile size (image_size);
+// a picture is cut into a global image and tiles, one chunk each (encoders/idefics3_tiles.cpp).
+// The projector's pixel shuffle needs clip.vision.projector.scale_factor >= 2: without it libmtmd's
+// graph asserts at its warmup encode, so the key is required here.
+vision_hparams load_idefics3_hparams(const gguf_file & f) {
+    if (!f.has_key(clip::k_proj_scale_factor)) {
+        f.invalid(std::string(clip::k_proj_scale_factor) + " is required by an idefics3 projector");
+    }
+    vision_hparams hp = load_siglip_hparams(f);
+    if (hp.n_merge < 2) {
+        f.invalid(std::string(clip::k_proj_scale_factor) + " = " + std::to_string(hp.n_merge) +
+                  " must be at least 2 (the pixel shuffle)");
+    }
+    uint32_t edge = 0;
+    f.find_u32(clip::k_longest_edge, edge);
+    check_range(f, clip::k_longest_edge, edge, 0, idefics3::k_max_longest_edge);
+    const int64_t per_side = (static_cast<int64_t>(edge) + hp.image_size - 1) / hp.image_size;
+    if (per_side > idefics3::k_max_tiles_per_side) {
+        fail(error_code::gguf_unsupported,
+             "'" + f.path() + "': a longest edge of " + std::to_string(edge) + " px cuts pictures into up to " +
+                 std::to_string(per_side) + " tiles of " + std::to_string(hp.image_size) +
+                 " px per side, more than mm supports (" + std::to_string(idefics3::k_max_tiles_per_side) + ")");
+    }
+    hp.longest_edge    = static_cast<int32_t>(edge);
+    hp.tiled           = true;
+    hp.preprocess.algo = edge > 0 ? resize_algo::lanczos : resize_algo::bicubic;
+    hp.preprocess.pad  = pad_style::none;
+    return hp;
+}
+
 }  // namespace
 
 extern const encoder_family siglip_family = {
@@ -348,6 +379,15 @@ extern const encoder_family siglip_family = {
     load_siglip_hparams,
     validate,
     build,
+};
+
+extern const encoder_family siglip_idefics3_family = {
+    /*name =*/"siglip",
+    /*projector_types =*/{"idefics3"},
+    load_idefics3_hparams,
+    validate,
+    build,
+    idefics3::tiles,
 };
 
 extern const encoder_family clip_family = {
