@@ -46,6 +46,8 @@ struct vision_hparams {
     int32_t n_merge      = 1;  // patches merged per side by the projector (2 for Qwen-VL, the pool kernel of Gemma 3)
     int32_t n_wa_pattern = 0;  // Qwen2.5-VL: every n-th block attends fully, the others within windows
     int32_t attn_window  = 0;  // window side in pixels (Qwen2.5-VL: 112)
+    // LLaVA-1.6 anyres: clip.vision.image_grid_pinpoints as (width, height) candidates (empty: none)
+    std::vector<std::array<int32_t, 2>> grid_pinpoints;
     int32_t longest_edge = 0;  // Idefics3: clip.vision.preproc_image_size, the long side before tiling (0: absent)
 
     preprocess_params preprocess;

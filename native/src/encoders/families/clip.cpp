@@ -13,6 +13,7 @@
 
 #include "common/error.h"
 #include "encoders/idefics3_tiles.h"
+#include "encoders/slicing.h"
 #include "encoders/vision_hparams.h"
 #include "graph/clip_names.h"
 #include "graph/gguf_file.h"
@@ -32,6 +33,29 @@ void check_range(const gguf_file & f, const char * key, int64_t v, int64_t lo, i
         f.invalid(std::string(key) + " = " + std::to_string(v) + " is out of range [" + std::to_string(lo) + ", " +
                   std::to_string(hi) + "]");
     }
+}
+
+// libmtmd's llava-uhd parameters for MLP / MLP_NORM / LDP / LDPV2 with pinpoints. clip.cpp sets
+// the padded (122, 116, 104) resize only for files WITHOUT pinpoints (where the fixed-size
+// preprocessor ignores it), so a LLaVA-1.6 file slices with the defaults: bicubic, the overview
+// stretched to the square, the refined picture padded with black.
+uhd_params llava16_slicing(const vision_hparams & hp) {
+    uhd_params p;
+    p.slice_size  = hp.image_size;
+    p.patch_align = hp.patch_size;
+    p.pinpoints   = hp.grid_pinpoints;
+    p.mean        = hp.preprocess.mean;
+    p.std         = hp.preprocess.std;
+    return p;
+}
+
+// One input without pinpoints (the fixed-size preprocessor), else the overview and the slices.
+std::vector<pixel_input> llava16_preprocess(const vision_hparams & hp, const rgb_image & img, slice_layout & layout) {
+    if (hp.grid_pinpoints.empty()) {
+        layout = slice_layout{};
+        return {preprocess_image(img, hp.preprocess)};
+    }
+    return llava_uhd_slices(llava16_slicing(hp), img, layout);
 }
 
 bool is_feature_layer(const vision_hparams & hp, int32_t il) {
@@ -97,9 +121,19 @@ vision_hparams load_hparams(const gguf_file & f) {
     }
     hp.ffn = use_gelu ? blocks::ffn_op::gelu : use_silu ? blocks::ffn_op::silu : blocks::ffn_op::gelu_quick;
 
-    if (f.has_key(clip::k_grid_pinpoints)) {
-        fail(error_code::gguf_unsupported,
-             "'" + f.path() + "': clip.vision.image_grid_pinpoints (LLaVA-1.6 any-resolution tiling) is not supported");
+    // LLaVA-1.6 anyres: (width, height) candidates of the picture cut into image_size slices
+    std::vector<int32_t> pinpoints;
+    f.find_i32_array(clip::k_grid_pinpoints, pinpoints);
+    if (pinpoints.size() % 2 != 0) {
+        f.invalid(std::string(clip::k_grid_pinpoints) + " has " + std::to_string(pinpoints.size()) +
+                  " values, not (width, height) pairs");
+    }
+    if (pinpoints.size() / 2 > k_uhd_max_pinpoints) {
+        f.invalid(std::string(clip::k_grid_pinpoints) + " has " + std::to_string(pinpoints.size() / 2) +
+                  " candidates, more than " + std::to_string(k_uhd_max_pinpoints));
+    }
+    for (size_t i = 0; i + 1 < pinpoints.size(); i += 2) {
+        hp.grid_pinpoints.push_back({pinpoints[i], pinpoints[i + 1]});
     }
 
     std::vector<float> mean, stdv;
@@ -139,6 +173,19 @@ vision_hparams load_hparams(const gguf_file & f) {
     }
     hp.n_embd_out     = hp.n_embd * std::max(1, hp.n_stacked);
     hp.has_class_embd = f.tensor(clip::t_class_embd) != nullptr;
+    return hp;
+}
+
+// The LLaVA-style projectors: with pinpoints, libmtmd slices the picture (llava-uhd).
+vision_hparams load_llava_hparams(const gguf_file & f) {
+    vision_hparams hp = load_hparams(f);
+    if (!hp.grid_pinpoints.empty()) {
+        const std::string problem = uhd_params_problem(llava16_slicing(hp));
+        if (!problem.empty()) {
+            f.invalid(std::string(clip::k_grid_pinpoints) + ": " + problem);
+        }
+        hp.tiled = true;
+    }
     return hp;
 }
 
@@ -324,6 +371,7 @@ vision_hparams load_siglip_hparams(const gguf_file & f) {
         f.invalid(std::string(clip::t_class_embd) + " is not used by a SigLIP encoder");
     }
     hp.feature_layers.clear();
+    hp.grid_pinpoints.clear();  // libmtmd's fixed-size preprocessor ignores them
     hp.n_blocks_run         = hp.n_layer;
     hp.n_stacked            = 0;
     hp.n_embd_out           = hp.n_embd;
@@ -393,9 +441,10 @@ extern const encoder_family siglip_idefics3_family = {
 extern const encoder_family clip_family = {
     /*name =*/"clip",
     /*projector_types =*/{"mlp", "mlp_norm", "ldp", "ldpv2"},
-    load_hparams,
+    load_llava_hparams,
     validate,
     build,
+    llava16_preprocess,
 };
 
 }  // namespace mm
