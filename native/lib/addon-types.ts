@@ -64,6 +64,10 @@ export interface ModelInfo {
   sizeBytes: number;
   nEmbd: number;
   nLayer: number;
+  /** Mixture of experts: experts per block (0 for a dense model). */
+  nExpert: number;
+  /** Experts each token is routed to (top-k; the most of any block); 0 for a dense model. */
+  nExpertUsed: number;
   nCtxTrain: number;
   nVocab: number;
   /** 4 for M-RoPE models (Qwen2-VL family), else 1. */

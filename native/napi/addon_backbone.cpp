@@ -426,6 +426,8 @@ Napi::Object describe(Napi::Env env, const model & m, bool vocab_only) {
     o.Set("sizeBytes", Napi::Number::New(env, static_cast<double>(m.size_bytes())));
     o.Set("nEmbd", m.n_embd());
     o.Set("nLayer", m.n_layer());
+    o.Set("nExpert", m.n_expert());
+    o.Set("nExpertUsed", m.n_expert_used());
     o.Set("nCtxTrain", m.n_ctx_train());
     o.Set("nVocab", m.n_vocab());
     o.Set("nPosPerEmbd", m.n_pos_per_embd());

@@ -13,7 +13,7 @@ namespace mm {
 
 std::shared_ptr<model> model::load(const std::string & path, const model_load_params & params) {
     ensure_backend_initialised();
-    validate_text_model_file(path);
+    const text_model_header header = validate_text_model_file(path);
 
     struct progress_state {
         const model_load_params * params;
@@ -45,6 +45,7 @@ std::shared_ptr<model> model::load(const std::string & path, const model_load_pa
         fail(error_code::model_load, "llama.cpp could not load '" + path + "'" + (why.empty() ? "" : ": " + why));
     }
     std::shared_ptr<model> out(new model(m));
+    out->header_ = header;
     if (!params.vocab_only && out->n_layer() <= 0) {
         fail(error_code::model_load, "'" + path + "' has no layers: it is not a text model");
     }

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "backbone/validate.h"
+
 struct llama_model;
 struct llama_vocab;
 struct common_chat_templates;
@@ -52,6 +54,10 @@ class model {
     uint64_t size_bytes() const;
     int32_t  n_pos_per_embd() const;  // 4 for M-RoPE models, else 1
     bool     has_encoder() const;
+    // Mixture of experts: experts per block and experts each token goes through (the most of any
+    // block when it varies per block); 0 and 0 for a dense model.
+    int32_t n_expert() const { return header_.n_expert; }
+    int32_t n_expert_used() const { return header_.n_expert_used; }
 
     int32_t token_bos() const;
     int32_t token_eos() const;
@@ -82,6 +88,7 @@ class model {
 
     llama_model *       model_ = nullptr;
     const llama_vocab * vocab_ = nullptr;
+    text_model_header   header_;
 };
 
 }  // namespace mm

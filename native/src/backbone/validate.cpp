@@ -1,5 +1,6 @@
 #include "backbone/validate.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <fstream>
 #include <memory>
@@ -13,10 +14,11 @@ namespace mm {
 
 namespace {
 
-constexpr uint32_t k_max_layers = 512;  // LLAMA_MAX_LAYERS
-constexpr uint32_t k_max_heads  = 16384;
-constexpr uint32_t k_max_embd   = 1u << 20;
-constexpr uint64_t k_max_vocab  = 1u << 24;
+constexpr uint32_t k_max_layers  = 512;  // LLAMA_MAX_LAYERS
+constexpr uint32_t k_max_heads   = 16384;
+constexpr uint32_t k_max_embd    = 1u << 20;
+constexpr uint64_t k_max_vocab   = 1u << 24;
+constexpr int64_t  k_max_experts = 1024;  // LLAMA_MAX_EXPERTS
 
 struct gguf_deleter {
     void operator()(gguf_context * c) const { gguf_free(c); }
@@ -96,9 +98,67 @@ void check_per_layer(const gguf_context * g, const std::string & path, const std
     }
 }
 
+// The most of a per-layer count (scalar or array, already range-checked); 0 when absent.
+int64_t max_per_layer(const gguf_context * g, const std::string & path, const std::string & key) {
+    int64_t v = get_count(g, path, key);
+    if (v != -2) {
+        return std::max<int64_t>(v, 0);
+    }
+    int64_t      id   = gguf_find_key(g, key.c_str());
+    size_t       n    = gguf_get_arr_n(g, id);
+    const auto * data = static_cast<const int32_t *>(gguf_get_arr_data(g, id));
+    int64_t      best = 0;
+    for (size_t i = 0; i < n; ++i) {
+        best = std::max<int64_t>(best, data[i]);
+    }
+    return best;
+}
+
+// Mixture-of-experts counts that llama.cpp only GGML_ASSERTs in load_hparams (n_expert <=
+// LLAMA_MAX_EXPERTS, 0 < n_expert_used <= n_expert when there are experts, none used and no groups
+// when there are none, groups dividing the experts): refused here as MM_GGUF_INVALID naming the
+// key, before llama.cpp's abort (which mm's abort guard turns into an opaque failed load).
+text_model_header check_experts(const gguf_context * g, const std::string & path, const std::string & p,
+                                int64_t n_layer) {
+    int64_t n_expert = get_count(g, path, p + "expert_count");
+    if (n_expert == -2) {
+        invalid(path, p + "expert_count must be a scalar");
+    }
+    n_expert = std::max<int64_t>(n_expert, 0);
+    check_range(path, p + "expert_count", n_expert, 0, k_max_experts);
+    check_per_layer(g, path, p + "expert_used_count", n_layer, 0, n_expert, false);
+    int64_t n_used = max_per_layer(g, path, p + "expert_used_count");
+    if (n_expert > 0 && n_used == 0) {
+        invalid(path, p + "expert_count is " + std::to_string(n_expert) + " but " + p +
+                          "expert_used_count is missing or 0: no expert would run");
+    }
+    int64_t n_groups     = get_count(g, path, p + "expert_group_count");
+    int64_t n_group_used = get_count(g, path, p + "expert_group_used_count");
+    if (n_groups == -2 || n_group_used == -2) {
+        invalid(path, p + "expert_group_count and expert_group_used_count must be scalars");
+    }
+    n_groups     = std::max<int64_t>(n_groups, 0);
+    n_group_used = std::max<int64_t>(n_group_used, 0);
+    if (n_expert == 0) {
+        if (n_groups != 0) {
+            invalid(path, p + "expert_group_count is " + std::to_string(n_groups) + " without experts");
+        }
+        return {};
+    }
+    check_range(path, p + "expert_group_count", n_groups, 0, n_expert - 1);
+    if (n_groups > 1) {
+        if (n_expert % n_groups != 0) {
+            invalid(path, p + "expert_group_count " + std::to_string(n_groups) + " does not divide " + p +
+                              "expert_count " + std::to_string(n_expert));
+        }
+        check_range(path, p + "expert_group_used_count", n_group_used, 1, n_groups - 1);
+    }
+    return {static_cast<int32_t>(n_expert), static_cast<int32_t>(n_used)};
+}
+
 }  // namespace
 
-void validate_text_model_file(const std::string & path) {
+text_model_header validate_text_model_file(const std::string & path) {
     if (!std::ifstream(path, std::ios::binary).good()) {
         fail(error_code::file_not_found, "cannot open '" + path + "'");
     }
@@ -142,7 +202,8 @@ void validate_text_model_file(const std::string & path) {
     check_per_layer(g.get(), path, p + "attention.head_count", n_layer, 0, k_max_heads, false);
     check_per_layer(g.get(), path, p + "attention.head_count_kv", n_layer, 0, k_max_heads, false);
     check_per_layer(g.get(), path, p + "feed_forward_length", n_layer, 0, 1ll << 24, false);
-    int64_t n_ctx = get_count(g.get(), path, p + "context_length");
+    const text_model_header header = check_experts(g.get(), path, p, n_layer);
+    int64_t                 n_ctx  = get_count(g.get(), path, p + "context_length");
     if (n_ctx >= 0) {
         check_range(path, p + "context_length", n_ctx, 1, 1ll << 24);
     }
@@ -177,6 +238,7 @@ void validate_text_model_file(const std::string & path) {
     if (gguf_find_tensor(g.get(), "token_embd.weight") < 0) {
         invalid(path, "tensor token_embd.weight is missing");
     }
+    return header;
 }
 
 }  // namespace mm

@@ -175,3 +175,16 @@ export {
   type WeightSource,
   writeTinyLlama,
 } from './tiny-llama.js';
+export {
+  type ResolvedTinyMoeOptions,
+  resolveTinyMoeOptions,
+  routeFirstToken,
+  type TinyMoeOptions,
+  type TinyMoePair,
+  tinyMoeBuffer,
+  tinyMoeFixture,
+  tinyMoeFixtureName,
+  tinyMoePair,
+  tinyMoeSpec,
+  writeTinyMoe,
+} from './tiny-moe.js';
