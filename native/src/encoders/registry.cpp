@@ -10,6 +10,7 @@ extern const encoder_family clip_family;
 extern const encoder_family siglip_family;
 extern const encoder_family siglip_idefics3_family;
 extern const encoder_family qwen2vl_family;
+extern const encoder_family minicpmv_family;
 
 namespace {
 
@@ -20,6 +21,7 @@ const encoder_family * const k_families[] = {
     &siglip_family,
     &siglip_idefics3_family,
     &qwen2vl_family,
+    &minicpmv_family,
 };
 
 }  // namespace

@@ -113,7 +113,8 @@ void vision_encoder::check_input_size(int32_t width, int32_t height) const {
     if (!ok) {
         fail(error_code::invalid_argument,
              "this encoder does not take a " + std::to_string(width) + "x" + std::to_string(height) + " input " +
-                 (hp_.dynamic
+                 (fam_->accepts_size != nullptr ? std::string("(not a size the " + family_ + " preprocessing gives)")
+                  : hp_.dynamic
                       ? "(sides must be multiples of " + std::to_string(hp_.preprocess.align) + ", at most " +
                             std::to_string(hp_.preprocess.max_pixels) + " pixels)"
                       : "(it takes " + std::to_string(hp_.image_size) + "x" + std::to_string(hp_.image_size) + ")"));

@@ -48,7 +48,8 @@ struct vision_hparams {
     int32_t attn_window  = 0;  // window side in pixels (Qwen2.5-VL: 112)
     // LLaVA-1.6 anyres: clip.vision.image_grid_pinpoints as (width, height) candidates (empty: none)
     std::vector<std::array<int32_t, 2>> grid_pinpoints;
-    int32_t longest_edge = 0;  // Idefics3: clip.vision.preproc_image_size, the long side before tiling (0: absent)
+    int32_t longest_edge     = 0;  // Idefics3: clip.vision.preproc_image_size, the long side before tiling (0: absent)
+    int32_t minicpmv_version = 0;  // MiniCPM-V (resampler): clip.minicpmv_version, 2 when absent
 
     preprocess_params preprocess;
 };

@@ -37,6 +37,8 @@ inline constexpr const char * k_spatial_merge     = "clip.vision.spatial_merge_s
 inline constexpr const char * k_n_wa_pattern      = "clip.vision.n_wa_pattern";
 inline constexpr const char * k_window_size       = "clip.vision.window_size";
 inline constexpr const char * k_longest_edge      = "clip.vision.preproc_image_size";  // Idefics3
+inline constexpr const char * k_minicpmv_version  = "clip.minicpmv_version";           // int32
+inline constexpr const char * k_minicpmv_query    = "clip.minicpmv_query_num";         // uint32
 
 // ---- vision tower tensors (prefix "v") ---------------------------------------------------
 inline constexpr const char * t_class_embd   = "v.class_embd";
@@ -71,6 +73,22 @@ inline constexpr const char * t_mm_soft_emb_n = "mm.soft_emb_norm.weight";
 
 // Idefics3 / SmolVLM: the projection after the pixel shuffle (TN_MM_PROJECTOR)
 inline constexpr const char * t_mm_model_fc = "mm.model.fc.weight";
+
+// MiniCPM-V resampler (TN_MINICPMV_*): learned queries, kv projection, attention, norms
+inline constexpr const char * t_resampler_query     = "resampler.query";
+inline constexpr const char * t_resampler_kv        = "resampler.kv.weight";
+inline constexpr const char * t_resampler_proj      = "resampler.proj.weight";
+inline constexpr const char * t_resampler_pos_embdk = "resampler.pos_embed_k";  // required by libmtmd, unused
+
+// "resampler.attn.<q|k|v|out>.<weight|bias>"
+inline std::string resampler_attn(const char * part, const char * suffix) {
+    return std::string("resampler.attn.") + part + "." + suffix;
+}
+
+// "resampler.ln_<q|kv|post>.<weight|bias>"
+inline std::string resampler_ln(const char * part, const char * suffix) {
+    return std::string("resampler.ln_") + part + "." + suffix;
+}
 
 // MobileVLM ldp / ldpv2 MLP: "mm.model.mlp.%d.%s" (TN_MVLM_PROJ_MLP)
 inline std::string mvlm_mlp(int i, const char * suffix) {

@@ -121,6 +121,15 @@ bool gguf_file::find_u32(const char * key, uint32_t & out) const {
     return true;
 }
 
+bool gguf_file::find_i32(const char * key, int32_t & out) const {
+    int64_t id = find_typed(key, GGUF_TYPE_INT32, "int32");
+    if (id < 0) {
+        return false;
+    }
+    out = gguf_get_val_i32(gguf_, id);
+    return true;
+}
+
 bool gguf_file::find_f32(const char * key, float & out) const {
     int64_t id = find_typed(key, GGUF_TYPE_FLOAT32, "float32");
     if (id < 0) {

@@ -33,6 +33,7 @@ class gguf_file {
     // Each find_* returns false when the key is absent and throws MM_GGUF_INVALID when it is present
     // with another type; each require_* also throws when it is absent.
     bool     find_u32(const char * key, uint32_t & out) const;
+    bool     find_i32(const char * key, int32_t & out) const;
     bool     find_f32(const char * key, float & out) const;
     bool     find_bool(const char * key, bool & out) const;
     bool     find_string(const char * key, std::string & out) const;

@@ -59,7 +59,15 @@ std::shared_ptr<projector> projector::load(const std::string & path, const proje
     p->rt_                    = std::make_unique<runtime>(runtime_params{params.n_threads, params.use_gpu});
     p->weights_               = std::make_unique<weight_set>(*f, names, p->rt_->weights_buffer_type(), params.cancel);
     const vision_hparams & hp = p->info_.vision;
-    shaped_graph &         sg = p->graph_for(hp.grid, hp.grid);
+    // Flash attention where the family attends (the resampler), as libmtmd's CLIP_FLASH_ATTN_TYPE_AUTO:
+    // built with it, and rebuilt without when the main backend cannot run it.
+    p->flash_attn_ = params.flash_attn != 0;
+    if (params.flash_attn < 0 && !p->rt_->supports_flash_attn(p->graph_for(hp.grid, hp.grid).holder->gf())) {
+        p->flash_attn_ = false;
+        p->rt_->forget(p->graphs_.front()->holder->gf());
+        p->graphs_.clear();
+    }
+    shaped_graph & sg = p->graph_for(hp.grid, hp.grid);
     if (sg.out->ne[0] != p->n_embd_out() || sg.out->ne[1] != p->n_tokens_out()) {
         fail(error_code::internal, "projector graph output shape differs from the validated shape");
     }
@@ -78,7 +86,7 @@ projector::shaped_graph & projector::graph_for(int32_t nx, int32_t ny) {
     sg->nx     = nx;
     sg->ny     = ny;
     sg->holder = std::make_unique<graph_holder>();
-    blocks::graph_ctx g{sg->holder->ctx(), sg->holder->gf(), false};
+    blocks::graph_ctx g{sg->holder->ctx(), sg->holder->gf(), flash_attn_};
     sg->io.nx       = nx;
     sg->io.ny       = ny;
     sg->io.features = ggml_new_tensor_2d(g.ctx, GGML_TYPE_F32, n_embd_in(), static_cast<int64_t>(nx) * ny);

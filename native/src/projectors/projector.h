@@ -20,9 +20,10 @@ class weight_set;
 class graph_holder;
 
 struct projector_params {
-    int                       n_threads = 4;
-    bool                      use_gpu   = true;
-    const std::atomic<bool> * cancel    = nullptr;
+    int                       n_threads  = 4;
+    bool                      use_gpu    = true;
+    int                       flash_attn = -1;  // families with attention (resampler): -1 when the backend has it
+    const std::atomic<bool> * cancel     = nullptr;
 };
 
 // What an mmproj holds, from its header alone (validated as a load would, no weights read).
@@ -49,6 +50,7 @@ class projector {
     int32_t                  n_tokens_out() const { return info_.out.n_tokens_out; }
     bool                     dynamic() const { return info_.vision.dynamic; }
     bool                     causal() const { return fam_->causal; }
+    bool                     flash_attn() const { return flash_attn_; }
     const projector_family & family_def() const { return *fam_; }
     std::string              backend_name() const;
     int                      n_threads() const;
@@ -69,6 +71,7 @@ class projector {
     const projector_family *                 fam_ = nullptr;
     std::unique_ptr<runtime>                 rt_;
     std::unique_ptr<weight_set>              weights_;
+    bool                                     flash_attn_ = false;
     std::list<std::unique_ptr<shaped_graph>> graphs_;  // most recently used first
     std::mutex                               mu_;
 };

@@ -14,13 +14,14 @@ extern const projector_family ldpv2_family;
 extern const projector_family qwen2vl_merger_family;
 extern const projector_family qwen25vl_merger_family;
 extern const projector_family gemma3_family;
+extern const projector_family resampler_family;
 extern const projector_family idefics3_family;
 
 namespace {
 
 const projector_family * const k_families[] = {
-    &mlp_family,    &mlp_norm_family, &ldp_family, &ldpv2_family, &qwen2vl_merger_family, &qwen25vl_merger_family,
-    &gemma3_family, &idefics3_family,
+    &mlp_family,    &mlp_norm_family, &ldp_family,       &ldpv2_family, &qwen2vl_merger_family, &qwen25vl_merger_family,
+    &gemma3_family, &idefics3_family, &resampler_family,
 };
 
 }  // namespace
