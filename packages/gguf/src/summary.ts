@@ -27,6 +27,10 @@ export interface GgufTextModelSummary {
   vocabSize: number | null;
   tokenizerModel: string | null;
   hasChatTemplate: boolean;
+  /** Mixture of experts (only when `<arch>.expert_count` is there): experts per block. */
+  expertCount?: number;
+  /** Experts each token goes through (top-k; the most of any block), null when absent. */
+  expertUsedCount?: number | null;
 }
 
 export interface GgufMmprojSummary {
@@ -113,7 +117,17 @@ function textSummary(file: GgufFile, arch: string): GgufTextModelSummary {
     vocabSize,
     tokenizerModel: optString(file, 'tokenizer.ggml.model'),
     hasChatTemplate: file.metadata.has('tokenizer.chat_template'),
+    ...moeSummary(file, arch),
   };
+}
+
+function moeSummary(
+  file: GgufFile,
+  arch: string,
+): Pick<GgufTextModelSummary, 'expertCount' | 'expertUsedCount'> {
+  const expertCount = optUint(file, `${arch}.expert_count`);
+  if (expertCount === null) return {};
+  return { expertCount, expertUsedCount: optUintOrMax(file, `${arch}.expert_used_count`) };
 }
 
 function mmprojSummary(file: GgufFile): GgufMmprojSummary {

@@ -55,6 +55,14 @@ export async function runInspect(
       row('blocks', t.blockCount),
       row('heads (kv)', `${t.headCount ?? '-'} (${t.headCountKv ?? '-'})`),
       row('feed forward', t.feedForwardLength),
+      ...(t.expertCount !== undefined
+        ? [
+            row(
+              'experts',
+              `${t.expertCount} per block, ${t.expertUsedCount ?? '-'} used per token (mixture of experts)`,
+            ),
+          ]
+        : []),
       row('vocab', `${t.vocabSize ?? '-'} (${t.tokenizerModel ?? '-'})`),
       row('chat template', t.hasChatTemplate ? 'yes' : 'no'),
     );
