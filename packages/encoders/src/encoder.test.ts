@@ -409,13 +409,13 @@ describe('hostile and unsupported mmproj files are typed errors (never an abort)
       'no vision encoder',
     ],
     [
-      'LLaVA-1.6 grid pinpoints',
+      'LLaVA-1.6 grid pinpoints that are not whole slices (libmtmd aborts on the slice count)',
       (s: ReturnType<typeof tinyMmprojSpec>) =>
         meta(s).set(
           'clip.vision.image_grid_pinpoints',
-          gv.array('int32', new Int32Array([32, 32])),
+          gv.array('int32', new Int32Array([48, 32])),
         ),
-      'MM_GGUF_UNSUPPORTED',
+      'MM_GGUF_INVALID',
       'pinpoints',
     ],
   ] as const)('%s', async (_name, edit, code, message) => {

@@ -81,6 +81,18 @@ export {
   syntheticImage,
 } from './images.js';
 export {
+  LLAVA16_TEST_IMAGE_SIZES,
+  LLAVA16_TEST_PINPOINTS,
+  type Pinpoints,
+  type TinyLlava16MmprojOptions,
+  tinyLlava16MmprojBuffer,
+  tinyLlava16MmprojFixture,
+  tinyLlava16MmprojFixtureName,
+  tinyLlava16MmprojSpec,
+  tinyLlava16Pair,
+  writeTinyLlava16Mmproj,
+} from './llava16.js';
+export {
   LLAMA3_CHAT_TEMPLATE,
   MINICPMV_MARKERS,
   MINICPMV_POS_TABLE_ROWS,
