@@ -6,6 +6,7 @@ import { inspectMmproj } from '@mm/projectors';
 import {
   tinyGemma3MmprojFixture,
   tinyGemma3MmprojSpec,
+  tinyIdefics3MmprojFixture,
   tinyMmprojFixture,
   tinyQwenVlMmprojFixture,
   tinyQwenVlMmprojSpec,
@@ -131,6 +132,7 @@ describe('mm info lists the vision families', () => {
       'qwen2vl_merger',
       'qwen2.5vl_merger',
       'gemma3',
+      'idefics3',
     ]);
     // the table agrees with what mm reads from a file of each family
     const files: Record<string, string> = {
@@ -141,6 +143,7 @@ describe('mm info lists the vision families', () => {
       qwen2vl_merger: await tinyQwenVlMmprojFixture({ family: 'qwen2vl_merger' }),
       'qwen2.5vl_merger': await tinyQwenVlMmprojFixture({ family: 'qwen2.5vl_merger' }),
       gemma3: await tinyGemma3MmprojFixture(),
+      idefics3: await tinyIdefics3MmprojFixture(),
     };
     for (const f of VISION_FAMILIES) {
       const info = await inspectMmproj(files[f.family] as string);

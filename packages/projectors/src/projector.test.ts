@@ -64,6 +64,7 @@ describe('Projector', () => {
       'qwen2vl_merger',
       'qwen2.5vl_merger',
       'gemma3',
+      'idefics3',
     ]);
   });
 
@@ -192,7 +193,7 @@ describe('unsupported and hostile projectors are typed errors', () => {
     s.tensors!.find((t) => t.name === name)!;
 
   it('an unknown family lists the supported ones', async () => {
-    for (const type of ['resampler', 'pixtral', 'idefics3', '']) {
+    for (const type of ['resampler', 'pixtral', 'llama4', '']) {
       const path = await variant('mlp', (s) => meta(s).set('clip.projector_type', gv.string(type)));
       const err = await Projector.load(path).catch((e) => e);
       if (type === '') {
@@ -202,7 +203,7 @@ describe('unsupported and hostile projectors are typed errors', () => {
       expect(err.code).toBe('MM_UNSUPPORTED_FAMILY');
       expect(err.message).toContain(`'${type}'`);
       expect(err.message).toContain(
-        'supported: mlp, mlp_norm, ldp, ldpv2, gemma3, qwen2vl_merger, qwen2.5vl_merger',
+        'supported: mlp, mlp_norm, ldp, ldpv2, gemma3, idefics3, qwen2vl_merger, qwen2.5vl_merger',
       );
       await expect(inspectMmproj(path)).rejects.toMatchObject({ code: 'MM_UNSUPPORTED_FAMILY' });
     }

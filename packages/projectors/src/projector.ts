@@ -45,6 +45,7 @@ export const SUPPORTED_PROJECTOR_FAMILIES = [
   'qwen2vl_merger',
   'qwen2.5vl_merger',
   'gemma3',
+  'idefics3',
 ] as const;
 
 function checkMmprojPath(mmproj: unknown): string {

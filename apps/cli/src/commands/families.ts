@@ -41,6 +41,15 @@ export const VISION_FAMILIES: readonly VisionFamily[] = [
     imageEnd: '<end_of_image>',
     causal: false,
   },
+  {
+    family: 'idefics3',
+    encoder: 'siglip',
+    resolution:
+      'tiled (image_size tiles of a longest-edge resize, then the global image; pixel shuffle)',
+    imageBegin: '',
+    imageEnd: '',
+    causal: true,
+  },
 ];
 
 export function markers(begin: string, end: string): string {
