@@ -1,6 +1,8 @@
 // The one typed contract of mm.node. Only this package turns its untyped values into typed
 // ones; other packages import these types and the wrappers in index.ts.
 
+import type { NativeFusedAddon } from './addon-fused-types.js';
+
 /** What every asynchronous native operation returns: a promise and a cooperative cancel. */
 export interface NativeOperation<T> {
   promise: Promise<T>;
@@ -63,6 +65,8 @@ export interface ModelInfo {
   nParams: number;
   sizeBytes: number;
   nEmbd: number;
+  /** Width of the embedding rows decode takes (nEmbd; wider with Qwen3-VL's deepstack). */
+  nEmbdInp: number;
   nLayer: number;
   /** Mixture of experts: experts per block (0 for a dense model). */
   nExpert: number;
@@ -194,7 +198,7 @@ export interface NativeBatch {
   dispose(): void;
 }
 
-export interface NativeAddon extends NativeVisionAddon {
+export interface NativeAddon extends NativeVisionAddon, NativeFusedAddon {
   AddonBatch: new (context: NativeContext) => NativeBatch;
   systemInfo(): SystemInfo;
   probeModel(path: string, options?: { vocabOnly?: boolean }): NativeOperation<ModelInfo>;

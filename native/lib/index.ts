@@ -3,6 +3,12 @@ import { callNative, runNative } from './call.js';
 import { type AddonCandidate, addonLoadedFrom, loadAddon } from './load.js';
 
 export type {
+  NativeFusedAddon,
+  NativeFusedInfo,
+  NativeFusedItem,
+  NativeFusedMedia,
+} from './addon-fused-types.js';
+export type {
   CpuBackendInfo,
   DeviceInfo,
   ModelInfo,

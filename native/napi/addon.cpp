@@ -6,6 +6,7 @@ void register_system(Napi::Env env, Napi::Object exports);
 void register_backbone(Napi::Env env, Napi::Object exports);
 void register_batch(Napi::Env env, Napi::Object exports);
 void register_vision(Napi::Env env, Napi::Object exports);
+void register_fused(Napi::Env env, Napi::Object exports);
 }  // namespace mm::napi
 
 static Napi::Object init(Napi::Env env, Napi::Object exports) {
@@ -13,6 +14,7 @@ static Napi::Object init(Napi::Env env, Napi::Object exports) {
     mm::napi::register_backbone(env, exports);
     mm::napi::register_batch(env, exports);
     mm::napi::register_vision(env, exports);
+    mm::napi::register_fused(env, exports);
     return exports;
 }
 

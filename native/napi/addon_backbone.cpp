@@ -425,6 +425,7 @@ Napi::Object describe(Napi::Env env, const model & m, bool vocab_only) {
     o.Set("nParams", Napi::Number::New(env, static_cast<double>(m.n_params())));
     o.Set("sizeBytes", Napi::Number::New(env, static_cast<double>(m.size_bytes())));
     o.Set("nEmbd", m.n_embd());
+    o.Set("nEmbdInp", m.n_embd_inp());
     o.Set("nLayer", m.n_layer());
     o.Set("nExpert", m.n_expert());
     o.Set("nExpertUsed", m.n_expert_used());
@@ -504,6 +505,10 @@ Napi::Object AddonModel::wrap(Napi::Env env, std::shared_ptr<model> m) {
     Napi::Object obj    = ctors(env).model.New({});
     Unwrap(obj)->model_ = std::move(m);
     return obj;
+}
+
+bool AddonModel::is(Napi::Env env, Napi::Value v) {
+    return v.IsObject() && !ctors(env).model.IsEmpty() && v.As<Napi::Object>().InstanceOf(ctors(env).model.Value());
 }
 
 AddonModel::AddonModel(const Napi::CallbackInfo & info) : Napi::ObjectWrap<AddonModel>(info) {}

@@ -17,6 +17,8 @@ class AddonModel : public Napi::ObjectWrap<AddonModel> {
   public:
     static Napi::Function define(Napi::Env env);
     static Napi::Object   wrap(Napi::Env env, std::shared_ptr<model> m);
+    // Whether `v` is an AddonModel of this environment (other glue takes model handles).
+    static bool is(Napi::Env env, Napi::Value v);
     explicit AddonModel(const Napi::CallbackInfo & info);
 
     std::shared_ptr<model> get(Napi::Env env) const;

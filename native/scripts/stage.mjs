@@ -29,9 +29,9 @@ export const PLATFORMS = [
   'win32-x64',
 ];
 
-/** The runtime files of a build: the addon, and llama's and ggml's libraries and backends. */
+/** The runtime files of a build: the addon, and llama's, libmtmd's and ggml's libraries and backends. */
 export const runtimeFile =
-  /^(mm\.node|(lib)?(llama|llama-common|ggml|ggml-[a-z0-9_.-]+)\.(so|dylib|dll))$/;
+  /^(mm\.node|(lib)?(llama|llama-common|mtmd|ggml|ggml-[a-z0-9_.-]+)\.(so|dylib|dll))$/;
 
 /** `linux-x64`, `linux-x64-cuda`, ...: the folder under native/platforms and the package's suffix. */
 export function platformId(platform = process.platform, arch = process.arch, gpu = '') {

@@ -194,9 +194,9 @@ decode_result context::decode_embeddings(const std::vector<float> & embd, int32_
                                          const std::vector<int32_t> & positions, int32_t pos0, int32_t seq, bool causal,
                                          logits_mode logits, const std::atomic<bool> * cancel) {
     check_seq(seq);
-    if (n_embd != model_->n_embd()) {
+    if (n_embd != model_->n_embd_inp()) {
         fail(error_code::model_mismatch, "embeddings have width " + std::to_string(n_embd) + " but the model's is " +
-                                             std::to_string(model_->n_embd()));
+                                             std::to_string(model_->n_embd_inp()));
     }
     if (embd.empty() || embd.size() % static_cast<size_t>(n_embd) != 0) {
         fail(error_code::invalid_argument, "embeddings must be a non-empty [n, n_embd] matrix");

@@ -86,6 +86,10 @@ int32_t model::n_embd() const {
     return llama_model_n_embd(model_);
 }
 
+int32_t model::n_embd_inp() const {
+    return llama_model_n_embd_inp(model_);
+}
+
 int32_t model::n_layer() const {
     return llama_model_n_layer(model_);
 }

@@ -47,6 +47,7 @@ class model {
     std::string chat_template() const;
 
     int32_t  n_embd() const;
+    int32_t  n_embd_inp() const;  // decode's row width: n_embd, wider with Qwen3-VL's deepstack features
     int32_t  n_layer() const;
     int32_t  n_ctx_train() const;
     int32_t  n_vocab() const;

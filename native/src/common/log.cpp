@@ -65,6 +65,10 @@ void on_log(ggml_log_level level, const char * text, void * /*user*/) {
 
 }  // namespace
 
+void log_callback(ggml_log_level level, const char * text, void * user) {
+    on_log(level, text, user);
+}
+
 void install_log_handler() {
     g_threshold = threshold_from_env();
     llama_log_set(on_log, nullptr);

@@ -5,9 +5,15 @@
 
 #include <string>
 
+#include "ggml.h"
+
 namespace mm {
 
 void install_log_handler();
+
+// The handler install_log_handler gives llama.cpp and ggml, for libraries with a logger of their own
+// (libmtmd's mtmd_log_set).
+void log_callback(ggml_log_level level, const char * text, void * user);
 
 // Clears the error lines recorded on this thread (call before a llama.cpp operation).
 void clear_thread_log_errors();

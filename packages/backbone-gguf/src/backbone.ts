@@ -84,7 +84,23 @@ function throttle(fn: (p: number) => void, hz: number): (p: number) => void {
  * contexts that decode tokens or embeddings. Dispose it when done (`dispose()` or `using`);
  * contexts already made keep working until they are disposed.
  */
+let nativeOf: (backbone: Backbone) => NativeModel;
+
+/**
+ * @internal The native handle of a loaded Backbone, for the addon's other parts that run on the
+ * same llama_model (libmtmd's fused media path in @mm/projectors). MM_DISPOSED after dispose().
+ */
+export function nativeModel(backbone: Backbone): NativeModel {
+  if (!(backbone instanceof Backbone)) {
+    throw new MmInvalidArgumentError('backbone', 'must be a Backbone from @mm/backbone-gguf');
+  }
+  return nativeOf(backbone);
+}
+
 export class Backbone {
+  static {
+    nativeOf = (b) => b.native;
+  }
   readonly path: string;
   /** Facts read from the loaded model. */
   readonly info: Readonly<ModelInfo>;
@@ -158,6 +174,14 @@ export class Backbone {
 
   get nEmbd(): number {
     return this.info.nEmbd;
+  }
+
+  /**
+   * Width of the embedding rows decode takes: nEmbd, wider for models fed extra features per row
+   * (Qwen3-VL's deepstack: nEmbd × (1 + deepstack layers)).
+   */
+  get nEmbdInp(): number {
+    return this.info.nEmbdInp ?? this.info.nEmbd;
   }
 
   get nVocab(): number {

@@ -62,7 +62,7 @@ export interface EmbeddingsLike {
 export interface DecodeOptions {
   /** Token ids to decode ... */
   tokens?: ArrayLike<number>;
-  /** ... or embedding rows [n, nEmbd] (a Float32Array or an Embeddings handle). */
+  /** ... or embedding rows [n, nEmbdInp] (a Float32Array or an Embeddings handle; nEmbdInp is nEmbd but for deepstack models). */
   embeddings?: Float32Array | EmbeddingsLike;
   /** Explicit positions: n entries, or 4·n for M-RoPE ([dim][token]). Default: consecutive. */
   positions?: Int32Array;
@@ -313,7 +313,7 @@ export class Context {
         tokens = toInt32Array(options.tokens, 'tokens');
       } else if (options.embeddings instanceof Float32Array) {
         embd = options.embeddings;
-        nEmbd = this.backbone.nEmbd;
+        nEmbd = this.backbone.nEmbdInp;
       } else if (options.embeddings !== undefined) {
         embd = options.embeddings.toFloat32Array();
         nEmbd = options.embeddings.nEmbd;
@@ -326,10 +326,10 @@ export class Context {
       if (!Number.isInteger(nPos) || nPos < 1 || nPos > n) {
         throw new MmInvalidArgumentError('nPos', `must be an integer in [1, ${n}]`);
       }
-      if (embd && nEmbd !== this.backbone.nEmbd) {
+      if (embd && nEmbd !== this.backbone.nEmbdInp) {
         throw new MmError(
           ErrorCode.MM_MODEL_MISMATCH,
-          `embeddings have width ${nEmbd} but the model's is ${this.backbone.nEmbd}`,
+          `embeddings have width ${nEmbd} but the model's is ${this.backbone.nEmbdInp}`,
         );
       }
       let start = pos;

@@ -4,6 +4,7 @@ export {
   type ChatMessage,
   type ChatTemplateOptions,
   type DetokenizeOptions,
+  nativeModel,
   type TokenAttributes,
   type TokenizeOptions,
 } from './backbone.js';

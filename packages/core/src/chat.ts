@@ -1,6 +1,6 @@
 import { PushStream, type SamplingOptions } from '@mm/backbone-gguf';
 import { ErrorCode, MmError } from '@mm/errors';
-import type { PreparedPrompt } from './media.js';
+import type { MediaPath, PreparedPrompt } from './media.js';
 
 /**
  * What a chat call takes and gives, whoever answers it: MultimodalModel (one context, one call at a
@@ -46,6 +46,11 @@ export interface ChatStats {
   /** Generated tokens per second of decode time. */
   tokensPerSecond: number;
   stopReason: 'eog' | 'length' | 'stop' | 'context';
+  /**
+   * When the prompt had media: the stage that made their chunks, mm's own encoder → projector
+   * graphs or libmtmd's fused encoder + projector (one stage, timed in encodeMs).
+   */
+  mediaPath?: MediaPath;
 }
 
 export interface ChatResult {
@@ -68,7 +73,7 @@ export function samplingOf(options: ChatOptions): SamplingOptions {
 /** The facts of a prepared prompt that its answer's stats report. */
 export type PromptStats = Pick<
   PreparedPrompt,
-  'positions' | 'media' | 'mediaTokens' | 'cacheHits' | 'encodeMs'
+  'positions' | 'media' | 'mediaTokens' | 'cacheHits' | 'encodeMs' | 'mediaPath'
 >;
 
 /** When an answer's phases happened (performance.now(), ms). */
@@ -105,6 +110,7 @@ export function chatStats(
     // The first token comes from the prefill: the decode rate counts the ones after it.
     tokensPerSecond: generated > 1 ? ((generated - 1) * 1000) / Math.max(end - first, 1e-3) : 0,
     stopReason: answer.stopReason,
+    ...(prompt.mediaPath !== undefined && { mediaPath: prompt.mediaPath }),
   };
 }
 

@@ -1,5 +1,5 @@
 import { availableParallelism } from 'node:os';
-import { Backbone } from '@mm/backbone-gguf';
+import { Backbone, nativeModel } from '@mm/backbone-gguf';
 import { VisionEncoder } from '@mm/encoders';
 import {
   checkSignal,
@@ -8,9 +8,16 @@ import {
   MmError,
   MmInvalidArgumentError,
 } from '@mm/errors';
-import { checkPair, type MmprojInfo, Projector } from '@mm/projectors';
+import {
+  checkPair,
+  type FusedItem,
+  FusedMedia,
+  inspectFused,
+  type MmprojInfo,
+  Projector,
+} from '@mm/projectors';
 import { type CachedMedia, EmbeddingCache, type MediaChunk, pixelKey } from './image-cache.js';
-import type { EmbeddedMedia, PromptSource } from './media.js';
+import type { EmbeddedMedia, MediaPath, PromptSource } from './media.js';
 import { type ImageInput, loadImage, type MediaRef } from './messages.js';
 import type { MediaPromptInfo } from './prompt.js';
 import { layOutSlices } from './slices.js';
@@ -52,6 +59,11 @@ export class ModelComponents implements PromptSource {
   readonly encoder: VisionEncoder | undefined;
   readonly projector: Projector | undefined;
   readonly mmprojInfo: Readonly<MmprojInfo> | undefined;
+  /**
+   * libmtmd's fused encoder + projector, when the mmproj's projector type has no own graph in mm
+   * but libmtmd runs it (the long tail); encoder, projector and mmprojInfo are then undefined.
+   */
+  readonly fused: FusedMedia | undefined;
   readonly imageCache: EmbeddingCache;
   /** The chat template is rendered with the Jinja engine (see ModelComponentsLoadOptions.jinja). */
   readonly jinja: boolean;
@@ -64,11 +76,13 @@ export class ModelComponents implements PromptSource {
     backbone: Backbone,
     media: { encoder: VisionEncoder; projector: Projector; info: MmprojInfo } | undefined,
     options: { cacheBytes: number; maxImagePixels?: number; jinja: boolean; threads: number },
+    fused?: FusedMedia,
   ) {
     this.backbone = backbone;
     this.encoder = media?.encoder;
     this.projector = media?.projector;
     this.mmprojInfo = media?.info;
+    this.fused = fused;
     this.imageCache = new EmbeddingCache(options.cacheBytes);
     this.#maxImagePixels = options.maxImagePixels;
     this.jinja = options.jinja;
@@ -111,23 +125,42 @@ export class ModelComponents implements PromptSource {
       });
       owned.push(backbone);
       let media: { encoder: VisionEncoder; projector: Projector; info: MmprojInfo } | undefined;
+      let fused: FusedMedia | undefined;
       if (options.mmproj !== undefined) {
-        const info = await checkPair(options.mmproj, backbone.nEmbd, { signal });
+        const mmproj = options.mmproj;
         const gpu = options.gpuLayers !== undefined && options.gpuLayers !== 0;
         progress?.({ component: 'mmproj', progress: 0 });
-        const encoder = await VisionEncoder.load(options.mmproj, { threads, gpu, signal });
-        owned.push(encoder);
-        const projector = await Projector.load(options.mmproj, { threads, gpu, signal });
-        owned.push(projector);
+        // mm's own graphs first; a projector type they do not implement goes to libmtmd when it
+        // runs the type (inspectFused throws MM_UNSUPPORTED_FAMILY, listing both, when not).
+        const own: { dispose(): void }[] = [];
+        try {
+          const info = await checkPair(mmproj, backbone.nEmbd, { signal });
+          const encoder = await VisionEncoder.load(mmproj, { threads, gpu, signal });
+          own.push(encoder);
+          const projector = await Projector.load(mmproj, { threads, gpu, signal });
+          own.push(projector);
+          media = { encoder, projector, info };
+          owned.push(...own);
+        } catch (e) {
+          for (const o of own.reverse()) o.dispose();
+          if (!MmError.isInstance(e) || e.code !== ErrorCode.MM_UNSUPPORTED_FAMILY) throw e;
+          await inspectFused(mmproj, { signal });
+          fused = await FusedMedia.load(mmproj, nativeModel(backbone), { threads, gpu, signal });
+          owned.push(fused);
+        }
         progress?.({ component: 'mmproj', progress: 1 });
-        media = { encoder, projector, info };
       }
-      return new ModelComponents(backbone, media, {
-        cacheBytes,
-        maxImagePixels: options.maxImagePixels,
-        jinja: options.jinja ?? false,
-        threads,
-      });
+      return new ModelComponents(
+        backbone,
+        media,
+        {
+          cacheBytes,
+          maxImagePixels: options.maxImagePixels,
+          jinja: options.jinja ?? false,
+          threads,
+        },
+        fused,
+      );
     } catch (e) {
       for (const o of owned.reverse()) o.dispose();
       throw e;
@@ -142,8 +175,19 @@ export class ModelComponents implements PromptSource {
     if (this.#disposed) throw new MmDisposedError('ModelComponents');
   }
 
+  /**
+   * How pictures become chunks: mm's own encoder → projector graphs, or libmtmd's fused encoder +
+   * projector (the long tail); undefined without an mmproj.
+   */
+  get mediaPath(): MediaPath | undefined {
+    if (this.fused) return 'libmtmd (fused)';
+    return this.encoder && this.projector ? 'own graph' : undefined;
+  }
+
   /** The loaded media encoder's prompt facts (markers, fixed token count); undefined without one. */
   get mediaPromptInfo(): MediaPromptInfo | undefined {
+    // libmtmd's marker text comes with each picture's chunks (CachedMedia.between).
+    if (this.fused) return { imageBegin: '', imageEnd: '', fixedTokens: undefined };
     const info = this.mmprojInfo;
     if (!info || !this.encoder || !this.projector) return undefined;
     return {
@@ -177,6 +221,7 @@ export class ModelComponents implements PromptSource {
     options: { signal?: AbortSignal } = {},
   ): Promise<EmbeddedMedia> {
     this.#check();
+    if (this.fused) return this.#embedFused(this.fused, input, options);
     const { encoder, projector } = this;
     if (!encoder || !projector) {
       throw new MmError(
@@ -223,10 +268,30 @@ export class ModelComponents implements PromptSource {
     }
   }
 
+  /** A picture through libmtmd's fused encoder + projector, laid out as mtmd_tokenize lays it out. */
+  async #embedFused(
+    fused: FusedMedia,
+    input: ImageInput,
+    options: { signal?: AbortSignal },
+  ): Promise<EmbeddedMedia> {
+    const image = await loadImage(input, {
+      maxPixels: this.#maxImagePixels,
+      signal: options.signal,
+    });
+    const key = pixelKey(image.width, image.height, image.data);
+    const hit = this.imageCache.get(key);
+    if (hit) return { key, ...hit, cached: true };
+    const { items } = await fused.embed(image, { signal: options.signal });
+    const value = fusedLayout(items);
+    if (this.imageCache.maxBytes > 0) this.imageCache.set(key, value);
+    return { key, ...value, cached: false };
+  }
+
   /** Frees every component and the embedding cache. A second call is MM_DISPOSED. */
   dispose(): void {
     this.#check();
     this.#disposed = true;
+    this.fused?.dispose();
     this.projector?.dispose();
     this.encoder?.dispose();
     this.backbone.dispose();
@@ -236,4 +301,29 @@ export class ModelComponents implements PromptSource {
   [Symbol.dispose](): void {
     if (!this.#disposed) this.dispose();
   }
+}
+
+/**
+ * libmtmd's layout of one picture (text and image chunks in its order) as a media part: the text
+ * before each chunk, and after the last, goes to `between` (the family's begin / end markers, the
+ * tile or slice markers), each image chunk to `chunks`.
+ */
+export function fusedLayout(items: readonly FusedItem[]): CachedMedia {
+  const chunks: MediaChunk[] = [];
+  const between: Int32Array[] = [];
+  let text: number[] = [];
+  for (const it of items) {
+    if (it.kind === 'text') {
+      text.push(...it.tokens);
+      continue;
+    }
+    between.push(Int32Array.from(text));
+    text = [];
+    chunks.push({ rows: it.rows, nTokens: it.nTokens, nx: it.nx, ny: it.ny, causal: it.causal });
+  }
+  if (chunks.length === 0) {
+    throw new MmError(ErrorCode.MM_INTERNAL, 'libmtmd made no image chunk of the picture');
+  }
+  between.push(Int32Array.from(text));
+  return { chunks, between };
 }

@@ -9,7 +9,7 @@ export {
   samplingOf,
   streamChat,
 } from './chat.js';
-export { ModelComponents, type ModelComponentsLoadOptions } from './components.js';
+export { fusedLayout, ModelComponents, type ModelComponentsLoadOptions } from './components.js';
 export {
   defaultCacheDir,
   type FileProgress,
@@ -34,6 +34,7 @@ export {
 export {
   decodeChunks,
   type EmbeddedMedia,
+  type MediaPath,
   type PreparedPrompt,
   type PromptChunk,
   type PromptSource,

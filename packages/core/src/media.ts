@@ -36,7 +36,15 @@ export interface PreparedPrompt {
   cacheHits: number;
   /** Decode + encode + project of the parts that missed the cache, ms (0 when all hit). */
   encodeMs: number;
+  /** The path the media parts took (when there were any). */
+  mediaPath?: MediaPath;
 }
+
+/**
+ * How a model's pictures become chunks: mm's own encoder → projector graphs, or libmtmd's fused
+ * encoder + projector (the projector types mm has no own graph for).
+ */
+export type MediaPath = 'own graph' | 'libmtmd (fused)';
 
 /** A media part's chunks with the key of its content; `cached` when no encoder ran. */
 export type EmbeddedMedia = CachedMedia & { key: string; cached: boolean };
@@ -48,6 +56,8 @@ export interface PromptSource {
   readonly mediaPromptInfo: MediaPromptInfo | undefined;
   /** Render the chat template with the Jinja engine (llama-server) instead of llama-mtmd-cli's way. */
   readonly jinja?: boolean;
+  /** How its pictures become chunks (own graphs or libmtmd fused). */
+  readonly mediaPath?: MediaPath | undefined;
   embedMedia(ref: MediaRef, options: { signal?: AbortSignal }): Promise<EmbeddedMedia>;
 }
 
@@ -121,6 +131,7 @@ export async function preparePrompt(
     mediaTokens,
     cacheHits: hits,
     encodeMs,
+    ...(tp.media.length > 0 && source.mediaPath !== undefined && { mediaPath: source.mediaPath }),
   };
 }
 

@@ -1,7 +1,7 @@
 import type { Backbone, Context } from '@mm/backbone-gguf';
 import type { VisionEncoder } from '@mm/encoders';
 import { checkSignal, MmDisposedError, SerialQueue } from '@mm/errors';
-import type { MmprojInfo, Projector } from '@mm/projectors';
+import type { FusedMedia, MmprojInfo, Projector } from '@mm/projectors';
 import {
   type ChatOptions,
   type ChatResult,
@@ -15,6 +15,7 @@ import type { EmbeddingCache } from './image-cache.js';
 import {
   decodeChunks,
   type EmbeddedMedia,
+  type MediaPath,
   type PromptChunk,
   type PromptSource,
   preparePrompt,
@@ -86,6 +87,16 @@ export class MultimodalModel implements PromptSource {
 
   get mmprojInfo(): Readonly<MmprojInfo> | undefined {
     return this.components.mmprojInfo;
+  }
+
+  /** libmtmd's fused encoder + projector, for a projector type mm has no own graph for. */
+  get fused(): FusedMedia | undefined {
+    return this.components.fused;
+  }
+
+  /** How pictures become chunks: 'own graph' or 'libmtmd (fused)'; undefined without an mmproj. */
+  get mediaPath(): MediaPath | undefined {
+    return this.components.mediaPath;
   }
 
   get imageCache(): EmbeddingCache {

@@ -1,5 +1,15 @@
 export { Embeddings, type SpanLayout, spanPositionIds, spanPositions } from './embeddings.js';
 export {
+  type FusedChunk,
+  type FusedEmbedding,
+  type FusedInfo,
+  type FusedItem,
+  type FusedLoadOptions,
+  FusedMedia,
+  inspectFused,
+  projectorTypes,
+} from './fused.js';
+export {
   checkPair,
   inspectMmproj,
   type MmprojInfo,
