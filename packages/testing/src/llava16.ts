@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { MmInvalidArgumentError } from '@mm/errors';
 import { type GgufMetadata, type GgufWriteSpec, ggufToBuffer, gv, writeGguf } from '@mm/gguf';
 import { fixturePath, tinyLlamaFixture } from './fixtures.js';
@@ -85,9 +86,11 @@ export async function writeTinyLlava16Mmproj(
 
 /** File name: the base mmproj's name with the pinpoint values. */
 export function tinyLlava16MmprojFixtureName(options: TinyLlava16MmprojOptions = {}): string {
-  const pp = pinpointValues(options)
+  let pp = pinpointValues(options)
     .map((v) => (v < 0 ? `m${-v}` : String(v)))
     .join('_');
+  // long lists (hostile files) by their hash: file names stay under 255 bytes
+  if (pp.length > 80) pp = `h${createHash('sha256').update(pp).digest('hex').slice(0, 16)}`;
   return tinyMmprojFixtureName(baseOptions(options)).replace(/\.gguf$/, `-pp${pp || 'none'}.gguf`);
 }
 
