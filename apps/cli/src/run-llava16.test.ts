@@ -70,4 +70,16 @@ describe('mm run with a LLaVA-1.6 model', () => {
       }
     }
   });
+
+  it('mm inspect says a picture is cut into 32x32 chunks; mm info lists pinpoint tiling', async () => {
+    const files = await tinyLlava16Pair();
+    const r = await runMain(['inspect', files.mmproj]);
+    expect(r.code, r.err).toBe(0);
+    const row = (key: string) => r.out.match(new RegExp(`^\\s*${key}\\s+(.*)$`, 'm'))?.[1];
+    expect(row('mm')).toBe('own graph: mlp (encoder clip)');
+    expect(row('resolution')).toMatch(/^tiled: 32x32 chunks/);
+    expect(row('image tokens')).toBe('64 per chunk');
+    const info = await runMain(['info']);
+    expect(info.out).toContain('image_grid_pinpoints');
+  });
 });

@@ -20,7 +20,8 @@ export const VISION_FAMILIES: readonly VisionFamily[] = [
   ...(['mlp', 'mlp_norm', 'ldp', 'ldpv2'] as const).map((family) => ({
     family,
     encoder: 'clip',
-    resolution: 'fixed (image_size square)',
+    resolution:
+      'fixed (image_size square); with clip.vision.image_grid_pinpoints tiled (LLaVA-1.6 anyres: image_size slices of the best pinpoint, then the overview)',
     imageBegin: '',
     imageEnd: '',
     causal: true,
@@ -64,6 +65,8 @@ export interface MmprojPath {
   family?: string;
   encoderFamily?: string;
   dynamicResolution?: boolean;
+  /** A picture may make several chunks (slices or tiles and an overview), each inputSize square. */
+  tiled?: boolean;
   /** Fixed-size families: the square input side. */
   inputSize?: number;
   /** Dynamic resolution: sides are multiples of `align` px, minPixels..maxPixels in all. */
@@ -101,6 +104,7 @@ export async function mmprojPath(path: string): Promise<MmprojPath> {
     family: info.family,
     encoderFamily: info.encoderFamily,
     dynamicResolution: info.dynamicResolution,
+    ...(info.tiled ? { tiled: true } : {}),
   };
   if (info.dynamicResolution && p.align && p.minPixels && p.maxPixels) {
     const unit = p.align * p.align;
@@ -135,6 +139,14 @@ export function mmprojRows(m: MmprojPath, row: (k: string, v: unknown) => string
         'resolution',
         `dynamic: sides multiples of ${m.align} px, ${m.minPixels}-${m.maxPixels} pixels (${m.minTokens}-${m.maxTokens} tokens), ${m.resize}`,
       ),
+    );
+  } else if (m.tiled) {
+    rows.push(
+      row(
+        'resolution',
+        `tiled: ${m.inputSize}x${m.inputSize} chunks (slices or tiles, and an overview, as libmtmd cuts the picture)`,
+      ),
+      row('image tokens', `${m.imageTokens} per chunk`),
     );
   } else {
     rows.push(
