@@ -1,5 +1,5 @@
 import { MmError } from '@mm/errors';
-import { inspectMmproj, type MmprojInfo } from '@mm/projectors';
+import { inspectFused, inspectMmproj, type MmprojInfo, projectorTypes } from '@mm/projectors';
 
 /**
  * The vision families mm runs with its own graphs, as `mm info` lists them: the encoder, how a
@@ -53,13 +53,27 @@ export const VISION_FAMILIES: readonly VisionFamily[] = [
   },
 ];
 
+/**
+ * The projector types mm runs through libmtmd's fused encoder + projector (the long tail): every
+ * vision type the vendored libmtmd sets up that has no own graph above. Their markers, tiles and
+ * positions are libmtmd's own.
+ */
+export function fusedProjectorTypes(): string[] {
+  const { own, fused } = projectorTypes();
+  const mine = new Set([...own, ...VISION_FAMILIES.map((f) => f.family)]);
+  return fused.filter((t) => !mine.has(t));
+}
+
 export function markers(begin: string, end: string): string {
   return begin || end ? `${begin || '-'} ... ${end || '-'}` : 'none';
 }
 
-/** What mm's own graphs make of an mmproj, for `mm inspect` (header only, no weights). */
+/** What mm makes of an mmproj, for `mm inspect` (header only, no weights). */
 export interface MmprojPath {
-  /** 'own graph' when mm runs the file, else why not. */
+  /**
+   * 'own graph' when mm's own encoder and projector run the file, 'libmtmd (fused)' when libmtmd's
+   * fused encoder + projector does (a projector type without an own graph), else why not.
+   */
   path: string;
   error?: { code: string; message: string };
   family?: string;
@@ -85,6 +99,11 @@ export interface MmprojPath {
   causal?: boolean;
   /** The projection width: the text model's n_embd. */
   nEmbdOut?: number;
+  /** The fused path: the vision tower as the header gives it (libmtmd decides the rest). */
+  patchSize?: number;
+  visionWidth?: number;
+  visionBlocks?: number;
+  projectionDim?: number;
 }
 
 export async function mmprojPath(path: string): Promise<MmprojPath> {
@@ -93,10 +112,8 @@ export async function mmprojPath(path: string): Promise<MmprojPath> {
     info = await inspectMmproj(path);
   } catch (e) {
     if (!MmError.isInstance(e)) throw e;
-    return {
-      path: e.code === 'MM_UNSUPPORTED_FAMILY' ? 'not supported by mm' : 'refused',
-      error: { code: e.code, message: e.message },
-    };
+    if (e.code === 'MM_UNSUPPORTED_FAMILY') return fusedPath(path);
+    return { path: 'refused', error: { code: e.code, message: e.message } };
   }
   const p = info.preprocess;
   const out: MmprojPath = {
@@ -129,9 +146,37 @@ export async function mmprojPath(path: string): Promise<MmprojPath> {
   });
 }
 
+/** A projector type without an own graph: libmtmd's fused path when libmtmd runs it. */
+async function fusedPath(path: string): Promise<MmprojPath> {
+  try {
+    const f = await inspectFused(path);
+    return {
+      path: 'libmtmd (fused)',
+      family: f.projectorType,
+      inputSize: f.imageSize,
+      patchSize: f.patchSize,
+      visionWidth: f.nEmbdVision,
+      visionBlocks: f.nLayer,
+      projectionDim: f.projectionDim,
+    };
+  } catch (e) {
+    if (!MmError.isInstance(e)) throw e;
+    return {
+      path: e.code === 'MM_UNSUPPORTED_FAMILY' ? 'not supported by mm' : 'refused',
+      error: { code: e.code, message: e.message },
+    };
+  }
+}
+
 /** `mm inspect` rows for an mmproj's path through mm. */
 export function mmprojRows(m: MmprojPath, row: (k: string, v: unknown) => string): string[] {
   if (m.error) return [row('mm', `${m.path}: ${m.error.code}: ${m.error.message}`)];
+  if (m.path === 'libmtmd (fused)') {
+    return [
+      row('mm', `libmtmd (fused): ${m.family} (libmtmd's encoder + projector, one stage)`),
+      row('layout', "libmtmd's: its markers, tiles and positions, as mtmd_tokenize makes them"),
+    ];
+  }
   const rows = [row('mm', `${m.path}: ${m.family} (encoder ${m.encoderFamily})`)];
   if (m.dynamicResolution) {
     rows.push(

@@ -1,6 +1,6 @@
 import { systemInfo } from '@mm/native';
 import { type CliIo, ExitCode, formatBytes } from '../io.js';
-import { markers, VISION_FAMILIES } from './families.js';
+import { fusedProjectorTypes, markers, VISION_FAMILIES } from './families.js';
 
 export const infoHelp = `mm info [--json]
 
@@ -11,7 +11,10 @@ features and the thread count. MM_CPU_VARIANT=<name> forces a variant (e.g. hasw
 export function runInfo(io: CliIo, json: boolean): number {
   const info = systemInfo();
   if (json) {
-    io.out(`${JSON.stringify({ ...info, visionFamilies: VISION_FAMILIES }, null, 2)}\n`);
+    const fused = fusedProjectorTypes();
+    io.out(
+      `${JSON.stringify({ ...info, visionFamilies: VISION_FAMILIES, fusedProjectorTypes: fused }, null, 2)}\n`,
+    );
     return ExitCode.ok;
   }
   const on = Object.entries(info.cpuFeatures)
@@ -48,7 +51,24 @@ export function runInfo(io: CliIo, json: boolean): number {
       (f) =>
         `  ${f.family.padEnd(17)}${f.encoder.padEnd(8)} ${f.resolution}; markers ${markers(f.imageBegin, f.imageEnd)}; ${f.causal ? 'causal' : 'non-causal'} span`,
     ),
+    "fused (libmtmd)    (libmtmd's own encoder + projector, one stage; its markers and tiles)",
+    ...wrapList(fusedProjectorTypes(), 96).map((l) => `  ${l}`),
   ];
   io.out(`${lines.join('\n')}\n`);
   return ExitCode.ok;
+}
+
+/** Comma-separated items in lines of at most `width` characters. */
+function wrapList(items: readonly string[], width: number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const it of items) {
+    const next = line ? `${line}, ${it}` : it;
+    if (next.length > width && line) {
+      lines.push(`${line},`);
+      line = it;
+    } else line = next;
+  }
+  if (line) lines.push(line);
+  return lines;
 }

@@ -68,7 +68,7 @@ export async function runRun(io: CliIo, values: Record<string, unknown>): Promis
       if (!quiet) {
         io.err(
           `[mm] ${stats.promptTokens} prompt tokens (${stats.cachedTokens} cached, ${stats.imageTokens} image), ` +
-            `encode ${stats.encodeMs.toFixed(1)} ms, prefill ${stats.prefillMs.toFixed(1)} ms, ` +
+            `encode${stats.mediaPath === 'libmtmd (fused)' ? ' (libmtmd, fused)' : ''} ${stats.encodeMs.toFixed(1)} ms, prefill ${stats.prefillMs.toFixed(1)} ms, ` +
             `first token ${stats.timeToFirstTokenMs.toFixed(1)} ms, ${stats.generatedTokens} tokens at ` +
             `${stats.tokensPerSecond.toFixed(1)} tok/s (${stats.stopReason})\n`,
         );
