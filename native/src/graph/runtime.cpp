@@ -94,7 +94,34 @@ double graph_flops(ggml_cgraph * gf) {
 // ggml computes each output element on one thread, so the values do not depend on the count.
 constexpr double k_flops_per_thread = 4e6;
 
+namespace {
+
+// A graph allocated before keeps, in its tensors, the addresses of that allocation, and ggml's
+// allocator leaves a tensor that has an address where it is. The compute buffers may have moved
+// since (a larger graph grew them, freeing the old ones): a cached graph used again would read and
+// write freed memory. Every tensor outside the weights forgets its address before allocating.
+void forget_compute_addresses(ggml_cgraph * gf) {
+    auto forget = [](ggml_tensor * t) {
+        if (t != nullptr && t->buffer != nullptr &&
+            ggml_backend_buffer_get_usage(t->buffer) != GGML_BACKEND_BUFFER_USAGE_WEIGHTS) {
+            t->data   = nullptr;
+            t->buffer = nullptr;
+        }
+    };
+    // the leafs (inputs, constants) are the nodes' sources
+    for (int i = 0; i < ggml_graph_n_nodes(gf); ++i) {
+        ggml_tensor * node = ggml_graph_node(gf, i);
+        for (ggml_tensor * src : node->src) {
+            forget(src);
+        }
+        forget(node);
+    }
+}
+
+}  // namespace
+
 void runtime::allocate(ggml_cgraph * gf) {
+    forget_compute_addresses(gf);
     const double wanted = std::ceil(graph_flops(gf) / k_flops_per_thread);
     graph_threads_      = static_cast<int>(std::max(1.0, std::min<double>(n_threads_, wanted)));
     cpu_set_n_threads(cpu_, graph_threads_);
