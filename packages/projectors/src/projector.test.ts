@@ -65,6 +65,7 @@ describe('Projector', () => {
       'qwen2.5vl_merger',
       'gemma3',
       'idefics3',
+      'resampler',
     ]);
   });
 

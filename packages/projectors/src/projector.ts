@@ -46,6 +46,7 @@ export const SUPPORTED_PROJECTOR_FAMILIES = [
   'qwen2.5vl_merger',
   'gemma3',
   'idefics3',
+  'resampler',
 ] as const;
 
 function checkMmprojPath(mmproj: unknown): string {
@@ -107,8 +108,9 @@ export async function checkPair(
 /**
  * The input projector of an mmproj (llama.cpp's `mm.*` tensors), chosen by
  * `clip.projector_type`: mlp (LLaVA-1.5), mlp_norm, ldp (MobileVLM), ldpv2 (MobileVLM V2),
- * qwen2vl_merger / qwen2.5vl_merger (2x2 patch merger), gemma3 (pool + soft-embedding norm). It
- * maps a VisionEncoder's Features into the LLM's embedding space. Calls run off the JS thread.
+ * qwen2vl_merger / qwen2.5vl_merger (2x2 patch merger), gemma3 (pool + soft-embedding norm),
+ * resampler (MiniCPM-V: learned queries cross-attending to each slice). It maps a VisionEncoder's
+ * Features into the LLM's embedding space. Calls run off the JS thread.
  */
 export class Projector {
   readonly path: string;
