@@ -397,7 +397,7 @@ describe('hostile and unsupported mmproj files are typed errors (never an abort)
     [
       'an unknown projector type',
       (s: ReturnType<typeof tinyMmprojSpec>) =>
-        meta(s).set('clip.projector_type', gv.string('resampler')),
+        meta(s).set('clip.projector_type', gv.string('cogvlm')),
       'MM_UNSUPPORTED_FAMILY',
       'supported: mlp, mlp_norm, ldp, ldpv2',
     ],
