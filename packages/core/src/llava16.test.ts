@@ -131,3 +131,81 @@ describe('LLaVA-1.6 (mlp + pinpoints) against libmtmd', () => {
     }
   });
 });
+
+// The other LLaVA-style projectors take pinpoints the same way (libmtmd: MLP, MLP_NORM, LDP, LDPV2
+// all use llava-uhd when the file has them): every chunk's embeddings and the layout.
+describe.each([
+  { family: 'mlp_norm' as const, pinpoints: undefined, size: [70, 40] as const, chunks: 10 },
+  {
+    family: 'ldp' as const,
+    pinpoints: [
+      [48, 96],
+      [96, 48],
+      [96, 96],
+      [144, 48],
+    ] as const,
+    size: [100, 50] as const,
+    chunks: 3,
+  },
+  {
+    family: 'ldpv2' as const,
+    pinpoints: [
+      [48, 96],
+      [96, 48],
+      [96, 96],
+      [144, 48],
+    ] as const,
+    size: [40, 90] as const,
+    chunks: 3,
+  },
+])('$family with pinpoints against libmtmd', ({ family, pinpoints, size, chunks }) => {
+  it(`${size[0]}x${size[1]}: ${chunks} chunks, embeddings and layout equal mtmd_tokenize's`, {
+    timeout: 300_000,
+  }, async () => {
+    const files = await tinyLlava16Pair({ family, ...(pinpoints ? { pinpoints } : {}) });
+    using model = await MultimodalModel.load({
+      model: files.llm,
+      mmproj: files.mmproj,
+      threads: 2,
+    });
+    const image = await syntheticPngFixture(size[0], size[1], 9);
+    const messages = ask(image, 'What is it?');
+    const prompt = model.backbone.applyChatTemplate(flattenMessages(messages).messages, {
+      addGenerationPrompt: true,
+      jinja: model.jinja,
+    });
+    const ref = await runMtmdLayout({
+      mmproj: files.mmproj,
+      textModel: files.llm,
+      prompt,
+      images: [image],
+      threads: 2,
+    });
+    const ours = await preparePrompt(model, messages, {
+      positions: model.contextSize,
+      what: 'the context',
+    });
+    expect(ours.chunks.map((c) => c.kind)).toEqual(
+      ref.chunks.map((c) => (c.type === 'text' ? 'text' : 'media')),
+    );
+    expect(ours.chunks.filter((c) => c.kind === 'media').length).toBe(chunks);
+    let worst = 0;
+    ours.chunks.forEach((c, i) => {
+      const r = ref.chunks[i]!;
+      if (c.kind === 'text' && r.type === 'text') {
+        expect(Array.from(c.tokens)).toEqual(r.tokens);
+        return;
+      }
+      if (c.kind !== 'media' || r.type === 'text') throw new Error('chunk kinds differ');
+      const { maxAbsDiff, cosine } = compareVectors(c.chunk.rows, r.embd);
+      worst = Math.max(worst, maxAbsDiff);
+      expect(maxAbsDiff).toBeLessThanOrEqual(1e-3);
+      expect(cosine).toBeGreaterThanOrEqual(0.9999);
+      expect([c.chunk.nTokens, c.nPos]).toEqual([r.nTokens, r.nPos]);
+    });
+    console.log(
+      `${family} + pinpoints ${size[0]}x${size[1]}: ${chunks} chunks, max |diff| ${worst.toExponential(2)}`,
+    );
+    expect(ours.positions).toBe(ref.nPosTotal);
+  });
+});
