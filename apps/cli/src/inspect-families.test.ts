@@ -7,6 +7,7 @@ import {
   tinyGemma3MmprojFixture,
   tinyGemma3MmprojSpec,
   tinyIdefics3MmprojFixture,
+  tinyMinicpmvMmprojFixture,
   tinyMmprojFixture,
   tinyQwenVlMmprojFixture,
   tinyQwenVlMmprojSpec,
@@ -92,6 +93,33 @@ describe('mm inspect on the new families', () => {
     expect(row((await runMain(['inspect', tinyShapesPaths().llm])).out, 'mm')).toBeUndefined();
   });
 
+  it('MiniCPM-V: slices whose sizes follow the picture, the same tokens per chunk, no markers, causal', async () => {
+    const path = await tinyMinicpmvMmprojFixture({ version: 3 });
+    const r = await runMain(['inspect', path]);
+    expect(r.code, r.err).toBe(0);
+    expect(row(r.out, 'projector')).toBe('resampler');
+    expect(row(r.out, 'mm')).toBe('own graph: resampler (encoder minicpmv)');
+    expect(row(r.out, 'resolution')).toBe(
+      "dynamic slices: an overview and slices of about 64x64 pixels in the picture's aspect ratio (as libmtmd cuts it), bicubic, pad none",
+    );
+    expect(row(r.out, 'image tokens')).toBe('16 per chunk');
+    expect(row(r.out, 'image markers')).toBe('none');
+    expect(row(r.out, 'image span')).toBe('causal');
+    expect(row(r.out, 'output width')).toBe("256 (the text model's n_embd)");
+    const j = JSON.parse((await runMain(['inspect', '--json', path])).out);
+    expect(j.mm).toMatchObject({
+      path: 'own graph',
+      family: 'resampler',
+      encoderFamily: 'minicpmv',
+      dynamicResolution: true,
+      tiled: true,
+      inputSize: 64,
+      imageTokens: 16,
+      causal: true,
+      nEmbdOut: 256,
+    });
+  });
+
   it('a file mm does not run says why, and the header is still shown (exit 0)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'mm-inspect-'));
     // (pixtral, once refused, now runs through libmtmd: run-long-tail.test.ts)
@@ -134,6 +162,7 @@ describe('mm info lists the vision families', () => {
       'qwen2.5vl_merger',
       'gemma3',
       'idefics3',
+      'resampler',
     ]);
     // the table agrees with what mm reads from a file of each family
     const files: Record<string, string> = {
@@ -145,6 +174,7 @@ describe('mm info lists the vision families', () => {
       'qwen2.5vl_merger': await tinyQwenVlMmprojFixture({ family: 'qwen2.5vl_merger' }),
       gemma3: await tinyGemma3MmprojFixture(),
       idefics3: await tinyIdefics3MmprojFixture(),
+      resampler: await tinyMinicpmvMmprojFixture(),
     };
     for (const f of VISION_FAMILIES) {
       const info = await inspectMmproj(files[f.family] as string);

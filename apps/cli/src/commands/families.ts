@@ -51,6 +51,15 @@ export const VISION_FAMILIES: readonly VisionFamily[] = [
     imageEnd: '',
     causal: true,
   },
+  {
+    family: 'resampler',
+    encoder: 'minicpmv',
+    resolution:
+      'dynamic slices (MiniCPM-V: an overview and up to 9 slices of about image_size^2 pixels in the aspect ratio; learned queries give each the same tokens)',
+    imageBegin: '',
+    imageEnd: '',
+    causal: true,
+  },
 ];
 
 /**
@@ -178,7 +187,15 @@ export function mmprojRows(m: MmprojPath, row: (k: string, v: unknown) => string
     ];
   }
   const rows = [row('mm', `${m.path}: ${m.family} (encoder ${m.encoderFamily})`)];
-  if (m.dynamicResolution) {
+  if (m.dynamicResolution && m.tiled) {
+    rows.push(
+      row(
+        'resolution',
+        `dynamic slices: an overview and slices of about ${m.inputSize}x${m.inputSize} pixels in the picture's aspect ratio (as libmtmd cuts it), ${m.resize}`,
+      ),
+      row('image tokens', `${m.imageTokens} per chunk`),
+    );
+  } else if (m.dynamicResolution) {
     rows.push(
       row(
         'resolution',
