@@ -279,8 +279,9 @@ void check_family_tensors(const gguf_file & f, const std::string & type, int64_t
         check_vit_blocks(f, {E, F, n_layer});
         shaped(f, "v.patch_embd.weight", {patch, patch, 3, E});
         shaped(f, "v.pre_ln.weight", {E}, false);
-        const uint32_t      merge  = u32_or(f, "clip.vision.spatial_merge_size", 1);
-        const ggml_tensor * merger = shaped(f, "mm.patch_merger.weight", {E * merge * merge, E}, false);
+        const uint32_t merge = u32_or(f, "clip.vision.spatial_merge_size", 1);
+        // the [IMG_BREAK] rows are laid out on the merged grid: a merge needs the merger (Mistral Small 3.1)
+        const ggml_tensor * merger = shaped(f, "mm.patch_merger.weight", {E * merge * merge, E}, merge != 1);
         if (merger != nullptr) {
             shaped(f, "mm.input_norm.weight", {E});
         }
@@ -296,6 +297,13 @@ void check_family_tensors(const gguf_file & f, const std::string & type, int64_t
         shaped(f, "v.class_embd", {E});
         const int64_t n_side = image_size / patch;
         shaped(f, "v.position_embd.weight", {E, n_side * n_side + 1});
+        // libmtmd asserts min <= max at load, and an empty candidate list (min 0) at the first picture
+        const uint32_t min_tiles = u32_or(f, "clip.vision.preproc_min_tiles", 1);
+        const uint32_t max_tiles = u32_or(f, "clip.vision.preproc_max_tiles", 12);
+        if (min_tiles < 1 || min_tiles > max_tiles) {
+            f.invalid("clip.vision.preproc_min_tiles (" + std::to_string(min_tiles) +
+                      ") must be at least 1 and at most preproc_max_tiles (" + std::to_string(max_tiles) + ")");
+        }
         const uint32_t scale = u32_or(f, "clip.vision.projector.scale_factor", 0);
         if (scale == 0 || n_side % scale != 0) {
             f.invalid("clip.vision.projector.scale_factor must divide the " + std::to_string(n_side) +
@@ -316,7 +324,7 @@ void check_family_tensors(const gguf_file & f, const std::string & type, int64_t
             shaped(f, p + "bias", {3 * E});
         }
         shaped(f, "v.patch_embd.weight", {patch, patch, 3, E});
-        shaped(f, "v.patch_embd.weight.1", {patch, patch, 3, E}, false);
+        shaped(f, "v.patch_embd.weight.1", {patch, patch, 3, E});  // both frames' kernels run on a still image
         shaped(f, "v.patch_embd.bias", {E});
         if (f.tensor("v.class_embd") != nullptr) {
             f.invalid("tensor 'v.class_embd' is not expected in a qwen3vl_merger file");
@@ -575,7 +583,7 @@ std::vector<fused_item> fused_media::embed(const rgb_image & img, const std::ato
     const mtmd_bitmap * bitmaps[] = {bmp.get()};
     const int32_t       res       = mtmd_tokenize(ctx_, chunks.get(), &text, bitmaps, 1);
     if (res != 0) {
-        fail_with_log(res == 2 ? error_code::invalid_argument : error_code::internal,
+        fail_with_log(error_code::internal,
                       "libmtmd could not lay out the picture (mtmd_tokenize returned " + std::to_string(res) + ")");
     }
 
