@@ -1,0 +1,217 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Image, VisionEncoder } from '@mm/encoders';
+import { MmError } from '@mm/errors';
+import {
+  type GgufTensorInput,
+  type GgufValue,
+  type GgufWriteSpec,
+  ggufToBuffer,
+  gv,
+} from '@mm/gguf';
+import { Prng, syntheticImage, tinyMinicpmvMmprojSpec } from '@mm/testing';
+import { afterAll, describe, expect, it } from 'vitest';
+import { inspectMmproj, Projector } from './index.js';
+
+/**
+ * Mutation fuzzing of resampler (MiniCPM-V) mmproj files through the native loaders: random values
+ * of any type for the keys that size its graphs (version, query count, slice and patch sizes, the
+ * ViT's shape) and dropped / reshaped / retyped / swapped resampler and ViT tensors. Every case must
+ * be a typed error, or load and then slice, encode and project a picture that makes several
+ * chunks; never a crash, an abort caught from ggml (MM_INTERNAL) or a hang. Deterministic.
+ */
+
+const N = Number(process.env['MM_RESAMPLER_FUZZ_N'] ?? 150);
+const MAX_CASE_MS = 10_000;
+
+const FOCUS_KEYS = [
+  'clip.minicpmv_version',
+  'clip.minicpmv_query_num',
+  'clip.vision.image_size',
+  'clip.vision.patch_size',
+  'clip.vision.attention.head_count',
+  'clip.vision.attention.head_count_kv',
+  'clip.vision.attention.head_dim',
+  'clip.vision.embedding_length',
+  'clip.vision.block_count',
+  'clip.vision.image_grid_pinpoints',
+];
+const U32 = [
+  0, 1, 2, 3, 7, 8, 9, 15, 16, 17, 32, 63, 64, 65, 96, 100045, 1024, 0x7fffffff, 0xffffffff,
+];
+const I32 = [-1, 0, 1, 2, 3, 4, 5, 6, 7, 100045, -0x80000000, 0x7fffffff];
+const DIMS = [1, 2, 16, 31, 32, 64, 96, 127, 128, 255, 256, 4899, 4900];
+const TYPES = ['F32', 'F16', 'I32'] as const;
+
+function pick<T>(r: Prng, xs: readonly T[]): T {
+  return xs[Math.floor(r.uniform() * xs.length)] as T;
+}
+
+function randomValue(r: Prng): GgufValue | undefined {
+  switch (Math.floor(r.uniform() * 8)) {
+    case 0:
+      return undefined;
+    case 1:
+      return gv.int32(pick(r, I32));
+    case 2:
+      return gv.float32(pick(r, [Number.NaN, -1, 0, 3, 1e30]));
+    case 3:
+      return gv.array(
+        'int32',
+        new Int32Array(Math.floor(r.uniform() * 4)).map(() => pick(r, [0, 64, 128])),
+      );
+    case 4:
+      return gv.string(pick(r, ['', '3', 'resampler']));
+    default:
+      return gv.uint32(pick(r, U32));
+  }
+}
+
+function mutateKey(r: Prng, s: GgufWriteSpec): string {
+  const md = s.metadata as Map<string, GgufValue>;
+  const key =
+    r.uniform() < 0.7
+      ? pick(r, FOCUS_KEYS)
+      : pick(
+          r,
+          [...md.keys()].filter((k) => k.startsWith('clip.')),
+        );
+  const v = randomValue(r);
+  if (v === undefined) md.delete(key);
+  else md.set(key, v);
+  return `${key} = ${v === undefined ? 'deleted' : v.type === 'array' ? `${v.itemType}[${v.value.length}]` : `${v.type} ${String(v.value)}`}`;
+}
+
+function mutateTensor(r: Prng, s: GgufWriteSpec): string {
+  const tensors = [...(s.tensors as GgufTensorInput[])];
+  // the resampler's tensors and the position table half of the time
+  const focus = tensors.filter(
+    (t) => t.name.startsWith('resampler.') || t.name.includes('position'),
+  );
+  const t = r.uniform() < 0.5 ? pick(r, focus) : pick(r, tensors);
+  const i = tensors.indexOf(t);
+  const elements = (sh: readonly number[]) => sh.reduce((a, b) => a * b, 1);
+  let what: string;
+  switch (Math.floor(r.uniform() * 4)) {
+    case 0:
+      tensors.splice(i, 1);
+      what = `drop ${t.name}`;
+      break;
+    case 1: {
+      const shape = [...t.shape];
+      shape[Math.floor(r.uniform() * shape.length)] = pick(r, DIMS);
+      tensors[i] = { name: t.name, type: 'F32', shape, data: new Float32Array(elements(shape)) };
+      what = `reshape ${t.name} [${shape.join(', ')}]`;
+      break;
+    }
+    case 2: {
+      const type = pick(r, TYPES);
+      const n = elements(t.shape);
+      tensors[i] = { ...t, type, data: type === 'I32' ? new Int32Array(n) : new Float32Array(n) };
+      what = `retype ${t.name} ${type}`;
+      break;
+    }
+    default: {
+      const other = pick(r, tensors);
+      tensors[i] = { ...t, name: other.name };
+      tensors[tensors.indexOf(other)] = { ...other, name: t.name };
+      what = `swap ${t.name} / ${other.name}`;
+    }
+  }
+  s.tensors = tensors;
+  return what;
+}
+
+async function attempt<T>(p: Promise<T>): Promise<{ ok: T } | { code: string; message: string }> {
+  try {
+    return { ok: await p };
+  } catch (e) {
+    if (!MmError.isInstance(e)) return { code: `untyped ${String(e)}`, message: String(e) };
+    return { code: e.code, message: e.message };
+  }
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'mm-resampler-fuzz-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('resampler mmproj fuzz through the native loaders', () => {
+  // 100x60: an overview and 2 slices of another size
+  const picture = Image.fromRGB(syntheticImage(100, 60, 7).data, 100, 60);
+
+  it(`${N} mutated files: typed errors, or they load and run`, { timeout: 900_000 }, async () => {
+    const r = new Prng(0x6d696e69);
+    const counts: Record<string, number> = {};
+    const failures: string[] = [];
+    let loaded = 0;
+    let maxMs = 0;
+    for (let i = 0; i < N; i++) {
+      const s = tinyMinicpmvMmprojSpec({ version: 3, width: 128 });
+      const steps: string[] = [];
+      const n = 1 + (r.uniform() < 0.3 ? 1 : 0);
+      for (let k = 0; k < n; k++)
+        steps.push(r.uniform() < 0.6 ? mutateKey(r, s) : mutateTensor(r, s));
+      let buf: Uint8Array;
+      try {
+        buf = ggufToBuffer(s);
+      } catch {
+        counts['writer refused'] = (counts['writer refused'] ?? 0) + 1;
+        continue;
+      }
+      const path = join(dir, `case-${i}.gguf`);
+      writeFileSync(path, buf);
+      const what = `case ${i} (${steps.join('; ')})`;
+      const t0 = performance.now();
+      const enc = await attempt(VisionEncoder.load(path, { threads: 1 }));
+      const proj = await attempt(Projector.load(path, { threads: 1 }));
+      const info = await attempt(inspectMmproj(path));
+      let outcome = 'code' in proj ? proj.code : 'loaded';
+      if ('ok' in enc && 'ok' in proj) {
+        const run = await attempt(
+          (async () => {
+            const chunks = await enc.ok.encodeChunks(picture);
+            for (const f of chunks) {
+              using e = await proj.ok.project(f);
+              f.dispose();
+              expect(e.nEmbd).toBe(proj.ok.info.nEmbdOut);
+              expect(e.nTokens).toBe(proj.ok.info.nTokensOut);
+            }
+            return chunks.length;
+          })(),
+        );
+        if ('code' in run) outcome = `loaded, encode ${run.code}`;
+        else loaded++;
+      }
+      if ('ok' in enc) enc.ok.dispose();
+      if ('ok' in proj) proj.ok.dispose();
+      const ms = performance.now() - t0;
+      maxMs = Math.max(maxMs, ms);
+      counts[outcome] = (counts[outcome] ?? 0) + 1;
+      for (const o of [enc, proj, info]) {
+        if ('code' in o && (o.code.startsWith('untyped') || o.code === 'MM_INTERNAL')) {
+          failures.push(`${what}: ${o.code}: ${o.message}`);
+        }
+      }
+      if (outcome.includes('MM_INTERNAL') || outcome.includes('untyped'))
+        failures.push(`${what}: ${outcome}`);
+      if ('code' in info !== 'code' in proj) {
+        failures.push(
+          `${what}: inspect ${'code' in info ? info.code : 'ok'}, load ${'code' in proj ? proj.code : 'ok'}`,
+        );
+      }
+      if (ms > MAX_CASE_MS) failures.push(`${what}: ${ms.toFixed(0)} ms`);
+      rmSync(path);
+    }
+    console.log(
+      `resampler fuzz: ${N} cases, ${loaded} loaded and ran, ${failures.length} failures; ${Object.entries(
+        counts,
+      )
+        .sort((a, b) => b[1] - a[1])
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')} (max ${maxMs.toFixed(0)} ms/case)`,
+    );
+    expect(failures.slice(0, 10)).toEqual([]);
+    expect(loaded).toBeGreaterThanOrEqual(Math.floor(N / 10));
+    expect(counts['MM_GGUF_INVALID'] ?? 0).toBeGreaterThanOrEqual(Math.floor(N / 5));
+  });
+});
