@@ -10,8 +10,10 @@
 //
 // Models: tiny (the bundled tiny-shapes), clip-l (REALISTIC_CLIP_L14_336, mlp), qwen2.5vl-3b
 // (REALISTIC_QWEN25VL_3B on a 448x448 picture: 256 tokens), qwen2vl-2b (QWEN2VL_2B below, same
-// picture), gemma3-4b (REALISTIC_GEMMA3_SIGLIP: 896 px, 256 tokens), the tiny generated fixtures
-// qwen2vl-tiny, qwen2.5vl-tiny, gemma3-tiny, or a path to an mmproj. Random f16 weights, written
+// picture), gemma3-4b (REALISTIC_GEMMA3_SIGLIP: 896 px, 256 tokens), minicpmv-2.6
+// (REALISTIC_MINICPMV26 on an 896x448 picture: overview + 2 slices of 1024 patches, 64 tokens each),
+// the tiny generated fixtures qwen2vl-tiny, qwen2.5vl-tiny, gemma3-tiny, minicpmv-tiny, or a path to
+// an mmproj. Random f16 weights, written
 // once into the bench cache outside the repo.
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -22,6 +24,7 @@ import { Image, VisionEncoder } from '@mm/encoders';
 import { systemInfo } from '@mm/native';
 import {
   benchGemma3Pair,
+  benchMinicpmvPair,
   benchMmproj,
   benchQwenVlPair,
   oracleTool,
@@ -30,6 +33,7 @@ import {
   repoRoot,
   syntheticPngFixture,
   tinyGemma3Pair,
+  tinyMinicpmvPair,
   tinyQwenVlPair,
 } from '@mm/testing';
 import { Projector } from '../dist/index.js';
@@ -112,6 +116,26 @@ async function model(name) {
       mmproj: p.mmproj,
       textModel: p.llm,
       image: values.image ?? (await syntheticPngFixture(640, 480)),
+    };
+  }
+  if (name === 'minicpmv-2.6') {
+    log(
+      '[bench] making the MiniCPM-V-2.6-shaped random F16 mmproj (once, cached outside the repo)...',
+    );
+    const p = await benchMinicpmvPair();
+    // 896x448: an overview and 2 slices of 448x448 (1024 patches each)
+    return {
+      mmproj: p.mmproj,
+      textModel: p.llm,
+      image: values.image ?? (await syntheticPngFixture(896, 448)),
+    };
+  }
+  if (name === 'minicpmv-tiny') {
+    const p = await tinyMinicpmvPair();
+    return {
+      mmproj: p.mmproj,
+      textModel: p.llm,
+      image: values.image ?? (await syntheticPngFixture(200, 150)),
     };
   }
   if (name === 'qwen2vl-tiny' || name === 'qwen2.5vl-tiny') {

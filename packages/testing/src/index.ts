@@ -118,6 +118,7 @@ export {
   writeTinyLongTailMmproj,
 } from './long-tail.js';
 export {
+  benchMinicpmvPair,
   LLAMA3_CHAT_TEMPLATE,
   MINICPMV_MARKERS,
   MINICPMV_POS_TABLE_ROWS,
@@ -127,6 +128,7 @@ export {
   type MinicpmvVersion,
   minicpmvDefaultQueries,
   minicpmvTextArch,
+  REALISTIC_MINICPMV26,
   type ResolvedTinyMinicpmTextOptions,
   type ResolvedTinyMinicpmvMmprojOptions,
   resolveTinyMinicpmTextOptions,

@@ -1,5 +1,6 @@
 import { MmInvalidArgumentError } from '@mm/errors';
 import { type GgufMetadata, type GgufWriteSpec, ggufToBuffer, gv, writeGguf } from '@mm/gguf';
+import { benchDir } from './bench-models.js';
 import { FIXTURE_GENERATOR_VERSION, fixturePath } from './fixtures.js';
 import type { TinyMmprojPair } from './mmproj.js';
 import { bpeVocab, type TextVocab } from './text-vocab.js';
@@ -269,6 +270,8 @@ export interface TinyMinicpmvMmprojOptions {
   omitQueryKey?: boolean;
   /** Type of the matrices and the patch kernel. Default F16. Norms, biases, queries and the position table stay F32. */
   weightType?: 'F32' | 'F16';
+  /** Uniform weights, one PRNG draw each (large benchmark shapes). Default false. */
+  fastWeights?: boolean;
   name?: string;
 }
 
@@ -302,6 +305,7 @@ export function resolveTinyMinicpmvMmprojOptions(
     ),
     omitQueryKey: options.omitQueryKey ?? false,
     weightType: checkWeightType(options.weightType ?? 'F16'),
+    fastWeights: options.fastWeights ?? false,
     name: options.name ?? `tiny-mmproj-minicpmv${version}-s${seed}`,
   };
   if (r.omitVersionKey && r.version !== 2) {
@@ -368,7 +372,7 @@ export function tinyMinicpmvMmprojSpec(options: TinyMinicpmvMmprojOptions = {}):
   if (!o.omitVersionKey) metadata.set('clip.minicpmv_version', gv.int32(o.version));
   if (!o.omitQueryKey) metadata.set('clip.minicpmv_query_num', gv.uint32(o.nQueries));
 
-  const b = new TensorBuilder(o.seed);
+  const b = new TensorBuilder(o.seed, o.fastWeights);
   b.add(
     'v.patch_embd.weight',
     w,
@@ -418,7 +422,7 @@ export function tinyMinicpmvMmprojFixtureName(options: TinyMinicpmvMmprojOptions
     `mmproj-resampler-v${o.version}${o.omitVersionKey ? 'nokey' : ''}-s${o.seed}-i${o.imageSize}` +
     `-p${o.patchSize}-e${o.nEmbd}-h${o.nHead}-ff${o.nFf}-l${o.nLayers}-d${o.width}` +
     `-q${o.nQueries}${o.omitQueryKey ? 'nokey' : ''}-${o.weightType.toLowerCase()}` +
-    `-${fileSafe(o.name)}.gguf`
+    `${o.fastWeights ? '-fast' : ''}-${fileSafe(o.name)}.gguf`
   );
 }
 
@@ -432,18 +436,44 @@ export function tinyMinicpmvMmprojFixture(
 }
 
 /**
+ * A MiniCPM-V-2.6-shaped mmproj (SigLIP-400M: 448-px slices of 14-px patches, width 1152, 16
+ * heads, FFN 4304; a 3584-wide resampler with 64 queries, Qwen2-7B's width), random f16 weights.
+ * 27 blocks in the real model; 2 here, as the resampler's 3584-wide attention already costs more
+ * than two blocks per slice: pass `nLayers: 27` for the full depth.
+ */
+export const REALISTIC_MINICPMV26: TinyMinicpmvMmprojOptions = {
+  version: 3,
+  imageSize: 448,
+  patchSize: 14,
+  nEmbd: 1152,
+  nHead: 16,
+  nFf: 4304,
+  nLayers: 2,
+  width: 3584,
+  nQueries: 64,
+  weightType: 'F16',
+  fastWeights: true,
+  name: 'minicpmv26-random',
+};
+
+/**
  * A cached resampler mmproj and a matching tiny text model of the version's LLM architecture
- * (n_embd = width; `llama` for version 2, `qwen2` otherwise). `text` overrides its options.
+ * (n_embd = width; `llama` for version 2, `qwen2` otherwise; for wide resamplers one F16 layer of
+ * 128-wide heads). `text` overrides its options.
  */
 export async function tinyMinicpmvPair(
   options: TinyMinicpmvMmprojOptions = {},
   text: TinyMinicpmTextOptions = {},
 ): Promise<TinyMmprojPair> {
   const o = resolveTinyMinicpmvMmprojOptions(options);
+  const wide = o.width > 256;
   const textOptions: TinyMinicpmTextOptions = {
     arch: minicpmvTextArch(o.version),
     seed: o.seed,
     nEmbd: o.width,
+    ...(wide
+      ? { nHead: o.width / 128, nHeadKv: 1, nLayers: 1, nFf: 256, weightType: 'F16' as const }
+      : {}),
     ...text,
   };
   const [mmproj, llm] = await Promise.all([
@@ -451,6 +481,23 @@ export async function tinyMinicpmvPair(
     tinyMinicpmTextFixture(textOptions),
   ]);
   return { mmproj, llm, nEmbd: o.width };
+}
+
+/**
+ * Writes (once) a large resampler mmproj and its text model, by default REALISTIC_MINICPMV26, into
+ * the benchmark cache outside the repo (`benchDir()`).
+ */
+export async function benchMinicpmvPair(
+  options: TinyMinicpmvMmprojOptions = REALISTIC_MINICPMV26,
+): Promise<TinyMmprojPair> {
+  const prev = process.env['MM_FIXTURES_DIR'];
+  process.env['MM_FIXTURES_DIR'] = benchDir();
+  try {
+    return await tinyMinicpmvPair(options);
+  } finally {
+    if (prev === undefined) delete process.env['MM_FIXTURES_DIR'];
+    else process.env['MM_FIXTURES_DIR'] = prev;
+  }
 }
 
 /**
