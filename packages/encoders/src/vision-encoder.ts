@@ -41,8 +41,9 @@ export interface EncodedMedia {
 /**
  * The modality encoder of an mmproj (llama.cpp's `v.*` tensors) over ggml, chosen by
  * `clip.projector_type`: CLIP ViT (mlp, mlp_norm, ldp, ldpv2), the Qwen2/2.5-VL ViT
- * (qwen2vl_merger, qwen2.5vl_merger: dynamic resolution, 2-D RoPE, windows) or SigLIP (gemma3;
- * idefics3, whose pictures are cut into tiles plus a global image, one chunk each).
+ * (qwen2vl_merger, qwen2.5vl_merger: dynamic resolution, 2-D RoPE, windows), SigLIP (gemma3;
+ * idefics3, whose pictures are cut into tiles plus a global image, one chunk each) or MiniCPM-V's
+ * ViT (resampler: an overview and slices whose sizes follow the picture, one chunk each).
  * Its output, `Features` (one per chunk of the picture), goes to a `Projector` (@mm/projectors).
  * Calls run off the JS thread, one at a time per encoder.
  */
