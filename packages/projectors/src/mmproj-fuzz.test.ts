@@ -16,6 +16,7 @@ import {
   Prng,
   syntheticImage,
   tinyGemma3MmprojSpec,
+  tinyIdefics3MmprojSpec,
   tinyMmprojSpec,
   tinyQwenVlMmprojSpec,
 } from '@mm/testing';
@@ -34,10 +35,11 @@ import { inspectMmproj, Projector } from './index.js';
 const N = Number(process.env['MM_MMPROJ_FUZZ_N'] ?? 400);
 const MAX_CASE_MS = 10_000;
 
-type Family = 'qwen2vl_merger' | 'qwen2.5vl_merger' | 'gemma3' | 'mlp';
+type Family = 'qwen2vl_merger' | 'qwen2.5vl_merger' | 'gemma3' | 'idefics3' | 'mlp';
 
 function baseSpec(family: Family): GgufWriteSpec {
   if (family === 'gemma3') return tinyGemma3MmprojSpec();
+  if (family === 'idefics3') return tinyIdefics3MmprojSpec();
   if (family === 'mlp') return tinyMmprojSpec({ family: 'mlp' });
   return tinyQwenVlMmprojSpec({ family });
 }
@@ -50,6 +52,7 @@ const EXTRA_KEYS = [
   'clip.vision.attention.head_dim',
   'clip.vision.feature_layer',
   'clip.vision.image_grid_pinpoints',
+  'clip.vision.preproc_image_size',
   'clip.vision.projector_type',
   'clip.use_gelu',
   'clip.use_silu',
@@ -66,6 +69,7 @@ const FOCUS_KEYS = [
   'clip.vision.image_size',
   'clip.vision.projection_dim',
   'clip.vision.attention.head_count',
+  'clip.vision.preproc_image_size',
 ];
 
 const U32 = [
@@ -83,6 +87,7 @@ const NAMES = [
   'mm.3.weight',
   'mm.input_projection.weight',
   'mm.soft_emb_norm.weight',
+  'mm.model.fc.weight',
 ];
 
 function pick<T>(r: Prng, xs: readonly T[]): T {
@@ -98,7 +103,9 @@ function randomValue(r: Prng): GgufValue | undefined {
     case 2:
       return gv.float32(pick(r, [Number.NaN, -1, 0, 0.5, 2, 1e30, Number.POSITIVE_INFINITY]));
     case 3:
-      return gv.string(pick(r, ['', 'qwen2vl_merger', 'qwen2.5vl_merger', 'gemma3', 'mlp', 'x']));
+      return gv.string(
+        pick(r, ['', 'qwen2vl_merger', 'qwen2.5vl_merger', 'gemma3', 'idefics3', 'mlp', 'x']),
+      );
     case 4:
       return gv.bool(r.uniform() < 0.5);
     case 5:
@@ -220,6 +227,7 @@ describe('mmproj fuzz through the native loaders', () => {
     ['qwen2vl_merger', N],
     ['qwen2.5vl_merger', N],
     ['gemma3', N],
+    ['idefics3', N],
     ['mlp', Math.ceil(N / 4)],
   ] as const)(
     '%s: %i mutated mmproj files, typed errors or they load and run',
