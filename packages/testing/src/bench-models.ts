@@ -14,6 +14,18 @@ export function benchDir(): string {
   return process.env['MM_BENCH_DIR'] || join(homedir(), '.cache', 'mm', 'bench');
 }
 
+/** Runs `make` with the fixture cache pointed at benchDir() (large files stay out of the test cache). */
+export async function inBenchDir<T>(make: () => Promise<T>): Promise<T> {
+  const prev = process.env['MM_FIXTURES_DIR'];
+  process.env['MM_FIXTURES_DIR'] = benchDir();
+  try {
+    return await make();
+  } finally {
+    if (prev === undefined) delete process.env['MM_FIXTURES_DIR'];
+    else process.env['MM_FIXTURES_DIR'] = prev;
+  }
+}
+
 /** A ~0.7B-parameter llama (16 layers, n_embd 2048, GQA 32/8, n_ff 5632), F16. */
 export const BENCH_LLAMA_1B: TinyLlamaOptions = {
   seed: 11,

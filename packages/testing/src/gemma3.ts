@@ -1,6 +1,6 @@
 import { MmInvalidArgumentError } from '@mm/errors';
 import { type GgufMetadata, type GgufWriteSpec, ggufToBuffer, gv, writeGguf } from '@mm/gguf';
-import { benchDir } from './bench-models.js';
+import { inBenchDir } from './bench-models.js';
 import { FIXTURE_GENERATOR_VERSION, fixturePath } from './fixtures.js';
 import type { TinyMmprojPair } from './mmproj.js';
 import { spmVocab, type TextVocab } from './text-vocab.js';
@@ -468,14 +468,7 @@ export async function tinyGemma3Pair(
 export async function benchGemma3Pair(
   options: TinyGemma3MmprojOptions = REALISTIC_GEMMA3_SIGLIP,
 ): Promise<TinyMmprojPair> {
-  const prev = process.env['MM_FIXTURES_DIR'];
-  process.env['MM_FIXTURES_DIR'] = benchDir();
-  try {
-    return await tinyGemma3Pair(options);
-  } finally {
-    if (prev === undefined) delete process.env['MM_FIXTURES_DIR'];
-    else process.env['MM_FIXTURES_DIR'] = prev;
-  }
+  return inBenchDir(() => tinyGemma3Pair(options));
 }
 
 /** Test image sizes for gemma3 (all resized to imageSize): square, wide and tall. */

@@ -1,5 +1,6 @@
 import { MmInvalidArgumentError } from '@mm/errors';
 import { type GgufMetadata, type GgufWriteSpec, ggufToBuffer, gv, writeGguf } from '@mm/gguf';
+import { inBenchDir } from './bench-models.js';
 import { FIXTURE_GENERATOR_VERSION, fixturePath } from './fixtures.js';
 import type { TinyMmprojPair } from './mmproj.js';
 import { bpeVocab, byteLevelChars, type TextVocab } from './text-vocab.js';
@@ -432,6 +433,16 @@ export async function tinyIdefics3Pair(
     tinySmolLmFixture(textOptions),
   ]);
   return { mmproj, llm, nEmbd: D };
+}
+
+/**
+ * Writes (once) a large idefics3 mmproj and its text model, by default REALISTIC_SMOLVLM_SIGLIP,
+ * into the benchmark cache outside the repo (`benchDir()`).
+ */
+export function benchIdefics3Pair(
+  options: TinyIdefics3MmprojOptions = REALISTIC_SMOLVLM_SIGLIP,
+): Promise<TinyMmprojPair> {
+  return inBenchDir(() => tinyIdefics3Pair(options));
 }
 
 /** How libmtmd cuts a w x h picture for an idefics3 mmproj: tiles across and down (plus the global image). */

@@ -36,6 +36,7 @@ export {
 } from './gemma3.js';
 export { growGgufString, keyFields, patchU32, patchU64, tensorFields } from './hostile-gguf.js';
 export {
+  benchIdefics3Pair,
   IDEFICS3_OLD_TEST_IMAGE_SIZES,
   IDEFICS3_TEST_IMAGE_SIZES,
   idefics3Grid,
@@ -81,9 +82,12 @@ export {
   syntheticImage,
 } from './images.js';
 export {
+  benchLlava16Mmproj,
+  LLAVA16_PINPOINTS,
   LLAVA16_TEST_IMAGE_SIZES,
   LLAVA16_TEST_PINPOINTS,
   type Pinpoints,
+  REALISTIC_LLAVA16_7B,
   type TinyLlava16MmprojOptions,
   tinyLlava16MmprojBuffer,
   tinyLlava16MmprojFixture,

@@ -1,8 +1,10 @@
 import { createHash } from 'node:crypto';
 import { MmInvalidArgumentError } from '@mm/errors';
 import { type GgufMetadata, type GgufWriteSpec, ggufToBuffer, gv, writeGguf } from '@mm/gguf';
+import { inBenchDir } from './bench-models.js';
 import { fixturePath, tinyLlamaFixture } from './fixtures.js';
 import {
+  REALISTIC_CLIP_L14_336,
   resolveTinyMmprojOptions,
   type TinyMmprojOptions,
   type TinyMmprojPair,
@@ -136,3 +138,31 @@ export const LLAVA16_TEST_IMAGE_SIZES: readonly {
   { size: [30, 100], grid: [1, 3], chunks: 4 },
   { size: [90, 90], grid: [3, 3], chunks: 10 },
 ];
+
+/** LLaVA-1.6's five anyres candidates at its 336-px slices (clip.vision.image_grid_pinpoints). */
+export const LLAVA16_PINPOINTS: Pinpoints = [
+  [336, 672],
+  [672, 336],
+  [672, 672],
+  [1008, 336],
+  [336, 1008],
+];
+
+/**
+ * A LLaVA-1.6-7B-shaped mmproj: CLIP ViT-L/14-336 (REALISTIC_CLIP_L14_336's widths) with the
+ * anyres pinpoints and the 2-layer mlp to 4096, random f16 weights; 8 of the 23 blocks it runs
+ * (a picture is several 577-patch chunks: pass `nLayers: 24` for the full depth).
+ */
+export const REALISTIC_LLAVA16_7B: TinyLlava16MmprojOptions = {
+  ...REALISTIC_CLIP_L14_336,
+  nLayers: 9,
+  pinpoints: LLAVA16_PINPOINTS,
+  name: 'llava16-clip-l14-336-random',
+};
+
+/** Writes (once) a large LLaVA-1.6 mmproj, by default REALISTIC_LLAVA16_7B, into `benchDir()`. */
+export function benchLlava16Mmproj(
+  options: TinyLlava16MmprojOptions = REALISTIC_LLAVA16_7B,
+): Promise<string> {
+  return inBenchDir(() => tinyLlava16MmprojFixture(options));
+}

@@ -1,6 +1,6 @@
 import { MmInvalidArgumentError } from '@mm/errors';
 import { type GgufMetadata, type GgufWriteSpec, ggufToBuffer, gv, writeGguf } from '@mm/gguf';
-import { benchDir } from './bench-models.js';
+import { inBenchDir } from './bench-models.js';
 import { FIXTURE_GENERATOR_VERSION, fixturePath } from './fixtures.js';
 import type { TinyMmprojPair } from './mmproj.js';
 import { bpeVocab, type TextVocab } from './text-vocab.js';
@@ -490,14 +490,7 @@ export async function tinyMinicpmvPair(
 export async function benchMinicpmvPair(
   options: TinyMinicpmvMmprojOptions = REALISTIC_MINICPMV26,
 ): Promise<TinyMmprojPair> {
-  const prev = process.env['MM_FIXTURES_DIR'];
-  process.env['MM_FIXTURES_DIR'] = benchDir();
-  try {
-    return await tinyMinicpmvPair(options);
-  } finally {
-    if (prev === undefined) delete process.env['MM_FIXTURES_DIR'];
-    else process.env['MM_FIXTURES_DIR'] = prev;
-  }
+  return inBenchDir(() => tinyMinicpmvPair(options));
 }
 
 /**

@@ -8,7 +8,7 @@ import {
   gv,
   writeGguf,
 } from '@mm/gguf';
-import { benchDir } from './bench-models.js';
+import { inBenchDir } from './bench-models.js';
 import { FIXTURE_GENERATOR_VERSION, fixturePath, tinyLlamaFixture } from './fixtures.js';
 import { Prng } from './prng.js';
 
@@ -464,12 +464,5 @@ export async function tinyMmprojPair(options: TinyMmprojOptions): Promise<TinyMm
 export async function benchMmproj(
   options: TinyMmprojOptions = REALISTIC_CLIP_L14_336,
 ): Promise<string> {
-  const prev = process.env['MM_FIXTURES_DIR'];
-  process.env['MM_FIXTURES_DIR'] = benchDir();
-  try {
-    return await tinyMmprojFixture(options);
-  } finally {
-    if (prev === undefined) delete process.env['MM_FIXTURES_DIR'];
-    else process.env['MM_FIXTURES_DIR'] = prev;
-  }
+  return inBenchDir(() => tinyMmprojFixture(options));
 }
