@@ -19,9 +19,10 @@ interleaved (A B A B ...) after one warm-up each, and prints medians with ours/r
 image encode (encoder + projector, vs libmtmd in one process), prefill, decode, time to first
 token, peak RSS (fresh processes), the time to first token of a second question about the same
 image (served from the embedding and KV caches) and the event-loop lag while streaming.
-Any family mm runs with its own graphs (mlp, mlp_norm, ldp, ldpv2, qwen2vl_merger,
-qwen2.5vl_merger, gemma3); a picture that gives several chunks, or a graph sized by the picture
-(Qwen-VL), is encoded whole on both sides. Defaults: the bundled tiny-shapes model and its first
+Any family mm runs with its own graphs (mlp, mlp_norm, ldp, ldpv2 with or without LLaVA-1.6's
+pinpoints, qwen2vl_merger, qwen2.5vl_merger, gemma3, idefics3, resampler); a picture that gives
+several chunks (tiles, slices), or a graph sized by the picture (Qwen-VL), is encoded whole on both
+sides. Files on the fused path (libmtmd's own encoder + projector) have nothing of mm's to compare. Defaults: the bundled tiny-shapes model and its first
 sample. Needs the test-only reference tools: npm run build:oracle -w @mm/native.
   -t, --threads <n>    threads for both sides (default: all cores but one)
   -r, --reps <n>       repetitions, at least 10 (default 10)
