@@ -17,11 +17,7 @@ namespace {
 // Every encoder family, in the order they are tried. A new family adds one line here and one file
 // under families/.
 const encoder_family * const k_families[] = {
-    &clip_family,
-    &siglip_family,
-    &siglip_idefics3_family,
-    &qwen2vl_family,
-    &minicpmv_family,
+    &clip_family, &siglip_family, &siglip_idefics3_family, &qwen2vl_family, &minicpmv_family,
 };
 
 }  // namespace
