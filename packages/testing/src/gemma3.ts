@@ -1,11 +1,25 @@
 import { MmInvalidArgumentError } from '@mm/errors';
-import { type GgufMetadata, type GgufWriteSpec, ggufToBuffer, gv, writeGguf } from '@mm/gguf';
+import { type GgufWriteSpec, ggufToBuffer, gv, writeGguf } from '@mm/gguf';
 import { inBenchDir } from './bench-models.js';
-import { FIXTURE_GENERATOR_VERSION, fixturePath } from './fixtures.js';
+import { fixturePath } from './fixtures.js';
 import type { TinyMmprojPair } from './mmproj.js';
+import {
+  checkTextModel,
+  decoderTensors,
+  resolveTextModel,
+  type TinyTextModelOptions,
+  textModelMetadata,
+} from './text-spec.js';
 import { spmVocab, type TextVocab } from './text-vocab.js';
 import { TokenType } from './tiny-llama.js';
-import { checkSeed, checkWeightType, fileSafe, positiveInt, TensorBuilder } from './weights.js';
+import {
+  checkVitShape,
+  resolveVit,
+  siglipTower,
+  type TinyVitOptions,
+  vitMetadata,
+} from './vit-spec.js';
+import { checkWeightType, fileSafe, positiveInt, TensorBuilder } from './weights.js';
 
 /**
  * Tiny random Gemma 3 fixtures that llama.cpp and libmtmd (pinned 80fb11ac) load: a
@@ -48,26 +62,12 @@ export function tinyGemma3Vocab(): TextVocab {
   return spmVocab(GEMMA3_SPECIAL_TOKENS);
 }
 
-export interface TinyGemma3Options {
-  /** PRNG seed of the weights. Default 0. */
-  seed?: number;
-  /** Default 2. */
-  nLayers?: number;
-  /** Default 64: the width of the tiny mmproj's output. */
-  nEmbd?: number;
-  /** Default 4. */
-  nHead?: number;
-  /** Default 2. Must divide nHead. */
-  nHeadKv?: number;
+export interface TinyGemma3Options extends TinyTextModelOptions {
   /**
    * `attention.key_length` = `value_length`. Default 32: like real Gemma 3, nHead * headDim (128)
    * differs from nEmbd (64).
    */
   headDim?: number;
-  /** Default 160. */
-  nFf?: number;
-  /** Default 4096. */
-  nCtx?: number;
   /** `attention.sliding_window`; 0 leaves the key out (no sliding-window layers). Default 64. */
   slidingWindow?: number;
   /**
@@ -86,8 +86,6 @@ export interface TinyGemma3Options {
    * model mostly echoes the tokens it reads, an untied one prints varied text.
    */
   tiedEmbeddings?: boolean;
-  /** Type of the 2-D weights; norms stay F32. Default F32. */
-  weightType?: 'F32' | 'F16';
   /** general.name. Default `tiny-gemma3-s<seed>`. */
   name?: string;
 }
@@ -95,17 +93,9 @@ export interface TinyGemma3Options {
 export type ResolvedTinyGemma3Options = Required<TinyGemma3Options>;
 
 export function resolveTinyGemma3Options(opts: TinyGemma3Options = {}): ResolvedTinyGemma3Options {
-  const seed = checkSeed(opts.seed ?? 0);
-  const nHead = positiveInt('nHead', opts.nHead ?? 4);
   const r: ResolvedTinyGemma3Options = {
-    seed,
-    nLayers: positiveInt('nLayers', opts.nLayers ?? 2),
-    nEmbd: positiveInt('nEmbd', opts.nEmbd ?? 64),
-    nHead,
-    nHeadKv: positiveInt('nHeadKv', opts.nHeadKv ?? Math.min(2, nHead)),
+    ...resolveTextModel(opts, { name: (seed) => `tiny-gemma3-s${seed}` }),
     headDim: positiveInt('headDim', opts.headDim ?? 32),
-    nFf: positiveInt('nFf', opts.nFf ?? 160),
-    nCtx: positiveInt('nCtx', opts.nCtx ?? 4096),
     slidingWindow: opts.slidingWindow ?? 64,
     slidingWindowPattern: positiveInt('slidingWindowPattern', opts.slidingWindowPattern ?? 2),
     ropeFreqBase: opts.ropeFreqBase ?? 1e6,
@@ -113,13 +103,9 @@ export function resolveTinyGemma3Options(opts: TinyGemma3Options = {}): Resolved
     rmsEps: opts.rmsEps ?? 1e-6,
     tiedEmbeddings: opts.tiedEmbeddings ?? false,
     weightType: checkWeightType(opts.weightType ?? 'F32'),
-    name: opts.name ?? `tiny-gemma3-s${seed}`,
   };
   if (r.headDim % 2 !== 0) {
     throw new MmInvalidArgumentError('headDim', 'must be even (RoPE)');
-  }
-  if (r.nHead % r.nHeadKv !== 0) {
-    throw new MmInvalidArgumentError('nHeadKv', `${r.nHeadKv} does not divide nHead ${r.nHead}`);
   }
   if (!Number.isSafeInteger(r.slidingWindow) || r.slidingWindow < 0) {
     throw new MmInvalidArgumentError(
@@ -127,9 +113,7 @@ export function resolveTinyGemma3Options(opts: TinyGemma3Options = {}): Resolved
       `must be an integer >= 0, got ${r.slidingWindow}`,
     );
   }
-  if (!(r.ropeFreqBase > 0) || !(r.ropeFreqBaseSwa > 0) || !(r.rmsEps > 0)) {
-    throw new MmInvalidArgumentError('ropeFreqBase/rmsEps', 'must be > 0');
-  }
+  checkTextModel(r, [r.ropeFreqBase, r.ropeFreqBaseSwa, r.rmsEps]);
   return r;
 }
 
@@ -141,24 +125,8 @@ export function resolveTinyGemma3Options(opts: TinyGemma3Options = {}): Resolved
 export function tinyGemma3Spec(options: TinyGemma3Options = {}): GgufWriteSpec {
   const o = resolveTinyGemma3Options(options);
   const vocab = tinyGemma3Vocab();
-  const nVocab = vocab.tokens.length;
   const a = 'gemma3';
-  const metadata: GgufMetadata = new Map([
-    ['general.architecture', gv.string(a)],
-    ['general.name', gv.string(o.name)],
-    [
-      'general.description',
-      gv.string(`tiny random gemma3 text model (@mm/testing v${FIXTURE_GENERATOR_VERSION})`),
-    ],
-    ['general.file_type', gv.uint32(o.weightType === 'F16' ? 1 : 0)],
-    ['general.alignment', gv.uint32(32)],
-    [`${a}.vocab_size`, gv.uint32(nVocab)],
-    [`${a}.context_length`, gv.uint32(o.nCtx)],
-    [`${a}.embedding_length`, gv.uint32(o.nEmbd)],
-    [`${a}.block_count`, gv.uint32(o.nLayers)],
-    [`${a}.feed_forward_length`, gv.uint32(o.nFf)],
-    [`${a}.attention.head_count`, gv.uint32(o.nHead)],
-    [`${a}.attention.head_count_kv`, gv.uint32(o.nHeadKv)],
+  const metadata = textModelMetadata(a, o, 'gemma3 text model', vocab.tokens.length, [
     [`${a}.attention.key_length`, gv.uint32(o.headDim)],
     [`${a}.attention.value_length`, gv.uint32(o.headDim)],
     [`${a}.attention.layer_norm_rms_epsilon`, gv.float32(o.rmsEps)],
@@ -183,35 +151,17 @@ export function tinyGemma3Spec(options: TinyGemma3Options = {}): GgufWriteSpec {
     metadata.set(`${a}.attention.sliding_window_pattern`, gv.uint32(o.slidingWindowPattern));
     metadata.set(`${a}.rope.freq_base_swa`, gv.float32(o.ropeFreqBaseSwa));
   }
-
-  const w = o.weightType;
-  const E = o.nEmbd;
-  const qDim = o.nHead * o.headDim;
-  const kvDim = o.nHeadKv * o.headDim;
-  const b = new TensorBuilder(o.seed);
   // Gemma scales token embeddings by sqrt(nEmbd): rows of RMS 1 after scaling. Tied, the same rows
   // make the logits: twice that, for logits of a few units.
-  b.add('token_embd.weight', w, [E, nVocab], (o.tiedEmbeddings ? 2 : 1) / Math.sqrt(E));
-  for (let l = 0; l < o.nLayers; l++) {
-    const p = `blk.${l}`;
-    b.norm(`${p}.attn_norm`, E, false);
-    b.matrix(`${p}.attn_q.weight`, w, E, qDim);
-    b.matrix(`${p}.attn_k.weight`, w, E, kvDim);
-    b.matrix(`${p}.attn_v.weight`, w, E, kvDim);
-    b.norm(`${p}.attn_q_norm`, o.headDim, false);
-    b.norm(`${p}.attn_k_norm`, o.headDim, false);
-    b.matrix(`${p}.attn_output.weight`, w, qDim, E);
-    b.norm(`${p}.post_attention_norm`, E, false);
-    b.norm(`${p}.ffn_norm`, E, false);
-    b.matrix(`${p}.ffn_gate.weight`, w, E, o.nFf);
-    b.matrix(`${p}.ffn_up.weight`, w, E, o.nFf);
-    b.matrix(`${p}.ffn_down.weight`, w, o.nFf, E);
-    b.norm(`${p}.post_ffw_norm`, E, false);
-  }
-  b.norm('output_norm', E, false);
-  if (!o.tiedEmbeddings) b.matrix('output.weight', w, E, nVocab, 2);
-  b.scaleRows(o.tiedEmbeddings ? 'token_embd.weight' : 'output.weight', vocab.quiet, 0.01);
-  return { metadata, tensors: b.tensors, alignment: 32 };
+  const tensors = decoderTensors(o, vocab, {
+    tokenEmbdStd: (o.tiedEmbeddings ? 2 : 1) / Math.sqrt(o.nEmbd),
+    tied: o.tiedEmbeddings,
+    qDim: o.nHead * o.headDim,
+    kvDim: o.nHeadKv * o.headDim,
+    qkNorm: o.headDim,
+    postNorms: true,
+  });
+  return { metadata, tensors, alignment: 32 };
 }
 
 export function tinyGemma3Buffer(options: TinyGemma3Options = {}): Uint8Array {
@@ -244,9 +194,7 @@ export function tinyGemma3Fixture(options: TinyGemma3Options = {}): Promise<stri
 
 // ---- mmproj -----------------------------------------------------------------------------------
 
-export interface TinyGemma3MmprojOptions {
-  /** PRNG seed of the weights. Default 0. */
-  seed?: number;
+export interface TinyGemma3MmprojOptions extends TinyVitOptions {
   /** Square input side: libmtmd resizes every image to it (bilinear). Default 32. */
   imageSize?: number;
   /** Default 4 (an 8x8 patch grid at 32 px). */
@@ -257,14 +205,6 @@ export interface TinyGemma3MmprojOptions {
    * libmtmd assumes without it (real Gemma 3 files have no key). Default 2.
    */
   poolSize?: number;
-  /** Width of the ViT. Default 32. */
-  nEmbd?: number;
-  /** Default 2. */
-  nHead?: number;
-  /** Default 48 (must differ from nEmbd: libmtmd swaps ffn_up/ffn_down when ffn_down.ne[0] == nEmbd). */
-  nFf?: number;
-  /** Default 2. */
-  nLayers?: number;
   /** The text model's n_embd (width of mm.input_projection). Default 64. */
   projectionDim?: number;
   /**
@@ -272,9 +212,6 @@ export interface TinyGemma3MmprojOptions {
    * stay F32 (ggml's CPU add aborts on an F16 position table).
    */
   weightType?: 'F32' | 'F16';
-  /** Uniform weights, one PRNG draw each (large benchmark shapes). Default false. */
-  fastWeights?: boolean;
-  name?: string;
 }
 
 export type ResolvedTinyGemma3MmprojOptions = Required<TinyGemma3MmprojOptions>;
@@ -302,35 +239,23 @@ export const REALISTIC_GEMMA3_SIGLIP: TinyGemma3MmprojOptions = {
 export function resolveTinyGemma3MmprojOptions(
   options: TinyGemma3MmprojOptions = {},
 ): ResolvedTinyGemma3MmprojOptions {
-  const seed = checkSeed(options.seed ?? 0);
   const r: ResolvedTinyGemma3MmprojOptions = {
-    seed,
-    imageSize: positiveInt('imageSize', options.imageSize ?? 32),
-    patchSize: positiveInt('patchSize', options.patchSize ?? 4),
+    ...resolveVit(options, {
+      imageSize: 32,
+      patchSize: 4,
+      weightType: 'F16',
+      name: (seed) => `tiny-mmproj-gemma3-s${seed}`,
+    }),
     poolSize: positiveInt('poolSize', options.poolSize ?? 2),
-    nEmbd: positiveInt('nEmbd', options.nEmbd ?? 32),
-    nHead: positiveInt('nHead', options.nHead ?? 2),
-    nFf: positiveInt('nFf', options.nFf ?? 48),
-    nLayers: positiveInt('nLayers', options.nLayers ?? 2),
     projectionDim: positiveInt('projectionDim', options.projectionDim ?? 64),
-    weightType: checkWeightType(options.weightType ?? 'F16'),
     fastWeights: options.fastWeights ?? false,
-    name: options.name ?? `tiny-mmproj-gemma3-s${seed}`,
   };
-  if (r.imageSize % r.patchSize !== 0) {
-    throw new MmInvalidArgumentError('patchSize', `must divide imageSize ${r.imageSize}`);
-  }
+  checkVitShape(r);
   if ((r.imageSize / r.patchSize) % r.poolSize !== 0) {
     throw new MmInvalidArgumentError(
       'poolSize',
       `must divide the patch grid side ${r.imageSize / r.patchSize}`,
     );
-  }
-  if (r.nEmbd % r.nHead !== 0) {
-    throw new MmInvalidArgumentError('nHead', `${r.nHead} does not divide nEmbd ${r.nEmbd}`);
-  }
-  if (r.nFf === r.nEmbd) {
-    throw new MmInvalidArgumentError('nFf', 'must differ from nEmbd (libmtmd would swap the FFN)');
   }
   return r;
 }
@@ -351,58 +276,18 @@ export function gemma3ImageTokens(options: TinyGemma3MmprojOptions = {}): number
 export function tinyGemma3MmprojSpec(options: TinyGemma3MmprojOptions = {}): GgufWriteSpec {
   const o = resolveTinyGemma3MmprojOptions(options);
   const E = o.nEmbd;
-  const w = o.weightType;
-  const grid = o.imageSize / o.patchSize;
-  const metadata: GgufMetadata = new Map([
-    ['general.architecture', gv.string('clip')],
-    ['general.name', gv.string(o.name)],
-    [
-      'general.description',
-      gv.string(`tiny random gemma3 mmproj (@mm/testing v${FIXTURE_GENERATOR_VERSION})`),
-    ],
-    ['general.file_type', gv.uint32(w === 'F16' ? 1 : 0)],
-    ['clip.has_vision_encoder', gv.bool(true)],
-    ['clip.projector_type', gv.string('gemma3')],
-    ['clip.vision.image_size', gv.uint32(o.imageSize)],
-    ['clip.vision.patch_size', gv.uint32(o.patchSize)],
-    ['clip.vision.embedding_length', gv.uint32(E)],
-    ['clip.vision.feed_forward_length', gv.uint32(o.nFf)],
-    ['clip.vision.projection_dim', gv.uint32(o.projectionDim)],
-    ['clip.vision.attention.head_count', gv.uint32(o.nHead)],
-    ['clip.vision.attention.layer_norm_epsilon', gv.float32(1e-6)],
-    ['clip.vision.block_count', gv.uint32(o.nLayers)],
-    ['clip.vision.image_mean', gv.array('float32', new Float32Array([0.5, 0.5, 0.5]))],
-    ['clip.vision.image_std', gv.array('float32', new Float32Array([0.5, 0.5, 0.5]))],
-    ['clip.use_gelu', gv.bool(true)],
-  ]);
+  const metadata = vitMetadata(o, { projectorType: 'gemma3', projectionDim: o.projectionDim });
+  metadata.set('clip.use_gelu', gv.bool(true));
   if (o.poolSize !== 4) {
     metadata.set('clip.vision.projector.scale_factor', gv.uint32(o.poolSize));
   }
 
   const b = new TensorBuilder(o.seed, o.fastWeights);
-  b.add(
-    'v.patch_embd.weight',
-    w,
-    [o.patchSize, o.patchSize, 3, E],
-    1 / Math.sqrt(3 * o.patchSize ** 2),
-  );
-  b.vector('v.patch_embd.bias', E, 0.02);
-  // F32 whatever weightType: siglip adds the table straight to the F32 patch rows, and ggml's CPU
-  // add aborts on an F16 second operand.
-  b.add('v.position_embd.weight', 'F32', [E, grid * grid], 0.1);
-  for (let il = 0; il < o.nLayers; il++) {
-    const p = `v.blk.${il}`;
-    b.norm(`${p}.ln1`, E, true);
-    for (const part of ['attn_q', 'attn_k', 'attn_v', 'attn_out'])
-      b.linear(`${p}.${part}`, w, E, E);
-    b.norm(`${p}.ln2`, E, true);
-    b.linear(`${p}.ffn_up`, w, E, o.nFf);
-    b.linear(`${p}.ffn_down`, w, o.nFf, E);
-  }
-  b.norm('v.post_ln', E, true);
+  const grid = o.imageSize / o.patchSize;
+  siglipTower(b, o, grid * grid);
   b.vector('mm.soft_emb_norm.weight', E, 0.1, 1);
   // Gemma's mm_input_projection_weight is a [vision, text] parameter, stored as is.
-  b.add('mm.input_projection.weight', w, [o.projectionDim, E], 1 / Math.sqrt(E));
+  b.add('mm.input_projection.weight', o.weightType, [o.projectionDim, E], 1 / Math.sqrt(E));
   return { metadata, tensors: b.tensors, alignment: 32 };
 }
 

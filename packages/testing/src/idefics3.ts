@@ -1,10 +1,25 @@
 import { MmInvalidArgumentError } from '@mm/errors';
-import { type GgufMetadata, type GgufWriteSpec, ggufToBuffer, gv, writeGguf } from '@mm/gguf';
+import { type GgufWriteSpec, ggufToBuffer, gv, writeGguf } from '@mm/gguf';
 import { inBenchDir } from './bench-models.js';
-import { FIXTURE_GENERATOR_VERSION, fixturePath } from './fixtures.js';
+import { fixturePath } from './fixtures.js';
 import type { TinyMmprojPair } from './mmproj.js';
+import {
+  bpeTokenizerKeys,
+  checkTextModel,
+  decoderTensors,
+  resolveTextModel,
+  type TinyTextModelOptions,
+  textModelMetadata,
+} from './text-spec.js';
 import { bpeVocab, byteLevelChars, type TextVocab } from './text-vocab.js';
-import { checkSeed, checkWeightType, fileSafe, positiveInt, TensorBuilder } from './weights.js';
+import {
+  checkVitShape,
+  resolveVit,
+  siglipTower,
+  type TinyVitOptions,
+  vitMetadata,
+} from './vit-spec.js';
+import { checkWeightType, fileSafe, positiveInt, TensorBuilder } from './weights.js';
 
 /**
  * Tiny random SmolVLM / Idefics3 fixtures that llama.cpp and libmtmd (pinned 80fb11ac) load: a
@@ -62,29 +77,13 @@ export function tinySmolLmSpecialIds(): Record<string, number> {
   return Object.fromEntries(SMOLVLM_SPECIAL_TOKENS.map((t) => [t, v.tokens.indexOf(t)]));
 }
 
-export interface TinySmolLmOptions {
-  /** PRNG seed of the weights. Default 0. */
-  seed?: number;
-  /** Default 2. */
-  nLayers?: number;
-  /** Default 64: the width of the tiny mmproj's output. */
-  nEmbd?: number;
-  /** Default 4 (head dimension 16). */
-  nHead?: number;
-  /** Default 2. Must divide nHead. */
-  nHeadKv?: number;
-  /** Default 160. */
-  nFf?: number;
-  /** Default 4096. */
-  nCtx?: number;
+export interface TinySmolLmOptions extends TinyTextModelOptions {
   /** Default 1e5 (SmolLM2's). */
   ropeFreqBase?: number;
   /** Default 1e-5. */
   rmsEps?: number;
   /** No `output.weight`: the logits use token_embd, as in SmolLM. Default false (varied text). */
   tiedEmbeddings?: boolean;
-  /** Type of the 2-D weights; norms stay F32. Default F32. */
-  weightType?: 'F32' | 'F16';
   /** general.name. Default `tiny-smollm-s<seed>`. */
   name?: string;
 }
@@ -92,32 +91,17 @@ export interface TinySmolLmOptions {
 export type ResolvedTinySmolLmOptions = Required<TinySmolLmOptions>;
 
 export function resolveTinySmolLmOptions(opts: TinySmolLmOptions = {}): ResolvedTinySmolLmOptions {
-  const seed = checkSeed(opts.seed ?? 0);
-  const nEmbd = positiveInt('nEmbd', opts.nEmbd ?? 64);
-  const nHead = positiveInt('nHead', opts.nHead ?? 4);
-  if (nEmbd % nHead !== 0 || (nEmbd / nHead) % 2 !== 0) {
-    throw new MmInvalidArgumentError('nHead', `must divide nEmbd ${nEmbd} into even-sized heads`);
-  }
   const r: ResolvedTinySmolLmOptions = {
-    seed,
-    nLayers: positiveInt('nLayers', opts.nLayers ?? 2),
-    nEmbd,
-    nHead,
-    nHeadKv: positiveInt('nHeadKv', opts.nHeadKv ?? Math.min(2, nHead)),
-    nFf: positiveInt('nFf', opts.nFf ?? 160),
-    nCtx: positiveInt('nCtx', opts.nCtx ?? 4096),
+    ...resolveTextModel(opts, { name: (seed) => `tiny-smollm-s${seed}` }),
     ropeFreqBase: opts.ropeFreqBase ?? 1e5,
     rmsEps: opts.rmsEps ?? 1e-5,
     tiedEmbeddings: opts.tiedEmbeddings ?? false,
     weightType: checkWeightType(opts.weightType ?? 'F32'),
-    name: opts.name ?? `tiny-smollm-s${seed}`,
   };
-  if (r.nHead % r.nHeadKv !== 0) {
-    throw new MmInvalidArgumentError('nHeadKv', `${r.nHeadKv} does not divide nHead ${r.nHead}`);
+  if (r.nEmbd % r.nHead !== 0 || (r.nEmbd / r.nHead) % 2 !== 0) {
+    throw new MmInvalidArgumentError('nHead', `must divide nEmbd ${r.nEmbd} into even-sized heads`);
   }
-  if (!(r.ropeFreqBase > 0) || !(r.rmsEps > 0)) {
-    throw new MmInvalidArgumentError('ropeFreqBase/rmsEps', 'must be > 0');
-  }
+  checkTextModel(r, [r.ropeFreqBase, r.rmsEps]);
   return r;
 }
 
@@ -129,35 +113,14 @@ export function resolveTinySmolLmOptions(opts: TinySmolLmOptions = {}): Resolved
 export function tinySmolLmSpec(options: TinySmolLmOptions = {}): GgufWriteSpec {
   const o = resolveTinySmolLmOptions(options);
   const vocab = tinySmolLmVocab();
-  const nVocab = vocab.tokens.length;
   const ids = tinySmolLmSpecialIds();
   const headDim = o.nEmbd / o.nHead;
-  const nEmbdKv = headDim * o.nHeadKv;
   const a = 'llama';
-  const metadata: GgufMetadata = new Map([
-    ['general.architecture', gv.string(a)],
-    ['general.name', gv.string(o.name)],
-    [
-      'general.description',
-      gv.string(`tiny random SmolLM-style text model (@mm/testing v${FIXTURE_GENERATOR_VERSION})`),
-    ],
-    ['general.file_type', gv.uint32(o.weightType === 'F16' ? 1 : 0)],
-    ['general.alignment', gv.uint32(32)],
-    [`${a}.vocab_size`, gv.uint32(nVocab)],
-    [`${a}.context_length`, gv.uint32(o.nCtx)],
-    [`${a}.embedding_length`, gv.uint32(o.nEmbd)],
-    [`${a}.block_count`, gv.uint32(o.nLayers)],
-    [`${a}.feed_forward_length`, gv.uint32(o.nFf)],
-    [`${a}.attention.head_count`, gv.uint32(o.nHead)],
-    [`${a}.attention.head_count_kv`, gv.uint32(o.nHeadKv)],
+  const metadata = textModelMetadata(a, o, 'SmolLM-style text model', vocab.tokens.length, [
     [`${a}.rope.dimension_count`, gv.uint32(headDim)],
     [`${a}.rope.freq_base`, gv.float32(o.ropeFreqBase)],
     [`${a}.attention.layer_norm_rms_epsilon`, gv.float32(o.rmsEps)],
-    ['tokenizer.ggml.model', gv.string('gpt2')],
-    ['tokenizer.ggml.pre', gv.string('smollm')],
-    ['tokenizer.ggml.tokens', gv.array('string', vocab.tokens)],
-    ['tokenizer.ggml.token_type', gv.array('int32', vocab.tokenTypes)],
-    ['tokenizer.ggml.merges', gv.array('string', vocab.merges ?? [])],
+    ...bpeTokenizerKeys('smollm', vocab),
     ['tokenizer.ggml.bos_token_id', gv.uint32(ids['<|im_start|>'] as number)],
     ['tokenizer.ggml.eos_token_id', gv.uint32(ids['<end_of_utterance>'] as number)],
     ['tokenizer.ggml.unknown_token_id', gv.uint32(ids['<|endoftext|>'] as number)],
@@ -165,27 +128,12 @@ export function tinySmolLmSpec(options: TinySmolLmOptions = {}): GgufWriteSpec {
     ['tokenizer.ggml.add_bos_token', gv.bool(false)],
     ['tokenizer.chat_template', gv.string(SMOLVLM_CHAT_TEMPLATE)],
   ]);
-
-  const w = o.weightType;
-  const b = new TensorBuilder(o.seed);
-  b.add('token_embd.weight', w, [o.nEmbd, nVocab], o.tiedEmbeddings ? 2 / Math.sqrt(o.nEmbd) : 1);
-  for (let l = 0; l < o.nLayers; l++) {
-    const p = `blk.${l}`;
-    b.norm(`${p}.attn_norm`, o.nEmbd, false);
-    b.matrix(`${p}.attn_q.weight`, w, o.nEmbd, o.nEmbd);
-    b.matrix(`${p}.attn_k.weight`, w, o.nEmbd, nEmbdKv);
-    b.matrix(`${p}.attn_v.weight`, w, o.nEmbd, nEmbdKv);
-    b.matrix(`${p}.attn_output.weight`, w, o.nEmbd, o.nEmbd);
-    b.norm(`${p}.ffn_norm`, o.nEmbd, false);
-    b.matrix(`${p}.ffn_gate.weight`, w, o.nEmbd, o.nFf);
-    b.matrix(`${p}.ffn_up.weight`, w, o.nEmbd, o.nFf);
-    b.matrix(`${p}.ffn_down.weight`, w, o.nFf, o.nEmbd);
-  }
-  b.norm('output_norm', o.nEmbd, false);
-  // Logits with a spread of a few units: greedy decoding is neither uniform nor stuck.
-  if (!o.tiedEmbeddings) b.matrix('output.weight', w, o.nEmbd, nVocab, 2);
-  b.scaleRows(o.tiedEmbeddings ? 'token_embd.weight' : 'output.weight', vocab.quiet, 0.01);
-  return { metadata, tensors: b.tensors, alignment: 32 };
+  const tensors = decoderTensors(o, vocab, {
+    tokenEmbdStd: o.tiedEmbeddings ? 2 / Math.sqrt(o.nEmbd) : 1,
+    tied: o.tiedEmbeddings,
+    kvDim: headDim * o.nHeadKv,
+  });
+  return { metadata, tensors, alignment: 32 };
 }
 
 export function tinySmolLmBuffer(options: TinySmolLmOptions = {}): Uint8Array {
@@ -217,9 +165,7 @@ export function tinySmolLmFixture(options: TinySmolLmOptions = {}): Promise<stri
 
 // ---- mmproj -----------------------------------------------------------------------------------
 
-export interface TinyIdefics3MmprojOptions {
-  /** PRNG seed of the weights. Default 0. */
-  seed?: number;
+export interface TinyIdefics3MmprojOptions extends TinyVitOptions {
   /** Tile side (`clip.vision.image_size`): every tile and the global image are this square. Default 32. */
   imageSize?: number;
   /** Default 4 (an 8x8 patch grid per tile at 32 px). */
@@ -236,21 +182,10 @@ export interface TinyIdefics3MmprojOptions {
    * the key out, as in older files: the sides are then rounded to whole tiles.
    */
   longestEdge?: number;
-  /** Width of the ViT. Default 32. */
-  nEmbd?: number;
-  /** Default 2. */
-  nHead?: number;
-  /** Default 48 (must differ from nEmbd: libmtmd swaps ffn_up/ffn_down when ffn_down.ne[0] == nEmbd). */
-  nFf?: number;
-  /** Default 2. */
-  nLayers?: number;
   /** The text model's n_embd (the rows of mm.model.fc). Default 64. */
   projectionDim?: number;
   /** Type of the matrices and the patch kernel. Default F16; norms, biases, positions stay F32. */
   weightType?: 'F32' | 'F16';
-  /** Uniform weights, one PRNG draw each (large benchmark shapes). Default false. */
-  fastWeights?: boolean;
-  name?: string;
 }
 
 export type ResolvedTinyIdefics3MmprojOptions = Required<TinyIdefics3MmprojOptions>;
@@ -278,21 +213,17 @@ export const REALISTIC_SMOLVLM_SIGLIP: TinyIdefics3MmprojOptions = {
 export function resolveTinyIdefics3MmprojOptions(
   options: TinyIdefics3MmprojOptions = {},
 ): ResolvedTinyIdefics3MmprojOptions {
-  const seed = checkSeed(options.seed ?? 0);
   const r: ResolvedTinyIdefics3MmprojOptions = {
-    seed,
-    imageSize: positiveInt('imageSize', options.imageSize ?? 32),
-    patchSize: positiveInt('patchSize', options.patchSize ?? 4),
+    ...resolveVit(options, {
+      imageSize: 32,
+      patchSize: 4,
+      weightType: 'F16',
+      name: (seed) => `tiny-mmproj-idefics3-s${seed}`,
+    }),
     scaleFactor: positiveInt('scaleFactor', options.scaleFactor ?? 2),
     longestEdge: options.longestEdge ?? 96,
-    nEmbd: positiveInt('nEmbd', options.nEmbd ?? 32),
-    nHead: positiveInt('nHead', options.nHead ?? 2),
-    nFf: positiveInt('nFf', options.nFf ?? 48),
-    nLayers: positiveInt('nLayers', options.nLayers ?? 2),
     projectionDim: positiveInt('projectionDim', options.projectionDim ?? 64),
-    weightType: checkWeightType(options.weightType ?? 'F16'),
     fastWeights: options.fastWeights ?? false,
-    name: options.name ?? `tiny-mmproj-idefics3-s${seed}`,
   };
   if (!Number.isSafeInteger(r.longestEdge) || r.longestEdge < 0) {
     throw new MmInvalidArgumentError(
@@ -300,15 +231,7 @@ export function resolveTinyIdefics3MmprojOptions(
       `must be an integer >= 0, got ${r.longestEdge}`,
     );
   }
-  if (r.imageSize % r.patchSize !== 0) {
-    throw new MmInvalidArgumentError('patchSize', `must divide imageSize ${r.imageSize}`);
-  }
-  if (r.nEmbd % r.nHead !== 0) {
-    throw new MmInvalidArgumentError('nHead', `${r.nHead} does not divide nEmbd ${r.nEmbd}`);
-  }
-  if (r.nFf === r.nEmbd) {
-    throw new MmInvalidArgumentError('nFf', 'must differ from nEmbd (libmtmd would swap the FFN)');
-  }
+  checkVitShape(r);
   return r;
 }
 
@@ -326,57 +249,17 @@ export function idefics3TileTokens(options: TinyIdefics3MmprojOptions = {}): num
  */
 export function tinyIdefics3MmprojSpec(options: TinyIdefics3MmprojOptions = {}): GgufWriteSpec {
   const o = resolveTinyIdefics3MmprojOptions(options);
-  const E = o.nEmbd;
-  const w = o.weightType;
-  const grid = o.imageSize / o.patchSize;
-  const metadata: GgufMetadata = new Map([
-    ['general.architecture', gv.string('clip')],
-    ['general.name', gv.string(o.name)],
-    [
-      'general.description',
-      gv.string(`tiny random idefics3 mmproj (@mm/testing v${FIXTURE_GENERATOR_VERSION})`),
-    ],
-    ['general.file_type', gv.uint32(w === 'F16' ? 1 : 0)],
-    ['clip.has_vision_encoder', gv.bool(true)],
-    ['clip.projector_type', gv.string('idefics3')],
-    ['clip.vision.image_size', gv.uint32(o.imageSize)],
-    ['clip.vision.patch_size', gv.uint32(o.patchSize)],
-    ['clip.vision.embedding_length', gv.uint32(E)],
-    ['clip.vision.feed_forward_length', gv.uint32(o.nFf)],
-    ['clip.vision.projection_dim', gv.uint32(o.projectionDim)],
-    ['clip.vision.attention.head_count', gv.uint32(o.nHead)],
-    ['clip.vision.attention.layer_norm_epsilon', gv.float32(1e-6)],
-    ['clip.vision.block_count', gv.uint32(o.nLayers)],
-    ['clip.vision.image_mean', gv.array('float32', new Float32Array([0.5, 0.5, 0.5]))],
-    ['clip.vision.image_std', gv.array('float32', new Float32Array([0.5, 0.5, 0.5]))],
-    ['clip.vision.projector.scale_factor', gv.uint32(o.scaleFactor)],
-    ['clip.use_gelu', gv.bool(true)],
-  ]);
+  const metadata = vitMetadata(o, { projectorType: 'idefics3', projectionDim: o.projectionDim });
+  metadata.set('clip.vision.projector.scale_factor', gv.uint32(o.scaleFactor));
+  metadata.set('clip.use_gelu', gv.bool(true));
   if (o.longestEdge > 0) {
     metadata.set('clip.vision.preproc_image_size', gv.uint32(o.longestEdge));
   }
 
   const b = new TensorBuilder(o.seed, o.fastWeights);
-  b.add(
-    'v.patch_embd.weight',
-    w,
-    [o.patchSize, o.patchSize, 3, E],
-    1 / Math.sqrt(3 * o.patchSize ** 2),
-  );
-  b.vector('v.patch_embd.bias', E, 0.02);
-  // F32 whatever weightType: siglip adds the table straight to the F32 patch rows
-  b.add('v.position_embd.weight', 'F32', [E, grid * grid], 0.1);
-  for (let il = 0; il < o.nLayers; il++) {
-    const p = `v.blk.${il}`;
-    b.norm(`${p}.ln1`, E, true);
-    for (const part of ['attn_q', 'attn_k', 'attn_v', 'attn_out'])
-      b.linear(`${p}.${part}`, w, E, E);
-    b.norm(`${p}.ln2`, E, true);
-    b.linear(`${p}.ffn_up`, w, E, o.nFf);
-    b.linear(`${p}.ffn_down`, w, o.nFf, E);
-  }
-  b.norm('v.post_ln', E, true);
-  b.matrix('mm.model.fc.weight', w, E * o.scaleFactor ** 2, o.projectionDim);
+  const grid = o.imageSize / o.patchSize;
+  siglipTower(b, o, grid * grid);
+  b.matrix('mm.model.fc.weight', o.weightType, o.nEmbd * o.scaleFactor ** 2, o.projectionDim);
   return { metadata, tensors: b.tensors, alignment: 32 };
 }
 

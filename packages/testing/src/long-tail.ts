@@ -1,11 +1,29 @@
 import { MmInvalidArgumentError } from '@mm/errors';
-import { type GgufMetadata, type GgufWriteSpec, ggufToBuffer, gv, writeGguf } from '@mm/gguf';
-import { FIXTURE_GENERATOR_VERSION, fixturePath } from './fixtures.js';
+import { type GgufWriteSpec, ggufToBuffer, gv, writeGguf } from '@mm/gguf';
+import { fixturePath } from './fixtures.js';
 import type { TinyMmprojPair } from './mmproj.js';
 import { QWEN2VL_CHAT_TEMPLATE, QWEN2VL_SPECIAL_TOKENS, qwen2vlRopeSections } from './qwen2vl.js';
+import {
+  bpeTokenizerKeys,
+  checkTextModel,
+  decoderTensors,
+  qwenChatKeys,
+  resolveTextModel,
+  type TinyTextModelOptions,
+  textModelMetadata,
+} from './text-spec.js';
 import { bpeVocab, type TextVocab } from './text-vocab.js';
 import { CHATML_TEMPLATE } from './tiny-llama.js';
-import { checkSeed, checkWeightType, fileSafe, positiveInt, TensorBuilder } from './weights.js';
+import {
+  CLIP_IMAGE_MEAN,
+  CLIP_IMAGE_STD,
+  HALF_IMAGE_NORM,
+  patchKernel,
+  resolveVit,
+  vitBlocks,
+  vitMetadata,
+} from './vit-spec.js';
+import { fileSafe, positiveInt, TensorBuilder } from './weights.js';
 
 /**
  * Tiny random fixtures of projector types mm runs through libmtmd's fused encoder + projector (the
@@ -81,22 +99,18 @@ export function resolveTinyLongTailMmprojOptions(
   options: TinyLongTailMmprojOptions,
 ): ResolvedTinyLongTailMmprojOptions {
   const family = checkFamily(options.family);
-  const seed = checkSeed(options.seed ?? 0);
   const r: ResolvedTinyLongTailMmprojOptions = {
     family,
-    seed,
-    patchSize: positiveInt('patchSize', options.patchSize ?? 8),
-    imageSize: positiveInt('imageSize', options.imageSize ?? 64),
-    nEmbd: positiveInt('nEmbd', options.nEmbd ?? 32),
-    nHead: positiveInt('nHead', options.nHead ?? 2),
-    nFf: positiveInt('nFf', options.nFf ?? 48),
-    nLayers: positiveInt('nLayers', options.nLayers ?? 2),
+    ...resolveVit(options, {
+      imageSize: 64,
+      patchSize: 8,
+      weightType: 'F32',
+      name: (seed) => `tiny-mmproj-${family.replace('_', '-')}-s${seed}`,
+    }),
     projectionDim: positiveInt('projectionDim', options.projectionDim ?? 64),
     scaleFactor: positiveInt('scaleFactor', options.scaleFactor ?? 2),
     maxTiles: positiveInt('maxTiles', options.maxTiles ?? 4),
     deepstackLayers: [...(options.deepstackLayers ?? (family === 'qwen3vl_merger' ? [0] : []))],
-    weightType: checkWeightType(options.weightType ?? 'F32'),
-    name: options.name ?? `tiny-mmproj-${family.replace('_', '-')}-s${seed}`,
   };
   if (r.nEmbd % r.nHead !== 0 || (r.nEmbd / r.nHead) % 4 !== 0) {
     throw new MmInvalidArgumentError(
@@ -125,56 +139,28 @@ export function resolveTinyLongTailMmprojOptions(
   return r;
 }
 
-const CLIP_MEAN = new Float32Array([0.48145466, 0.4578275, 0.40821073]);
-const CLIP_STD = new Float32Array([0.26862954, 0.26130258, 0.27577711]);
-
 /** The metadata and tensors of a tiny long-tail mmproj, deterministic in the options. */
 export function tinyLongTailMmprojSpec(options: TinyLongTailMmprojOptions): GgufWriteSpec {
   const o = resolveTinyLongTailMmprojOptions(options);
   const E = o.nEmbd;
   const D = o.projectionDim;
-  const P = o.patchSize;
   const w = o.weightType;
-  const half = new Float32Array([0.5, 0.5, 0.5]);
-  const metadata: GgufMetadata = new Map([
-    ['general.architecture', gv.string('clip')],
-    ['general.name', gv.string(o.name)],
-    [
-      'general.description',
-      gv.string(`tiny random ${o.family} mmproj (@mm/testing v${FIXTURE_GENERATOR_VERSION})`),
-    ],
-    ['general.file_type', gv.uint32(w === 'F16' ? 1 : 0)],
-    ['clip.has_vision_encoder', gv.bool(true)],
-    ['clip.projector_type', gv.string(o.family)],
-    ['clip.vision.image_size', gv.uint32(o.imageSize)],
-    ['clip.vision.patch_size', gv.uint32(P)],
-    ['clip.vision.embedding_length', gv.uint32(E)],
-    ['clip.vision.feed_forward_length', gv.uint32(o.nFf)],
-    ['clip.vision.projection_dim', gv.uint32(D)],
-    ['clip.vision.attention.head_count', gv.uint32(o.nHead)],
-    ['clip.vision.attention.layer_norm_epsilon', gv.float32(1e-5)],
-    ['clip.vision.block_count', gv.uint32(o.nLayers)],
-    ['clip.vision.image_mean', gv.array('float32', o.family === 'pixtral' ? CLIP_MEAN : half)],
-    ['clip.vision.image_std', gv.array('float32', o.family === 'pixtral' ? CLIP_STD : half)],
-  ]);
+  const pixtral = o.family === 'pixtral';
+  const metadata = vitMetadata(o, {
+    projectorType: o.family,
+    projectionDim: D,
+    eps: 1e-5,
+    mean: pixtral ? CLIP_IMAGE_MEAN : HALF_IMAGE_NORM,
+    std: pixtral ? CLIP_IMAGE_STD : HALF_IMAGE_NORM,
+  });
   const b = new TensorBuilder(o.seed);
-  const kernel = (name: string) => b.add(name, w, [P, P, 3, E], 1 / Math.sqrt(3 * P * P));
-  const side = o.imageSize / P;
+  const side = o.imageSize / o.patchSize;
   if (o.family === 'pixtral') {
     // Pixtral-12B: RMSNorms, SwiGLU, no biases; 2-D RoPE in the blocks (no position table).
     metadata.set('clip.use_silu', gv.bool(true));
-    kernel('v.patch_embd.weight');
-    b.vector('v.pre_ln.weight', E, 0.1, 1);
-    for (let il = 0; il < o.nLayers; il++) {
-      const p = `v.blk.${il}`;
-      b.vector(`${p}.ln1.weight`, E, 0.1, 1);
-      for (const part of ['attn_q', 'attn_k', 'attn_v', 'attn_out'])
-        b.matrix(`${p}.${part}.weight`, w, E, E);
-      b.vector(`${p}.ln2.weight`, E, 0.1, 1);
-      b.matrix(`${p}.ffn_gate.weight`, w, E, o.nFf);
-      b.matrix(`${p}.ffn_up.weight`, w, E, o.nFf);
-      b.matrix(`${p}.ffn_down.weight`, w, o.nFf, E);
-    }
+    patchKernel(b, 'v.patch_embd.weight', o);
+    b.norm('v.pre_ln', E, false);
+    vitBlocks(b, o, { normBias: false, linearBias: false, gate: true });
     b.linear('mm.1', w, E, D);
     b.linear('mm.2', w, D, D);
     b.vector('v.token_embd.img_break', D, 1);
@@ -184,21 +170,11 @@ export function tinyLongTailMmprojSpec(options: TinyLongTailMmprojOptions): Gguf
     metadata.set('clip.vision.projector.scale_factor', gv.uint32(o.scaleFactor));
     metadata.set('clip.vision.preproc_min_tiles', gv.uint32(1));
     metadata.set('clip.vision.preproc_max_tiles', gv.uint32(o.maxTiles));
-    kernel('v.patch_embd.weight');
+    patchKernel(b, 'v.patch_embd.weight', o);
     b.vector('v.patch_embd.bias', E, 0.02);
     b.vector('v.class_embd', E, 0.5);
     b.add('v.position_embd.weight', 'F32', [E, side * side + 1], 0.5);
-    for (let il = 0; il < o.nLayers; il++) {
-      const p = `v.blk.${il}`;
-      b.norm(`${p}.ln1`, E, true);
-      for (const part of ['attn_q', 'attn_k', 'attn_v', 'attn_out'])
-        b.linear(`${p}.${part}`, w, E, E);
-      b.vector(`${p}.ls1.weight`, E, 0.1, 0.5);
-      b.norm(`${p}.ln2`, E, true);
-      b.linear(`${p}.ffn_up`, w, E, o.nFf);
-      b.linear(`${p}.ffn_down`, w, o.nFf, E);
-      b.vector(`${p}.ls2.weight`, E, 0.1, 0.5);
-    }
+    vitBlocks(b, o, { layerScale: true });
     const W = E * o.scaleFactor * o.scaleFactor;
     b.norm('mm.model.mlp.0', W, true);
     b.linear('mm.model.mlp.1', w, W, D);
@@ -208,19 +184,11 @@ export function tinyLongTailMmprojSpec(options: TinyLongTailMmprojOptions): Gguf
     // deepstack mergers on some blocks.
     metadata.set('clip.use_gelu', gv.bool(true));
     metadata.set('clip.vision.spatial_merge_size', gv.uint32(2));
-    kernel('v.patch_embd.weight');
-    kernel('v.patch_embd.weight.1');
+    patchKernel(b, 'v.patch_embd.weight', o);
+    patchKernel(b, 'v.patch_embd.weight.1', o);
     b.vector('v.patch_embd.bias', E, 0.02);
     b.add('v.position_embd.weight', 'F32', [E, side * side], 0.5);
-    for (let il = 0; il < o.nLayers; il++) {
-      const p = `v.blk.${il}`;
-      b.norm(`${p}.ln1`, E, true);
-      b.linear(`${p}.attn_qkv`, w, E, 3 * E);
-      b.linear(`${p}.attn_out`, w, E, E);
-      b.norm(`${p}.ln2`, E, true);
-      b.linear(`${p}.ffn_up`, w, E, o.nFf);
-      b.linear(`${p}.ffn_down`, w, o.nFf, E);
-    }
+    vitBlocks(b, o, { fusedQkv: true });
     b.norm('v.post_ln', E, true);
     b.linear('mm.0', w, 4 * E, 4 * E);
     b.linear('mm.2', w, 4 * E, D);
@@ -293,24 +261,12 @@ export const INTERNVL_SPECIAL_TOKENS = [
   '<IMG_CONTEXT>',
 ] as const;
 
-export interface TinyLongTailTextOptions {
-  /** PRNG seed of the weights. Default 0. */
-  seed?: number;
+/** All F32 (the fixture names leave the weight type out). */
+export interface TinyLongTailTextOptions extends Omit<TinyTextModelOptions, 'weightType'> {
   /** Default 2 (more than the mmproj's deepstack layers, as llama.cpp requires). */
   nLayers?: number;
-  /** Default 64: the tiny mmproj's projection width. */
-  nEmbd?: number;
-  /** Default 4 (head dimension 16). */
-  nHead?: number;
-  /** Default 2. */
-  nHeadKv?: number;
-  /** Default 160. */
-  nFf?: number;
-  /** Default 4096. */
-  nCtx?: number;
   /** qwen3vl text models: `n_deepstack_layers` (the mmproj's deepstack mergers). Default 1. */
   deepstackLayers?: number;
-  name?: string;
 }
 
 export type ResolvedTinyLongTailTextOptions = Required<TinyLongTailTextOptions>;
@@ -325,25 +281,18 @@ export function resolveTinyLongTailTextOptions(
   opts: TinyLongTailTextOptions = {},
 ): ResolvedTinyLongTailTextOptions {
   checkFamily(family);
-  const seed = checkSeed(opts.seed ?? 0);
   const r: ResolvedTinyLongTailTextOptions = {
-    seed,
-    nLayers: positiveInt('nLayers', opts.nLayers ?? 2),
-    nEmbd: positiveInt('nEmbd', opts.nEmbd ?? 64),
-    nHead: positiveInt('nHead', opts.nHead ?? 4),
-    nHeadKv: positiveInt('nHeadKv', opts.nHeadKv ?? 2),
-    nFf: positiveInt('nFf', opts.nFf ?? 160),
-    nCtx: positiveInt('nCtx', opts.nCtx ?? 4096),
+    ...resolveTextModel(opts, {
+      nHeadKv: 2,
+      name: (seed) => `tiny-${longTailTextArch(family)}-for-${family.replace('_', '-')}-s${seed}`,
+    }),
     deepstackLayers: family === 'qwen3vl_merger' ? (opts.deepstackLayers ?? 1) : 0,
-    name: opts.name ?? `tiny-${longTailTextArch(family)}-for-${family.replace('_', '-')}-s${seed}`,
   };
   const headDim = r.nEmbd / r.nHead;
   if (!Number.isInteger(headDim) || headDim % 2 !== 0) {
     throw new MmInvalidArgumentError('nHead', 'must divide nEmbd into an even head dimension');
   }
-  if (r.nHead % r.nHeadKv !== 0) {
-    throw new MmInvalidArgumentError('nHeadKv', `${r.nHeadKv} does not divide nHead ${r.nHead}`);
-  }
+  checkTextModel(r);
   if (!Number.isInteger(r.deepstackLayers) || r.deepstackLayers < 0) {
     throw new MmInvalidArgumentError('deepstackLayers', 'must be an integer >= 0');
   }
@@ -372,36 +321,15 @@ export function tinyLongTailTextSpec(
   family: LongTailFamily,
   options: TinyLongTailTextOptions = {},
 ): GgufWriteSpec {
-  const o = resolveTinyLongTailTextOptions(family, options);
+  const o = { ...resolveTinyLongTailTextOptions(family, options), weightType: 'F32' as const };
   const a = longTailTextArch(family);
   const vocab = textVocab(family);
   const id = (t: string) => vocab.tokens.indexOf(t);
-  const nVocab = vocab.tokens.length;
   const headDim = o.nEmbd / o.nHead;
-  const nEmbdKv = headDim * o.nHeadKv;
-  const metadata: GgufMetadata = new Map([
-    ['general.architecture', gv.string(a)],
-    ['general.name', gv.string(o.name)],
-    [
-      'general.description',
-      gv.string(`tiny random ${a} text model (@mm/testing v${FIXTURE_GENERATOR_VERSION})`),
-    ],
-    ['general.file_type', gv.uint32(0)],
-    ['general.alignment', gv.uint32(32)],
-    [`${a}.vocab_size`, gv.uint32(nVocab)],
-    [`${a}.context_length`, gv.uint32(o.nCtx)],
-    [`${a}.embedding_length`, gv.uint32(o.nEmbd)],
-    [`${a}.block_count`, gv.uint32(o.nLayers)],
-    [`${a}.feed_forward_length`, gv.uint32(o.nFf)],
-    [`${a}.attention.head_count`, gv.uint32(o.nHead)],
-    [`${a}.attention.head_count_kv`, gv.uint32(o.nHeadKv)],
+  const metadata = textModelMetadata(a, o, `${a} text model`, vocab.tokens.length, [
     [`${a}.rope.freq_base`, gv.float32(1e6)],
     [`${a}.attention.layer_norm_rms_epsilon`, gv.float32(1e-6)],
-    ['tokenizer.ggml.model', gv.string('gpt2')],
-    ['tokenizer.ggml.pre', gv.string(a === 'llama' ? 'tekken' : 'qwen2')],
-    ['tokenizer.ggml.tokens', gv.array('string', vocab.tokens)],
-    ['tokenizer.ggml.token_type', gv.array('int32', vocab.tokenTypes)],
-    ['tokenizer.ggml.merges', gv.array('string', vocab.merges ?? [])],
+    ...bpeTokenizerKeys(a === 'llama' ? 'tekken' : 'qwen2', vocab),
   ]);
   if (a === 'llama') {
     metadata.set(`${a}.rope.dimension_count`, gv.uint32(headDim));
@@ -411,14 +339,12 @@ export function tinyLongTailTextSpec(
     metadata.set('tokenizer.ggml.add_bos_token', gv.bool(true));
     metadata.set('tokenizer.chat_template', gv.string(PIXTRAL_CHAT_TEMPLATE));
   } else {
-    metadata.set('tokenizer.ggml.eos_token_id', gv.uint32(id('<|im_end|>')));
-    metadata.set('tokenizer.ggml.padding_token_id', gv.uint32(id('<|endoftext|>')));
-    metadata.set('tokenizer.ggml.bos_token_id', gv.uint32(id('<|endoftext|>')));
-    metadata.set('tokenizer.ggml.add_bos_token', gv.bool(false));
-    metadata.set(
-      'tokenizer.chat_template',
-      gv.string(a === 'qwen3vl' ? QWEN2VL_CHAT_TEMPLATE : CHATML_TEMPLATE),
-    );
+    for (const [k, v] of qwenChatKeys(
+      vocab,
+      a === 'qwen3vl' ? QWEN2VL_CHAT_TEMPLATE : CHATML_TEMPLATE,
+    )) {
+      metadata.set(k, v);
+    }
   }
   if (a === 'qwen3vl') {
     metadata.set(
@@ -427,35 +353,13 @@ export function tinyLongTailTextSpec(
     );
     metadata.set(`${a}.n_deepstack_layers`, gv.uint32(o.deepstackLayers));
   }
-  const b = new TensorBuilder(o.seed);
-  b.add('token_embd.weight', 'F32', [o.nEmbd, nVocab], 1);
-  for (let l = 0; l < o.nLayers; l++) {
-    const p = `blk.${l}`;
-    b.norm(`${p}.attn_norm`, o.nEmbd, false);
-    if (a === 'qwen2') {
-      b.linear(`${p}.attn_q`, 'F32', o.nEmbd, o.nEmbd);
-      b.linear(`${p}.attn_k`, 'F32', o.nEmbd, nEmbdKv);
-      b.linear(`${p}.attn_v`, 'F32', o.nEmbd, nEmbdKv);
-    } else {
-      b.matrix(`${p}.attn_q.weight`, 'F32', o.nEmbd, o.nEmbd);
-      b.matrix(`${p}.attn_k.weight`, 'F32', o.nEmbd, nEmbdKv);
-      b.matrix(`${p}.attn_v.weight`, 'F32', o.nEmbd, nEmbdKv);
-    }
-    if (a === 'qwen3vl') {
-      b.norm(`${p}.attn_q_norm`, headDim, false);
-      b.norm(`${p}.attn_k_norm`, headDim, false);
-    }
-    b.matrix(`${p}.attn_output.weight`, 'F32', o.nEmbd, o.nEmbd);
-    b.norm(`${p}.ffn_norm`, o.nEmbd, false);
-    b.matrix(`${p}.ffn_gate.weight`, 'F32', o.nEmbd, o.nFf);
-    b.matrix(`${p}.ffn_up.weight`, 'F32', o.nEmbd, o.nFf);
-    b.matrix(`${p}.ffn_down.weight`, 'F32', o.nFf, o.nEmbd);
-  }
-  b.norm('output_norm', o.nEmbd, false);
-  // Logits with a spread of a few units: greedy decoding is neither uniform nor stuck.
-  b.matrix('output.weight', 'F32', o.nEmbd, nVocab, 2);
-  b.scaleRows('output.weight', vocab.quiet, 0.01);
-  return { metadata, tensors: b.tensors, alignment: 32 };
+  const tensors = decoderTensors(o, vocab, {
+    tokenEmbdStd: 1,
+    qkvBias: a === 'qwen2',
+    kvDim: headDim * o.nHeadKv,
+    qkNorm: a === 'qwen3vl' ? headDim : 0,
+  });
+  return { metadata, tensors, alignment: 32 };
 }
 
 export function tinyLongTailTextBuffer(

@@ -1,11 +1,27 @@
 import { MmInvalidArgumentError } from '@mm/errors';
-import { type GgufMetadata, type GgufWriteSpec, ggufToBuffer, gv, writeGguf } from '@mm/gguf';
+import { type GgufWriteSpec, ggufToBuffer, gv, writeGguf } from '@mm/gguf';
 import { inBenchDir } from './bench-models.js';
-import { FIXTURE_GENERATOR_VERSION, fixturePath } from './fixtures.js';
+import { fixturePath } from './fixtures.js';
 import type { TinyMmprojPair } from './mmproj.js';
+import {
+  bpeTokenizerKeys,
+  checkTextModel,
+  decoderTensors,
+  qwenChatKeys,
+  resolveTextModel,
+  type TinyTextModelOptions,
+  textModelMetadata,
+} from './text-spec.js';
 import { bpeVocab, type TextVocab } from './text-vocab.js';
 import { CHATML_TEMPLATE } from './tiny-llama.js';
-import { checkSeed, checkWeightType, fileSafe, positiveInt, TensorBuilder } from './weights.js';
+import {
+  checkVitShape,
+  resolveVit,
+  siglipTower,
+  type TinyVitOptions,
+  vitMetadata,
+} from './vit-spec.js';
+import { checkWeightType, fileSafe, positiveInt, TensorBuilder } from './weights.js';
 
 /**
  * Tiny random MiniCPM-V fixtures that llama.cpp and libmtmd (pinned 80fb11ac) load: mmproj files
@@ -59,29 +75,17 @@ export function minicpmvTextArch(version: MinicpmvVersion): MinicpmTextArch {
   return version === 2 ? 'llama' : 'qwen2';
 }
 
-export interface TinyMinicpmTextOptions {
+export interface TinyMinicpmTextOptions extends TinyTextModelOptions {
   /** Default 'qwen2' (MiniCPM-V 2.6). */
   arch?: MinicpmTextArch;
-  /** PRNG seed of the weights. Default 0. */
-  seed?: number;
-  /** Default 2. */
-  nLayers?: number;
   /** Default 256: the resampler's width (a multiple of its 128-wide heads). */
   nEmbd?: number;
-  /** Default 4. */
-  nHead?: number;
-  /** Default 2. Must divide nHead. */
-  nHeadKv?: number;
   /** Default 512. */
   nFf?: number;
-  /** Default 4096. */
-  nCtx?: number;
   /** Default 1e6 (qwen2) / 5e5 (llama). */
   ropeFreqBase?: number;
   /** Default 1e-6 (qwen2) / 1e-5 (llama). */
   rmsEps?: number;
-  /** Type of the 2-D weights; norms and biases stay F32. Default F32. */
-  weightType?: 'F32' | 'F16';
   /** general.name. Default `tiny-minicpm-<arch>-s<seed>`. */
   name?: string;
 }
@@ -95,35 +99,24 @@ export function resolveTinyMinicpmTextOptions(
   if (arch !== 'llama' && arch !== 'qwen2') {
     throw new MmInvalidArgumentError('arch', `must be 'llama' or 'qwen2', got ${String(arch)}`);
   }
-  const seed = checkSeed(opts.seed ?? 0);
-  const nEmbd = positiveInt('nEmbd', opts.nEmbd ?? 256);
-  const nHead = positiveInt('nHead', opts.nHead ?? 4);
-  if (nEmbd % nHead !== 0 || (nEmbd / nHead) % 2 !== 0) {
-    throw new MmInvalidArgumentError(
-      'nHead',
-      `${nHead} must divide nEmbd ${nEmbd} into even heads`,
-    );
-  }
   const r: ResolvedTinyMinicpmTextOptions = {
     arch,
-    seed,
-    nLayers: positiveInt('nLayers', opts.nLayers ?? 2),
-    nEmbd,
-    nHead,
-    nHeadKv: positiveInt('nHeadKv', opts.nHeadKv ?? Math.min(2, nHead)),
-    nFf: positiveInt('nFf', opts.nFf ?? 512),
-    nCtx: positiveInt('nCtx', opts.nCtx ?? 4096),
+    ...resolveTextModel(opts, {
+      nEmbd: 256,
+      nFf: 512,
+      name: (seed) => `tiny-minicpm-${arch}-s${seed}`,
+    }),
     ropeFreqBase: opts.ropeFreqBase ?? (arch === 'qwen2' ? 1e6 : 5e5),
     rmsEps: opts.rmsEps ?? (arch === 'qwen2' ? 1e-6 : 1e-5),
     weightType: checkWeightType(opts.weightType ?? 'F32'),
-    name: opts.name ?? `tiny-minicpm-${arch}-s${seed}`,
   };
-  if (r.nHead % r.nHeadKv !== 0) {
-    throw new MmInvalidArgumentError('nHeadKv', `${r.nHeadKv} does not divide nHead ${r.nHead}`);
+  if (r.nEmbd % r.nHead !== 0 || (r.nEmbd / r.nHead) % 2 !== 0) {
+    throw new MmInvalidArgumentError(
+      'nHead',
+      `${r.nHead} must divide nEmbd ${r.nEmbd} into even heads`,
+    );
   }
-  if (!(r.ropeFreqBase > 0) || !(r.rmsEps > 0)) {
-    throw new MmInvalidArgumentError('ropeFreqBase/rmsEps', 'must be > 0');
-  }
+  checkTextModel(r, [r.ropeFreqBase, r.rmsEps]);
   return r;
 }
 
@@ -136,73 +129,29 @@ export function resolveTinyMinicpmTextOptions(
 export function tinyMinicpmTextSpec(options: TinyMinicpmTextOptions = {}): GgufWriteSpec {
   const o = resolveTinyMinicpmTextOptions(options);
   const vocab = tinyMinicpmVocab(o.arch);
-  const nVocab = vocab.tokens.length;
   const id = (t: string) => vocab.tokens.indexOf(t);
-  const headDim = o.nEmbd / o.nHead;
-  const nEmbdKv = headDim * o.nHeadKv;
   const a = o.arch;
   const qwen = a === 'qwen2';
-  const metadata: GgufMetadata = new Map([
-    ['general.architecture', gv.string(a)],
-    ['general.name', gv.string(o.name)],
-    [
-      'general.description',
-      gv.string(`tiny random MiniCPM ${a} text model (@mm/testing v${FIXTURE_GENERATOR_VERSION})`),
-    ],
-    ['general.file_type', gv.uint32(o.weightType === 'F16' ? 1 : 0)],
-    ['general.alignment', gv.uint32(32)],
-    [`${a}.vocab_size`, gv.uint32(nVocab)],
-    [`${a}.context_length`, gv.uint32(o.nCtx)],
-    [`${a}.embedding_length`, gv.uint32(o.nEmbd)],
-    [`${a}.block_count`, gv.uint32(o.nLayers)],
-    [`${a}.feed_forward_length`, gv.uint32(o.nFf)],
-    [`${a}.attention.head_count`, gv.uint32(o.nHead)],
-    [`${a}.attention.head_count_kv`, gv.uint32(o.nHeadKv)],
+  const metadata = textModelMetadata(a, o, `MiniCPM ${a} text model`, vocab.tokens.length, [
     [`${a}.rope.freq_base`, gv.float32(o.ropeFreqBase)],
     [`${a}.attention.layer_norm_rms_epsilon`, gv.float32(o.rmsEps)],
-    ['tokenizer.ggml.model', gv.string('gpt2')],
-    ['tokenizer.ggml.pre', gv.string(qwen ? 'qwen2' : 'llama-bpe')],
-    ['tokenizer.ggml.tokens', gv.array('string', vocab.tokens)],
-    ['tokenizer.ggml.token_type', gv.array('int32', vocab.tokenTypes)],
-    ['tokenizer.ggml.merges', gv.array('string', vocab.merges ?? [])],
+    ...bpeTokenizerKeys(qwen ? 'qwen2' : 'llama-bpe', vocab),
+    ...(qwen
+      ? qwenChatKeys(vocab, CHATML_TEMPLATE)
+      : ([
+          ['tokenizer.ggml.bos_token_id', gv.uint32(id('<|begin_of_text|>'))],
+          ['tokenizer.ggml.eos_token_id', gv.uint32(id('<|end_of_text|>'))],
+          ['tokenizer.ggml.eot_token_id', gv.uint32(id('<|eot_id|>'))],
+          ['tokenizer.ggml.add_bos_token', gv.bool(true)],
+          ['tokenizer.chat_template', gv.string(LLAMA3_CHAT_TEMPLATE)],
+        ] as const)),
   ]);
-  if (qwen) {
-    metadata.set('tokenizer.ggml.eos_token_id', gv.uint32(id('<|im_end|>')));
-    metadata.set('tokenizer.ggml.padding_token_id', gv.uint32(id('<|endoftext|>')));
-    metadata.set('tokenizer.ggml.bos_token_id', gv.uint32(id('<|endoftext|>')));
-    metadata.set('tokenizer.ggml.add_bos_token', gv.bool(false));
-    metadata.set('tokenizer.chat_template', gv.string(CHATML_TEMPLATE));
-  } else {
-    metadata.set('tokenizer.ggml.bos_token_id', gv.uint32(id('<|begin_of_text|>')));
-    metadata.set('tokenizer.ggml.eos_token_id', gv.uint32(id('<|end_of_text|>')));
-    metadata.set('tokenizer.ggml.eot_token_id', gv.uint32(id('<|eot_id|>')));
-    metadata.set('tokenizer.ggml.add_bos_token', gv.bool(true));
-    metadata.set('tokenizer.chat_template', gv.string(LLAMA3_CHAT_TEMPLATE));
-  }
-
-  const w = o.weightType;
-  const E = o.nEmbd;
-  const b = new TensorBuilder(o.seed);
-  b.add('token_embd.weight', w, [E, nVocab], 1);
-  for (let l = 0; l < o.nLayers; l++) {
-    const p = `blk.${l}`;
-    b.norm(`${p}.attn_norm`, E, false);
-    const proj = (name: string, nOut: number) =>
-      qwen ? b.linear(`${p}.${name}`, w, E, nOut) : b.matrix(`${p}.${name}.weight`, w, E, nOut);
-    proj('attn_q', E);
-    proj('attn_k', nEmbdKv);
-    proj('attn_v', nEmbdKv);
-    b.matrix(`${p}.attn_output.weight`, w, E, E);
-    b.norm(`${p}.ffn_norm`, E, false);
-    b.matrix(`${p}.ffn_gate.weight`, w, E, o.nFf);
-    b.matrix(`${p}.ffn_up.weight`, w, E, o.nFf);
-    b.matrix(`${p}.ffn_down.weight`, w, o.nFf, E);
-  }
-  b.norm('output_norm', E, false);
-  // Logits with a spread of a few units: greedy decoding is neither uniform nor stuck.
-  b.matrix('output.weight', w, E, nVocab, 2);
-  b.scaleRows('output.weight', vocab.quiet, 0.01);
-  return { metadata, tensors: b.tensors, alignment: 32 };
+  const tensors = decoderTensors(o, vocab, {
+    tokenEmbdStd: 1,
+    qkvBias: qwen,
+    kvDim: (o.nEmbd / o.nHead) * o.nHeadKv,
+  });
+  return { metadata, tensors, alignment: 32 };
 }
 
 export function tinyMinicpmTextBuffer(options: TinyMinicpmTextOptions = {}): Uint8Array {
@@ -237,13 +186,11 @@ export function tinyMinicpmTextFixture(options: TinyMinicpmTextOptions = {}): Pr
 /** MiniCPM-V's position table: 70 x 70 buckets (libmtmd hard-codes the side). */
 export const MINICPMV_POS_TABLE_ROWS = 70 * 70;
 
-export interface TinyMinicpmvMmprojOptions {
+export interface TinyMinicpmvMmprojOptions extends TinyVitOptions {
   /** `clip.minicpmv_version`. Default 3 (MiniCPM-V 2.6). */
   version?: MinicpmvVersion;
   /** Leave `clip.minicpmv_version` out (libmtmd then takes version 2). Default false. */
   omitVersionKey?: boolean;
-  /** PRNG seed of the weights. Default 0. */
-  seed?: number;
   /**
    * `clip.vision.image_size`: the slice size. A picture larger than it on either side is cut into
    * an overview and up to 9 slices of about imageSize^2 pixels. Default 64.
@@ -251,14 +198,6 @@ export interface TinyMinicpmvMmprojOptions {
   imageSize?: number;
   /** Default 8 (an 8x8 patch grid per imageSize square). Must divide imageSize. */
   patchSize?: number;
-  /** Width of the ViT. Default 32. */
-  nEmbd?: number;
-  /** Default 2. */
-  nHead?: number;
-  /** Default 48 (must differ from nEmbd: libmtmd swaps ffn_up/ffn_down when ffn_down.ne[0] == nEmbd). */
-  nFf?: number;
-  /** Default 2. */
-  nLayers?: number;
   /** The resampler's width = the text model's n_embd: a multiple of 128 (its head size). Default 256. */
   width?: number;
   /** Learned queries: the tokens of every overview and slice. Default 16. */
@@ -270,9 +209,6 @@ export interface TinyMinicpmvMmprojOptions {
   omitQueryKey?: boolean;
   /** Type of the matrices and the patch kernel. Default F16. Norms, biases, queries and the position table stay F32. */
   weightType?: 'F32' | 'F16';
-  /** Uniform weights, one PRNG draw each (large benchmark shapes). Default false. */
-  fastWeights?: boolean;
-  name?: string;
 }
 
 export type ResolvedTinyMinicpmvMmprojOptions = Required<TinyMinicpmvMmprojOptions>;
@@ -287,39 +223,27 @@ export function resolveTinyMinicpmvMmprojOptions(
       `must be one of ${MINICPMV_VERSIONS.join(', ')}, got ${String(version)}`,
     );
   }
-  const seed = checkSeed(options.seed ?? 0);
   const r: ResolvedTinyMinicpmvMmprojOptions = {
     version,
     omitVersionKey: options.omitVersionKey ?? false,
-    seed,
-    imageSize: positiveInt('imageSize', options.imageSize ?? 64),
-    patchSize: positiveInt('patchSize', options.patchSize ?? 8),
-    nEmbd: positiveInt('nEmbd', options.nEmbd ?? 32),
-    nHead: positiveInt('nHead', options.nHead ?? 2),
-    nFf: positiveInt('nFf', options.nFf ?? 48),
-    nLayers: positiveInt('nLayers', options.nLayers ?? 2),
+    ...resolveVit(options, {
+      imageSize: 64,
+      patchSize: 8,
+      weightType: 'F16',
+      name: (seed) => `tiny-mmproj-minicpmv${version}-s${seed}`,
+    }),
     width: positiveInt('width', options.width ?? 256),
     nQueries: positiveInt(
       'nQueries',
       options.nQueries ?? (options.omitQueryKey ? minicpmvDefaultQueries(version) : 16),
     ),
     omitQueryKey: options.omitQueryKey ?? false,
-    weightType: checkWeightType(options.weightType ?? 'F16'),
     fastWeights: options.fastWeights ?? false,
-    name: options.name ?? `tiny-mmproj-minicpmv${version}-s${seed}`,
   };
   if (r.omitVersionKey && r.version !== 2) {
     throw new MmInvalidArgumentError('omitVersionKey', 'without the key libmtmd takes version 2');
   }
-  if (r.imageSize % r.patchSize !== 0) {
-    throw new MmInvalidArgumentError('patchSize', `must divide imageSize ${r.imageSize}`);
-  }
-  if (r.nEmbd % r.nHead !== 0) {
-    throw new MmInvalidArgumentError('nHead', `${r.nHead} does not divide nEmbd ${r.nEmbd}`);
-  }
-  if (r.nFf === r.nEmbd) {
-    throw new MmInvalidArgumentError('nFf', 'must differ from nEmbd (libmtmd would swap the FFN)');
-  }
+  checkVitShape(r);
   if (r.width % 128 !== 0) {
     throw new MmInvalidArgumentError('width', `must be a multiple of 128, got ${r.width}`);
   }
@@ -342,60 +266,23 @@ export function resolveTinyMinicpmvMmprojOptions(
  */
 export function tinyMinicpmvMmprojSpec(options: TinyMinicpmvMmprojOptions = {}): GgufWriteSpec {
   const o = resolveTinyMinicpmvMmprojOptions(options);
-  const E = o.nEmbd;
   const D = o.width;
   const w = o.weightType;
-  const metadata: GgufMetadata = new Map([
-    ['general.architecture', gv.string('clip')],
-    ['general.name', gv.string(o.name)],
-    [
-      'general.description',
-      gv.string(
-        `tiny random MiniCPM-V resampler mmproj (@mm/testing v${FIXTURE_GENERATOR_VERSION})`,
-      ),
-    ],
-    ['general.file_type', gv.uint32(w === 'F16' ? 1 : 0)],
-    ['clip.has_vision_encoder', gv.bool(true)],
-    ['clip.projector_type', gv.string('resampler')],
-    ['clip.vision.image_size', gv.uint32(o.imageSize)],
-    ['clip.vision.patch_size', gv.uint32(o.patchSize)],
-    ['clip.vision.embedding_length', gv.uint32(E)],
-    ['clip.vision.feed_forward_length', gv.uint32(o.nFf)],
-    ['clip.vision.projection_dim', gv.uint32(D)],
-    ['clip.vision.attention.head_count', gv.uint32(o.nHead)],
-    ['clip.vision.attention.layer_norm_epsilon', gv.float32(1e-6)],
-    ['clip.vision.block_count', gv.uint32(o.nLayers)],
-    ['clip.vision.image_mean', gv.array('float32', new Float32Array([0.5, 0.5, 0.5]))],
-    ['clip.vision.image_std', gv.array('float32', new Float32Array([0.5, 0.5, 0.5]))],
-    ['clip.use_gelu', gv.bool(true)],
-  ]);
+  const metadata = vitMetadata(o, {
+    projectorType: 'resampler',
+    kind: 'MiniCPM-V resampler mmproj',
+    projectionDim: D,
+  });
+  metadata.set('clip.use_gelu', gv.bool(true));
   if (!o.omitVersionKey) metadata.set('clip.minicpmv_version', gv.int32(o.version));
   if (!o.omitQueryKey) metadata.set('clip.minicpmv_query_num', gv.uint32(o.nQueries));
 
   const b = new TensorBuilder(o.seed, o.fastWeights);
-  b.add(
-    'v.patch_embd.weight',
-    w,
-    [o.patchSize, o.patchSize, 3, E],
-    1 / Math.sqrt(3 * o.patchSize ** 2),
-  );
-  b.vector('v.patch_embd.bias', E, 0.02);
-  // F32: added straight to the F32 patch rows (ggml's CPU add aborts on an F16 second operand)
-  b.add('v.position_embd.weight', 'F32', [E, MINICPMV_POS_TABLE_ROWS], 0.1);
-  for (let il = 0; il < o.nLayers; il++) {
-    const p = `v.blk.${il}`;
-    b.norm(`${p}.ln1`, E, true);
-    for (const part of ['attn_q', 'attn_k', 'attn_v', 'attn_out'])
-      b.linear(`${p}.${part}`, w, E, E);
-    b.norm(`${p}.ln2`, E, true);
-    b.linear(`${p}.ffn_up`, w, E, o.nFf);
-    b.linear(`${p}.ffn_down`, w, o.nFf, E);
-  }
-  b.norm('v.post_ln', E, true);
+  siglipTower(b, o, MINICPMV_POS_TABLE_ROWS);
 
   // the resampler: queries of about unit RMS after ln_q, like the patch rows after ln_kv
   b.add('resampler.query', 'F32', [D, o.nQueries], 1);
-  b.matrix('resampler.kv.weight', w, E, D);
+  b.matrix('resampler.kv.weight', w, o.nEmbd, D);
   for (const part of ['q', 'k', 'v', 'out']) b.linear(`resampler.attn.${part}`, w, D, D);
   for (const part of ['q', 'kv', 'post']) b.norm(`resampler.ln_${part}`, D, true);
   b.matrix('resampler.proj.weight', w, D, D);

@@ -1,10 +1,29 @@
 import { MmInvalidArgumentError } from '@mm/errors';
-import { type GgufMetadata, type GgufWriteSpec, ggufToBuffer, gv, writeGguf } from '@mm/gguf';
+import { type GgufWriteSpec, ggufToBuffer, gv, writeGguf } from '@mm/gguf';
 import { inBenchDir } from './bench-models.js';
-import { FIXTURE_GENERATOR_VERSION, fixturePath } from './fixtures.js';
+import { fixturePath } from './fixtures.js';
 import type { TinyMmprojPair } from './mmproj.js';
+import {
+  bpeTokenizerKeys,
+  checkTextModel,
+  decoderTensors,
+  qwenChatKeys,
+  resolveTextModel,
+  type TinyTextModelOptions,
+  textModelMetadata,
+} from './text-spec.js';
 import { bpeVocab, type TextVocab } from './text-vocab.js';
-import { checkSeed, checkWeightType, fileSafe, positiveInt, TensorBuilder } from './weights.js';
+import {
+  CLIP_IMAGE_MEAN,
+  CLIP_IMAGE_STD,
+  checkFfnWidth,
+  patchKernel,
+  resolveVit,
+  type TinyVitOptions,
+  vitBlocks,
+  vitMetadata,
+} from './vit-spec.js';
+import { checkWeightType, fileSafe, positiveInt, TensorBuilder } from './weights.js';
 
 /**
  * Tiny random Qwen2-VL / Qwen2.5-VL fixtures that llama.cpp and libmtmd (pinned 80fb11ac) load: a
@@ -42,21 +61,7 @@ export function tinyQwen2vlVocab(): TextVocab {
   return bpeVocab(QWEN2VL_SPECIAL_TOKENS);
 }
 
-export interface TinyQwen2vlOptions {
-  /** PRNG seed of the weights. Default 0. */
-  seed?: number;
-  /** Default 2. */
-  nLayers?: number;
-  /** Default 64: the width of the tiny mmproj's output. */
-  nEmbd?: number;
-  /** Default 4 (head dimension 16). */
-  nHead?: number;
-  /** Default 2. Must divide nHead. */
-  nHeadKv?: number;
-  /** Default 160. */
-  nFf?: number;
-  /** Default 4096. */
-  nCtx?: number;
+export interface TinyQwen2vlOptions extends TinyTextModelOptions {
   /** Default 1e6 (Qwen2-VL's). */
   ropeFreqBase?: number;
   /** Default 1e-6. */
@@ -68,8 +73,6 @@ export interface TinyQwen2vlOptions {
   ropeSections?: readonly [number, number, number, number];
   /** No `output.weight`: the logits use token_embd (Qwen2-VL-2B, Qwen2.5-VL-3B). Default false. */
   tiedEmbeddings?: boolean;
-  /** Type of the 2-D weights; norms and biases stay F32. Default F32. */
-  weightType?: 'F32' | 'F16';
   /** general.name. Default `tiny-qwen2vl-s<seed>`. */
   name?: string;
 }
@@ -87,34 +90,22 @@ export function qwen2vlRopeSections(headDim: number): [number, number, number, n
 export function resolveTinyQwen2vlOptions(
   opts: TinyQwen2vlOptions = {},
 ): ResolvedTinyQwen2vlOptions {
-  const seed = checkSeed(opts.seed ?? 0);
-  const nEmbd = positiveInt('nEmbd', opts.nEmbd ?? 64);
-  const nHead = positiveInt('nHead', opts.nHead ?? 4);
-  if (nEmbd % nHead !== 0) {
-    throw new MmInvalidArgumentError('nHead', `${nHead} does not divide nEmbd ${nEmbd}`);
+  const base = resolveTextModel(opts, { name: (seed) => `tiny-qwen2vl-s${seed}` });
+  if (base.nEmbd % base.nHead !== 0) {
+    throw new MmInvalidArgumentError('nHead', `${base.nHead} does not divide nEmbd ${base.nEmbd}`);
   }
-  const headDim = nEmbd / nHead;
+  const headDim = base.nEmbd / base.nHead;
   if (headDim % 2 !== 0) {
     throw new MmInvalidArgumentError('nHead', 'the head dimension must be even (RoPE)');
   }
   const r: ResolvedTinyQwen2vlOptions = {
-    seed,
-    nLayers: positiveInt('nLayers', opts.nLayers ?? 2),
-    nEmbd,
-    nHead,
-    nHeadKv: positiveInt('nHeadKv', opts.nHeadKv ?? Math.min(2, nHead)),
-    nFf: positiveInt('nFf', opts.nFf ?? 160),
-    nCtx: positiveInt('nCtx', opts.nCtx ?? 4096),
+    ...base,
     ropeFreqBase: opts.ropeFreqBase ?? 1e6,
     rmsEps: opts.rmsEps ?? 1e-6,
     ropeSections: opts.ropeSections ?? qwen2vlRopeSections(headDim),
     tiedEmbeddings: opts.tiedEmbeddings ?? false,
     weightType: checkWeightType(opts.weightType ?? 'F32'),
-    name: opts.name ?? `tiny-qwen2vl-s${seed}`,
   };
-  if (r.nHead % r.nHeadKv !== 0) {
-    throw new MmInvalidArgumentError('nHeadKv', `${r.nHeadKv} does not divide nHead ${r.nHead}`);
-  }
   const s = r.ropeSections;
   if (
     s.length !== 4 ||
@@ -126,9 +117,7 @@ export function resolveTinyQwen2vlOptions(
       `must be 4 non-negative ints summing to headDim / 2 = ${headDim / 2}, got [${s.join(', ')}]`,
     );
   }
-  if (!(r.ropeFreqBase > 0) || !(r.rmsEps > 0)) {
-    throw new MmInvalidArgumentError('ropeFreqBase/rmsEps', 'must be > 0');
-  }
+  checkTextModel(r, [r.ropeFreqBase, r.rmsEps]);
   return r;
 }
 
@@ -149,63 +138,21 @@ export function tinyQwen2vlSpecialIds(): Record<(typeof QWEN2VL_SPECIAL_TOKENS)[
 export function tinyQwen2vlSpec(options: TinyQwen2vlOptions = {}): GgufWriteSpec {
   const o = resolveTinyQwen2vlOptions(options);
   const vocab = tinyQwen2vlVocab();
-  const nVocab = vocab.tokens.length;
-  const ids = tinyQwen2vlSpecialIds();
-  const headDim = o.nEmbd / o.nHead;
-  const nEmbdKv = headDim * o.nHeadKv;
   const a = 'qwen2vl';
-
-  const metadata: GgufMetadata = new Map([
-    ['general.architecture', gv.string(a)],
-    ['general.name', gv.string(o.name)],
-    [
-      'general.description',
-      gv.string(`tiny random qwen2vl text model (@mm/testing v${FIXTURE_GENERATOR_VERSION})`),
-    ],
-    ['general.file_type', gv.uint32(o.weightType === 'F16' ? 1 : 0)],
-    ['general.alignment', gv.uint32(32)],
-    [`${a}.vocab_size`, gv.uint32(nVocab)],
-    [`${a}.context_length`, gv.uint32(o.nCtx)],
-    [`${a}.embedding_length`, gv.uint32(o.nEmbd)],
-    [`${a}.block_count`, gv.uint32(o.nLayers)],
-    [`${a}.feed_forward_length`, gv.uint32(o.nFf)],
-    [`${a}.attention.head_count`, gv.uint32(o.nHead)],
-    [`${a}.attention.head_count_kv`, gv.uint32(o.nHeadKv)],
+  const metadata = textModelMetadata(a, o, 'qwen2vl text model', vocab.tokens.length, [
     [`${a}.rope.freq_base`, gv.float32(o.ropeFreqBase)],
     [`${a}.rope.dimension_sections`, gv.array('int32', new Int32Array(o.ropeSections))],
     [`${a}.attention.layer_norm_rms_epsilon`, gv.float32(o.rmsEps)],
-    ['tokenizer.ggml.model', gv.string('gpt2')],
-    ['tokenizer.ggml.pre', gv.string('qwen2')],
-    ['tokenizer.ggml.tokens', gv.array('string', vocab.tokens)],
-    ['tokenizer.ggml.token_type', gv.array('int32', vocab.tokenTypes)],
-    ['tokenizer.ggml.merges', gv.array('string', vocab.merges ?? [])],
-    ['tokenizer.ggml.eos_token_id', gv.uint32(ids['<|im_end|>'])],
-    ['tokenizer.ggml.padding_token_id', gv.uint32(ids['<|endoftext|>'])],
-    ['tokenizer.ggml.bos_token_id', gv.uint32(ids['<|endoftext|>'])],
-    ['tokenizer.ggml.add_bos_token', gv.bool(false)],
-    ['tokenizer.chat_template', gv.string(QWEN2VL_CHAT_TEMPLATE)],
+    ...bpeTokenizerKeys('qwen2', vocab),
+    ...qwenChatKeys(vocab, QWEN2VL_CHAT_TEMPLATE),
   ]);
-
-  const w = o.weightType;
-  const b = new TensorBuilder(o.seed);
-  b.add('token_embd.weight', w, [o.nEmbd, nVocab], 1);
-  for (let l = 0; l < o.nLayers; l++) {
-    const p = `blk.${l}`;
-    b.norm(`${p}.attn_norm`, o.nEmbd, false);
-    b.linear(`${p}.attn_q`, w, o.nEmbd, o.nEmbd);
-    b.linear(`${p}.attn_k`, w, o.nEmbd, nEmbdKv);
-    b.linear(`${p}.attn_v`, w, o.nEmbd, nEmbdKv);
-    b.matrix(`${p}.attn_output.weight`, w, o.nEmbd, o.nEmbd);
-    b.norm(`${p}.ffn_norm`, o.nEmbd, false);
-    b.matrix(`${p}.ffn_gate.weight`, w, o.nEmbd, o.nFf);
-    b.matrix(`${p}.ffn_up.weight`, w, o.nEmbd, o.nFf);
-    b.matrix(`${p}.ffn_down.weight`, w, o.nFf, o.nEmbd);
-  }
-  b.norm('output_norm', o.nEmbd, false);
-  // Logits with a spread of a few units: greedy decoding is neither uniform nor stuck.
-  if (!o.tiedEmbeddings) b.matrix('output.weight', w, o.nEmbd, nVocab, 2);
-  b.scaleRows(o.tiedEmbeddings ? 'token_embd.weight' : 'output.weight', vocab.quiet, 0.01);
-  return { metadata, tensors: b.tensors, alignment: 32 };
+  const tensors = decoderTensors(o, vocab, {
+    tokenEmbdStd: 1,
+    tied: o.tiedEmbeddings,
+    qkvBias: true,
+    kvDim: (o.nEmbd / o.nHead) * o.nHeadKv,
+  });
+  return { metadata, tensors, alignment: 32 };
 }
 
 export function tinyQwen2vlBuffer(options: TinyQwen2vlOptions = {}): Uint8Array {
@@ -243,10 +190,8 @@ export const QWEN_VL_MMPROJ_FAMILIES: readonly QwenVlMmprojFamily[] = [
   'qwen2.5vl_merger',
 ];
 
-export interface TinyQwenVlMmprojOptions {
+export interface TinyQwenVlMmprojOptions extends TinyVitOptions {
   family: QwenVlMmprojFamily;
-  /** PRNG seed of the weights. Default 0. */
-  seed?: number;
   /** Default 8: with the 2x2 merger, 16x16 pixels per image token. */
   patchSize?: number;
   /**
@@ -254,14 +199,8 @@ export interface TinyQwenVlMmprojOptions {
    * multiple of 2 * patchSize between 8 and 4096 tokens); default 40 * patchSize (560 at 14).
    */
   imageSize?: number;
-  /** Width of the ViT. Default 32. */
-  nEmbd?: number;
   /** Default 2. The head dimension must be a multiple of 4 (2-D M-RoPE). */
   nHead?: number;
-  /** Default 48 (must differ from nEmbd: libmtmd swaps ffn_up/ffn_down when ffn_down.ne[0] == nEmbd). */
-  nFf?: number;
-  /** Default 2. */
-  nLayers?: number;
   /**
    * `clip.vision.n_wa_pattern` (qwen2.5vl_merger only, required there): every n-th block attends
    * over the whole image, the others inside 112-pixel windows; 0 = every block full. Default 2.
@@ -274,9 +213,6 @@ export interface TinyQwenVlMmprojOptions {
    * qwen2vl_merger, F32 for qwen2.5vl_merger (both kernel types run in libmtmd's conv).
    */
   weightType?: 'F32' | 'F16';
-  /** Uniform weights, one PRNG draw each (large benchmark shapes). Default false. */
-  fastWeights?: boolean;
-  name?: string;
 }
 
 export type ResolvedTinyQwenVlMmprojOptions = Required<TinyQwenVlMmprojOptions>;
@@ -312,23 +248,19 @@ export function resolveTinyQwenVlMmprojOptions(
       `'${String(family)}' is not one of ${QWEN_VL_MMPROJ_FAMILIES.join(', ')}`,
     );
   }
-  const seed = checkSeed(options.seed ?? 0);
   const is25 = family === 'qwen2.5vl_merger';
   const patchSize = positiveInt('patchSize', options.patchSize ?? 8);
   const r: ResolvedTinyQwenVlMmprojOptions = {
     family,
-    seed,
-    patchSize,
-    imageSize: positiveInt('imageSize', options.imageSize ?? 40 * patchSize),
-    nEmbd: positiveInt('nEmbd', options.nEmbd ?? 32),
-    nHead: positiveInt('nHead', options.nHead ?? 2),
-    nFf: positiveInt('nFf', options.nFf ?? 48),
-    nLayers: positiveInt('nLayers', options.nLayers ?? 2),
+    ...resolveVit(options, {
+      imageSize: 40 * patchSize,
+      patchSize,
+      weightType: is25 ? 'F32' : 'F16',
+      name: (seed) => `tiny-mmproj-${family.replace('.', '')}-s${seed}`,
+    }),
     nWaPattern: options.nWaPattern ?? (is25 ? 2 : 0),
     projectionDim: positiveInt('projectionDim', options.projectionDim ?? 64),
-    weightType: checkWeightType(options.weightType ?? (is25 ? 'F32' : 'F16')),
     fastWeights: options.fastWeights ?? false,
-    name: options.name ?? `tiny-mmproj-${family.replace('.', '')}-s${seed}`,
   };
   if (r.nEmbd % r.nHead !== 0 || (r.nEmbd / r.nHead) % 4 !== 0) {
     throw new MmInvalidArgumentError(
@@ -336,9 +268,7 @@ export function resolveTinyQwenVlMmprojOptions(
       `nEmbd / nHead must be a multiple of 4 (2-D M-RoPE), got ${r.nEmbd} / ${r.nHead}`,
     );
   }
-  if (r.nFf === r.nEmbd) {
-    throw new MmInvalidArgumentError('nFf', 'must differ from nEmbd (libmtmd would swap the FFN)');
-  }
+  checkFfnWidth(r);
   if (!Number.isSafeInteger(r.nWaPattern) || r.nWaPattern < 0) {
     throw new MmInvalidArgumentError('nWaPattern', `must be an integer >= 0, got ${r.nWaPattern}`);
   }
@@ -363,56 +293,24 @@ export function tinyQwenVlMmprojSpec(options: TinyQwenVlMmprojOptions): GgufWrit
   const o = resolveTinyQwenVlMmprojOptions(options);
   const is25 = o.family === 'qwen2.5vl_merger';
   const E = o.nEmbd;
-  const w = o.weightType;
-  const metadata: GgufMetadata = new Map([
-    ['general.architecture', gv.string('clip')],
-    ['general.name', gv.string(o.name)],
-    [
-      'general.description',
-      gv.string(`tiny random ${o.family} mmproj (@mm/testing v${FIXTURE_GENERATOR_VERSION})`),
-    ],
-    ['general.file_type', gv.uint32(w === 'F16' ? 1 : 0)],
-    ['clip.has_vision_encoder', gv.bool(true)],
-    ['clip.projector_type', gv.string(o.family)],
-    ['clip.vision.image_size', gv.uint32(o.imageSize)],
-    ['clip.vision.patch_size', gv.uint32(o.patchSize)],
-    ['clip.vision.embedding_length', gv.uint32(E)],
-    ['clip.vision.feed_forward_length', gv.uint32(o.nFf)],
-    ['clip.vision.projection_dim', gv.uint32(o.projectionDim)],
-    ['clip.vision.attention.head_count', gv.uint32(o.nHead)],
-    ['clip.vision.attention.layer_norm_epsilon', gv.float32(1e-6)],
-    ['clip.vision.block_count', gv.uint32(o.nLayers)],
-    [
-      'clip.vision.image_mean',
-      gv.array('float32', new Float32Array([0.48145466, 0.4578275, 0.40821073])),
-    ],
-    [
-      'clip.vision.image_std',
-      gv.array('float32', new Float32Array([0.26862954, 0.26130258, 0.27577711])),
-    ],
-  ]);
+  const metadata = vitMetadata(o, {
+    projectorType: o.family,
+    projectionDim: o.projectionDim,
+    mean: CLIP_IMAGE_MEAN,
+    std: CLIP_IMAGE_STD,
+  });
   if (is25) {
     metadata.set('clip.use_silu', gv.bool(true));
     metadata.set('clip.vision.n_wa_pattern', gv.uint32(o.nWaPattern));
   }
 
   const b = new TensorBuilder(o.seed, o.fastWeights);
-  const kernelStd = 1 / Math.sqrt(2 * 3 * o.patchSize * o.patchSize);
-  b.add('v.patch_embd.weight', w, [o.patchSize, o.patchSize, 3, E], kernelStd);
-  b.add('v.patch_embd.weight.1', w, [o.patchSize, o.patchSize, 3, E], kernelStd);
-  for (let il = 0; il < o.nLayers; il++) {
-    const p = `v.blk.${il}`;
-    b.norm(`${p}.ln1`, E, !is25);
-    for (const part of ['attn_q', 'attn_k', 'attn_v', 'attn_out'])
-      b.linear(`${p}.${part}`, w, E, E);
-    b.norm(`${p}.ln2`, E, !is25);
-    if (is25) b.linear(`${p}.ffn_gate`, w, E, o.nFf);
-    b.linear(`${p}.ffn_up`, w, E, o.nFf);
-    b.linear(`${p}.ffn_down`, w, o.nFf, E);
-  }
+  patchKernel(b, 'v.patch_embd.weight', o, 2);
+  patchKernel(b, 'v.patch_embd.weight.1', o, 2);
+  vitBlocks(b, o, { normBias: !is25, gate: is25 });
   b.norm('v.post_ln', E, !is25);
-  b.linear('mm.0', w, 4 * E, 4 * E);
-  b.linear('mm.2', w, 4 * E, o.projectionDim);
+  b.linear('mm.0', o.weightType, 4 * E, 4 * E);
+  b.linear('mm.2', o.weightType, 4 * E, o.projectionDim);
   return { metadata, tensors: b.tensors, alignment: 32 };
 }
 

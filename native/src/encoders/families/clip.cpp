@@ -7,11 +7,12 @@
 //  - without clip.vision.feature_layer only block_count - 1 blocks run;
 //  - legacy files name fc1 `ffn_down`: when ffn_down.weight has ne[0] == n_embd, up and down swap;
 //  - clip.use_gelu selects GELU (tanh), clip.use_silu SiLU, neither gelu_quick.
-#include <cmath>
+#include <algorithm>
 #include <string>
 #include <vector>
 
 #include "common/error.h"
+#include "encoders/families/vit_common.h"
 #include "encoders/idefics3_tiles.h"
 #include "encoders/slicing.h"
 #include "encoders/vision_hparams.h"
@@ -25,15 +26,6 @@ namespace {
 
 constexpr uint32_t k_max_image_size = 8192;       // libmtmd's cap
 constexpr int32_t  k_max_patches    = 128 * 128;  // attention is quadratic in the patch count
-constexpr uint32_t k_max_embd       = 1u << 16;
-constexpr uint32_t k_max_layers     = 1024;
-
-void check_range(const gguf_file & f, const char * key, int64_t v, int64_t lo, int64_t hi) {
-    if (v < lo || v > hi) {
-        f.invalid(std::string(key) + " = " + std::to_string(v) + " is out of range [" + std::to_string(lo) + ", " +
-                  std::to_string(hi) + "]");
-    }
-}
 
 // libmtmd's llava-uhd parameters for MLP / MLP_NORM / LDP / LDPV2 with pinpoints. clip.cpp sets
 // the padded (122, 116, 104) resize only for files WITHOUT pinpoints (where the fixed-size
@@ -68,58 +60,22 @@ bool is_feature_layer(const vision_hparams & hp, int32_t il) {
 }
 
 vision_hparams load_hparams(const gguf_file & f) {
-    vision_hparams hp;
-    const uint32_t image_size = f.require_u32(clip::k_image_size);
-    const uint32_t patch_size = f.require_u32(clip::k_patch_size);
-    const uint32_t n_embd     = f.require_u32(clip::k_n_embd);
-    const uint32_t n_head     = f.require_u32(clip::k_n_head);
-    const uint32_t n_ff       = f.require_u32(clip::k_n_ff);
-    const uint32_t n_layer    = f.require_u32(clip::k_n_block);
-    const uint32_t proj_dim   = f.require_u32(clip::k_proj_dim);  // required by libmtmd, unused by this graph
-    const float    eps        = f.require_f32(clip::k_layer_norm_eps);
-
-    check_range(f, clip::k_image_size, image_size, 1, k_max_image_size);
-    check_range(f, clip::k_patch_size, patch_size, 1, image_size);
-    check_range(f, clip::k_n_embd, n_embd, 1, k_max_embd);
-    check_range(f, clip::k_n_head, n_head, 1, n_embd);
-    check_range(f, clip::k_n_block, n_layer, 1, k_max_layers);
-    check_range(f, clip::k_n_ff, n_ff, 0, 1u << 20);
-    check_range(f, clip::k_proj_dim, proj_dim, 0, k_max_embd);
-    if (!std::isfinite(eps) || eps < 0) {
-        f.invalid(std::string(clip::k_layer_norm_eps) + " = " + std::to_string(eps) + " is not a finite value >= 0");
-    }
-    uint32_t head_dim = 0;
-    if (f.find_u32(clip::k_n_embd_head, head_dim)) {
-        check_range(f, clip::k_n_embd_head, head_dim, 0, k_max_embd);
-    }
-
-    hp.image_size     = static_cast<int32_t>(image_size);
-    hp.patch_size     = static_cast<int32_t>(patch_size);
-    hp.grid           = hp.image_size / hp.patch_size;
-    hp.n_patches      = hp.grid * hp.grid;
-    hp.n_embd         = static_cast<int32_t>(n_embd);
-    hp.n_head         = static_cast<int32_t>(n_head);
-    hp.d_head         = head_dim > 0 ? static_cast<int32_t>(head_dim) : hp.n_embd / hp.n_head;
-    hp.n_layer        = static_cast<int32_t>(n_layer);
-    hp.n_ff           = static_cast<int32_t>(n_ff);
-    hp.projection_dim = static_cast<int32_t>(proj_dim);
-    hp.eps            = eps;
+    vision_hparams        hp;
+    const vit::shape_keys k = vit::require_shape_keys(f);
+    vit::check_range(f, clip::k_image_size, k.image_size, 1, k_max_image_size);
+    vit::check_range(f, clip::k_patch_size, k.patch_size, 1, k.image_size);
+    vit::check_widths(f, k);
+    vit::check_eps(f, k.eps);
+    vit::set_shape(hp, k, vit::find_head_dim(f));
     if (hp.n_patches > k_max_patches) {
         fail(error_code::gguf_unsupported, "'" + f.path() + "': " + std::to_string(hp.n_patches) +
                                                " patches per image is more than mm supports (" +
                                                std::to_string(k_max_patches) + ")");
     }
-    if (static_cast<int64_t>(hp.d_head) * hp.n_head > static_cast<int64_t>(k_max_embd)) {
+    if (static_cast<int64_t>(hp.d_head) * hp.n_head > static_cast<int64_t>(vit::k_max_embd)) {
         f.invalid("head_count * head_dim is too large");
     }
-
-    bool use_gelu = false, use_silu = false;
-    f.find_bool(clip::k_use_gelu, use_gelu);
-    f.find_bool(clip::k_use_silu, use_silu);
-    if (use_gelu && use_silu) {
-        f.invalid("both clip.use_gelu and clip.use_silu are true");
-    }
-    hp.ffn = use_gelu ? blocks::ffn_op::gelu : use_silu ? blocks::ffn_op::silu : blocks::ffn_op::gelu_quick;
+    hp.ffn = vit::read_ffn_op(f);
 
     // LLaVA-1.6 anyres: (width, height) candidates of the picture cut into image_size slices
     std::vector<int32_t> pinpoints;
@@ -143,13 +99,7 @@ vision_hparams load_hparams(const gguf_file & f) {
     if (mean.size() < 3 || stdv.size() < 3) {
         f.invalid("clip.vision.image_mean / image_std need 3 values");
     }
-    for (int c = 0; c < 3; ++c) {
-        if (!std::isfinite(mean[c]) || !std::isfinite(stdv[c]) || stdv[c] == 0.0f) {
-            f.invalid("clip.vision.image_mean / image_std must be finite, with std != 0");
-        }
-        hp.preprocess.mean[c] = mean[c];
-        hp.preprocess.std[c]  = stdv[c];
-    }
+    vit::set_pixel_norm(f, mean, stdv, hp.preprocess);
     // LLaVA-style projectors without pinpoints: libmtmd's fixed-size preprocessor, bicubic, padded
     // to a square with the colour (122, 116, 104).
     hp.preprocess.image_size = hp.image_size;
@@ -189,77 +139,26 @@ vision_hparams load_llava_hparams(const gguf_file & f) {
     return hp;
 }
 
-struct ffn_names {
-    std::string up_w, up_b, down_w, down_b;
-};
-
-// Which stored tensors play up and down (legacy files name fc1 `ffn_down`).
-ffn_names ffn_roles(const gguf_file & f, int il, int32_t n_embd) {
-    ffn_names n{clip::blk(il, "ffn_up", "weight"), clip::blk(il, "ffn_up", "bias"), clip::blk(il, "ffn_down", "weight"),
-                clip::blk(il, "ffn_down", "bias")};
-    const ggml_tensor * up   = f.tensor(n.up_w);
-    const ggml_tensor * down = f.tensor(n.down_w);
-    if (up != nullptr && down != nullptr && down->ne[0] == n_embd) {
-        std::swap(n.up_w, n.down_w);
-        std::swap(n.up_b, n.down_b);
-    }
-    return n;
-}
-
 std::vector<std::string> validate(const gguf_file & f, const vision_hparams & hp) {
     const int64_t            E = hp.n_embd;
-    const int64_t            A = static_cast<int64_t>(hp.n_head) * hp.d_head;  // attention width
     std::vector<std::string> load;
-    auto                     keep = [&](const ggml_tensor * t, const std::string & name) {
-        if (t != nullptr) {
-            load.push_back(name);
-        }
-    };
-
-    keep(check_tensor(f, clip::t_patch_embd, tensor_use::patch_kernel, {hp.patch_size, hp.patch_size, 3, E}),
-         clip::t_patch_embd);
-    keep(check_tensor(f, clip::t_patch_bias, tensor_use::vector, {E}, false), clip::t_patch_bias);
-    keep(check_tensor(f, clip::t_class_embd, tensor_use::vector, {E}, false), clip::t_class_embd);
+    vit::check_and_keep(f, load, clip::t_patch_embd, tensor_use::patch_kernel, {hp.patch_size, hp.patch_size, 3, E});
+    vit::check_and_keep(f, load, clip::t_patch_bias, tensor_use::vector, {E}, false);
+    vit::check_and_keep(f, load, clip::t_class_embd, tensor_use::vector, {E}, false);
     const ggml_tensor * pos   = check_tensor(f, clip::t_pos_embd, tensor_use::rows, {E, -1});
     const int64_t       n_pos = hp.n_patches + (hp.has_class_embd ? 1 : 0);
     if (pos->ne[1] < n_pos) {
         f.invalid(std::string(clip::t_pos_embd) + " has " + std::to_string(pos->ne[1]) + " rows, " +
                   std::to_string(n_pos) + " positions are needed");
     }
-    keep(pos, clip::t_pos_embd);
-    for (const char * name : {clip::t_pre_ln_w, clip::t_pre_ln_b, clip::t_post_ln_w, clip::t_post_ln_b}) {
-        keep(check_tensor(f, name, tensor_use::vector, {E}, false), name);
-    }
+    load.push_back(clip::t_pos_embd);
+    vit::check_outer_norms(f, E, load);
 
     // Every stored block must be complete (libmtmd loads them all); only those that run are loaded.
     for (int il = 0; il < hp.n_layer; ++il) {
-        const bool               runs = il < hp.n_blocks_run;
         std::vector<std::string> names;
-        auto t = [&](const std::string & name, tensor_use use, std::vector<int64_t> ne, bool required) {
-            if (check_tensor(f, name, use, std::move(ne), required) != nullptr) {
-                names.push_back(name);
-            }
-        };
-        for (const char * part : {"attn_q", "attn_k", "attn_v"}) {
-            t(clip::blk(il, part, "weight"), tensor_use::matrix, {E, A}, true);
-            t(clip::blk(il, part, "bias"), tensor_use::vector, {A}, false);
-        }
-        t(clip::blk(il, "attn_out", "weight"), tensor_use::matrix, {A, E}, true);
-        t(clip::blk(il, "attn_out", "bias"), tensor_use::vector, {E}, false);
-        for (const char * part : {"ln1", "ln2"}) {
-            t(clip::blk(il, part, "weight"), tensor_use::vector, {E}, false);
-            t(clip::blk(il, part, "bias"), tensor_use::vector, {E}, false);
-        }
-        const ffn_names     r  = ffn_roles(f, il, hp.n_embd);
-        const ggml_tensor * up = check_tensor(f, r.up_w, tensor_use::matrix, {E, -1});
-        const int64_t       F  = up->ne[1];
-        names.push_back(r.up_w);
-        t(r.up_b, tensor_use::vector, {F}, false);
-        t(r.down_w, tensor_use::matrix, {F, E}, true);
-        t(r.down_b, tensor_use::vector, {E}, false);
-        t(clip::blk(il, "ffn_gate", "weight"), tensor_use::matrix, {E, F}, false);
-        t(clip::blk(il, "ffn_gate", "bias"), tensor_use::vector, {F}, false);
-        if (runs) {
+        vit::check_block(f, il, E, static_cast<int64_t>(hp.n_head) * hp.d_head, false, names);
+        if (il < hp.n_blocks_run) {
             load.insert(load.end(), names.begin(), names.end());
         }
     }
@@ -277,15 +176,8 @@ vision_graph build(const blocks::graph_ctx & g, const weight_set & w, const visi
     out.nx = hp.grid;
     out.ny = hp.grid;
 
-    ggml_tensor * inp_raw = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, hp.image_size, hp.image_size, 3, 1);
-    ggml_set_name(inp_raw, "inp_raw");
-    ggml_set_input(inp_raw);
-    out.pixels = inp_raw;
-
-    ggml_tensor * inp = ggml_conv_2d(ctx, w.get(clip::t_patch_embd), inp_raw, hp.patch_size, hp.patch_size, 0, 0, 1, 1);
-    inp               = ggml_reshape_3d(ctx, inp, hp.n_patches, hp.n_embd, 1);
-    inp               = ggml_cont(ctx, ggml_transpose(ctx, inp));
-    inp               = blocks::add_opt(g, inp, w.find(clip::t_patch_bias));
+    ggml_tensor * inp =
+        vit::build_patch_embd(g, w, hp, vit::add_pixel_input(ctx, out, hp.image_size, hp.image_size), hp.n_patches);
     if (hp.has_class_embd) {
         inp = ggml_concat(ctx, inp, w.get(clip::t_class_embd), 1);
     }
@@ -298,43 +190,15 @@ vision_graph build(const blocks::graph_ctx & g, const weight_set & w, const visi
 
     inp = ggml_add(ctx, inp, ggml_get_rows(ctx, w.get(clip::t_pos_embd), positions));
 
-    ggml_tensor * inpL = inp;
-    if (w.find(clip::t_pre_ln_w) != nullptr) {
-        inpL = blocks::norm(g, inpL, w.find(clip::t_pre_ln_w), w.find(clip::t_pre_ln_b), hp.eps);
-    }
-
-    const float                kq_scale = 1.0f / sqrtf(static_cast<float>(hp.d_head));
+    ggml_tensor *              inpL = vit::build_outer_norm(g, w, hp, inp, clip::t_pre_ln_w, clip::t_pre_ln_b);
     std::vector<ggml_tensor *> stack;
     for (int il = 0; il < hp.n_blocks_run; ++il) {
         if (is_feature_layer(hp, il)) {
             stack.push_back(inpL);
         }
-        auto W = [&](const char * part, const char * suffix) { return w.find(clip::blk(il, part, suffix)); };
-
-        ggml_tensor * cur = blocks::norm(g, inpL, W("ln1", "weight"), W("ln1", "bias"), hp.eps);
-        ggml_tensor * q   = blocks::add_opt(g, blocks::mm(g, W("attn_q", "weight"), cur), W("attn_q", "bias"));
-        ggml_tensor * k   = blocks::add_opt(g, blocks::mm(g, W("attn_k", "weight"), cur), W("attn_k", "bias"));
-        ggml_tensor * v   = blocks::add_opt(g, blocks::mm(g, W("attn_v", "weight"), cur), W("attn_v", "bias"));
-        q                 = ggml_reshape_3d(ctx, q, hp.d_head, hp.n_head, n_pos);
-        k                 = ggml_reshape_3d(ctx, k, hp.d_head, hp.n_head, n_pos);
-        v                 = ggml_reshape_3d(ctx, v, hp.d_head, hp.n_head, n_pos);
-        cur               = blocks::attn(g, W("attn_out", "weight"), W("attn_out", "bias"), q, k, v, kq_scale);
-        cur               = ggml_add(ctx, cur, inpL);
-        inpL              = cur;
-
-        cur                = blocks::norm(g, cur, W("ln2", "weight"), W("ln2", "bias"), hp.eps);
-        const bool swapped = w.get(clip::blk(il, "ffn_down", "weight"))->ne[0] == hp.n_embd &&
-                             w.find(clip::blk(il, "ffn_up", "weight")) != nullptr;
-        const char * up   = swapped ? "ffn_down" : "ffn_up";
-        const char * down = swapped ? "ffn_up" : "ffn_down";
-        cur  = blocks::ffn(g, cur, W(up, "weight"), W(up, "bias"), W("ffn_gate", "weight"), W("ffn_gate", "bias"),
-                           W(down, "weight"), W(down, "bias"), hp.ffn);
-        cur  = ggml_add(ctx, inpL, cur);
-        inpL = cur;
+        inpL = vit::build_block(g, w, hp, il, inpL, n_pos);
     }
-    if (w.find(clip::t_post_ln_w) != nullptr) {
-        inpL = blocks::norm(g, inpL, w.find(clip::t_post_ln_w), w.find(clip::t_post_ln_b), hp.eps);
-    }
+    inpL = vit::build_outer_norm(g, w, hp, inpL, clip::t_post_ln_w, clip::t_post_ln_b);
 
     ggml_tensor * embeddings = inpL;
     if (is_feature_layer(hp, hp.n_blocks_run)) {
@@ -354,11 +218,7 @@ vision_graph build(const blocks::graph_ctx & g, const weight_set & w, const visi
     }
     ggml_tensor * patches = out.inputs.add_i32(ctx, "patches", std::move(patch_values));
 
-    embeddings = ggml_get_rows(ctx, embeddings, patches);
-    ggml_set_name(embeddings, "features");
-    ggml_set_output(embeddings);
-    ggml_build_forward_expand(g.gf, embeddings);
-    out.out = embeddings;
+    vit::set_features(g, out, ggml_get_rows(ctx, embeddings, patches));
     return out;
 }
 
@@ -380,7 +240,7 @@ vision_hparams load_siglip_hparams(const gguf_file & f) {
     hp.preprocess.pad_color = {0, 0, 0};
     uint32_t merge          = 4;  // libmtmd's default pool kernel for every Gemma 3 size
     f.find_u32(clip::k_proj_scale_factor, merge);
-    check_range(f, clip::k_proj_scale_factor, merge, 1, hp.grid);
+    vit::check_range(f, clip::k_proj_scale_factor, merge, 1, hp.grid);
     if (hp.grid % static_cast<int32_t>(merge) != 0) {
         f.invalid(std::string(clip::k_proj_scale_factor) + " = " + std::to_string(merge) +
                   " does not divide the patch grid side " + std::to_string(hp.grid));
@@ -404,7 +264,7 @@ vision_hparams load_idefics3_hparams(const gguf_file & f) {
     }
     uint32_t edge = 0;
     f.find_u32(clip::k_longest_edge, edge);
-    check_range(f, clip::k_longest_edge, edge, 0, idefics3::k_max_longest_edge);
+    vit::check_range(f, clip::k_longest_edge, edge, 0, idefics3::k_max_longest_edge);
     const int64_t per_side = (static_cast<int64_t>(edge) + hp.image_size - 1) / hp.image_size;
     if (per_side > idefics3::k_max_tiles_per_side) {
         fail(error_code::gguf_unsupported,

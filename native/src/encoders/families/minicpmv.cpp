@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "encoders/families/vit_common.h"
 #include "encoders/slicing.h"
 #include "encoders/vision_hparams.h"
 #include "graph/clip_names.h"
@@ -33,20 +34,11 @@ namespace mm {
 
 namespace {
 
-constexpr int32_t  k_pos_side      = 70;    // the position table is k_pos_side^2 rows (libmtmd hard-codes 70)
-constexpr int32_t  k_max_grid_side = 1024;  // libmtmd's bucket arrays
-constexpr int32_t  k_max_grid      = 64;    // image_size / patch_size: 4096 patches per slice at most
-constexpr int32_t  k_max_patch     = 256;
-constexpr int32_t  k_max_slice     = 2048;  // image_size: up to 10 inputs of about image_size^2 pixels
-constexpr uint32_t k_max_embd      = 1u << 16;
-constexpr uint32_t k_max_layers    = 1024;
-
-void check_range(const gguf_file & f, const char * key, int64_t v, int64_t lo, int64_t hi) {
-    if (v < lo || v > hi) {
-        f.invalid(std::string(key) + " = " + std::to_string(v) + " is out of range [" + std::to_string(lo) + ", " +
-                  std::to_string(hi) + "]");
-    }
-}
+constexpr int32_t k_pos_side      = 70;    // the position table is k_pos_side^2 rows (libmtmd hard-codes 70)
+constexpr int32_t k_max_grid_side = 1024;  // libmtmd's bucket arrays
+constexpr int32_t k_max_grid      = 64;    // image_size / patch_size: 4096 patches per slice at most
+constexpr int32_t k_max_patch     = 256;
+constexpr int32_t k_max_slice     = 2048;  // image_size: up to 10 inputs of about image_size^2 pixels
 
 // Patches an input may have: a slice is about image_size^2 pixels, each side rounded to the patch
 // size (at most ~2x the square's patches); a thin picture's single row of patches stays under the
@@ -65,38 +57,21 @@ bool accepts_size(const vision_hparams & hp, int32_t width, int32_t height) {
 }
 
 vision_hparams load_hparams(const gguf_file & f) {
-    vision_hparams hp;
-    const uint32_t image_size = f.require_u32(clip::k_image_size);
-    const uint32_t patch_size = f.require_u32(clip::k_patch_size);
-    const uint32_t n_embd     = f.require_u32(clip::k_n_embd);
-    const uint32_t n_head     = f.require_u32(clip::k_n_head);
-    const uint32_t n_ff       = f.require_u32(clip::k_n_ff);
-    const uint32_t n_layer    = f.require_u32(clip::k_n_block);
-    const uint32_t proj_dim   = f.require_u32(clip::k_proj_dim);  // required by libmtmd, unused by the graph
-    const float    eps        = f.require_f32(clip::k_layer_norm_eps);
-
-    check_range(f, clip::k_patch_size, patch_size, 1, k_max_patch);
-    check_range(f, clip::k_image_size, image_size, patch_size,
-                std::min<int64_t>(static_cast<int64_t>(patch_size) * k_max_grid, k_max_slice));
-    check_range(f, clip::k_n_embd, n_embd, 1, k_max_embd);
-    check_range(f, clip::k_n_head, n_head, 1, n_embd);
-    check_range(f, clip::k_n_block, n_layer, 1, k_max_layers);
-    check_range(f, clip::k_n_ff, n_ff, 0, 1u << 20);
-    check_range(f, clip::k_proj_dim, proj_dim, 0, k_max_embd);
-    if (image_size % patch_size != 0) {
+    vision_hparams        hp;
+    const vit::shape_keys k = vit::require_shape_keys(f);
+    vit::check_range(f, clip::k_patch_size, k.patch_size, 1, k_max_patch);
+    vit::check_range(f, clip::k_image_size, k.image_size, k.patch_size,
+                     std::min<int64_t>(static_cast<int64_t>(k.patch_size) * k_max_grid, k_max_slice));
+    vit::check_widths(f, k);
+    if (k.image_size % k.patch_size != 0) {
         fail(error_code::gguf_unsupported, "'" + f.path() + "': " + clip::k_image_size + " = " +
-                                               std::to_string(image_size) + " is not a multiple of " +
-                                               clip::k_patch_size + " = " + std::to_string(patch_size));
+                                               std::to_string(k.image_size) + " is not a multiple of " +
+                                               clip::k_patch_size + " = " + std::to_string(k.patch_size));
     }
-    if (!std::isfinite(eps) || eps < 0) {
-        f.invalid(std::string(clip::k_layer_norm_eps) + " = " + std::to_string(eps) + " is not a finite value >= 0");
-    }
-    uint32_t head_dim = 0;
-    if (f.find_u32(clip::k_n_embd_head, head_dim)) {
-        check_range(f, clip::k_n_embd_head, head_dim, 0, k_max_embd);
-    }
-    uint32_t n_head_kv = n_head;
-    if (f.find_u32(clip::k_n_head_kv, n_head_kv) && n_head_kv != n_head) {
+    vit::check_eps(f, k.eps);
+    const uint32_t head_dim  = vit::find_head_dim(f);
+    uint32_t       n_head_kv = k.n_head;
+    if (f.find_u32(clip::k_n_head_kv, n_head_kv) && n_head_kv != k.n_head) {
         fail(error_code::gguf_unsupported, "'" + f.path() + "': " + clip::k_n_head_kv + " = " +
                                                std::to_string(n_head_kv) +
                                                " (grouped attention) is not supported in a resampler's ViT");
@@ -117,46 +92,17 @@ vision_hparams load_hparams(const gguf_file & f) {
                                                " in a resampler file (pinpoint slicing of MiniCPM-V) is not supported");
     }
 
-    hp.image_size       = static_cast<int32_t>(image_size);
-    hp.patch_size       = static_cast<int32_t>(patch_size);
-    hp.grid             = hp.image_size / hp.patch_size;
-    hp.n_patches        = hp.grid * hp.grid;
-    hp.n_embd           = static_cast<int32_t>(n_embd);
-    hp.n_head           = static_cast<int32_t>(n_head);
-    hp.d_head           = head_dim > 0 ? static_cast<int32_t>(head_dim) : hp.n_embd / hp.n_head;
-    hp.n_layer          = static_cast<int32_t>(n_layer);
-    hp.n_ff             = static_cast<int32_t>(n_ff);
-    hp.projection_dim   = static_cast<int32_t>(proj_dim);
-    hp.eps              = eps;
+    vit::set_shape(hp, k, head_dim);
     hp.n_blocks_run     = hp.n_layer;
     hp.n_embd_out       = hp.n_embd;
     hp.minicpmv_version = version;
     hp.dynamic          = true;  // inputs come in the slices' sizes
     hp.tiled            = true;  // an overview, then slices
-    if (hp.d_head < 1 || static_cast<int64_t>(hp.d_head) * hp.n_head > static_cast<int64_t>(k_max_embd)) {
+    if (hp.d_head < 1 || static_cast<int64_t>(hp.d_head) * hp.n_head > static_cast<int64_t>(vit::k_max_embd)) {
         f.invalid("head_count * head_dim is out of range");
     }
-
-    bool use_gelu = false, use_silu = false;
-    f.find_bool(clip::k_use_gelu, use_gelu);
-    f.find_bool(clip::k_use_silu, use_silu);
-    if (use_gelu && use_silu) {
-        f.invalid("both clip.use_gelu and clip.use_silu are true");
-    }
-    hp.ffn = use_gelu ? blocks::ffn_op::gelu : use_silu ? blocks::ffn_op::silu : blocks::ffn_op::gelu_quick;
-
-    std::vector<float> mean, stdv;
-    if (!f.find_f32_array(clip::k_image_mean, mean) || !f.find_f32_array(clip::k_image_std, stdv) || mean.size() < 3 ||
-        stdv.size() < 3) {
-        f.invalid("clip.vision.image_mean and clip.vision.image_std need 3 values");
-    }
-    for (int c = 0; c < 3; ++c) {
-        if (!std::isfinite(mean[c]) || !std::isfinite(stdv[c]) || stdv[c] == 0.0f) {
-            f.invalid("clip.vision.image_mean / image_std must be finite, with std != 0");
-        }
-        hp.preprocess.mean[c] = mean[c];
-        hp.preprocess.std[c]  = stdv[c];
-    }
+    hp.ffn = vit::read_ffn_op(f);
+    vit::read_pixel_norm(f, hp.preprocess);
     // The overview of a picture that fits one slice: an image_size square, stretched (bicubic, no
     // padding); max_pixels bounds any input's area (the projector checks features against it).
     hp.preprocess.image_size = hp.image_size;
@@ -166,71 +112,24 @@ vision_hparams load_hparams(const gguf_file & f) {
     return hp;
 }
 
-struct ffn_names {
-    std::string up_w, up_b, down_w, down_b;
-};
-
-// Which stored tensors play up and down (legacy files name fc1 `ffn_down`).
-ffn_names ffn_roles(const gguf_file & f, int il, int32_t n_embd) {
-    ffn_names n{clip::blk(il, "ffn_up", "weight"), clip::blk(il, "ffn_up", "bias"), clip::blk(il, "ffn_down", "weight"),
-                clip::blk(il, "ffn_down", "bias")};
-    const ggml_tensor * up   = f.tensor(n.up_w);
-    const ggml_tensor * down = f.tensor(n.down_w);
-    if (up != nullptr && down != nullptr && down->ne[0] == n_embd) {
-        std::swap(n.up_w, n.down_w);
-        std::swap(n.up_b, n.down_b);
-    }
-    return n;
-}
-
 std::vector<std::string> validate(const gguf_file & f, const vision_hparams & hp) {
     const int64_t            E = hp.n_embd;
-    const int64_t            A = static_cast<int64_t>(hp.n_head) * hp.d_head;
     std::vector<std::string> load;
-    auto                     keep = [&](const ggml_tensor * t, const std::string & name) {
-        if (t != nullptr) {
-            load.push_back(name);
-        }
-    };
     if (f.tensor(clip::t_class_embd) != nullptr) {
         f.invalid(std::string(clip::t_class_embd) + " is not used by MiniCPM-V's ViT (libmtmd asserts on it)");
     }
-    keep(check_tensor(f, clip::t_patch_embd, tensor_use::patch_kernel, {hp.patch_size, hp.patch_size, 3, E}),
-         clip::t_patch_embd);
-    keep(check_tensor(f, clip::t_patch_bias, tensor_use::vector, {E}, false), clip::t_patch_bias);
+    vit::check_and_keep(f, load, clip::t_patch_embd, tensor_use::patch_kernel, {hp.patch_size, hp.patch_size, 3, E});
+    vit::check_and_keep(f, load, clip::t_patch_bias, tensor_use::vector, {E}, false);
     const ggml_tensor * pos = check_tensor(f, clip::t_pos_embd, tensor_use::rows, {E, -1});
     if (pos->ne[1] < static_cast<int64_t>(k_pos_side) * k_pos_side) {
         f.invalid(std::string(clip::t_pos_embd) + " has " + std::to_string(pos->ne[1]) + " rows; MiniCPM-V's " +
                   std::to_string(k_pos_side) + "x" + std::to_string(k_pos_side) + " bucketed positions need " +
                   std::to_string(k_pos_side * k_pos_side));
     }
-    keep(pos, clip::t_pos_embd);
-    for (const char * name : {clip::t_pre_ln_w, clip::t_pre_ln_b, clip::t_post_ln_w, clip::t_post_ln_b}) {
-        keep(check_tensor(f, name, tensor_use::vector, {E}, false), name);
-    }
+    load.push_back(clip::t_pos_embd);
+    vit::check_outer_norms(f, E, load);
     for (int il = 0; il < hp.n_layer; ++il) {
-        auto t = [&](const std::string & name, tensor_use use, std::vector<int64_t> ne, bool required) {
-            keep(check_tensor(f, name, use, std::move(ne), required), name);
-        };
-        for (const char * part : {"attn_q", "attn_k", "attn_v"}) {
-            t(clip::blk(il, part, "weight"), tensor_use::matrix, {E, A}, true);
-            t(clip::blk(il, part, "bias"), tensor_use::vector, {A}, false);
-        }
-        t(clip::blk(il, "attn_out", "weight"), tensor_use::matrix, {A, E}, true);
-        t(clip::blk(il, "attn_out", "bias"), tensor_use::vector, {E}, false);
-        for (const char * part : {"ln1", "ln2"}) {
-            t(clip::blk(il, part, "weight"), tensor_use::vector, {E}, false);
-            t(clip::blk(il, part, "bias"), tensor_use::vector, {E}, false);
-        }
-        const ffn_names     r  = ffn_roles(f, il, hp.n_embd);
-        const ggml_tensor * up = check_tensor(f, r.up_w, tensor_use::matrix, {E, -1});
-        const int64_t       F  = up->ne[1];
-        load.push_back(r.up_w);
-        t(r.up_b, tensor_use::vector, {F}, false);
-        t(r.down_w, tensor_use::matrix, {F, E}, true);
-        t(r.down_b, tensor_use::vector, {E}, false);
-        t(clip::blk(il, "ffn_gate", "weight"), tensor_use::matrix, {E, F}, false);
-        t(clip::blk(il, "ffn_gate", "bias"), tensor_use::vector, {F}, false);
+        vit::check_block(f, il, E, static_cast<int64_t>(hp.n_head) * hp.d_head, false, load);
     }
     return load;
 }
@@ -266,57 +165,17 @@ vision_graph build(const blocks::graph_ctx & g, const weight_set & w, const visi
     out.nx = nx;
     out.ny = ny;
 
-    ggml_tensor * inp_raw = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, width, height, 3, 1);
-    ggml_set_name(inp_raw, "inp_raw");
-    ggml_set_input(inp_raw);
-    out.pixels = inp_raw;
-
-    ggml_tensor * inp = ggml_conv_2d(ctx, w.get(clip::t_patch_embd), inp_raw, hp.patch_size, hp.patch_size, 0, 0, 1, 1);
-    inp               = ggml_reshape_3d(ctx, inp, n_pos, hp.n_embd, 1);
-    inp               = ggml_cont(ctx, ggml_transpose(ctx, inp));
-    inp               = blocks::add_opt(g, inp, w.find(clip::t_patch_bias));
-
+    ggml_tensor * inp       = vit::build_patch_embd(g, w, hp, vit::add_pixel_input(ctx, out, width, height), n_pos);
     ggml_tensor * positions = out.inputs.add_i32(ctx, "positions", bucket_positions(nx, ny));
     inp                     = ggml_add(ctx, inp, ggml_get_rows(ctx, w.get(clip::t_pos_embd), positions));
     inp                     = ggml_reshape_2d(ctx, inp, hp.n_embd, n_pos);
 
-    ggml_tensor * inpL = inp;
-    if (w.find(clip::t_pre_ln_w) != nullptr) {
-        inpL = blocks::norm(g, inpL, w.find(clip::t_pre_ln_w), w.find(clip::t_pre_ln_b), hp.eps);
-    }
-
-    const float kq_scale = 1.0f / sqrtf(static_cast<float>(hp.d_head));
+    ggml_tensor * inpL = vit::build_outer_norm(g, w, hp, inp, clip::t_pre_ln_w, clip::t_pre_ln_b);
     for (int il = 0; il < hp.n_layer; ++il) {
-        auto W = [&](const char * part, const char * suffix) { return w.find(clip::blk(il, part, suffix)); };
-
-        ggml_tensor * cur = blocks::norm(g, inpL, W("ln1", "weight"), W("ln1", "bias"), hp.eps);
-        ggml_tensor * q   = blocks::add_opt(g, blocks::mm(g, W("attn_q", "weight"), cur), W("attn_q", "bias"));
-        ggml_tensor * k   = blocks::add_opt(g, blocks::mm(g, W("attn_k", "weight"), cur), W("attn_k", "bias"));
-        ggml_tensor * v   = blocks::add_opt(g, blocks::mm(g, W("attn_v", "weight"), cur), W("attn_v", "bias"));
-        q                 = ggml_reshape_3d(ctx, q, hp.d_head, hp.n_head, n_pos);
-        k                 = ggml_reshape_3d(ctx, k, hp.d_head, hp.n_head, n_pos);
-        v                 = ggml_reshape_3d(ctx, v, hp.d_head, hp.n_head, n_pos);
-        cur               = blocks::attn(g, W("attn_out", "weight"), W("attn_out", "bias"), q, k, v, kq_scale);
-        cur               = ggml_add(ctx, cur, inpL);
-        inpL              = cur;
-
-        cur                = blocks::norm(g, cur, W("ln2", "weight"), W("ln2", "bias"), hp.eps);
-        const bool swapped = w.get(clip::blk(il, "ffn_down", "weight"))->ne[0] == hp.n_embd &&
-                             w.find(clip::blk(il, "ffn_up", "weight")) != nullptr;
-        const char * up   = swapped ? "ffn_down" : "ffn_up";
-        const char * down = swapped ? "ffn_up" : "ffn_down";
-        cur  = blocks::ffn(g, cur, W(up, "weight"), W(up, "bias"), W("ffn_gate", "weight"), W("ffn_gate", "bias"),
-                           W(down, "weight"), W(down, "bias"), hp.ffn);
-        cur  = ggml_add(ctx, inpL, cur);
-        inpL = cur;
+        inpL = vit::build_block(g, w, hp, il, inpL, n_pos);
     }
-    if (w.find(clip::t_post_ln_w) != nullptr) {
-        inpL = blocks::norm(g, inpL, w.find(clip::t_post_ln_w), w.find(clip::t_post_ln_b), hp.eps);
-    }
-    ggml_set_name(inpL, "features");
-    ggml_set_output(inpL);
-    ggml_build_forward_expand(g.gf, inpL);
-    out.out = inpL;
+    inpL = vit::build_outer_norm(g, w, hp, inpL, clip::t_post_ln_w, clip::t_post_ln_b);
+    vit::set_features(g, out, inpL);
     return out;
 }
 

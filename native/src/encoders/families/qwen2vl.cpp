@@ -9,12 +9,13 @@
 //    masked to the window except every n_wa_pattern-th block.
 #include "encoders/families/qwen2vl.h"
 
-#include <cmath>
+#include <algorithm>
 #include <limits>
 #include <string>
 #include <vector>
 
 #include "common/error.h"
+#include "encoders/families/vit_common.h"
 #include "encoders/preprocess.h"
 #include "encoders/vision_hparams.h"
 #include "ggml-backend.h"
@@ -104,22 +105,13 @@ void write_window_mask(ggml_tensor * mask, const windows & w) {
 
 namespace {
 
-constexpr uint32_t k_max_embd   = 1u << 16;
-constexpr uint32_t k_max_layers = 1024;
-constexpr int32_t  k_merge      = 2;
+constexpr int32_t k_merge = 2;
 // libmtmd's set_limit_image_tokens(8, 4096) for Qwen2/2.5-VL: merged tokens per picture
 constexpr int32_t k_min_tokens = 8;
 constexpr int32_t k_max_tokens = 4096;
 constexpr int32_t k_window_px  = 112;
 // libmtmd's set_warmup_n_tokens(46*46) "to avoid OOM on warmup"
 constexpr int32_t k_warmup_side = 46;
-
-void check_range(const gguf_file & f, const char * key, int64_t v, int64_t lo, int64_t hi) {
-    if (v < lo || v > hi) {
-        f.invalid(std::string(key) + " = " + std::to_string(v) + " is out of range [" + std::to_string(lo) + ", " +
-                  std::to_string(hi) + "]");
-    }
-}
 
 bool is_qwen25(const vision_hparams & hp) {
     return hp.projector_type == "qwen2.5vl_merger";
@@ -131,26 +123,13 @@ vision_hparams load_hparams(const gguf_file & f) {
     if (!f.find_string(clip::k_projector_type, type) || type.empty()) {
         f.find_string(clip::k_vision_proj_type, type);
     }
-    hp.projector_type         = type;
-    const uint32_t image_size = f.require_u32(clip::k_image_size);
-    const uint32_t patch_size = f.require_u32(clip::k_patch_size);
-    const uint32_t n_embd     = f.require_u32(clip::k_n_embd);
-    const uint32_t n_head     = f.require_u32(clip::k_n_head);
-    const uint32_t n_ff       = f.require_u32(clip::k_n_ff);
-    const uint32_t n_layer    = f.require_u32(clip::k_n_block);
-    const uint32_t proj_dim   = f.require_u32(clip::k_proj_dim);
-    const float    eps        = f.require_f32(clip::k_layer_norm_eps);
-    check_range(f, clip::k_image_size, image_size, 1, 8192);
-    check_range(f, clip::k_patch_size, patch_size, 1, 1024);
-    check_range(f, clip::k_n_embd, n_embd, 1, k_max_embd);
-    check_range(f, clip::k_n_head, n_head, 1, n_embd);
-    check_range(f, clip::k_n_block, n_layer, 1, k_max_layers);
-    check_range(f, clip::k_n_ff, n_ff, 0, 1u << 20);
-    check_range(f, clip::k_proj_dim, proj_dim, 0, k_max_embd);
-    if (!std::isfinite(eps) || eps < 0) {
-        f.invalid(std::string(clip::k_layer_norm_eps) + " = " + std::to_string(eps) + " is not a finite value >= 0");
-    }
-    if (n_embd % n_head != 0 || (n_embd / n_head) % 4 != 0) {
+    hp.projector_type       = type;
+    const vit::shape_keys k = vit::require_shape_keys(f);
+    vit::check_range(f, clip::k_image_size, k.image_size, 1, 8192);
+    vit::check_range(f, clip::k_patch_size, k.patch_size, 1, 1024);
+    vit::check_widths(f, k);
+    vit::check_eps(f, k.eps);
+    if (k.n_embd % k.n_head != 0 || (k.n_embd / k.n_head) % 4 != 0) {
         f.invalid("embedding_length / head_count must be a multiple of 4 (2-D rotary sections)");
     }
     uint32_t merge = k_merge;
@@ -165,7 +144,7 @@ vision_hparams load_hparams(const gguf_file & f) {
     if (is_qwen25(hp) && !has_wa) {
         f.invalid(std::string(clip::k_n_wa_pattern) + " is required for qwen2.5vl_merger");
     }
-    check_range(f, clip::k_n_wa_pattern, wa, 0, n_layer);
+    vit::check_range(f, clip::k_n_wa_pattern, wa, 0, k.n_layer);
     if (!is_qwen25(hp) && wa > 0) {
         // libmtmd's Qwen2-VL graph would build window attention from it, but only fills the window
         // inputs for qwen2.5vl_merger: the windows would be uninitialised memory.
@@ -179,52 +158,25 @@ vision_hparams load_hparams(const gguf_file & f) {
                                                " = 1 (every block full, no windows): libmtmd aborts on it; "
                                                "0 means no windows");
     }
-    if (is_qwen25(hp) && wa > 0 && k_window_px / (static_cast<int64_t>(patch_size) * k_merge) == 0) {
+    if (is_qwen25(hp) && wa > 0 && k_window_px / (static_cast<int64_t>(k.patch_size) * k_merge) == 0) {
         // libmtmd's window loop steps by 112 / patch / 2 tokens: 0 for patches over 56 px, and it
         // never ends.
         fail(error_code::gguf_unsupported,
-             "'" + f.path() + "': " + clip::k_patch_size + " = " + std::to_string(patch_size) +
+             "'" + f.path() + "': " + clip::k_patch_size + " = " + std::to_string(k.patch_size) +
                  " is wider than half the " + std::to_string(k_window_px) +
                  "-pixel attention window of qwen2.5vl_merger (at most " + std::to_string(k_window_px / k_merge) + ")");
     }
 
-    hp.image_size     = static_cast<int32_t>(image_size);
-    hp.patch_size     = static_cast<int32_t>(patch_size);
-    hp.n_embd         = static_cast<int32_t>(n_embd);
-    hp.n_head         = static_cast<int32_t>(n_head);
-    hp.d_head         = hp.n_embd / hp.n_head;
-    hp.n_layer        = static_cast<int32_t>(n_layer);
-    hp.n_ff           = static_cast<int32_t>(n_ff);
-    hp.projection_dim = static_cast<int32_t>(proj_dim);
-    hp.eps            = eps;
-    hp.n_blocks_run   = hp.n_layer;
-    hp.n_embd_out     = hp.n_embd;
-    hp.n_merge        = k_merge;
-    hp.n_wa_pattern   = is_qwen25(hp) ? static_cast<int32_t>(wa) : 0;
-    hp.attn_window    = hp.n_wa_pattern > 0 ? k_window_px : 0;
-    hp.norm           = is_qwen25(hp) ? blocks::norm_op::rms : blocks::norm_op::layer;
-    hp.dynamic        = true;
-
-    bool use_gelu = false, use_silu = false;
-    f.find_bool(clip::k_use_gelu, use_gelu);
-    f.find_bool(clip::k_use_silu, use_silu);
-    if (use_gelu && use_silu) {
-        f.invalid("both clip.use_gelu and clip.use_silu are true");
-    }
-    hp.ffn = use_gelu ? blocks::ffn_op::gelu : use_silu ? blocks::ffn_op::silu : blocks::ffn_op::gelu_quick;
-
-    std::vector<float> mean, stdv;
-    if (!f.find_f32_array(clip::k_image_mean, mean) || !f.find_f32_array(clip::k_image_std, stdv) || mean.size() < 3 ||
-        stdv.size() < 3) {
-        f.invalid("clip.vision.image_mean and clip.vision.image_std need 3 values");
-    }
-    for (int c = 0; c < 3; ++c) {
-        if (!std::isfinite(mean[c]) || !std::isfinite(stdv[c]) || stdv[c] == 0.0f) {
-            f.invalid("clip.vision.image_mean / image_std must be finite, with std != 0");
-        }
-        hp.preprocess.mean[c] = mean[c];
-        hp.preprocess.std[c]  = stdv[c];
-    }
+    vit::set_shape(hp, k, 0);  // grid and n_patches: of the typical input, below
+    hp.n_blocks_run = hp.n_layer;
+    hp.n_embd_out   = hp.n_embd;
+    hp.n_merge      = k_merge;
+    hp.n_wa_pattern = is_qwen25(hp) ? static_cast<int32_t>(wa) : 0;
+    hp.attn_window  = hp.n_wa_pattern > 0 ? k_window_px : 0;
+    hp.norm         = is_qwen25(hp) ? blocks::norm_op::rms : blocks::norm_op::layer;
+    hp.dynamic      = true;
+    hp.ffn          = vit::read_ffn_op(f);
+    vit::read_pixel_norm(f, hp.preprocess);
     const int64_t align = static_cast<int64_t>(hp.patch_size) * k_merge;
     if (align * align * k_max_tokens > INT32_MAX) {
         f.invalid(std::string(clip::k_patch_size) + " is too large");
@@ -252,65 +204,20 @@ vision_hparams load_hparams(const gguf_file & f) {
     return hp;
 }
 
-struct ffn_names {
-    std::string up_w, up_b, down_w, down_b;
-};
-
-ffn_names ffn_roles(const gguf_file & f, int il, int32_t n_embd) {
-    ffn_names n{clip::blk(il, "ffn_up", "weight"), clip::blk(il, "ffn_up", "bias"), clip::blk(il, "ffn_down", "weight"),
-                clip::blk(il, "ffn_down", "bias")};
-    const ggml_tensor * up   = f.tensor(n.up_w);
-    const ggml_tensor * down = f.tensor(n.down_w);
-    if (up != nullptr && down != nullptr && down->ne[0] == n_embd) {
-        std::swap(n.up_w, n.down_w);
-        std::swap(n.up_b, n.down_b);
-    }
-    return n;
-}
-
 std::vector<std::string> validate(const gguf_file & f, const vision_hparams & hp) {
     const int64_t            E = hp.n_embd;
     std::vector<std::string> load;
-    auto                     keep = [&](const ggml_tensor * t, const std::string & name) {
-        if (t != nullptr) {
-            load.push_back(name);
-        }
-    };
-    keep(check_tensor(f, clip::t_patch_embd, tensor_use::patch_kernel, {hp.patch_size, hp.patch_size, 3, E}),
-         clip::t_patch_embd);
-    keep(check_tensor(f, clip::t_patch_embd_1, tensor_use::patch_kernel, {hp.patch_size, hp.patch_size, 3, E}),
-         clip::t_patch_embd_1);
+    for (const char * kernel : {clip::t_patch_embd, clip::t_patch_embd_1}) {
+        vit::check_and_keep(f, load, kernel, tensor_use::patch_kernel, {hp.patch_size, hp.patch_size, 3, E});
+    }
     for (const char * absent : {clip::t_patch_bias, clip::t_class_embd}) {
         if (f.tensor(absent) != nullptr) {
             f.invalid(std::string(absent) + " is not part of a Qwen-VL encoder");
         }
     }
-    for (const char * name : {clip::t_pre_ln_w, clip::t_pre_ln_b, clip::t_post_ln_w, clip::t_post_ln_b}) {
-        keep(check_tensor(f, name, tensor_use::vector, {E}, false), name);
-    }
+    vit::check_outer_norms(f, E, load);
     for (int il = 0; il < hp.n_layer; ++il) {
-        auto t = [&](const std::string & name, tensor_use use, std::vector<int64_t> ne, bool required) {
-            keep(check_tensor(f, name, use, std::move(ne), required), name);
-        };
-        for (const char * part : {"attn_q", "attn_k", "attn_v"}) {
-            t(clip::blk(il, part, "weight"), tensor_use::matrix, {E, E}, true);
-            t(clip::blk(il, part, "bias"), tensor_use::vector, {E}, true);
-        }
-        t(clip::blk(il, "attn_out", "weight"), tensor_use::matrix, {E, E}, true);
-        t(clip::blk(il, "attn_out", "bias"), tensor_use::vector, {E}, false);
-        for (const char * part : {"ln1", "ln2"}) {
-            t(clip::blk(il, part, "weight"), tensor_use::vector, {E}, false);
-            t(clip::blk(il, part, "bias"), tensor_use::vector, {E}, false);
-        }
-        const ffn_names     r  = ffn_roles(f, il, hp.n_embd);
-        const ggml_tensor * up = check_tensor(f, r.up_w, tensor_use::matrix, {E, -1});
-        const int64_t       F  = up->ne[1];
-        load.push_back(r.up_w);
-        t(r.up_b, tensor_use::vector, {F}, false);
-        t(r.down_w, tensor_use::matrix, {F, E}, true);
-        t(r.down_b, tensor_use::vector, {E}, false);
-        t(clip::blk(il, "ffn_gate", "weight"), tensor_use::matrix, {E, F}, false);
-        t(clip::blk(il, "ffn_gate", "bias"), tensor_use::vector, {F}, false);
+        vit::check_block(f, il, E, E, true, load);  // q, k, v with biases, as wide as the tower
     }
     return load;
 }
@@ -330,11 +237,7 @@ vision_graph build(const blocks::graph_ctx & g, const weight_set & w, const visi
     out.nx = npx;
     out.ny = npy;
 
-    ggml_tensor * inp_raw = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, width, height, 3, 1);
-    ggml_set_name(inp_raw, "inp_raw");
-    ggml_set_input(inp_raw);
-    out.pixels = inp_raw;
-
+    ggml_tensor * inp_raw = vit::add_pixel_input(ctx, out, width, height);
     ggml_tensor * inp =
         ggml_add(ctx, ggml_conv_2d(ctx, w.get(clip::t_patch_embd), inp_raw, hp.patch_size, hp.patch_size, 0, 0, 1, 1),
                  ggml_conv_2d(ctx, w.get(clip::t_patch_embd_1), inp_raw, hp.patch_size, hp.patch_size, 0, 0, 1, 1));
@@ -374,10 +277,7 @@ vision_graph build(const blocks::graph_ctx & g, const weight_set & w, const visi
         }
     }
 
-    ggml_tensor * inpL = inp;
-    if (w.find(clip::t_pre_ln_w) != nullptr) {
-        inpL = blocks::norm(g, inpL, w.find(clip::t_pre_ln_w), w.find(clip::t_pre_ln_b), hp.eps, hp.norm);
-    }
+    ggml_tensor * inpL        = vit::build_outer_norm(g, w, hp, inp, clip::t_pre_ln_w, clip::t_pre_ln_b);
     ggml_tensor * window_mask = nullptr;
     if (use_window) {
         ggml_tensor * inv_idx = out.inputs.add_i32(ctx, "inv_window_idx", win.inv_idx);
@@ -395,46 +295,17 @@ vision_graph build(const blocks::graph_ctx & g, const weight_set & w, const visi
     }
     ggml_tensor * pos = out.inputs.add_i32(ctx, "positions", std::move(positions));
 
-    int         sections[4] = {hp.d_head / 4, hp.d_head / 4, hp.d_head / 4, hp.d_head / 4};
-    const float kq_scale    = 1.0f / sqrtf(static_cast<float>(hp.d_head));
+    int          sections[4] = {hp.d_head / 4, hp.d_head / 4, hp.d_head / 4, hp.d_head / 4};
+    vit::qk_rope rope        = [&](ggml_tensor * x) {
+        return ggml_rope_multi(ctx, x, pos, nullptr, hp.d_head / 2, sections, GGML_ROPE_TYPE_VISION, 32768, 10000, 1, 0,
+                                      1, 32, 1);
+    };
     for (int il = 0; il < hp.n_layer; ++il) {
-        auto       W = [&](const char * part, const char * suffix) { return w.find(clip::blk(il, part, suffix)); };
         const bool full_attn = use_window ? (il + 1) % hp.n_wa_pattern == 0 : true;
-
-        ggml_tensor * cur = blocks::norm(g, inpL, W("ln1", "weight"), W("ln1", "bias"), hp.eps, hp.norm);
-        ggml_tensor * q   = ggml_add(ctx, blocks::mm(g, W("attn_q", "weight"), cur), W("attn_q", "bias"));
-        ggml_tensor * k   = ggml_add(ctx, blocks::mm(g, W("attn_k", "weight"), cur), W("attn_k", "bias"));
-        ggml_tensor * v   = ggml_add(ctx, blocks::mm(g, W("attn_v", "weight"), cur), W("attn_v", "bias"));
-        q                 = ggml_reshape_3d(ctx, q, hp.d_head, hp.n_head, n);
-        k                 = ggml_reshape_3d(ctx, k, hp.d_head, hp.n_head, n);
-        v                 = ggml_reshape_3d(ctx, v, hp.d_head, hp.n_head, n);
-        q = ggml_rope_multi(ctx, q, pos, nullptr, hp.d_head / 2, sections, GGML_ROPE_TYPE_VISION, 32768, 10000, 1, 0, 1,
-                            32, 1);
-        k = ggml_rope_multi(ctx, k, pos, nullptr, hp.d_head / 2, sections, GGML_ROPE_TYPE_VISION, 32768, 10000, 1, 0, 1,
-                            32, 1);
-        cur  = blocks::attn(g, W("attn_out", "weight"), W("attn_out", "bias"), q, k, v, kq_scale,
-                           full_attn ? nullptr : window_mask);
-        cur  = ggml_add(ctx, cur, inpL);
-        inpL = cur;
-
-        cur                = blocks::norm(g, cur, W("ln2", "weight"), W("ln2", "bias"), hp.eps, hp.norm);
-        const bool swapped = w.get(clip::blk(il, "ffn_down", "weight"))->ne[0] == hp.n_embd &&
-                             w.find(clip::blk(il, "ffn_up", "weight")) != nullptr;
-        const char * up   = swapped ? "ffn_down" : "ffn_up";
-        const char * down = swapped ? "ffn_up" : "ffn_down";
-        cur  = blocks::ffn(g, cur, W(up, "weight"), W(up, "bias"), W("ffn_gate", "weight"), W("ffn_gate", "bias"),
-                           W(down, "weight"), W(down, "bias"), hp.ffn);
-        cur  = ggml_add(ctx, inpL, cur);
-        inpL = cur;
+        inpL                 = vit::build_block(g, w, hp, il, inpL, n, rope, full_attn ? nullptr : window_mask);
     }
-    if (w.find(clip::t_post_ln_w) != nullptr) {
-        inpL = blocks::norm(g, inpL, w.find(clip::t_post_ln_w), w.find(clip::t_post_ln_b), hp.eps, hp.norm);
-    }
-    ggml_tensor * features = ggml_reshape_2d(ctx, inpL, E, n);
-    ggml_set_name(features, "features");
-    ggml_set_output(features);
-    ggml_build_forward_expand(g.gf, features);
-    out.out = features;
+    inpL = vit::build_outer_norm(g, w, hp, inpL, clip::t_post_ln_w, clip::t_post_ln_b);
+    vit::set_features(g, out, ggml_reshape_2d(ctx, inpL, E, n));
     return out;
 }
 
