@@ -1,28 +1,24 @@
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { type GgufMetadata, gv, writeGguf } from '@mm/gguf';
 import { projectorTypes } from '@mm/projectors';
 import {
   LONG_TAIL_FAMILIES,
   LONG_TAIL_TEST_IMAGE_SIZES,
   type LongTailFamily,
-  mtmdCli,
-  syntheticPngFixture,
   tinyLongTailMmprojSpec,
   tinyLongTailPair,
 } from '@mm/testing';
 import { describe, expect, it } from 'vitest';
 import { runMain } from './main.test-util.js';
+import { expectRunsLikeMtmdCli } from './run-families.test-util.js';
 
 // The long tail through the CLI: projector types mm has no own graph for run libmtmd's fused
 // encoder + projector inside mm.node. `mm run` prints llama-mtmd-cli's greedy answer (without the
 // whitespace the first token may start with: mm run's answer-only stdout), `mm inspect` says which
 // path a file takes, `mm info` lists the fused types.
 
-const bin = join(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'mm.js');
 const lines = (out: string) => out.split('\n');
 const row = (out: string, key: string) =>
   lines(out)
@@ -36,52 +32,11 @@ describe.each(LONG_TAIL_FAMILIES)(
       timeout: 600_000,
     }, async () => {
       const files = await tinyLongTailPair({ family });
-      for (const [i, [w, h]] of LONG_TAIL_TEST_IMAGE_SIZES[family].entries()) {
-        const image = await syntheticPngFixture(w, h, 20 + i);
-        const prompt = i === 0 ? 'Describe the image.' : 'What is in the picture?';
-        const n = 10 + i * 6;
-        const ref = await mtmdCli({
-          model: files.llm,
-          mmproj: files.mmproj,
-          images: [image],
-          prompt,
-          maxTokens: n,
-          threads: 2,
-        });
-        const args = [
-          'run',
-          '-m',
-          files.llm,
-          '--mmproj',
-          files.mmproj,
-          '--image',
-          image,
-          '-p',
-          prompt,
-          '--temp',
-          '0',
-          '-n',
-          String(n),
-          '-t',
-          '2',
-        ];
-        const r = await runMain(args);
-        console.log(
-          `${family} ${w}x${h}: mm ${JSON.stringify(r.out)} llama-mtmd-cli ${JSON.stringify(ref)}`,
-        );
-        expect(r.code, r.err).toBe(0);
-        expect(ref.length).toBeGreaterThan(0);
-        expect(r.out).toBe(`${ref.trimStart()}\n`);
-        expect(r.err).toMatch(/prompt tokens .* image\), encode \(libmtmd, fused\) .* tok\/s/);
-        if (i === 0) {
-          // the same through the real binary, quiet: stdout is the answer, stderr is empty
-          const p = spawnSync(process.execPath, [bin, ...args, '-q'], {
-            encoding: 'utf8',
-            timeout: 300_000,
-          });
-          expect([p.status, p.stdout, p.stderr]).toEqual([0, `${ref.trimStart()}\n`, '']);
-        }
-      }
+      await expectRunsLikeMtmdCli(files, LONG_TAIL_TEST_IMAGE_SIZES[family], {
+        label: family,
+        stderr: /prompt tokens .* image\), encode \(libmtmd, fused\) .* tok\/s/,
+        binaryTimeout: 300_000,
+      });
     });
 
     it('mm inspect says the file takes the fused path', { timeout: 60_000 }, async () => {

@@ -1,11 +1,7 @@
-import { spanPositionIds } from '@mm/projectors';
 import {
-  compareVectors,
   IDEFICS3_OLD_TEST_IMAGE_SIZES,
   IDEFICS3_TEST_IMAGE_SIZES,
   idefics3Grid,
-  mtmdCli,
-  runMtmdLayout,
   syntheticPngFixture,
   type TinyIdefics3MmprojOptions,
   type TinyMmprojPair,
@@ -13,9 +9,11 @@ import {
   tinySmolLmSpecialIds,
 } from '@mm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ask } from './helpers.test-util.js';
-import { preparePrompt } from './media.js';
-import { flattenMessages, MEDIA_MARKER } from './messages.js';
+import {
+  expectFollowUpFromCache,
+  expectGreedyLikeMtmdCli,
+  expectLayoutLikeMtmd,
+} from './helpers.test-util.js';
 import { MultimodalModel } from './multimodal-model.js';
 
 // SmolVLM / Idefics3 through the media-chunk pipeline: a picture becomes tiles plus a global image,
@@ -52,65 +50,11 @@ describe.each(tilings)('idefics3 ($name) against libmtmd', ({ options, sizes }) 
     const grids = new Set<string>();
     for (const [w, h] of sizes) {
       const image = await syntheticPngFixture(w, h, 3);
-      const messages = ask(image, 'What is in the picture?');
-      const flat = flattenMessages(messages);
-      const prompt = model.backbone.applyChatTemplate(flat.messages, {
-        addGenerationPrompt: true,
-        jinja: model.jinja,
-      });
-      expect(prompt).toContain(MEDIA_MARKER);
-      const ref = await runMtmdLayout({
-        mmproj: files.mmproj,
-        textModel: files.llm,
-        prompt,
-        images: [image],
-        threads: 2,
-      });
-      model.imageCache.clear();
-      const ours = await preparePrompt(model, messages, {
-        positions: model.contextSize,
-        what: 'the context',
-      });
+      const { ours, media, text, worst, cosMin } = await expectLayoutLikeMtmd(model, files, image);
       const { gridX, gridY } = idefics3Grid(options, w, h);
       grids.add(`${gridX}x${gridY}`);
-      const media = ours.chunks.filter((c) => c.kind === 'media');
       expect(media.length).toBe(gridX * gridY + 1);
-      expect(ours.chunks.map((c) => c.kind)).toEqual(
-        ref.chunks.map((c) => (c.type === 'text' ? 'text' : 'media')),
-      );
-      let pos = 0;
-      let worst = 0;
-      let cosMin = 1;
-      ours.chunks.forEach((c, i) => {
-        const r = ref.chunks[i]!;
-        expect(r.pos0).toBe(pos);
-        if (c.kind === 'text' && r.type === 'text') {
-          expect(Array.from(c.tokens)).toEqual(r.tokens);
-          pos += c.tokens.length;
-          return;
-        }
-        if (c.kind !== 'media' || r.type === 'text') throw new Error('chunk kinds differ');
-        const { maxAbsDiff: max, cosine: cos } = compareVectors(c.chunk.rows, r.embd);
-        expect(c.chunk.rows.length).toBe(r.embd.length);
-        expect(max).toBeLessThanOrEqual(1e-3);
-        expect(cos).toBeGreaterThanOrEqual(0.9999);
-        worst = Math.max(worst, max);
-        cosMin = Math.min(cosMin, cos);
-        expect([c.chunk.nTokens, c.nPos, c.chunk.causal]).toEqual([
-          r.nTokens,
-          r.nPos,
-          !r.nonCausal,
-        ]);
-        const pid = spanPositionIds(c.chunk, pos, false);
-        expect(r.positions.map((_, k) => ({ t: pid[k], y: pid[k], x: pid[k], z: pid[k] }))).toEqual(
-          r.positions,
-        );
-        pos += c.nPos;
-      });
-      expect(pos).toBe(ref.nPosTotal);
-      expect(ours.positions).toBe(ref.nPosTotal);
       // the markers are there: one <row_R_col_C> per tile, the global image last
-      const text = ours.chunks.flatMap((c) => (c.kind === 'text' ? Array.from(c.tokens) : []));
       for (let r = 1; r <= gridY; r++) {
         for (let col = 1; col <= gridX; col++) {
           expect(text).toContain(ids[`<row_${r}_col_${col}>`]);
@@ -122,7 +66,7 @@ describe.each(tilings)('idefics3 ($name) against libmtmd', ({ options, sizes }) 
         ids['<global-img>'],
       ]);
       console.log(
-        `idefics3 ${w}x${h}: ${gridX}x${gridY} tiles + global image, ${media.length} chunks of ${media[0]!.kind === 'media' ? media[0]!.chunk.nTokens : 0} tokens, ${ours.positions} positions, max |diff| ${worst.toExponential(2)}, min cosine ${cosMin.toFixed(6)}`,
+        `idefics3 ${w}x${h}: ${gridX}x${gridY} tiles + global image, ${media.length} chunks of ${media[0]!.ours.chunk.nTokens} tokens, ${ours.positions} positions, max |diff| ${worst.toExponential(2)}, min cosine ${cosMin.toFixed(6)}`,
       );
     }
     expect(grids.size).toBe(sizes.length); // every size tiles differently
@@ -133,33 +77,8 @@ describe.each(tilings)('idefics3 ($name) against libmtmd', ({ options, sizes }) 
   }, async () => {
     for (const [w, h] of sizes) {
       const image = await syntheticPngFixture(w, h, 5);
-      const question = 'Describe it.';
-      const ref = await mtmdCli({
-        model: files.llm,
-        mmproj: files.mmproj,
-        images: [image],
-        prompt: question,
-        maxTokens: 12,
-        threads: 2,
-      });
-      await model.reset();
-      model.imageCache.clear();
-      const first = await model.chat(ask(image, question), { maxTokens: 12 });
-      console.log(
-        `idefics3 ${w}x${h}: ours ${JSON.stringify(first.text)} llama-mtmd-cli ${JSON.stringify(ref)}`,
-      );
-      expect(first.text).toBe(ref);
-      expect(first.text.length).toBeGreaterThan(0);
-      const follow = ask(image, 'Anything else?');
-      const second = await model.chat(follow, { maxTokens: 12 });
-      expect(second.stats.imageCacheHits).toBe(1);
-      expect(second.stats.encodeMs).toBe(0);
-      expect(second.stats.cachedTokens).toBeGreaterThan(0);
-      await model.reset();
-      model.imageCache.clear();
-      const fresh = await model.chat(follow, { maxTokens: 12 });
-      expect(fresh.stats.imageCacheHits).toBe(0);
-      expect(second.text).toBe(fresh.text);
+      await expectGreedyLikeMtmdCli(model, files, image, { label: `idefics3 ${w}x${h}` });
+      await expectFollowUpFromCache(model, image);
     }
   });
 });

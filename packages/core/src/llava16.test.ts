@@ -1,16 +1,16 @@
 import {
-  compareVectors,
   LLAVA16_TEST_IMAGE_SIZES,
-  mtmdCli,
-  runMtmdLayout,
   syntheticPngFixture,
   type TinyMmprojPair,
   tinyLlava16Pair,
 } from '@mm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ask } from './helpers.test-util.js';
-import { preparePrompt, usesMrope } from './media.js';
-import { flattenMessages, MEDIA_MARKER } from './messages.js';
+import {
+  expectFollowUpFromCache,
+  expectGreedyLikeMtmdCli,
+  expectLayoutLikeMtmd,
+} from './helpers.test-util.js';
+import { usesMrope } from './media.js';
 import { MultimodalModel } from './multimodal-model.js';
 
 // LLaVA-1.6 anyres (CLIP + mlp with clip.vision.image_grid_pinpoints) against libmtmd: a picture
@@ -38,65 +38,11 @@ describe('LLaVA-1.6 (mlp + pinpoints) against libmtmd', () => {
     for (const { size, chunks: nChunks } of LLAVA16_TEST_IMAGE_SIZES) {
       const [w, h] = size;
       const image = await syntheticPngFixture(w, h, 3);
-      const messages = ask(image, 'What is in the picture?');
-      const flat = flattenMessages(messages);
-      const prompt = model.backbone.applyChatTemplate(flat.messages, {
-        addGenerationPrompt: true,
-        jinja: model.jinja,
-      });
-      expect(prompt).toContain(MEDIA_MARKER);
-      const ref = await runMtmdLayout({
-        mmproj: files.mmproj,
-        textModel: files.llm,
-        prompt,
-        images: [image],
-        threads: 2,
-      });
-      model.imageCache.clear();
-      const ours = await preparePrompt(model, messages, {
-        positions: model.contextSize,
-        what: 'the context',
-      });
-      expect(ours.chunks.map((c) => c.kind)).toEqual(
-        ref.chunks.map((c) => (c.type === 'text' ? 'text' : 'media')),
-      );
-      expect(ours.chunks.filter((c) => c.kind === 'media').length).toBe(nChunks);
-      let pos = 0;
-      let worst = 0;
-      let minCos = 1;
-      ours.chunks.forEach((c, i) => {
-        const r = ref.chunks[i]!;
-        expect(r.pos0).toBe(pos);
-        if (c.kind === 'text' && r.type === 'text') {
-          expect(Array.from(c.tokens)).toEqual(r.tokens);
-          pos += c.tokens.length;
-          return;
-        }
-        if (c.kind !== 'media' || r.type === 'text') throw new Error('chunk kinds differ');
-        expect(c.chunk.rows.length).toBe(r.embd.length);
-        const { maxAbsDiff: max, cosine: cos } = compareVectors(c.chunk.rows, r.embd);
-        worst = Math.max(worst, max);
-        minCos = Math.min(minCos, cos);
-        expect(max).toBeLessThanOrEqual(1e-3);
-        expect(cos).toBeGreaterThanOrEqual(0.9999);
-        expect([c.chunk.nTokens, c.nPos, c.chunk.causal]).toEqual([
-          r.nTokens,
-          r.nPos,
-          !r.nonCausal,
-        ]);
-        expect(r.positions).toEqual(
-          Array.from({ length: r.nTokens }, (_, k) => {
-            const p = pos + k;
-            return { t: p, y: p, x: p, z: p };
-          }),
-        );
-        pos += c.nPos;
-      });
+      const { media, worst, cosMin } = await expectLayoutLikeMtmd(model, files, image);
+      expect(media.length).toBe(nChunks);
       console.log(
-        `llava16 ${w}x${h}: ${nChunks} chunks of ${ours.chunks.find((c) => c.kind === 'media')?.nPos} tokens, max |diff| ${worst.toExponential(2)}, min cosine ${minCos.toFixed(6)}`,
+        `llava16 ${w}x${h}: ${nChunks} chunks of ${media[0]?.ours.nPos} tokens, max |diff| ${worst.toExponential(2)}, min cosine ${cosMin.toFixed(6)}`,
       );
-      expect(pos).toBe(ref.nPosTotal);
-      expect(ours.positions).toBe(ref.nPosTotal);
     }
   });
 
@@ -106,55 +52,35 @@ describe('LLaVA-1.6 (mlp + pinpoints) against libmtmd', () => {
     for (const { size } of LLAVA16_TEST_IMAGE_SIZES) {
       const [w, h] = size;
       const image = await syntheticPngFixture(w, h, 5);
-      const question = 'Describe it.';
-      const ref = await mtmdCli({
-        model: files.llm,
-        mmproj: files.mmproj,
-        images: [image],
-        prompt: question,
-        maxTokens: 12,
-        threads: 2,
+      await expectGreedyLikeMtmdCli(model, files, image, {
+        label: `llava16 ${w}x${h}`,
         contextSize: 1024,
+        dropNul: true,
       });
-      await model.reset();
-      model.imageCache.clear();
-      const first = await model.chat(ask(image, question), { maxTokens: 12 });
-      console.log(
-        `llava16 ${w}x${h}: ours ${JSON.stringify(first.text)} llama-mtmd-cli ${JSON.stringify(ref)}`,
-      );
-      // llama-mtmd-cli prints each piece as a C string: a <0x00> byte token prints nothing
-      expect(first.text.replaceAll('\u0000', '')).toBe(ref);
-      expect(first.text.length).toBeGreaterThan(0);
-      const second = await model.chat(ask(image, 'Anything else?'), { maxTokens: 12 });
-      expect(second.stats.imageCacheHits).toBe(1);
-      expect(second.stats.encodeMs).toBe(0);
+      await expectFollowUpFromCache(model, image, { fresh: false });
     }
   });
 });
 
 // The other LLaVA-style projectors take pinpoints the same way (libmtmd: MLP, MLP_NORM, LDP, LDPV2
 // all use llava-uhd when the file has them): every chunk's embeddings and the layout.
+const LDP_PINPOINTS = [
+  [48, 96],
+  [96, 48],
+  [96, 96],
+  [144, 48],
+] as const;
 describe.each([
   { family: 'mlp_norm' as const, pinpoints: undefined, size: [70, 40] as const, chunks: 10 },
   {
     family: 'ldp' as const,
-    pinpoints: [
-      [48, 96],
-      [96, 48],
-      [96, 96],
-      [144, 48],
-    ] as const,
+    pinpoints: LDP_PINPOINTS,
     size: [100, 50] as const,
     chunks: 3,
   },
   {
     family: 'ldpv2' as const,
-    pinpoints: [
-      [48, 96],
-      [96, 48],
-      [96, 96],
-      [144, 48],
-    ] as const,
+    pinpoints: LDP_PINPOINTS,
     size: [40, 90] as const,
     chunks: 3,
   },
@@ -169,43 +95,12 @@ describe.each([
       threads: 2,
     });
     const image = await syntheticPngFixture(size[0], size[1], 9);
-    const messages = ask(image, 'What is it?');
-    const prompt = model.backbone.applyChatTemplate(flattenMessages(messages).messages, {
-      addGenerationPrompt: true,
-      jinja: model.jinja,
+    const { media, worst } = await expectLayoutLikeMtmd(model, files, image, {
+      question: 'What is it?',
     });
-    const ref = await runMtmdLayout({
-      mmproj: files.mmproj,
-      textModel: files.llm,
-      prompt,
-      images: [image],
-      threads: 2,
-    });
-    const ours = await preparePrompt(model, messages, {
-      positions: model.contextSize,
-      what: 'the context',
-    });
-    expect(ours.chunks.map((c) => c.kind)).toEqual(
-      ref.chunks.map((c) => (c.type === 'text' ? 'text' : 'media')),
-    );
-    expect(ours.chunks.filter((c) => c.kind === 'media').length).toBe(chunks);
-    let worst = 0;
-    ours.chunks.forEach((c, i) => {
-      const r = ref.chunks[i]!;
-      if (c.kind === 'text' && r.type === 'text') {
-        expect(Array.from(c.tokens)).toEqual(r.tokens);
-        return;
-      }
-      if (c.kind !== 'media' || r.type === 'text') throw new Error('chunk kinds differ');
-      const { maxAbsDiff, cosine } = compareVectors(c.chunk.rows, r.embd);
-      worst = Math.max(worst, maxAbsDiff);
-      expect(maxAbsDiff).toBeLessThanOrEqual(1e-3);
-      expect(cosine).toBeGreaterThanOrEqual(0.9999);
-      expect([c.chunk.nTokens, c.nPos]).toEqual([r.nTokens, r.nPos]);
-    });
+    expect(media.length).toBe(chunks);
     console.log(
       `${family} + pinpoints ${size[0]}x${size[1]}: ${chunks} chunks, max |diff| ${worst.toExponential(2)}`,
     );
-    expect(ours.positions).toBe(ref.nPosTotal);
   });
 });

@@ -3,14 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCode, MmError } from '@mm/errors';
 import { type GgufMetadata, gv, writeGguf } from '@mm/gguf';
-import { projectorTypes, SUPPORTED_PROJECTOR_FAMILIES, spanPositionIds } from '@mm/projectors';
+import { projectorTypes, SUPPORTED_PROJECTOR_FAMILIES } from '@mm/projectors';
 import {
-  compareVectors,
   LONG_TAIL_FAMILIES,
   LONG_TAIL_TEST_IMAGE_SIZES,
   type LongTailFamily,
-  mtmdCli,
-  runMtmdLayout,
   syntheticPngFixture,
   type TinyMmprojPair,
   tinyLongTailMmprojSpec,
@@ -18,9 +15,12 @@ import {
 } from '@mm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ModelComponents } from './components.js';
-import { ask } from './helpers.test-util.js';
-import { preparePrompt, usesMrope } from './media.js';
-import { flattenMessages, MEDIA_MARKER } from './messages.js';
+import {
+  expectFollowUpFromCache,
+  expectGreedyLikeMtmdCli,
+  expectLayoutLikeMtmd,
+} from './helpers.test-util.js';
+import { usesMrope } from './media.js';
 import { MultimodalModel } from './multimodal-model.js';
 
 // The long tail: projector types mm has no own graph for run libmtmd's fused encoder + projector
@@ -56,73 +56,18 @@ describe.each(LONG_TAIL_FAMILIES)('%s through libmtmd (fused)', (family: LongTai
   it(`every chunk's embeddings and the prompt layout equal mtmd_tokenize's, on ${sizes.length} sizes`, {
     timeout: 300_000,
   }, async () => {
-    const mrope = usesMrope(model.backbone);
-    expect(mrope).toBe(family === 'qwen3vl_merger');
+    expect(usesMrope(model.backbone)).toBe(family === 'qwen3vl_merger');
     const layouts: string[] = [];
     for (const [w, h] of sizes) {
       const image = await syntheticPngFixture(w, h, 3);
-      const messages = ask(image, 'What is in the picture?');
-      const flat = flattenMessages(messages);
-      const prompt = model.backbone.applyChatTemplate(flat.messages, {
-        addGenerationPrompt: true,
-        jinja: model.jinja,
-      });
-      expect(prompt).toContain(MEDIA_MARKER);
-      const ref = await runMtmdLayout({
-        mmproj: files.mmproj,
-        textModel: files.llm,
-        prompt,
-        images: [image],
-        threads: 2,
-      });
-      model.imageCache.clear();
-      const ours = await preparePrompt(model.components, messages, {
-        positions: model.contextSize,
-        what: 'the context',
+      const { ours, ref, media } = await expectLayoutLikeMtmd(model, files, image, {
+        label: `${family} ${w}x${h}`,
       });
       expect(ours.mediaPath).toBe('libmtmd (fused)');
-      expect(ours.chunks.map((c) => c.kind)).toEqual(
-        ref.chunks.map((c) => (c.type === 'text' ? 'text' : 'media')),
-      );
-      let pos = 0;
-      const shape: string[] = [];
-      ours.chunks.forEach((c, i) => {
-        const r = ref.chunks[i]!;
-        expect(r.pos0).toBe(pos);
-        if (c.kind === 'text' && r.type === 'text') {
-          expect(Array.from(c.tokens)).toEqual(r.tokens);
-          pos += c.tokens.length;
-          return;
-        }
-        if (c.kind !== 'media' || r.type === 'text') throw new Error('chunk kinds differ');
-        const { maxAbsDiff: max, cosine: cos } = compareVectors(c.chunk.rows, r.embd);
-        console.log(
-          `${family} ${w}x${h}: chunk ${i}: ${c.chunk.nTokens} rows x ${c.chunk.rows.length / c.chunk.nTokens} (${c.chunk.nx}x${c.chunk.ny}), ${c.nPos} positions, max |diff| ${max.toExponential(2)}, cosine ${cos.toFixed(6)}`,
-        );
-        expect(c.chunk.rows.length).toBe(r.embd.length);
+      for (const { ours: c } of media) {
         expect(c.chunk.rows.length).toBe(c.chunk.nTokens * ref.nEmbd);
-        expect(max).toBeLessThanOrEqual(1e-3);
-        expect(cos).toBeGreaterThanOrEqual(0.9999);
-        expect([c.chunk.nTokens, c.nPos, c.chunk.causal]).toEqual([
-          r.nTokens,
-          r.nPos,
-          !r.nonCausal,
-        ]);
-        if (mrope) expect([c.chunk.nx, c.chunk.ny]).toEqual([r.nx, r.ny]);
-        const ids = spanPositionIds(c.chunk, pos, mrope);
-        const n = c.chunk.nTokens;
-        const mine = r.positions.map((_, k) =>
-          mrope
-            ? { t: ids[k], y: ids[n + k], x: ids[2 * n + k], z: ids[3 * n + k] }
-            : { t: ids[k], y: ids[k], x: ids[k], z: ids[k] },
-        );
-        expect(mine).toEqual(r.positions);
-        shape.push(`${c.chunk.nTokens}`);
-        pos += c.nPos;
-      });
-      expect(pos).toBe(ref.nPosTotal);
-      expect(ours.positions).toBe(ref.nPosTotal);
-      layouts.push(shape.join('+'));
+      }
+      layouts.push(media.map((m) => m.ours.chunk.nTokens).join('+'));
     }
     // the sizes lay out differently (chunk count or rows)
     expect(new Set(layouts).size).toBe(sizes.length);
@@ -133,35 +78,12 @@ describe.each(LONG_TAIL_FAMILIES)('%s through libmtmd (fused)', (family: LongTai
   }, async () => {
     for (const [w, h] of sizes) {
       const image = await syntheticPngFixture(w, h, 5);
-      const question = 'Describe it.';
-      const ref = await mtmdCli({
-        model: files.llm,
-        mmproj: files.mmproj,
-        images: [image],
-        prompt: question,
-        maxTokens: 12,
-        threads: 2,
+      const first = await expectGreedyLikeMtmdCli(model, files, image, {
+        label: `${family} ${w}x${h}`,
       });
-      await model.reset();
-      model.imageCache.clear();
-      const first = await model.chat(ask(image, question), { maxTokens: 12 });
-      console.log(
-        `${family} ${w}x${h}: ours ${JSON.stringify(first.text)} llama-mtmd-cli ${JSON.stringify(ref)}`,
-      );
-      expect(first.text).toBe(ref);
-      expect(first.text.length).toBeGreaterThan(0);
       expect(first.stats.mediaPath).toBe('libmtmd (fused)');
       expect(first.stats.encodeMs).toBeGreaterThan(0);
-      const follow = ask(image, 'Anything else?');
-      const second = await model.chat(follow, { maxTokens: 12 });
-      expect(second.stats.imageCacheHits).toBe(1);
-      expect(second.stats.encodeMs).toBe(0);
-      expect(second.stats.cachedTokens).toBeGreaterThan(0);
-      await model.reset();
-      model.imageCache.clear();
-      const fresh = await model.chat(follow, { maxTokens: 12 });
-      expect(fresh.stats.imageCacheHits).toBe(0);
-      expect(second.text).toBe(fresh.text);
+      await expectFollowUpFromCache(model, image);
     }
   });
 

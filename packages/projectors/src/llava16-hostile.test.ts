@@ -16,6 +16,7 @@ import {
 } from '@mm/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { inspectMmproj, Projector } from './index.js';
+import { outcome } from './mutated-mmproj.test-util.js';
 
 // Hostile clip.vision.image_grid_pinpoints in a LLaVA-1.6 mmproj: every loader (VisionEncoder,
 // Projector, inspectMmproj) refuses them with MM_GGUF_INVALID before anything is sized from them.
@@ -41,17 +42,6 @@ const cases: [string, TinyLlava16MmprojOptions, string][] = [
   ],
 ];
 
-async function codeOf(p: Promise<unknown>): Promise<[string, string]> {
-  try {
-    const v = await p;
-    (v as { dispose?: () => void })?.dispose?.();
-    return ['ok', ''];
-  } catch (e) {
-    if (!MmError.isInstance(e)) throw e;
-    return [e.code, e.message];
-  }
-}
-
 describe('hostile LLaVA-1.6 pinpoints are typed errors', () => {
   it.each(cases)('%s', async (_name, options, message) => {
     const path = await tinyLlava16MmprojFixture(options);
@@ -60,7 +50,7 @@ describe('hostile LLaVA-1.6 pinpoints are typed errors', () => {
       () => Projector.load(path, { threads: 1 }),
       () => inspectMmproj(path),
     ]) {
-      const [code, msg] = await codeOf(load());
+      const [code, msg] = await outcome(load());
       expect(code).toBe('MM_GGUF_INVALID');
       expect(msg).toContain('image_grid_pinpoints');
       expect(msg).toContain(message);
@@ -76,7 +66,7 @@ describe('hostile LLaVA-1.6 pinpoints are typed errors', () => {
       (spec.metadata as GgufMetadata).set('clip.vision.image_grid_pinpoints', value);
       const path = join(dir, `${name}.gguf`);
       await writeGguf(path, spec);
-      const [code, msg] = await codeOf(VisionEncoder.load(path, { threads: 1 }));
+      const [code, msg] = await outcome(VisionEncoder.load(path, { threads: 1 }));
       expect(code).toBe('MM_GGUF_INVALID');
       expect(msg).toContain('image_grid_pinpoints');
     }
@@ -84,7 +74,7 @@ describe('hostile LLaVA-1.6 pinpoints are typed errors', () => {
 
   it('an encoder loaded before still answers', async () => {
     using encoder = await VisionEncoder.load(await tinyLlava16MmprojFixture(), { threads: 1 });
-    await codeOf(VisionEncoder.load(await tinyLlava16MmprojFixture({ pinpoints: [[48, 32]] })));
+    await outcome(VisionEncoder.load(await tinyLlava16MmprojFixture({ pinpoints: [[48, 32]] })));
     const { features, layout } = await encoder.encodeMedia(
       Image.fromRGB(new Uint8Array(60 * 30 * 3).fill(50), 60, 30),
     );

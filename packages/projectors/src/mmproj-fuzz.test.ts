@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Image, VisionEncoder } from '@mm/encoders';
+import { Image } from '@mm/encoders';
 import { MmError } from '@mm/errors';
 import {
   type GgufTensorInput,
@@ -21,7 +21,15 @@ import {
   tinyQwenVlMmprojSpec,
 } from '@mm/testing';
 import { afterAll, describe, expect, it } from 'vitest';
-import { inspectMmproj, Projector } from './index.js';
+import {
+  dropTensorAt,
+  elements,
+  FuzzTally,
+  fuzzLoaders,
+  pick,
+  reshapeTensorAt,
+  setOrDeleteKey,
+} from './mutated-mmproj.test-util.js';
 
 /**
  * Mutation fuzzing of mmproj files through the native loaders (VisionEncoder.load, Projector.load,
@@ -90,10 +98,6 @@ const NAMES = [
   'mm.model.fc.weight',
 ];
 
-function pick<T>(r: Prng, xs: readonly T[]): T {
-  return xs[Math.floor(r.uniform() * xs.length)] as T;
-}
-
 function randomValue(r: Prng): GgufValue | undefined {
   switch (Math.floor(r.uniform() * 12)) {
     case 0:
@@ -125,10 +129,6 @@ function randomValue(r: Prng): GgufValue | undefined {
   }
 }
 
-function elements(shape: readonly number[]): number {
-  return shape.reduce((a, b) => a * b, 1);
-}
-
 /** Zeros of a type and shape, as the writer takes them (undefined when the shape cannot be that type). */
 function zeros(type: (typeof TYPES)[number], shape: number[]): ArrayBufferView | undefined {
   const n = elements(shape);
@@ -145,15 +145,13 @@ function mutateTensors(r: Prng, s: GgufWriteSpec): string {
   let what: string;
   switch (Math.floor(r.uniform() * 5)) {
     case 0:
-      tensors.splice(i, 1);
-      what = `drop ${t.name}`;
+      what = dropTensorAt(tensors, i);
       break;
     case 1: {
       const shape = [...t.shape];
       const d = Math.floor(r.uniform() * (shape.length + (shape.length < 4 ? 1 : 0)));
       shape[d] = pick(r, DIMS);
-      tensors[i] = { name: t.name, type: 'F32', shape, data: new Float32Array(elements(shape)) };
-      what = `reshape ${t.name} [${shape.join(', ')}]`;
+      what = reshapeTensorAt(tensors, i, shape);
       break;
     }
     case 2: {
@@ -187,10 +185,7 @@ function mutateKey(r: Prng, s: GgufWriteSpec): string {
   const keys = [...md.keys()].filter((k) => k.startsWith('clip.'));
   const u = r.uniform();
   const key = u < 0.5 ? pick(r, keys) : u < 0.75 ? pick(r, FOCUS_KEYS) : pick(r, EXTRA_KEYS);
-  const v = randomValue(r);
-  if (v === undefined) md.delete(key);
-  else md.set(key, v);
-  return `${key} = ${v === undefined ? 'deleted' : v.type === 'array' ? `${v.itemType}[${v.value.length}]` : `${v.type} ${String(v.value)}`}`;
+  return setOrDeleteKey(s, key, randomValue(r));
 }
 
 /** Byte flips in the metadata and tensor table (the header ggml parses). */
@@ -206,15 +201,6 @@ function mutateBytes(r: Prng, buf: Uint8Array): Uint8Array {
         : pick(r, [0, 0xff, 0x7f, 0x80, 1]);
   }
   return out;
-}
-
-async function attempt<T>(p: Promise<T>): Promise<{ ok: T } | { code: string; message: string }> {
-  try {
-    return { ok: await p };
-  } catch (e) {
-    if (!MmError.isInstance(e)) return { code: `untyped ${String(e)}`, message: String(e) };
-    return { code: e.code, message: e.message };
-  }
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'mm-mmproj-fuzz-'));
@@ -236,11 +222,8 @@ describe('mmproj fuzz through the native loaders', () => {
     },
     async (family, cases) => {
       const r = new Prng(0x6d6d7072 ^ family.length);
-      const counts: Record<string, number> = {};
-      const failures: string[] = [];
-      let loaded = 0;
+      const tally = new FuzzTally();
       let newKeys = 0;
-      let maxMs = 0;
       for (let i = 0; i < cases; i++) {
         const s = baseSpec(family);
         const steps: string[] = [];
@@ -253,7 +236,7 @@ describe('mmproj fuzz through the native loaders', () => {
         try {
           buf = ggufToBuffer(s);
         } catch {
-          counts['writer refused'] = (counts['writer refused'] ?? 0) + 1;
+          tally.count('writer refused');
           continue;
         }
         if (r.uniform() < 0.15) {
@@ -264,65 +247,23 @@ describe('mmproj fuzz through the native loaders', () => {
         try {
           summarizeGguf(readGgufFromBuffer(buf));
         } catch (e) {
-          if (!MmError.isInstance(e)) failures.push(`case ${i}: summary: untyped ${String(e)}`);
+          if (!MmError.isInstance(e))
+            tally.failures.push(`case ${i}: summary: untyped ${String(e)}`);
         }
         const path = join(dir, `${family}-${i}.gguf`);
         writeFileSync(path, buf);
-        const what = `case ${i} (${steps.join('; ')})`;
-        const t0 = performance.now();
-        const enc = await attempt(VisionEncoder.load(path, { threads: 1 }));
-        const proj = await attempt(Projector.load(path, { threads: 1 }));
-        const info = await attempt(inspectMmproj(path));
-        let outcome = 'code' in proj ? proj.code : 'loaded';
-        if ('ok' in enc && 'ok' in proj) {
-          // what loads also runs
-          const run = await attempt(
-            (async () => {
-              for (const f of await enc.ok.encodeChunks(picture)) {
-                using e = await proj.ok.project(f);
-                f.dispose();
-                expect(e.nEmbd).toBe(proj.ok.info.nEmbdOut);
-              }
-            })(),
-          );
-          if ('code' in run) outcome = `loaded, encode ${run.code}`;
-          else loaded++;
-        }
-        if ('ok' in enc) enc.ok.dispose();
-        if ('ok' in proj) proj.ok.dispose();
-        const ms = performance.now() - t0;
-        maxMs = Math.max(maxMs, ms);
-        counts[outcome] = (counts[outcome] ?? 0) + 1;
-        for (const o of [enc, proj, info]) {
-          if ('code' in o && (o.code.startsWith('untyped') || o.code === 'MM_INTERNAL')) {
-            failures.push(`${what}: ${o.code}: ${o.message}`);
-          }
-        }
-        if (outcome.includes('MM_INTERNAL') || outcome.includes('untyped'))
-          failures.push(`${what}: ${outcome}`);
-        // the projector and inspect agree on the file (both validate the whole of it)
-        if ('code' in info !== 'code' in proj) {
-          failures.push(
-            `${what}: inspect ${'code' in info ? info.code : 'ok'}, load ${'code' in proj ? proj.code : 'ok'}`,
-          );
-        }
-        if (ms > MAX_CASE_MS) failures.push(`${what}: ${ms.toFixed(0)} ms`);
+        await fuzzLoaders(path, `case ${i} (${steps.join('; ')})`, picture, tally, {
+          maxMs: MAX_CASE_MS,
+        });
         rmSync(path);
       }
       console.log(
-        `mmproj fuzz ${family}: ${cases} cases, ${loaded} loaded and ran, ${failures.length} crashes; ${Object.entries(
-          counts,
-        )
-          .sort((a, b) => b[1] - a[1])
-          .map(([k, v]) => `${k} ${v}`)
-          .join(
-            ', ',
-          )} (${newKeys} set n_wa_pattern, spatial_merge_size or scale_factor; max ${maxMs.toFixed(0)} ms/case)`,
+        `mmproj fuzz ${family}: ${cases} cases, ${tally.loaded} loaded and ran, ${tally.failures.length} crashes; ${tally.summary} (${newKeys} set n_wa_pattern, spatial_merge_size or scale_factor; max ${tally.maxMs.toFixed(0)} ms/case)`,
       );
-      expect(failures.slice(0, 10)).toEqual([]);
+      expect(tally.failures.slice(0, 10)).toEqual([]);
       expect(newKeys).toBeGreaterThanOrEqual(Math.floor(cases / 20));
-      expect(loaded).toBeGreaterThanOrEqual(Math.floor(cases / 20));
-      expect(counts['MM_GGUF_INVALID'] ?? 0).toBeGreaterThanOrEqual(Math.floor(cases / 5));
+      expect(tally.loaded).toBeGreaterThanOrEqual(Math.floor(cases / 20));
+      expect(tally.counts['MM_GGUF_INVALID'] ?? 0).toBeGreaterThanOrEqual(Math.floor(cases / 5));
     },
   );
 });

@@ -1,8 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Image, VisionEncoder } from '@mm/encoders';
-import { MmError } from '@mm/errors';
+import { Image } from '@mm/encoders';
 import {
   type GgufTensorInput,
   type GgufValue,
@@ -12,7 +11,15 @@ import {
 } from '@mm/gguf';
 import { Prng, syntheticImage, tinyMinicpmvMmprojSpec } from '@mm/testing';
 import { afterAll, describe, expect, it } from 'vitest';
-import { inspectMmproj, Projector } from './index.js';
+import {
+  dropTensorAt,
+  elements,
+  FuzzTally,
+  fuzzLoaders,
+  pick,
+  reshapeTensorAt,
+  setOrDeleteKey,
+} from './mutated-mmproj.test-util.js';
 
 /**
  * Mutation fuzzing of resampler (MiniCPM-V) mmproj files through the native loaders: random values
@@ -44,10 +51,6 @@ const I32 = [-1, 0, 1, 2, 3, 4, 5, 6, 7, 100045, -0x80000000, 0x7fffffff];
 const DIMS = [1, 2, 16, 31, 32, 64, 96, 127, 128, 255, 256, 4899, 4900];
 const TYPES = ['F32', 'F16', 'I32'] as const;
 
-function pick<T>(r: Prng, xs: readonly T[]): T {
-  return xs[Math.floor(r.uniform() * xs.length)] as T;
-}
-
 function randomValue(r: Prng): GgufValue | undefined {
   switch (Math.floor(r.uniform() * 8)) {
     case 0:
@@ -77,10 +80,7 @@ function mutateKey(r: Prng, s: GgufWriteSpec): string {
           r,
           [...md.keys()].filter((k) => k.startsWith('clip.')),
         );
-  const v = randomValue(r);
-  if (v === undefined) md.delete(key);
-  else md.set(key, v);
-  return `${key} = ${v === undefined ? 'deleted' : v.type === 'array' ? `${v.itemType}[${v.value.length}]` : `${v.type} ${String(v.value)}`}`;
+  return setOrDeleteKey(s, key, randomValue(r));
 }
 
 function mutateTensor(r: Prng, s: GgufWriteSpec): string {
@@ -91,18 +91,15 @@ function mutateTensor(r: Prng, s: GgufWriteSpec): string {
   );
   const t = r.uniform() < 0.5 ? pick(r, focus) : pick(r, tensors);
   const i = tensors.indexOf(t);
-  const elements = (sh: readonly number[]) => sh.reduce((a, b) => a * b, 1);
   let what: string;
   switch (Math.floor(r.uniform() * 4)) {
     case 0:
-      tensors.splice(i, 1);
-      what = `drop ${t.name}`;
+      what = dropTensorAt(tensors, i);
       break;
     case 1: {
       const shape = [...t.shape];
       shape[Math.floor(r.uniform() * shape.length)] = pick(r, DIMS);
-      tensors[i] = { name: t.name, type: 'F32', shape, data: new Float32Array(elements(shape)) };
-      what = `reshape ${t.name} [${shape.join(', ')}]`;
+      what = reshapeTensorAt(tensors, i, shape);
       break;
     }
     case 2: {
@@ -123,15 +120,6 @@ function mutateTensor(r: Prng, s: GgufWriteSpec): string {
   return what;
 }
 
-async function attempt<T>(p: Promise<T>): Promise<{ ok: T } | { code: string; message: string }> {
-  try {
-    return { ok: await p };
-  } catch (e) {
-    if (!MmError.isInstance(e)) return { code: `untyped ${String(e)}`, message: String(e) };
-    return { code: e.code, message: e.message };
-  }
-}
-
 const dir = mkdtempSync(join(tmpdir(), 'mm-resampler-fuzz-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -141,10 +129,7 @@ describe('resampler mmproj fuzz through the native loaders', () => {
 
   it(`${N} mutated files: typed errors, or they load and run`, { timeout: 900_000 }, async () => {
     const r = new Prng(0x6d696e69);
-    const counts: Record<string, number> = {};
-    const failures: string[] = [];
-    let loaded = 0;
-    let maxMs = 0;
+    const tally = new FuzzTally();
     for (let i = 0; i < N; i++) {
       const s = tinyMinicpmvMmprojSpec({ version: 3, width: 128 });
       const steps: string[] = [];
@@ -155,63 +140,23 @@ describe('resampler mmproj fuzz through the native loaders', () => {
       try {
         buf = ggufToBuffer(s);
       } catch {
-        counts['writer refused'] = (counts['writer refused'] ?? 0) + 1;
+        tally.count('writer refused');
         continue;
       }
       const path = join(dir, `case-${i}.gguf`);
       writeFileSync(path, buf);
-      const what = `case ${i} (${steps.join('; ')})`;
-      const t0 = performance.now();
-      const enc = await attempt(VisionEncoder.load(path, { threads: 1 }));
-      const proj = await attempt(Projector.load(path, { threads: 1 }));
-      const info = await attempt(inspectMmproj(path));
-      let outcome = 'code' in proj ? proj.code : 'loaded';
-      if ('ok' in enc && 'ok' in proj) {
-        const run = await attempt(
-          (async () => {
-            const chunks = await enc.ok.encodeChunks(picture);
-            for (const f of chunks) {
-              using e = await proj.ok.project(f);
-              f.dispose();
-              expect(e.nEmbd).toBe(proj.ok.info.nEmbdOut);
-              expect(e.nTokens).toBe(proj.ok.info.nTokensOut);
-            }
-            return chunks.length;
-          })(),
-        );
-        if ('code' in run) outcome = `loaded, encode ${run.code}`;
-        else loaded++;
-      }
-      if ('ok' in enc) enc.ok.dispose();
-      if ('ok' in proj) proj.ok.dispose();
-      const ms = performance.now() - t0;
-      maxMs = Math.max(maxMs, ms);
-      counts[outcome] = (counts[outcome] ?? 0) + 1;
-      for (const o of [enc, proj, info]) {
-        if ('code' in o && (o.code.startsWith('untyped') || o.code === 'MM_INTERNAL')) {
-          failures.push(`${what}: ${o.code}: ${o.message}`);
-        }
-      }
-      if (outcome.includes('MM_INTERNAL') || outcome.includes('untyped'))
-        failures.push(`${what}: ${outcome}`);
-      if ('code' in info !== 'code' in proj) {
-        failures.push(
-          `${what}: inspect ${'code' in info ? info.code : 'ok'}, load ${'code' in proj ? proj.code : 'ok'}`,
-        );
-      }
-      if (ms > MAX_CASE_MS) failures.push(`${what}: ${ms.toFixed(0)} ms`);
+      await fuzzLoaders(path, `case ${i} (${steps.join('; ')})`, picture, tally, {
+        maxMs: MAX_CASE_MS,
+        // every chunk, whatever its slice size, is resampled to the query count
+        check: (e, proj) => expect(e.nTokens).toBe(proj.info.nTokensOut),
+      });
       rmSync(path);
     }
     console.log(
-      `resampler fuzz: ${N} cases, ${loaded} loaded and ran, ${failures.length} failures; ${Object.entries(
-        counts,
-      )
-        .sort((a, b) => b[1] - a[1])
-        .map(([k, v]) => `${k} ${v}`)
-        .join(', ')} (max ${maxMs.toFixed(0)} ms/case)`,
+      `resampler fuzz: ${N} cases, ${tally.loaded} loaded and ran, ${tally.failures.length} failures; ${tally.summary} (max ${tally.maxMs.toFixed(0)} ms/case)`,
     );
-    expect(failures.slice(0, 10)).toEqual([]);
-    expect(loaded).toBeGreaterThanOrEqual(Math.floor(N / 10));
-    expect(counts['MM_GGUF_INVALID'] ?? 0).toBeGreaterThanOrEqual(Math.floor(N / 5));
+    expect(tally.failures.slice(0, 10)).toEqual([]);
+    expect(tally.loaded).toBeGreaterThanOrEqual(Math.floor(N / 10));
+    expect(tally.counts['MM_GGUF_INVALID'] ?? 0).toBeGreaterThanOrEqual(Math.floor(N / 5));
   });
 });

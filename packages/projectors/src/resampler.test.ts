@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Image, VisionEncoder } from '@mm/encoders';
 import { MmError } from '@mm/errors';
-import { type GgufValue, type GgufWriteSpec, gv, writeGguf } from '@mm/gguf';
+import { gv, writeGguf } from '@mm/gguf';
 import {
   compareVectors,
   MINICPMV_TEST_IMAGE_SIZES,
@@ -21,6 +21,18 @@ import {
 } from '@mm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inspectMmproj, Projector } from './index.js';
+import {
+  addTensor,
+  dropKey,
+  dropTensor,
+  type Edit,
+  elements,
+  expectLoadOutcome,
+  type LoadExpectation,
+  retensor,
+  runStages,
+  setKey,
+} from './mutated-mmproj.test-util.js';
 
 // MiniCPM-V's resampler (`resampler`), the cross-attention projector: libmtmd cuts a picture into
 // an overview and up to 9 slices of varying sizes (llava-uhd without pinpoints), the ViT encodes
@@ -255,59 +267,13 @@ describe('resampler projector facts', () => {
 
 // ---- hostile files ------------------------------------------------------------------------------
 
-type Edit = (s: GgufWriteSpec) => void;
-interface Case {
+/** `code` 'ok': the file must load and run; `projectorOnly`: only the resampler is broken. */
+interface Case extends LoadExpectation {
   name: string;
   edit: Edit;
-  /** Expected code, or 'ok' when the file must load and run. */
-  code: string;
-  message?: string;
-  /** Only the resampler is broken: VisionEncoder.load succeeds. */
-  projectorOnly?: boolean;
   options?: TinyMinicpmvMmprojOptions;
 }
 
-const meta = (s: GgufWriteSpec) => s.metadata as Map<string, GgufValue>;
-const setKey =
-  (k: string, v: GgufValue): Edit =>
-  (s) =>
-    void meta(s).set(k, v);
-const dropKey =
-  (k: string): Edit =>
-  (s) =>
-    void meta(s).delete(k);
-const tensor = (s: GgufWriteSpec, name: string) => {
-  const t = s.tensors!.find((x) => x.name === name);
-  expect(t, name).toBeDefined();
-  return t!;
-};
-const dropTensor =
-  (name: string): Edit =>
-  (s) => {
-    tensor(s, name);
-    s.tensors = s.tensors!.filter((t) => t.name !== name);
-  };
-/** Replaces a tensor by zeros of another shape and/or type. */
-const retensor =
-  (name: string, shape?: number[], type: 'F32' | 'F16' | 'I32' = 'F32'): Edit =>
-  (s) => {
-    const t = tensor(s, name);
-    const sh = shape ?? [...t.shape];
-    const n = sh.reduce((a, b) => a * b, 1);
-    const data =
-      type === 'I32'
-        ? new Int32Array(n)
-        : type === 'F16'
-          ? new Uint16Array(n)
-          : new Float32Array(n);
-    Object.assign(t, { shape: sh, type, data });
-  };
-const addTensor =
-  (name: string, shape: number[]): Edit =>
-  (s) => {
-    const n = shape.reduce((a, b) => a * b, 1);
-    s.tensors = [...s.tensors!, { name, type: 'F32', shape, data: new Float32Array(n) }];
-  };
 /** Every resampler tensor of width 256 made `d` wide (consistently), the queries 16. */
 const resamplerWidth =
   (d: number): Edit =>
@@ -315,11 +281,7 @@ const resamplerWidth =
     for (const t of s.tensors!) {
       if (!t.name.startsWith('resampler.')) continue;
       const sh = t.shape.map((x) => (x === 256 ? d : x));
-      Object.assign(t, {
-        shape: sh,
-        type: 'F32',
-        data: new Float32Array(sh.reduce((a, b) => a * b, 1)),
-      });
+      Object.assign(t, { shape: sh, type: 'F32', data: new Float32Array(elements(sh)) });
     }
   };
 
@@ -529,28 +491,6 @@ const cases: Case[] = [
   { name: 'resampler 384 wide (3 heads)', edit: resamplerWidth(384), code: 'ok' },
 ];
 
-async function outcome(p: Promise<unknown>): Promise<[string, string]> {
-  try {
-    const v = await p;
-    (v as { dispose?: () => void })?.dispose?.();
-    return ['ok', ''];
-  } catch (e) {
-    if (!MmError.isInstance(e)) throw e;
-    return [e.code, e.message];
-  }
-}
-
-async function run(enc: VisionEncoder, proj: Projector, image: Image): Promise<Float32Array[]> {
-  const out: Float32Array[] = [];
-  for (const f of await enc.encodeChunks(image)) {
-    out.push(f.toFloat32Array());
-    using e = await proj.project(f);
-    out.push(e.toFloat32Array());
-    f.dispose();
-  }
-  return out;
-}
-
 describe('hostile resampler mmproj files are typed errors', () => {
   const image = rgbImage(syntheticImage(150, 90, 4));
   let before: { enc: VisionEncoder; proj: Projector; out: Float32Array[] };
@@ -558,7 +498,7 @@ describe('hostile resampler mmproj files are typed errors', () => {
     const path = await tinyMinicpmvMmprojFixture({ version: 3 });
     const enc = await VisionEncoder.load(path, { threads: 1 });
     const proj = await Projector.load(path, { threads: 1 });
-    before = { enc, proj, out: await run(enc, proj, image) };
+    before = { enc, proj, out: await runStages(enc, proj, image) };
   });
   afterAll(() => {
     before?.enc.dispose();
@@ -571,24 +511,9 @@ describe('hostile resampler mmproj files are typed errors', () => {
     c.edit(s);
     const path = join(dir, `case-${n++}.gguf`);
     await writeGguf(path, s);
-    const encoder = await outcome(VisionEncoder.load(path, { threads: 1 }));
-    const results = [
-      await outcome(Projector.load(path, { threads: 1 })),
-      await outcome(inspectMmproj(path)),
-    ];
-    if (c.projectorOnly) expect(encoder[0], encoder[1]).toBe('ok');
-    else results.push(encoder);
-    for (const [code, message] of results) {
-      expect(code, message).toBe(c.code);
-      if (c.message) expect(message).toContain(c.message);
-    }
-    if (c.code === 'ok') {
-      using enc = await VisionEncoder.load(path, { threads: 1 });
-      using proj = await Projector.load(path, { threads: 1 });
-      const outs = await run(enc, proj, rgbImage(syntheticImage(70, 140, 2)));
-      expect(outs.length).toBe(2 * 3); // overview + 1x2 slices, features and embeddings each
-      expect(outs.every((a) => a.every(Number.isFinite))).toBe(true);
-    }
+    const outs = await expectLoadOutcome(path, c, rgbImage(syntheticImage(70, 140, 2)));
+    // what loads runs: overview + 1x2 slices, features and embeddings each
+    if (c.code === 'ok') expect(outs.length).toBe(2 * 3);
   });
 
   it('features of another encoder or grid are MM_MODEL_MISMATCH', async () => {
@@ -610,15 +535,15 @@ describe('hostile resampler mmproj files are typed errors', () => {
     using enc = await VisionEncoder.load(path, { threads: 1 });
     using proj = await Projector.load(path, { threads: 1 });
     const tall = rgbImage(syntheticImage(70, 140, 2));
-    const first = await run(enc, proj, tall);
+    const first = await runStages(enc, proj, tall);
     expect(first).toHaveLength(6);
-    await run(enc, proj, rgbImage(syntheticImage(500, 500, 3))); // larger graphs again
-    const again = await run(enc, proj, tall);
+    await runStages(enc, proj, rgbImage(syntheticImage(500, 500, 3))); // larger graphs again
+    const again = await runStages(enc, proj, tall);
     for (const [i, a] of again.entries()) expect(a).toEqual(first[i]);
   });
 
   it('the model loaded before still gives the same features and embeddings', async () => {
-    const after = await run(before.enc, before.proj, image);
+    const after = await runStages(before.enc, before.proj, image);
     expect(after.length).toBe(before.out.length);
     for (const [i, a] of after.entries()) expect(a).toEqual(before.out[i]);
   });
