@@ -1,4 +1,4 @@
-import { syntheticPngFixture, tinyGemma3Pair, tinyQwenVlPair } from '@mm/testing';
+import { syntheticPngFixture, tinyGemma3Pair, tinyLongTailPair, tinyQwenVlPair } from '@mm/testing';
 import { describe, expect, it } from 'vitest';
 import { runMain } from './main.test-util.js';
 
@@ -88,4 +88,23 @@ describe('mm bench on the new families', () => {
     const report = await bench(p.llm, p.mmproj, await syntheticPngFixture(90, 61));
     expectSound(report, 'gemma3', 16, false);
   }, 300_000);
+
+  it('a file on the fused path (pixtral) is refused with the reason, not an internal error', async () => {
+    const p = await tinyLongTailPair({ family: 'pixtral' });
+    const r = await runMain([
+      'bench',
+      '-m',
+      p.llm,
+      '--mmproj',
+      p.mmproj,
+      '--image',
+      await syntheticPngFixture(64, 64),
+      '-t',
+      '1',
+    ]);
+    expect(r.code).not.toBe(0);
+    expect(r.err).toContain('MM_UNSUPPORTED_FAMILY');
+    expect(r.err).toContain("projector type 'pixtral' runs on libmtmd's own graphs");
+    expect(r.err).not.toContain('internal error');
+  }, 120_000);
 });

@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { MultimodalModel } from '@mm/core';
 import { ErrorCode, MmError } from '@mm/errors';
 import { systemInfo } from '@mm/native';
+import { inspectFused, inspectMmproj } from '@mm/projectors';
 import { type CliIo, ExitCode, UsageError } from '../io.js';
 import { bundledModel } from '../model-options.js';
 
@@ -22,8 +23,8 @@ image (served from the embedding and KV caches) and the event-loop lag while str
 Any family mm runs with its own graphs (mlp, mlp_norm, ldp, ldpv2 with or without LLaVA-1.6's
 pinpoints, qwen2vl_merger, qwen2.5vl_merger, gemma3, idefics3, resampler); a picture that gives
 several chunks (tiles, slices), or a graph sized by the picture (Qwen-VL), is encoded whole on both
-sides. Files on the fused path (libmtmd's own encoder + projector) have nothing of mm's to compare. Defaults: the bundled tiny-shapes model and its first
-sample. Needs the test-only reference tools: npm run build:oracle -w @mm/native.
+sides. Files on the fused path (libmtmd's own encoder + projector) have nothing of mm's to
+compare. Defaults: the bundled tiny-shapes model and its first sample. Needs the test-only reference tools: npm run build:oracle -w @mm/native.
   -t, --threads <n>    threads for both sides (default: all cores but one)
   -r, --reps <n>       repetitions, at least 10 (default 10)
       --json           the same figures as JSON`;
@@ -80,6 +81,23 @@ function parseMtmdTimings(stdout: string, stderr: string): RefRun {
   };
 }
 
+/**
+ * mm bench compares mm's own encoder and projector graphs with libmtmd's: a file on the fused path
+ * (libmtmd's own graphs, the long tail) has nothing of mm's to compare, which is said plainly.
+ */
+async function checkOwnGraphs(mmproj: string): Promise<void> {
+  try {
+    await inspectMmproj(mmproj);
+  } catch (e) {
+    if (!MmError.isInstance(e) || e.code !== ErrorCode.MM_UNSUPPORTED_FAMILY) throw e;
+    const fused = await inspectFused(mmproj); // MM_UNSUPPORTED_FAMILY when libmtmd has none either
+    throw new MmError(
+      ErrorCode.MM_UNSUPPORTED_FAMILY,
+      `mm bench compares mm's own encoder and projector graphs with libmtmd's; projector type '${fused.projectorType}' runs on libmtmd's own graphs (the fused path), so there is nothing of mm's to compare (mm run, chat and serve take it)`,
+    );
+  }
+}
+
 export async function runBench(io: CliIo, values: Record<string, unknown>): Promise<number> {
   const v = values as Record<string, string | undefined>;
   const b = v.model ? undefined : bundledModel();
@@ -120,6 +138,8 @@ export async function runBench(io: CliIo, values: Record<string, unknown>): Prom
     String(threads),
     '-v',
   ];
+
+  await checkOwnGraphs(mmproj);
 
   // 1. Encoder + projector against libmtmd, in one process (mm-bench-vision).
   log('[bench] image encode: mm vs libmtmd in one process...');
