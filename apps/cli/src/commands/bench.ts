@@ -24,7 +24,8 @@ Any family mm runs with its own graphs (mlp, mlp_norm, ldp, ldpv2 with or withou
 pinpoints, qwen2vl_merger, qwen2.5vl_merger, gemma3, idefics3, resampler); a picture that gives
 several chunks (tiles, slices), or a graph sized by the picture (Qwen-VL), is encoded whole on both
 sides. Files on the fused path (libmtmd's own encoder + projector) have nothing of mm's to
-compare. Defaults: the bundled tiny-shapes model and its first sample. Needs the test-only reference tools: npm run build:oracle -w @mm/native.
+compare. Defaults: the bundled tiny-shapes model and its first sample. Needs the test-only
+reference tools: npm run build:oracle -w @mm/native.
   -t, --threads <n>    threads for both sides (default: all cores but one)
   -r, --reps <n>       repetitions, at least 10 (default 10)
       --json           the same figures as JSON`;
