@@ -13,36 +13,6 @@ std::string size_string(int32_t w, int32_t h) {
     return std::to_string(w) + "x" + std::to_string(h);
 }
 
-// Scale to [0, 1], normalise per channel, planar [3][H][W] (libmtmd's from_u8 + normalize).
-pixel_input planar(const rgb_image & img, const preprocess_params & p) {
-    const size_t n = static_cast<size_t>(img.width) * img.height;
-    pixel_input  out;
-    out.width  = img.width;
-    out.height = img.height;
-    out.data.resize(n * 3);
-    for (size_t i = 0; i < n; ++i) {
-        for (int c = 0; c < 3; ++c) {
-            const float v                            = static_cast<float>(img.data[i * 3 + c]) / 255.0f;
-            out.data[static_cast<size_t>(c) * n + i] = (v - p.mean[c]) / p.std[c];
-        }
-    }
-    return out;
-}
-
-// A tile x tile square of `src` at (x0, y0) (libmtmd's img_tool::crop; always inside).
-rgb_image crop(const rgb_image & src, int32_t x0, int32_t y0, int32_t tile) {
-    rgb_image out;
-    out.width  = tile;
-    out.height = tile;
-    out.data.resize(static_cast<size_t>(tile) * tile * 3);
-    const size_t row = static_cast<size_t>(tile) * 3;
-    for (int32_t y = 0; y < tile; ++y) {
-        const uint8_t * s = src.data.data() + ((static_cast<size_t>(y0) + y) * src.width + x0) * 3;
-        std::copy(s, s + row, out.data.data() + static_cast<size_t>(y) * row);
-    }
-    return out;
-}
-
 }  // namespace
 
 tile_plan plan(const vision_hparams & hp, int32_t w, int32_t h) {
@@ -106,10 +76,11 @@ std::vector<pixel_input> tiles(const vision_hparams & hp, const rgb_image & img,
     }
     std::vector<pixel_input> out;
     out.reserve(static_cast<size_t>(p.grid_x) * p.grid_y + 1);
-    out.push_back(planar(overview, hp.preprocess));
+    out.push_back(normalize_planar(overview, hp.preprocess.mean, hp.preprocess.std));
     for (int32_t y = 0; y < p.grid_y; ++y) {
         for (int32_t x = 0; x < p.grid_x; ++x) {
-            out.push_back(planar(crop(refined, x * tile, y * tile, tile), hp.preprocess));
+            out.push_back(normalize_planar(crop_image(refined, x * tile, y * tile, tile, tile), hp.preprocess.mean,
+                                           hp.preprocess.std));
         }
     }
     layout.grid_x       = p.grid_x;

@@ -331,19 +331,39 @@ pixel_input preprocess_image(const rgb_image & src, const preprocess_params & p)
         fail(error_code::invalid_argument, "the picture resizes to " + std::to_string(tw) + "x" + std::to_string(th) +
                                                ", outside what the encoder takes");
     }
-    const rgb_image img = resize_image(src, tw, th, p.algo, p.pad, p.pad_color);
-    const size_t    n   = static_cast<size_t>(img.width) * img.height;
-    pixel_input     out;
+    return normalize_planar(resize_image(src, tw, th, p.algo, p.pad, p.pad_color), p.mean, p.std);
+}
+
+pixel_input normalize_planar(const rgb_image & img, const std::array<float, 3> & mean,
+                             const std::array<float, 3> & std) {
+    const size_t n = static_cast<size_t>(img.width) * img.height;
+    pixel_input  out;
     out.width  = img.width;
     out.height = img.height;
     out.data.resize(n * 3);
     for (size_t i = 0; i < n; ++i) {
         for (int c = 0; c < 3; ++c) {
-            float v                                  = static_cast<float>(img.data[i * 3 + c]) / 255.0f;
-            out.data[static_cast<size_t>(c) * n + i] = (v - p.mean[c]) / p.std[c];
+            const float v                            = static_cast<float>(img.data[i * 3 + c]) / 255.0f;
+            out.data[static_cast<size_t>(c) * n + i] = (v - mean[c]) / std[c];
         }
     }
     return out;
+}
+
+rgb_image crop_image(const rgb_image & src, int32_t x, int32_t y, int32_t w, int32_t h) {
+    if (x < 0 || y < 0 || w <= 0 || h <= 0 || x + w > src.width || y + h > src.height) {
+        fail(error_code::internal, "a crop lies outside the picture");
+    }
+    rgb_image dst;
+    dst.width  = w;
+    dst.height = h;
+    dst.data.resize(static_cast<size_t>(w) * h * 3);
+    const size_t row = static_cast<size_t>(w) * 3;
+    for (int32_t r = 0; r < h; ++r) {
+        const uint8_t * from = src.data.data() + ((static_cast<size_t>(y) + r) * src.width + x) * 3;
+        std::copy(from, from + row, dst.data.data() + static_cast<size_t>(r) * row);
+    }
+    return dst;
 }
 
 }  // namespace mm

@@ -52,6 +52,14 @@ void dynamic_target_size(int32_t w, int32_t h, int32_t align, int32_t min_pixels
 // The size the picture is resized to: image_size square, or the dynamic target.
 void target_size(const preprocess_params & p, int32_t w, int32_t h, int32_t & out_w, int32_t & out_h);
 
+// Scale to [0, 1], normalise per channel and lay out planar ([3][H][W]): libmtmd's
+// clip_image_f32::from_u8 + normalize.
+pixel_input normalize_planar(const rgb_image & img, const std::array<float, 3> & mean,
+                             const std::array<float, 3> & std);
+
+// The w x h rectangle of `src` at (x, y) (libmtmd's img_tool::crop); MM_INTERNAL when it is not inside.
+rgb_image crop_image(const rgb_image & src, int32_t x, int32_t y, int32_t w, int32_t h);
+
 // Resize to the target size, scale to [0, 1], normalise per channel, and lay the result out
 // planar ([3][H][W], the encoder's input layout).
 pixel_input preprocess_image(const rgb_image & src, const preprocess_params & p);

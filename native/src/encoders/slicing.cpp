@@ -78,38 +78,6 @@ void refine_size(int32_t w, int32_t h, int32_t gx, int32_t gy, int32_t slice_siz
     out_h = bh * gy;
 }
 
-// clip_image_f32::from_u8 + normalize, laid out planar.
-pixel_input normalized(const rgb_image & img, const uhd_params & p) {
-    const size_t n = static_cast<size_t>(img.width) * img.height;
-    pixel_input  out;
-    out.width  = img.width;
-    out.height = img.height;
-    out.data.resize(n * 3);
-    for (size_t i = 0; i < n; ++i) {
-        for (int c = 0; c < 3; ++c) {
-            const float v                            = static_cast<float>(img.data[i * 3 + c]) / 255.0f;
-            out.data[static_cast<size_t>(c) * n + i] = (v - p.mean[c]) / p.std[c];
-        }
-    }
-    return out;
-}
-
-rgb_image crop(const rgb_image & src, const uhd_slice & s) {
-    if (s.x < 0 || s.y < 0 || s.w <= 0 || s.h <= 0 || s.x + s.w > src.width || s.y + s.h > src.height) {
-        fail(error_code::internal, "a slice lies outside the refined picture");
-    }
-    rgb_image dst;
-    dst.width  = s.w;
-    dst.height = s.h;
-    dst.data.resize(static_cast<size_t>(s.w) * s.h * 3);
-    const size_t row = static_cast<size_t>(s.w) * 3;
-    for (int32_t y = 0; y < s.h; ++y) {
-        const uint8_t * from = src.data.data() + ((static_cast<size_t>(s.y) + y) * src.width + s.x) * 3;
-        std::copy(from, from + row, dst.data.data() + static_cast<size_t>(y) * row);
-    }
-    return dst;
-}
-
 std::string too_extreme(int32_t w, int32_t h, const std::string & why) {
     return "a " + std::to_string(w) + "x" + std::to_string(h) + " picture cannot be sliced for this model: " + why +
            " (its aspect ratio is too extreme)";
@@ -242,11 +210,12 @@ std::vector<pixel_input> llava_uhd_cut(const uhd_params & p, const rgb_image & i
     }
     std::vector<pixel_input> out;
     out.reserve(1 + inst.slices.size());
-    out.push_back(normalized(resize_image(img, inst.ov_w, inst.ov_h, p.algo_ov, p.pad_ov, p.pad_color_ov), p));
+    out.push_back(
+        normalize_planar(resize_image(img, inst.ov_w, inst.ov_h, p.algo_ov, p.pad_ov, p.pad_color_ov), p.mean, p.std));
     if (!inst.slices.empty()) {
         const rgb_image refined = resize_image(img, inst.rf_w, inst.rf_h, p.algo_rf, p.pad_rf, p.pad_color_rf);
         for (const uhd_slice & s : inst.slices) {
-            out.push_back(normalized(crop(refined, s), p));
+            out.push_back(normalize_planar(crop_image(refined, s.x, s.y, s.w, s.h), p.mean, p.std));
         }
     }
     layout.grid_x       = inst.slices.empty() ? 0 : inst.grid_x;
