@@ -198,7 +198,7 @@ export interface NativeBatch {
   dispose(): void;
 }
 
-export interface NativeAddon extends NativeVisionAddon, NativeFusedAddon {
+export interface NativeAddon extends NativeVisionAddon, NativeAudioAddon, NativeFusedAddon {
   AddonBatch: new (context: NativeContext) => NativeBatch;
   systemInfo(): SystemInfo;
   probeModel(path: string, options?: { vocabOnly?: boolean }): NativeOperation<ModelInfo>;
@@ -425,4 +425,29 @@ export interface NativeVisionAddon {
     nEmbd: number,
     layout?: { nx?: number; ny?: number; causal?: boolean },
   ): NativeTensor;
+}
+
+// ---- audio: @mm/encoders ---------------------------------------------------------------------
+
+/** The STFT and chunking of a Whisper-style log-mel (libmtmd's hparams for the model). */
+export interface NativeMelParams {
+  nMel: number;
+  nFft: number;
+  windowLen: number;
+  hopLen: number;
+  sampleRate: number;
+  framesPerChunk: number;
+}
+
+export interface NativeMelChunks {
+  nMel: number;
+  /** Frames per chunk. */
+  nFrames: number;
+  /** One `[nMel][nFrames]` row-major matrix per chunk. */
+  chunks: Float32Array[];
+}
+
+export interface NativeAudioAddon {
+  /** libmtmd's Whisper log-mel of mono PCM at `params.sampleRate`, split into chunks. */
+  logMelSpectrogram(pcm: Float32Array, params: NativeMelParams): NativeOperation<NativeMelChunks>;
 }

@@ -27,6 +27,7 @@ export const oracleTargets = [
   'llama-mtmd-cli',
   'mm-ref-mtmd-embed',
   'mm-ref-stb-decode',
+  'mm-ref-mtmd-mel',
   'mm-bench-vision',
   'mm-peak-rss',
 ];

@@ -1,3 +1,9 @@
+export {
+  DEFAULT_MAX_AUDIO_SECONDS,
+  logMelSpectrogram,
+  type MelOptions,
+  type MelSpectrogram,
+} from './audio.js';
 export { type EncodeTimings, Features, nativeFeatures } from './features.js';
 export {
   DEFAULT_MAX_FILE_BYTES,
