@@ -447,7 +447,27 @@ export interface NativeMelChunks {
   chunks: Float32Array[];
 }
 
+export interface NativePcm {
+  sampleRate: number;
+  /** Mono f32. */
+  samples: Float32Array;
+}
+
 export interface NativeAudioAddon {
+  /** A WAV, MP3 or FLAC file to mono f32 at `sampleRate`, as libmtmd's helper decodes it. */
+  decodeAudio(
+    bytes: Uint8Array,
+    sampleRate: number,
+    maxSamples: number,
+  ): NativeOperation<NativePcm>;
+  /** Interleaved f32 PCM to mono at `targetRate`, through the same decoder (an f32 WAV). */
+  convertPcm(
+    samples: Float32Array,
+    channels: number,
+    sampleRate: number,
+    targetRate: number,
+    maxSamples: number,
+  ): NativeOperation<NativePcm>;
   /** libmtmd's Whisper log-mel of mono PCM at `params.sampleRate`, split into chunks. */
   logMelSpectrogram(pcm: Float32Array, params: NativeMelParams): NativeOperation<NativeMelChunks>;
 }

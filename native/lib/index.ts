@@ -25,6 +25,7 @@ export type {
   NativeModel,
   NativeOperation,
   NativePadStyle,
+  NativePcm,
   NativePreprocessParams,
   NativeProjector,
   NativeProjectorInfo,

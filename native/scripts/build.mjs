@@ -28,6 +28,7 @@ export const oracleTargets = [
   'mm-ref-mtmd-embed',
   'mm-ref-stb-decode',
   'mm-ref-mtmd-mel',
+  'mm-ref-mtmd-audio-decode',
   'mm-bench-vision',
   'mm-peak-rss',
 ];

@@ -30,6 +30,8 @@ enum class error_code : int {
     checksum = 22,
     hub_not_found = 23,
     not_cached = 24,
+    audio_decode = 25,
+    audio_too_long = 26,
 };
 
 inline const char * error_code_name(error_code c) {
@@ -59,6 +61,8 @@ inline const char * error_code_name(error_code c) {
         case error_code::checksum: return "MM_CHECKSUM";
         case error_code::hub_not_found: return "MM_HUB_NOT_FOUND";
         case error_code::not_cached: return "MM_NOT_CACHED";
+        case error_code::audio_decode: return "MM_AUDIO_DECODE";
+        case error_code::audio_too_long: return "MM_AUDIO_TOO_LONG";
     }
     return "MM_INTERNAL";
 }

@@ -1,7 +1,6 @@
-import { open } from 'node:fs/promises';
 import { checkSignal, ErrorCode, MmError, MmInvalidArgumentError } from '@mm/errors';
 import { callNative, loadAddon, runNative } from '@mm/native';
-import { checkPath } from './options.js';
+import { checkPath, readFileBounded, toBytes } from './options.js';
 
 /** The default pixel limit: images with more pixels are MM_IMAGE_TOO_LARGE before decoding. */
 export const DEFAULT_MAX_PIXELS = 50_000_000;
@@ -34,18 +33,6 @@ function checkMaxPixels(v: number | undefined): number {
   return m;
 }
 
-function toBytes(buffer: unknown): Uint8Array {
-  if (buffer instanceof Uint8Array) return buffer;
-  if (buffer instanceof ArrayBuffer) return new Uint8Array(buffer);
-  if (ArrayBuffer.isView(buffer)) {
-    return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
-  }
-  throw new MmInvalidArgumentError(
-    'buffer',
-    'must be a Buffer, Uint8Array, ArrayBuffer or typed array',
-  );
-}
-
 /**
  * A decoded image: 8-bit RGB, row-major, `width * height * 3` bytes. Decoding is native
  * (stb_image, the decoder libmtmd uses) and runs off the JS thread; the size is checked on the
@@ -70,36 +57,16 @@ export class Image {
     const signal = checkSignal(options.signal);
     signal?.throwIfAborted();
     const maxBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
-    let fh: Awaited<ReturnType<typeof open>>;
-    try {
-      fh = await open(path, 'r');
-    } catch (cause) {
-      throw new MmError(ErrorCode.MM_FILE_NOT_FOUND, `cannot open '${path}'`, { cause });
-    }
-    let bytes: Uint8Array;
-    try {
-      const { size } = await fh.stat();
-      if (size > maxBytes) {
-        throw new MmError(
+    const bytes = await readFileBounded(
+      path,
+      maxBytes,
+      (size) =>
+        new MmError(
           ErrorCode.MM_IMAGE_TOO_LARGE,
           `'${path}' is ${size} bytes, more than the limit of ${maxBytes}`,
           { details: { size, maxFileBytes: maxBytes } },
-        );
-      }
-      bytes = new Uint8Array(size);
-      let done = 0;
-      while (done < size) {
-        const { bytesRead } = await fh.read(bytes, done, size - done, done);
-        if (bytesRead === 0) break;
-        done += bytesRead;
-      }
-      bytes = bytes.subarray(0, done);
-    } catch (cause) {
-      if (MmError.isInstance(cause)) throw cause;
-      throw new MmError(ErrorCode.MM_IO, `cannot read '${path}'`, { cause });
-    } finally {
-      await fh.close();
-    }
+        ),
+    );
     return Image.fromBuffer(bytes, options);
   }
 

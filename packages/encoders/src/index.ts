@@ -1,8 +1,14 @@
 export {
+  Audio,
+  type AudioDecodeOptions,
+  type AudioFileOptions,
+  type AudioPCMOptions,
+  DEFAULT_MAX_AUDIO_FILE_BYTES,
   DEFAULT_MAX_AUDIO_SECONDS,
   logMelSpectrogram,
   type MelOptions,
   type MelSpectrogram,
+  WHISPER_SAMPLE_RATE,
 } from './audio.js';
 export { type EncodeTimings, Features, nativeFeatures } from './features.js';
 export {

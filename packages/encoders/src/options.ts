@@ -1,5 +1,6 @@
+import { open } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { MmInvalidArgumentError } from '@mm/errors';
+import { ErrorCode, MmError, MmInvalidArgumentError } from '@mm/errors';
 
 /** Options shared by the native components of mm's vision path. */
 export interface ComputeOptions {
@@ -29,4 +30,52 @@ export function checkPath(path: unknown, name = 'path'): string {
     throw new MmInvalidArgumentError(name, 'must be a non-empty string');
   }
   return path;
+}
+
+/**
+ * Reads a whole media file, refusing it on its size before reading: MM_FILE_NOT_FOUND when it
+ * cannot be opened, `tooLarge(size)` when it has more than `maxBytes` bytes, MM_IO when reading
+ * fails.
+ */
+export async function readFileBounded(
+  path: string,
+  maxBytes: number,
+  tooLarge: (size: number) => MmError,
+): Promise<Uint8Array> {
+  let fh: Awaited<ReturnType<typeof open>>;
+  try {
+    fh = await open(path, 'r');
+  } catch (cause) {
+    throw new MmError(ErrorCode.MM_FILE_NOT_FOUND, `cannot open '${path}'`, { cause });
+  }
+  try {
+    const { size } = await fh.stat();
+    if (size > maxBytes) throw tooLarge(size);
+    const bytes = new Uint8Array(size);
+    let done = 0;
+    while (done < size) {
+      const { bytesRead } = await fh.read(bytes, done, size - done, done);
+      if (bytesRead === 0) break;
+      done += bytesRead;
+    }
+    return bytes.subarray(0, done);
+  } catch (cause) {
+    if (MmError.isInstance(cause)) throw cause;
+    throw new MmError(ErrorCode.MM_IO, `cannot read '${path}'`, { cause });
+  } finally {
+    await fh.close();
+  }
+}
+
+/** The bytes of a Buffer, Uint8Array, ArrayBuffer or typed array (no copy). */
+export function toBytes(buffer: unknown): Uint8Array {
+  if (buffer instanceof Uint8Array) return buffer;
+  if (buffer instanceof ArrayBuffer) return new Uint8Array(buffer);
+  if (ArrayBuffer.isView(buffer)) {
+    return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+  }
+  throw new MmInvalidArgumentError(
+    'buffer',
+    'must be a Buffer, Uint8Array, ArrayBuffer or typed array',
+  );
 }

@@ -25,6 +25,8 @@ export const ErrorCode = {
   MM_CHECKSUM: 'MM_CHECKSUM',
   MM_HUB_NOT_FOUND: 'MM_HUB_NOT_FOUND',
   MM_NOT_CACHED: 'MM_NOT_CACHED',
+  MM_AUDIO_DECODE: 'MM_AUDIO_DECODE',
+  MM_AUDIO_TOO_LONG: 'MM_AUDIO_TOO_LONG',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -55,6 +57,8 @@ export const ErrorCodeId: Readonly<Record<ErrorCode, number>> = {
   MM_CHECKSUM: 22,
   MM_HUB_NOT_FOUND: 23,
   MM_NOT_CACHED: 24,
+  MM_AUDIO_DECODE: 25,
+  MM_AUDIO_TOO_LONG: 26,
 };
 
 export const ErrorCodeMessage: Readonly<Record<ErrorCode, string>> = {
@@ -82,4 +86,6 @@ export const ErrorCodeMessage: Readonly<Record<ErrorCode, string>> = {
   MM_CHECKSUM: "Downloaded bytes do not match the hash the server recorded for them",
   MM_HUB_NOT_FOUND: "A model repository, revision or file does not exist on the hub",
   MM_NOT_CACHED: "Offline, and the files asked for are not in the local cache",
+  MM_AUDIO_DECODE: "Audio bytes could not be decoded",
+  MM_AUDIO_TOO_LONG: "Audio is longer or larger than allowed",
 };

@@ -52,6 +52,8 @@ const STATUS: Partial<Record<ErrorCode, [number, string]>> = {
   MM_INVALID_ARGUMENT: [400, 'invalid_value'],
   MM_IMAGE_DECODE: [400, 'invalid_image'],
   MM_IMAGE_TOO_LARGE: [400, 'image_too_large'],
+  MM_AUDIO_DECODE: [400, 'invalid_audio'],
+  MM_AUDIO_TOO_LONG: [400, 'audio_too_long'],
   MM_OUT_OF_CONTEXT: [400, 'context_length_exceeded'],
   MM_GRAMMAR: [400, 'invalid_response_format'],
   MM_MODALITY_UNSUPPORTED: [400, 'modality_unsupported'],

@@ -39,3 +39,64 @@ export function synthAudio(
   }
   return out;
 }
+
+/** Sample encodings of a PCM WAV file. */
+export type WavEncoding = 'u8' | 's16' | 's24' | 's32' | 'f32';
+
+/**
+ * A RIFF/WAVE file of `samples` (interleaved when `channels` > 1, values in [-1, 1]): PCM of the
+ * given encoding (format tag 1, or 3 for f32). `dataBytes` overrides the data chunk's declared
+ * size (to write a header that lies).
+ */
+export function encodeWav(
+  samples: Float32Array,
+  options: { sampleRate: number; channels?: number; encoding?: WavEncoding; dataBytes?: number },
+): Uint8Array {
+  const channels = options.channels ?? 1;
+  const encoding = options.encoding ?? 's16';
+  const width = { u8: 1, s16: 2, s24: 3, s32: 4, f32: 4 }[encoding];
+  const data = samples.length * width;
+  const out = new Uint8Array(44 + data);
+  const v = new DataView(out.buffer);
+  const ascii = (at: number, s: string) => {
+    for (let i = 0; i < s.length; i++) out[at + i] = s.charCodeAt(i);
+  };
+  ascii(0, 'RIFF');
+  v.setUint32(4, 36 + data, true);
+  ascii(8, 'WAVEfmt ');
+  v.setUint32(16, 16, true);
+  v.setUint16(20, encoding === 'f32' ? 3 : 1, true);
+  v.setUint16(22, channels, true);
+  v.setUint32(24, options.sampleRate, true);
+  v.setUint32(28, options.sampleRate * channels * width, true);
+  v.setUint16(32, channels * width, true);
+  v.setUint16(34, width * 8, true);
+  ascii(36, 'data');
+  v.setUint32(40, options.dataBytes ?? data, true);
+  const clamp = (x: number) => Math.max(-1, Math.min(1, x));
+  for (let i = 0; i < samples.length; i++) {
+    const x = clamp(samples[i] as number);
+    const at = 44 + i * width;
+    if (encoding === 'u8') v.setUint8(at, Math.round(x * 127) + 128);
+    else if (encoding === 's16') v.setInt16(at, Math.round(x * 32767), true);
+    else if (encoding === 's24') {
+      const q = Math.round(x * 8388607);
+      v.setUint8(at, q & 0xff);
+      v.setUint8(at + 1, (q >> 8) & 0xff);
+      v.setUint8(at + 2, (q >> 16) & 0xff);
+    } else if (encoding === 's32') v.setInt32(at, Math.round(x * 2147483647), true);
+    else v.setFloat32(at, x, true);
+  }
+  return out;
+}
+
+/** Interleaves equal-length channels. */
+export function interleave(channels: Float32Array[]): Float32Array {
+  const n = channels[0]?.length ?? 0;
+  const out = new Float32Array(n * channels.length);
+  for (let i = 0; i < n; i++) {
+    for (let c = 0; c < channels.length; c++)
+      out[i * channels.length + c] = (channels[c] as Float32Array)[i] as number;
+  }
+  return out;
+}

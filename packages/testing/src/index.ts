@@ -1,4 +1,4 @@
-export { type AudioSignal, synthAudio } from './audio.js';
+export { type AudioSignal, encodeWav, interleave, synthAudio, type WavEncoding } from './audio.js';
 export { BENCH_LLAMA_1B, benchDir, benchLlama } from './bench-models.js';
 export {
   FIXTURE_GENERATOR_VERSION,
@@ -122,7 +122,14 @@ export {
   tinyLongTailTextSpec,
   writeTinyLongTailMmproj,
 } from './long-tail.js';
-export { type MtmdMelResult, melOracleBinary, runMtmdMel } from './mel-oracle.js';
+export {
+  audioDecodeOracleBinary,
+  type MtmdAudioDecodeResult,
+  type MtmdMelResult,
+  melOracleBinary,
+  runMtmdAudioDecode,
+  runMtmdMel,
+} from './mel-oracle.js';
 export {
   benchMinicpmvPair,
   LLAMA3_CHAT_TEMPLATE,

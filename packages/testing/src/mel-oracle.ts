@@ -56,3 +56,57 @@ export async function runMtmdMel(pcm: Float32Array, nMel: number): Promise<MtmdM
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+export interface MtmdAudioDecodeResult {
+  /** libmtmd's sniffing (is_audio_file) accepted the bytes. */
+  isAudio: boolean;
+  /** decode_audio_from_buf returned true. */
+  ok: boolean;
+  /** What libmtmd hands to mtmd: the announced length, zero-filled past `framesRead`. */
+  samples: Float32Array;
+  framesRead: number;
+}
+
+/** Path of the audio decode oracle, or undefined when it has not been built. */
+export function audioDecodeOracleBinary(): string | undefined {
+  const p = join(repoRoot(), 'native', 'build', 'bin', 'mm-ref-mtmd-audio-decode');
+  return existsSync(p) ? p : undefined;
+}
+
+/**
+ * libmtmd's decoding of an audio file (`native/tools/ref-mtmd-audio-decode.cpp`: mtmd-helper.cpp's
+ * decode_audio_from_buf with miniaudio compiled as mtmd-helper compiles it) to mono f32 at `rate`.
+ */
+export async function runMtmdAudioDecode(
+  bytes: Uint8Array,
+  rate: number,
+): Promise<MtmdAudioDecodeResult> {
+  const bin = audioDecodeOracleBinary();
+  if (bin === undefined) {
+    throw new Error(
+      'the audio decode oracle is not built: run `node native/scripts/build.mjs --oracle`',
+    );
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'mm-audio-'));
+  try {
+    const inPath = join(dir, 'in.audio');
+    const outPath = join(dir, 'out.f32');
+    writeFileSync(inPath, bytes);
+    const stdout = await new Promise<string>((resolve, reject) => {
+      execFile(bin, ['--rate', String(rate), inPath, outPath], (err, out, stderr) =>
+        err ? reject(new Error(`${err.message}: ${stderr}`)) : resolve(out),
+      );
+    });
+    const r = JSON.parse(stdout) as {
+      is_audio: boolean;
+      ok: boolean;
+      frames: number;
+      frames_read: number;
+    };
+    const b = readFileSync(outPath);
+    const samples = new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+    return { isAudio: r.is_audio, ok: r.ok, samples, framesRead: r.frames_read };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
