@@ -1,7 +1,15 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MmError } from '@mm/errors';
-import { encodeWav, interleave, mutateImageBytes, Prng, repoRoot, synthAudio } from '@mm/testing';
+import {
+  encodeFlac,
+  encodeWav,
+  interleave,
+  mutateImageBytes,
+  Prng,
+  repoRoot,
+  synthAudio,
+} from '@mm/testing';
 import { describe, expect, it } from 'vitest';
 import { Audio, logMelSpectrogram } from './index.js';
 
@@ -55,6 +63,19 @@ describe('audio fuzz', () => {
       encodeWav(l, { sampleRate: 22_050, encoding: 'f32' }),
     ];
     const counts = await fuzz('WAV', seeds, 11);
+    expect(counts['decoded'] ?? 0).toBeGreaterThan(0);
+  });
+
+  it(`${N} mutated FLAC files: typed errors or mono 16 kHz audio, never a crash`, async () => {
+    const l = synthAudio(0.05, 16_000, [
+      { kind: 'chirp', fromHz: 200, toHz: 7000, amplitude: 0.5 },
+    ]);
+    const r = synthAudio(0.05, 16_000, [{ kind: 'noise', amplitude: 0.3, seed: 2 }]);
+    const seeds = [
+      encodeFlac(l, { sampleRate: 16_000, blockSize: 256 }),
+      encodeFlac(interleave([l, r]), { sampleRate: 16_000, channels: 2, blockSize: 512 }),
+    ];
+    const counts = await fuzz('FLAC', seeds, 13);
     expect(counts['decoded'] ?? 0).toBeGreaterThan(0);
   });
 

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { ErrorCode, MmError } from '@mm/errors';
 import {
   audioDecodeOracleBinary,
+  encodeFlac,
   encodeWav,
   interleave,
   repoRoot,
@@ -107,6 +108,31 @@ describe.skipIf(audioDecodeOracleBinary() === undefined)('audio decoding vs libm
       expect(dm).toBeLessThanOrEqual(1e-4);
     },
   );
+
+  it.each([
+    { rate: 16_000, channels: 1, seconds: 0.6 },
+    { rate: 44_100, channels: 2, seconds: 1.1 },
+    { rate: 48_000, channels: 1, seconds: 0.35 },
+  ])('FLAC, $rate Hz, $channels channel(s)', async (c) => {
+    const chans = Array.from({ length: c.channels }, (_, i) =>
+      i % 2 === 0 ? left(c.rate, c.seconds) : right(c.rate, c.seconds),
+    );
+    const bytes = encodeFlac(interleave(chans), { sampleRate: c.rate, channels: c.channels });
+    const [ours, ref] = await Promise.all([Audio.fromBuffer(bytes), runMtmdAudioDecode(bytes, SR)]);
+    expect(ref.ok).toBe(true);
+    expect(ours.samples.length).toBe(ref.samples.length);
+    expect(ours.samples.length).toBeGreaterThan(Math.floor(c.seconds * SR) - 2);
+    const d = maxDiff(ours.samples, ref.samples);
+    console.log(
+      `FLAC ${c.rate} Hz x${c.channels}: ${ours.samples.length} samples, max |diff| ${d}`,
+    );
+    expect(d).toBe(0);
+    // the same samples as the 16-bit WAV of the same signal
+    const wav = await Audio.fromBuffer(
+      encodeWav(interleave(chans), { sampleRate: c.rate, channels: c.channels, encoding: 's16' }),
+    );
+    expect(maxDiff(ours.samples, wav.samples)).toBe(0);
+  });
 
   it('a WAV whose data chunk is cut short decodes to what libmtmd gives', async () => {
     const full = wavOf({ encoding: 's16', rate: 44_100, channels: 2, seconds: 1 });

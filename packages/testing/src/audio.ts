@@ -100,3 +100,112 @@ export function interleave(channels: Float32Array[]): Float32Array {
   }
   return out;
 }
+
+class BitWriter {
+  private bytes: number[] = [];
+  private acc = 0;
+  private n = 0;
+
+  /** Writes the low `bits` bits of `value` (bits <= 32), most significant first. */
+  write(value: number, bits: number): void {
+    for (let i = bits - 1; i >= 0; i--) {
+      this.acc = (this.acc << 1) | (Math.floor(value / 2 ** i) & 1);
+      if (++this.n === 8) {
+        this.bytes.push(this.acc);
+        this.acc = 0;
+        this.n = 0;
+      }
+    }
+  }
+
+  /** Zero bits up to the next byte boundary. */
+  align(): void {
+    while (this.n !== 0) this.write(0, 1);
+  }
+
+  get length(): number {
+    return this.bytes.length;
+  }
+
+  slice(from: number): number[] {
+    return this.bytes.slice(from);
+  }
+
+  finish(): Uint8Array {
+    this.align();
+    return Uint8Array.from(this.bytes);
+  }
+}
+
+function crc8(bytes: number[]): number {
+  let c = 0;
+  for (const b of bytes) {
+    c ^= b;
+    for (let i = 0; i < 8; i++) c = c & 0x80 ? ((c << 1) ^ 0x07) & 0xff : (c << 1) & 0xff;
+  }
+  return c;
+}
+
+function crc16(bytes: number[]): number {
+  let c = 0;
+  for (const b of bytes) {
+    c ^= b << 8;
+    for (let i = 0; i < 8; i++) c = c & 0x8000 ? ((c << 1) ^ 0x8005) & 0xffff : (c << 1) & 0xffff;
+  }
+  return c;
+}
+
+/**
+ * A FLAC file of `samples` (interleaved when `channels` > 1, values in [-1, 1]) at 16 bits:
+ * STREAMINFO, then fixed-size frames whose subframes are VERBATIM (valid FLAC, not compressed).
+ */
+export function encodeFlac(
+  samples: Float32Array,
+  options: { sampleRate: number; channels?: number; blockSize?: number },
+): Uint8Array {
+  const channels = options.channels ?? 1;
+  const block = options.blockSize ?? 4096;
+  const frames = samples.length / channels;
+  const w = new BitWriter();
+  for (const ch of 'fLaC') w.write(ch.charCodeAt(0), 8);
+  w.write(1, 1); // last metadata block
+  w.write(0, 7); // STREAMINFO
+  w.write(34, 24);
+  w.write(block, 16);
+  w.write(block, 16);
+  w.write(0, 24);
+  w.write(0, 24);
+  w.write(options.sampleRate, 20);
+  w.write(channels - 1, 3);
+  w.write(15, 5); // 16 bits per sample
+  w.write(0, 4); // total samples: high 4 of 36 bits
+  w.write(frames, 32);
+  for (let i = 0; i < 4; i++) w.write(0, 32); // MD5 unknown
+  const q = (x: number) => Math.round(Math.max(-1, Math.min(1, x)) * 32767);
+  for (let f = 0, start = 0; start < frames; f++, start += block) {
+    if (f > 127) throw new Error('encodeFlac: at most 128 frames');
+    const n = Math.min(block, frames - start);
+    const at = w.length;
+    w.write(0b11111111111110, 14);
+    w.write(0, 1);
+    w.write(0, 1); // fixed block size
+    w.write(0b0111, 4); // block size - 1 in 16 bits after the header
+    w.write(0, 4); // sample rate from STREAMINFO
+    w.write(channels - 1, 4); // independent channels
+    w.write(0b100, 3); // 16 bits per sample
+    w.write(0, 1);
+    w.write(f, 8); // frame number, UTF-8 coded (one byte below 128)
+    w.write(n - 1, 16);
+    w.write(crc8(w.slice(at)), 8);
+    for (let c = 0; c < channels; c++) {
+      w.write(0, 1);
+      w.write(0b000001, 6); // VERBATIM
+      w.write(0, 1);
+      for (let i = 0; i < n; i++)
+        w.write(q(samples[(start + i) * channels + c] as number) & 0xffff, 16);
+    }
+    w.align();
+    w.write(crc16(w.slice(at)), 16);
+  }
+  return w.finish();
+}

@@ -1,4 +1,11 @@
-export { type AudioSignal, encodeWav, interleave, synthAudio, type WavEncoding } from './audio.js';
+export {
+  type AudioSignal,
+  encodeFlac,
+  encodeWav,
+  interleave,
+  synthAudio,
+  type WavEncoding,
+} from './audio.js';
 export { BENCH_LLAMA_1B, benchDir, benchLlama } from './bench-models.js';
 export {
   FIXTURE_GENERATOR_VERSION,
