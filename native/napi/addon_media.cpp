@@ -245,6 +245,8 @@ static const char * ffn_name(blocks::ffn_op op) {
             return "gelu_quick";
         case blocks::ffn_op::silu:
             return "silu";
+        case blocks::ffn_op::gelu_erf:
+            return "gelu_erf";
     }
     return "gelu";
 }
@@ -273,6 +275,18 @@ void set_vision_facts(Napi::Env env, Napi::Object & o, const vision_hparams & hp
     o.Set("nMerge", hp.n_merge);
     o.Set("windowPattern", hp.n_wa_pattern);
     o.Set("preprocess", preprocess_params_object(env, hp.preprocess));
+    if (hp.audio) {
+        Napi::Object a = Napi::Object::New(env);
+        a.Set("nMel", hp.n_mel);
+        a.Set("nFrames", hp.n_frames);
+        a.Set("sampleRate", hp.sample_rate);
+        a.Set("nFft", hp.n_fft);
+        a.Set("windowLen", hp.window_len);
+        a.Set("hopLen", hp.hop_len);
+        a.Set("stackFactor", hp.stack_factor);
+        a.Set("avgPool", hp.avgpool);
+        o.Set("audio", a);
+    }
 }
 
 Napi::Object layout_object(Napi::Env env, const slice_layout & l) {
@@ -309,9 +323,11 @@ int threads_opt(Napi::Env env, const Napi::Object & o) {
 void register_vision(Napi::Env env, Napi::Object exports) {
     exports.Set("AddonVisionEncoder", AddonVisionEncoder::define(env));
     exports.Set("AddonProjector", AddonProjector::define(env));
+    exports.Set("AddonAudioEncoder", AddonAudioEncoder::define(env));
     exports.Set("AddonTensor", AddonTensor::define(env));
     register_image(env, exports);
     register_encoder(env, exports);
+    register_audio_encoder(env, exports);
     register_projector(env, exports);
     register_tensor(env, exports);
 }

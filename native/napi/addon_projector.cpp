@@ -67,10 +67,11 @@ void set_projector_facts(Napi::Object & o, const mmproj_info & info, const proje
 
 class inspect_mmproj_worker : public promise_worker {
   public:
-    inspect_mmproj_worker(Napi::Env env, std::string path) : promise_worker(env), path_(std::move(path)) {}
+    inspect_mmproj_worker(Napi::Env env, std::string path, bool audio) :
+        promise_worker(env), path_(std::move(path)), audio_(audio) {}
 
   protected:
-    void run() override { info_ = inspect_mmproj(path_, &fam_); }
+    void run() override { info_ = inspect_mmproj(path_, &fam_, audio_); }
 
     Napi::Value result(Napi::Env env) override {
         Napi::Object o = Napi::Object::New(env);
@@ -81,6 +82,7 @@ class inspect_mmproj_worker : public promise_worker {
 
   private:
     std::string              path_;
+    bool                     audio_ = false;
     mmproj_info              info_;
     const projector_family * fam_ = nullptr;
 };
@@ -128,14 +130,17 @@ Napi::Value load_projector_js(const Napi::CallbackInfo & info) {
     projector_params p;
     p.n_threads = threads_opt(env, o);
     p.use_gpu   = optional_bool(o, "gpu", true);
+    p.audio     = optional_bool(o, "audio", false);
     return promise_worker::start(env, new load_projector_worker(env, std::move(path), p));
 }
 
-// inspectMmproj(path) -> op<info>: the whole header validated, no weights read
+// inspectMmproj(path, { audio }?) -> op<info>: the whole header validated, no weights read
 Napi::Value inspect_mmproj_js(const Napi::CallbackInfo & info) {
     Napi::Env   env  = info.Env();
     std::string path = require_string(info, 0, "path");
-    return promise_worker::start(env, new inspect_mmproj_worker(env, std::move(path)));
+    const bool  audio =
+        info.Length() > 1 && info[1].IsObject() && optional_bool(info[1].As<Napi::Object>(), "audio", false);
+    return promise_worker::start(env, new inspect_mmproj_worker(env, std::move(path), audio));
 }
 
 }  // namespace

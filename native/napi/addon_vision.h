@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "encoders/audio/audio_encoder.h"
 #include "encoders/image.h"
 #include "encoders/preprocess.h"
 #include "encoders/vision_encoder.h"
@@ -39,6 +40,23 @@ class AddonVisionEncoder : public Napi::ObjectWrap<AddonVisionEncoder> {
     Napi::Value dispose(const Napi::CallbackInfo & info);
 
     std::shared_ptr<vision_encoder> encoder_;
+};
+
+class AddonAudioEncoder : public Napi::ObjectWrap<AddonAudioEncoder> {
+  public:
+    static Napi::Function define(Napi::Env env);
+    static Napi::Object   wrap(Napi::Env env, std::shared_ptr<audio_encoder> e);
+    explicit AddonAudioEncoder(const Napi::CallbackInfo & info);
+    MM_GUARDED_METHODS(AddonAudioEncoder)
+
+  private:
+    std::shared_ptr<audio_encoder> get(Napi::Env env) const;
+
+    Napi::Value info(const Napi::CallbackInfo & info);
+    Napi::Value encode(const Napi::CallbackInfo & info);
+    Napi::Value dispose(const Napi::CallbackInfo & info);
+
+    std::shared_ptr<audio_encoder> encoder_;
 };
 
 class AddonProjector : public Napi::ObjectWrap<AddonProjector> {
@@ -82,6 +100,7 @@ class AddonTensor : public Napi::ObjectWrap<AddonTensor> {
 // Constructors per environment (napi instance data is a single slot, used by the backbone glue).
 struct vision_ctors {
     Napi::FunctionReference encoder;
+    Napi::FunctionReference audio_encoder;
     Napi::FunctionReference projector;
     Napi::FunctionReference tensor;
 };
@@ -106,6 +125,7 @@ void                   set_vision_facts(Napi::Env env, Napi::Object & o, const v
 // Module functions of each file.
 void register_image(Napi::Env env, Napi::Object exports);
 void register_encoder(Napi::Env env, Napi::Object exports);
+void register_audio_encoder(Napi::Env env, Napi::Object exports);
 void register_projector(Napi::Env env, Napi::Object exports);
 void register_tensor(Napi::Env env, Napi::Object exports);
 void register_vision(Napi::Env env, Napi::Object exports);

@@ -22,19 +22,25 @@ const encoder_family * const k_families[] = {
 
 }  // namespace
 
-std::string read_projector_type(const gguf_file & f) {
+std::string read_projector_type(const gguf_file & f, tower_kind tower) {
     std::string arch;
     if (!f.find_string(clip::k_architecture, arch) || arch != "clip") {
         fail(error_code::model_load,
              "'" + f.path() + "' is not an mmproj (general.architecture is '" + arch + "', expected 'clip')");
     }
+    // libmtmd: clip.projector_type first, then the modality's own key (files with both encoders)
     std::string type;
     f.find_string(clip::k_projector_type, type);
     if (type.empty()) {
-        f.find_string(clip::k_vision_proj_type, type);
+        f.find_string(tower == tower_kind::audio ? clip::k_audio_proj_type : clip::k_vision_proj_type, type);
     }
     if (type.empty()) {
-        f.invalid("clip.projector_type is missing");
+        f.invalid(tower == tower_kind::audio ? "clip.projector_type (or clip.audio.projector_type) is missing"
+                                             : "clip.projector_type is missing");
+    }
+    // libmtmd's legacy Qwen2.5-Omni files: one type for both towers
+    if (type == "qwen2.5o") {
+        type = tower == tower_kind::audio ? "qwen2a" : "qwen2.5vl_merger";
     }
     return type;
 }

@@ -10,8 +10,12 @@ namespace mm {
 
 class gguf_file;
 
-// clip.projector_type (or clip.vision.projector_type) as written; MM_GGUF_INVALID when absent.
-std::string read_projector_type(const gguf_file & f);
+enum class tower_kind { vision, audio };
+
+// clip.projector_type (or the tower's clip.vision / clip.audio.projector_type) as written, except
+// libmtmd's legacy "qwen2.5o" (both towers in one file), which reads as the tower's own type
+// (qwen2.5vl_merger, qwen2a); MM_GGUF_INVALID when absent.
+std::string read_projector_type(const gguf_file & f, tower_kind tower = tower_kind::vision);
 
 // The projector types with a vision encoder, comma separated ("mlp, mlp_norm, ldp, ldpv2").
 std::string supported_vision_projector_types();

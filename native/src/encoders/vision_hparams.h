@@ -52,6 +52,23 @@ struct vision_hparams {
     int32_t minicpmv_version = 0;  // MiniCPM-V (resampler): clip.minicpmv_version, 2 when absent
 
     preprocess_params preprocess;
+
+    // Audio towers (Whisper-style, `a.*` tensors and `clip.audio.*` keys) reuse the tower fields
+    // above (n_embd, heads, blocks, FFN, eps; n_patches = the feature rows of one mel chunk,
+    // n_embd_out = n_embd) and add these.
+    bool    audio        = false;
+    int32_t n_mel        = 0;      // mel bins of the input
+    int32_t n_frames     = 0;      // mel frames of one chunk (libmtmd: 3000, 30 s)
+    int32_t n_pos_max    = 0;      // rows of a.position_embd (the conv stem's output must fit)
+    int32_t stack_factor = 0;      // clip.audio.projector.stack_factor (ultravox: frames stacked)
+    bool    avgpool      = false;  // average-pool pairs of rows before the post-norm (qwen2a)
+    int32_t sample_rate  = 0;
+    int32_t n_fft        = 0;
+    int32_t window_len   = 0;
+    int32_t hop_len      = 0;
+
+    // Tensor-name prefix of the tower: "v" (vision) or "a" (audio).
+    const char * tower = "v";
 };
 
 // Inputs of a built graph (encoder or projector stage), filled before every compute.

@@ -59,6 +59,51 @@ inline std::string blk(int il, const char * part, const char * suffix) {
     return buf;
 }
 
+// The same block tensors of the tower with prefix `tower` ("v" vision, "a" audio).
+inline std::string blk(const char * tower, int il, const char * part, const char * suffix) {
+    char buf[96];
+    std::snprintf(buf, sizeof(buf), "%s.blk.%d.%s.%s", tower, il, part, suffix);
+    return buf;
+}
+
+// ---- audio tower (prefix "a"; clip.audio.* keys) -------------------------------------------
+inline constexpr const char * k_audio_proj_type  = "clip.audio.projector_type";
+inline constexpr const char * k_a_n_embd         = "clip.audio.embedding_length";
+inline constexpr const char * k_a_n_ff           = "clip.audio.feed_forward_length";
+inline constexpr const char * k_a_n_block        = "clip.audio.block_count";
+inline constexpr const char * k_a_proj_dim       = "clip.audio.projection_dim";
+inline constexpr const char * k_a_n_head         = "clip.audio.attention.head_count";
+inline constexpr const char * k_a_n_head_kv      = "clip.audio.attention.head_count_kv";
+inline constexpr const char * k_a_n_embd_head    = "clip.audio.attention.head_dim";
+inline constexpr const char * k_a_layer_norm_eps = "clip.audio.attention.layer_norm_epsilon";
+inline constexpr const char * k_a_num_mel_bins   = "clip.audio.num_mel_bins";
+inline constexpr const char * k_a_proj_stack     = "clip.audio.projector.stack_factor";
+inline constexpr const char * t_a_pos_embd       = "a.position_embd.weight";
+inline constexpr const char * t_a_pre_ln_w       = "a.pre_ln.weight";
+inline constexpr const char * t_a_pre_ln_b       = "a.pre_ln.bias";
+inline constexpr const char * t_a_post_ln_w      = "a.post_ln.weight";
+inline constexpr const char * t_a_post_ln_b      = "a.post_ln.bias";
+
+// Whisper's convolution stem: "a.conv1d.%d.%s" (TN_CONV1D), 1 and 2.
+inline std::string a_conv1d(int i, const char * suffix) {
+    char buf[64];
+    std::snprintf(buf, sizeof(buf), "a.conv1d.%d.%s", i, suffix);
+    return buf;
+}
+
+// Audio projectors: "mm.a.mlp.%d.%s" (TN_MM_AUDIO_MLP), "mm.a.fc.%s" (TN_MM_AUDIO_FC),
+// "mm.a.norm_pre.%s", "mm.a.norm_mid.%s".
+inline std::string a_mlp(int i, const char * suffix) {
+    char buf[64];
+    std::snprintf(buf, sizeof(buf), "mm.a.mlp.%d.%s", i, suffix);
+    return buf;
+}
+
+inline constexpr const char * t_mm_a_fc_w       = "mm.a.fc.weight";
+inline constexpr const char * t_mm_a_fc_b       = "mm.a.fc.bias";
+inline constexpr const char * t_mm_a_norm_pre_w = "mm.a.norm_pre.weight";
+inline constexpr const char * t_mm_a_norm_mid_w = "mm.a.norm_mid.weight";
+
 // ---- projector tensors (prefix "mm") -----------------------------------------------------
 // LLaVA mlp / mlp_norm: "mm.%d.%s" (TN_LLAVA_PROJ)
 inline std::string llava_proj(int i, const char * suffix) {

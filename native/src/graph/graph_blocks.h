@@ -7,7 +7,7 @@
 
 namespace mm::blocks {
 
-enum class ffn_op { gelu, gelu_quick, silu };
+enum class ffn_op { gelu, gelu_quick, silu, gelu_erf };
 enum class norm_op { layer, rms };
 
 struct graph_ctx {
@@ -56,6 +56,9 @@ inline ggml_tensor * ffn(const graph_ctx & g, ggml_tensor * cur, ggml_tensor * u
             break;
         case ffn_op::gelu_quick:
             cur = gate != nullptr ? ggml_geglu_quick_split(g.ctx, cur, tmp) : ggml_gelu_quick(g.ctx, cur);
+            break;
+        case ffn_op::gelu_erf:
+            cur = gate != nullptr ? ggml_geglu_erf_split(g.ctx, cur, tmp) : ggml_gelu_erf(g.ctx, cur);
             break;
     }
     cur = mm(g, down, cur);

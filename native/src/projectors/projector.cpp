@@ -1,6 +1,7 @@
 #include "projectors/projector.h"
 
 #include "common/error.h"
+#include "encoders/audio/audio_encoder.h"
 #include "encoders/registry.h"
 #include "graph/gguf_file.h"
 #include "graph/runtime.h"
@@ -11,7 +12,16 @@ namespace {
 
 // Validates the whole file (vision keys and tensors, projector tensors); returns the projector's
 // tensor names.
-std::vector<std::string> read_info(const gguf_file & f, mmproj_info & info, const projector_family *& fam) {
+std::vector<std::string> read_info(const gguf_file & f, mmproj_info & info, const projector_family *& fam, bool audio) {
+    if (audio) {
+        info.vision         = read_audio_hparams(f);
+        info.projector_type = info.vision.projector_type;
+        info.encoder_family = "whisper";
+        validate_audio_tower(f, info.vision);
+        fam         = &find_projector_family(f, tower_kind::audio);
+        info.family = fam->name;
+        return fam->validate(f, info.vision, info.out);
+    }
     const encoder_family & enc = find_encoder_family(f);
     info.vision                = read_vision_hparams(f);
     info.projector_type        = info.vision.projector_type;
@@ -24,11 +34,11 @@ std::vector<std::string> read_info(const gguf_file & f, mmproj_info & info, cons
 
 }  // namespace
 
-mmproj_info inspect_mmproj(const std::string & path, const projector_family ** fam_out) {
+mmproj_info inspect_mmproj(const std::string & path, const projector_family ** fam_out, bool audio) {
     auto                     f = gguf_file::open(path);
     mmproj_info              info;
     const projector_family * fam = nullptr;
-    read_info(*f, info, fam);
+    read_info(*f, info, fam, audio);
     if (fam_out != nullptr) {
         *fam_out = fam;
     }
@@ -53,7 +63,7 @@ std::shared_ptr<projector> projector::load(const std::string & path, const proje
     auto                       f = gguf_file::open(path);
     std::shared_ptr<projector> p(new projector());
     const projector_family *   fam   = nullptr;
-    std::vector<std::string>   names = read_info(*f, p->info_, fam);
+    std::vector<std::string>   names = read_info(*f, p->info_, fam, params.audio);
     p->fam_                          = fam;
 
     p->rt_                    = std::make_unique<runtime>(runtime_params{params.n_threads, params.use_gpu});
@@ -61,13 +71,16 @@ std::shared_ptr<projector> projector::load(const std::string & path, const proje
     const vision_hparams & hp = p->info_.vision;
     // Flash attention where the family attends (the resampler), as libmtmd's CLIP_FLASH_ATTN_TYPE_AUTO:
     // built with it, and rebuilt without when the main backend cannot run it.
-    p->flash_attn_ = params.flash_attn != 0;
-    if (params.flash_attn < 0 && !p->rt_->supports_flash_attn(p->graph_for(hp.grid, hp.grid).holder->gf())) {
+    // the typical input grid: the fixed square; an audio chunk's rows as one line
+    const int32_t nx0 = hp.audio ? hp.n_patches : hp.grid;
+    const int32_t ny0 = hp.audio ? 1 : hp.grid;
+    p->flash_attn_    = params.flash_attn != 0;
+    if (params.flash_attn < 0 && !p->rt_->supports_flash_attn(p->graph_for(nx0, ny0).holder->gf())) {
         p->flash_attn_ = false;
         p->rt_->forget(p->graphs_.front()->holder->gf());
         p->graphs_.clear();
     }
-    shaped_graph & sg = p->graph_for(hp.grid, hp.grid);
+    shaped_graph & sg = p->graph_for(nx0, ny0);
     if (sg.out->ne[0] != p->n_embd_out() || sg.out->ne[1] != p->n_tokens_out()) {
         fail(error_code::internal, "projector graph output shape differs from the validated shape");
     }
@@ -143,18 +156,19 @@ void projector::check_features(const token_matrix & features) const {
         std::string took = hp.dynamic ? "a patch grid with sides that are multiples of " + std::to_string(hp.n_merge) +
                                             " and width " + std::to_string(n_embd_in())
                                       : "[" + std::to_string(n_tokens_in()) + ", " + std::to_string(n_embd_in()) + "]";
-        fail(error_code::model_mismatch,
-             "features are [" + std::to_string(features.n_tokens) + ", " + std::to_string(features.n_embd) +
-                 "] (grid " + std::to_string(features.nx) + "x" + std::to_string(features.ny) +
-                 "), this projector takes " + took + ": they come from another vision encoder");
+        fail(error_code::model_mismatch, "features are [" + std::to_string(features.n_tokens) + ", " +
+                                             std::to_string(features.n_embd) + "] (grid " +
+                                             std::to_string(features.nx) + "x" + std::to_string(features.ny) +
+                                             "), this projector takes " + took + ": they come from another " +
+                                             (hp.audio ? "audio" : "vision") + " encoder");
     }
 }
 
 token_matrix projector::project(const token_matrix & features, const std::atomic<bool> * cancel) {
     check_features(features);
     const vision_hparams &      hp = info_.vision;
-    const int32_t               nx = hp.dynamic ? features.nx : hp.grid;
-    const int32_t               ny = hp.dynamic ? features.ny : hp.grid;
+    const int32_t               nx = hp.dynamic ? features.nx : hp.audio ? hp.n_patches : hp.grid;
+    const int32_t               ny = hp.dynamic ? features.ny : hp.audio ? 1 : hp.grid;
     std::lock_guard<std::mutex> lock(mu_);
     shaped_graph &              sg = graph_for(nx, ny);
     rt_->use(sg.holder->gf());

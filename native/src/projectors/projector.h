@@ -24,6 +24,7 @@ struct projector_params {
     bool                      use_gpu    = true;
     int                       flash_attn = -1;  // families with attention (resampler): -1 when the backend has it
     const std::atomic<bool> * cancel     = nullptr;
+    bool                      audio      = false;  // the audio projector (`mm.a.*`) after the `a.*` tower
 };
 
 // What an mmproj holds, from its header alone (validated as a load would, no weights read).
@@ -35,8 +36,9 @@ struct mmproj_info {
     projector_shape out;
 };
 
-// `fam` (optional) receives the projector family (causality, markers).
-mmproj_info inspect_mmproj(const std::string & path, const projector_family ** fam = nullptr);
+// `fam` (optional) receives the projector family (causality, markers). `audio`: the audio tower and
+// its projector (`vision` then holds the audio tower's hyperparameters, vision.audio is true).
+mmproj_info inspect_mmproj(const std::string & path, const projector_family ** fam = nullptr, bool audio = false);
 
 class projector {
   public:

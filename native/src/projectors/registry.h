@@ -67,8 +67,12 @@ struct projector_family {
     slice_template (*slices)(const vision_hparams & hp) = nullptr;
 };
 
-// The family of the file's projector; MM_UNSUPPORTED_FAMILY listing the supported ones.
+enum class tower_kind;
+
+// The family of the file's projector (of the vision or the audio tower); MM_UNSUPPORTED_FAMILY
+// listing the supported ones.
 const projector_family & find_projector_family(const gguf_file & f);
+const projector_family & find_projector_family(const gguf_file & f, tower_kind tower);
 
 // "mlp, mlp_norm, ldp, ldpv2"
 std::string supported_projector_families();

@@ -118,9 +118,9 @@ struct ffn_names {
 };
 
 // Which stored tensors play up and down (legacy files name fc1 `ffn_down`).
-ffn_names ffn_roles(const gguf_file & f, int il, int64_t n_embd) {
-    ffn_names n{clip::blk(il, "ffn_up", "weight"), clip::blk(il, "ffn_up", "bias"), clip::blk(il, "ffn_down", "weight"),
-                clip::blk(il, "ffn_down", "bias")};
+ffn_names ffn_roles(const gguf_file & f, int il, int64_t n_embd, const char * tower) {
+    ffn_names           n{clip::blk(tower, il, "ffn_up", "weight"), clip::blk(tower, il, "ffn_up", "bias"),
+                clip::blk(tower, il, "ffn_down", "weight"), clip::blk(tower, il, "ffn_down", "bias")};
     const ggml_tensor * up   = f.tensor(n.up_w);
     const ggml_tensor * down = f.tensor(n.down_w);
     if (up != nullptr && down != nullptr && down->ne[0] == n_embd) {
@@ -133,31 +133,31 @@ ffn_names ffn_roles(const gguf_file & f, int il, int64_t n_embd) {
 }  // namespace
 
 void check_block(const gguf_file & f, int il, int64_t n_embd, int64_t attn_width, bool qkv_bias,
-                 std::vector<std::string> & load) {
+                 std::vector<std::string> & load, const char * tower) {
     const int64_t E = n_embd;
     const int64_t A = attn_width;
     auto          t = [&](const std::string & name, tensor_use use, std::vector<int64_t> ne, bool required) {
         check_and_keep(f, load, name, use, std::move(ne), required);
     };
     for (const char * part : {"attn_q", "attn_k", "attn_v"}) {
-        t(clip::blk(il, part, "weight"), tensor_use::matrix, {E, A}, true);
-        t(clip::blk(il, part, "bias"), tensor_use::vector, {A}, qkv_bias);
+        t(clip::blk(tower, il, part, "weight"), tensor_use::matrix, {E, A}, true);
+        t(clip::blk(tower, il, part, "bias"), tensor_use::vector, {A}, qkv_bias);
     }
-    t(clip::blk(il, "attn_out", "weight"), tensor_use::matrix, {A, E}, true);
-    t(clip::blk(il, "attn_out", "bias"), tensor_use::vector, {E}, false);
+    t(clip::blk(tower, il, "attn_out", "weight"), tensor_use::matrix, {A, E}, true);
+    t(clip::blk(tower, il, "attn_out", "bias"), tensor_use::vector, {E}, false);
     for (const char * part : {"ln1", "ln2"}) {
-        t(clip::blk(il, part, "weight"), tensor_use::vector, {E}, false);
-        t(clip::blk(il, part, "bias"), tensor_use::vector, {E}, false);
+        t(clip::blk(tower, il, part, "weight"), tensor_use::vector, {E}, false);
+        t(clip::blk(tower, il, part, "bias"), tensor_use::vector, {E}, false);
     }
-    const ffn_names     r  = ffn_roles(f, il, E);
+    const ffn_names     r  = ffn_roles(f, il, E, tower);
     const ggml_tensor * up = check_tensor(f, r.up_w, tensor_use::matrix, {E, -1});
     const int64_t       F  = up->ne[1];
     load.push_back(r.up_w);
     t(r.up_b, tensor_use::vector, {F}, false);
     t(r.down_w, tensor_use::matrix, {F, E}, true);
     t(r.down_b, tensor_use::vector, {E}, false);
-    t(clip::blk(il, "ffn_gate", "weight"), tensor_use::matrix, {E, F}, false);
-    t(clip::blk(il, "ffn_gate", "bias"), tensor_use::vector, {F}, false);
+    t(clip::blk(tower, il, "ffn_gate", "weight"), tensor_use::matrix, {E, F}, false);
+    t(clip::blk(tower, il, "ffn_gate", "bias"), tensor_use::vector, {F}, false);
 }
 
 ggml_tensor * add_pixel_input(ggml_context * ctx, vision_graph & out, int32_t width, int32_t height) {
@@ -189,7 +189,7 @@ ggml_tensor * build_block(const blocks::graph_ctx & g, const weight_set & w, con
                           ggml_tensor * inpL, int64_t n_pos, const qk_rope & rope, ggml_tensor * mask) {
     ggml_context * ctx      = g.ctx;
     const float    kq_scale = 1.0f / sqrtf(static_cast<float>(hp.d_head));
-    auto           W = [&](const char * part, const char * suffix) { return w.find(clip::blk(il, part, suffix)); };
+    auto W = [&](const char * part, const char * suffix) { return w.find(clip::blk(hp.tower, il, part, suffix)); };
 
     ggml_tensor * cur = blocks::norm(g, inpL, W("ln1", "weight"), W("ln1", "bias"), hp.eps, hp.norm);
     ggml_tensor * q   = blocks::add_opt(g, blocks::mm(g, W("attn_q", "weight"), cur), W("attn_q", "bias"));
@@ -207,8 +207,8 @@ ggml_tensor * build_block(const blocks::graph_ctx & g, const weight_set & w, con
     inpL = cur;
 
     cur                = blocks::norm(g, cur, W("ln2", "weight"), W("ln2", "bias"), hp.eps, hp.norm);
-    const bool swapped = w.get(clip::blk(il, "ffn_down", "weight"))->ne[0] == hp.n_embd &&
-                         w.find(clip::blk(il, "ffn_up", "weight")) != nullptr;
+    const bool swapped = w.get(clip::blk(hp.tower, il, "ffn_down", "weight"))->ne[0] == hp.n_embd &&
+                         w.find(clip::blk(hp.tower, il, "ffn_up", "weight")) != nullptr;
     const char * up   = swapped ? "ffn_down" : "ffn_up";
     const char * down = swapped ? "ffn_up" : "ffn_down";
     cur = blocks::ffn(g, cur, W(up, "weight"), W(up, "bias"), W("ffn_gate", "weight"), W("ffn_gate", "bias"),

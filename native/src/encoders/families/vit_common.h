@@ -75,7 +75,7 @@ void check_outer_norms(const gguf_file & f, int64_t n_embd, std::vector<std::str
 // sets the others'), down, optional gate, optional biases. Legacy files name fc1 `ffn_down`: when
 // ffn_down.weight has ne[0] == n_embd, up and down swap. Appends the names present to `load`.
 void check_block(const gguf_file & f, int il, int64_t n_embd, int64_t attn_width, bool qkv_bias,
-                 std::vector<std::string> & load);
+                 std::vector<std::string> & load, const char * tower = "v");
 
 // The [width, height, 3] f32 pixel input `inp_raw`, set as out.pixels.
 ggml_tensor * add_pixel_input(ggml_context * ctx, vision_graph & out, int32_t width, int32_t height);
