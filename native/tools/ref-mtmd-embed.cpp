@@ -10,6 +10,11 @@
 // DIR/img<i>.features.f32 (the vision tower output fed to the projector, [n_patches][n_embd_v]) and
 // DIR/img<i>.pixels.f32 (the preprocessed input, [3][H][W]), captured with a ggml eval callback, and
 // prints one JSON object with the shapes. It assumes one image gives one chunk.
+// An audio file (WAV/MP3/FLAC, decoded by mtmd_helper_bitmap_init_from_file at the model's rate) gives
+// one entry of type "audio" with every audio chunk libmtmd cuts it into (30 s of mel frames each): per
+// chunk DIR/aud<i>.<c>.embd.f32 ([n_tokens][n_embd]), DIR/aud<i>.<c>.mel.f32 (the log-mel fed to the
+// encoder, [n_mel][n_frames]) and DIR/aud<i>.<c>.features.f32 (the encoder output before the projector:
+// the graph tensor "after_transformer", or the --features-tensor one).
 //
 // Layout mode (--prompt):
 //   mm-ref-mtmd-embed --mmproj mmproj.gguf --text-model llm.gguf --prompt "A <__media__> B" [-t threads]
@@ -22,7 +27,9 @@
 // position of every row exactly as mtmd_helper_eval_chunks would put it in the batch (n_past starts at
 // 0 and advances by each chunk's n_pos). Each media chunk is encoded (mtmd_encode_chunk) and its
 // embeddings, [n_tokens][llama_model_n_embd_inp], are written to DIR/chunk<i>.embd.f32 (i = the chunk's
-// index among all chunks), with DIR/chunk<i>.features.f32 and DIR/chunk<i>.pixels.f32 when captured.
+// index among all chunks), with DIR/chunk<i>.features.f32 and DIR/chunk<i>.pixels.f32 when captured
+// (audio chunks: DIR/chunk<i>.mel.f32, [n_mel][n_frames], instead of pixels, and "after_transformer" as
+// the default features).
 //
 // --features-tensor NAME captures the first graph tensor named NAME in each encode as the features,
 // instead of the rows gathered by `patches` (useful where libmtmd fuses encoder and projector, e.g.
@@ -45,9 +52,14 @@
 
 namespace {
 
+// The encoder output of libmtmd's Whisper graph (models/whisper-enc.cpp), right before the projector.
+constexpr const char * k_audio_features = "after_transformer";
+
 struct capture {
     // what to capture as the features: the named tensor (first match), or else the `patches` rows
+    // (audio chunks: k_audio_features)
     std::string        features_tensor;
+    bool               audio = false;  // the chunk being encoded is audio
     std::vector<float> pixels;
     int64_t            pixels_ne[3] = {0, 0, 0};
     std::vector<float> features;
@@ -101,11 +113,14 @@ bool read_any(const ggml_tensor * t, std::vector<float> & out, std::string & err
 // the rows gathered by the `patches` index right before the projector (or the tensor named with
 // --features-tensor, first match).
 bool observe(ggml_tensor * t, bool ask, void * user) {
-    auto *     c           = static_cast<capture *>(user);
-    const bool named       = !c->features_tensor.empty();
-    bool       want_pixels = t->op == GGML_OP_IM2COL && is_named(t->src[1], "inp_raw");
-    bool       want_feats  = named ? !c->features_done && is_named(t, c->features_tensor.c_str())
-                                   : t->op == GGML_OP_GET_ROWS && is_named(t->src[1], "patches");
+    auto *            c           = static_cast<capture *>(user);
+    const std::string name        = !c->features_tensor.empty() ? c->features_tensor
+                                    : c->audio                  ? std::string(k_audio_features)
+                                                                : std::string();
+    const bool        named       = !name.empty();
+    bool              want_pixels = t->op == GGML_OP_IM2COL && is_named(t->src[1], "inp_raw");
+    bool              want_feats  = named ? !c->features_done && is_named(t, name.c_str())
+                                          : t->op == GGML_OP_GET_ROWS && is_named(t->src[1], "patches");
     if (ask) {
         c->last_ne[0] = t->ne[0];
         c->last_ne[1] = t->ne[1];
@@ -199,7 +214,7 @@ mtmd_bitmap * load_bitmap(mtmd_context * ctx, const std::string & spec, int * ex
     mtmd_bitmap * bitmap =
         mtmd_helper_bitmap_init_from_file(ctx, spec.c_str(), false, mtmd_helper_init_opt_default()).bitmap;
     if (bitmap == nullptr) {
-        std::fprintf(stderr, "libmtmd cannot load image %s\n", spec.c_str());
+        std::fprintf(stderr, "libmtmd cannot load media file %s\n", spec.c_str());
         *exit_code = 4;
     }
     return bitmap;
@@ -323,7 +338,8 @@ int run_layout(mtmd_context * ctx, const llama_model * model, capture & cap, con
         }
         const std::string what = "chunk " + std::to_string(i);
         cap.reset();
-        auto t0 = std::chrono::steady_clock::now();
+        cap.audio = !is_image;
+        auto t0   = std::chrono::steady_clock::now();
         if (mtmd_encode_chunk(ctx, chunk) != 0) {
             std::fprintf(stderr, "mtmd_encode_chunk failed for %s\n", what.c_str());
             exit_code = 4;
@@ -349,14 +365,25 @@ int run_layout(mtmd_context * ctx, const llama_model * model, capture & cap, con
                           static_cast<long long>(cap.features_ne[3]));
             extra = buf;
         }
-        if (!cap.pixels.empty()) {
+        if (!cap.pixels.empty() && !is_image) {
+            // the conv stem's input: the chunk's log-mel, [n_mel][n_frames]
+            ok = ok && write_f32(base + ".mel.f32", cap.pixels.data(), cap.pixels.size());
+            std::snprintf(
+                buf, sizeof(buf),
+                ",\"pixelsFile\":null,\"pixelsShape\":null,\"melFile\":\"%s.mel.f32\",\"melShape\":[%lld,%lld]",
+                json_escape(base).c_str(), static_cast<long long>(cap.pixels_ne[1]),
+                static_cast<long long>(cap.pixels_ne[0]));
+            extra += buf;
+        } else if (!cap.pixels.empty()) {
             ok = ok && write_f32(base + ".pixels.f32", cap.pixels.data(), cap.pixels.size());
-            std::snprintf(buf, sizeof(buf), ",\"pixelsFile\":\"%s.pixels.f32\",\"pixelsShape\":[%lld,%lld,%lld]",
+            std::snprintf(buf, sizeof(buf),
+                          ",\"pixelsFile\":\"%s.pixels.f32\",\"pixelsShape\":[%lld,%lld,%lld],\"melFile\":null,"
+                          "\"melShape\":null",
                           json_escape(base).c_str(), static_cast<long long>(cap.pixels_ne[2]),
                           static_cast<long long>(cap.pixels_ne[1]), static_cast<long long>(cap.pixels_ne[0]));
             extra += buf;
         } else {
-            extra += ",\"pixelsFile\":null,\"pixelsShape\":null";
+            extra += ",\"pixelsFile\":null,\"pixelsShape\":null,\"melFile\":null,\"melShape\":null";
         }
         if (!ok) {
             std::fprintf(stderr, "cannot write to %s\n", out_dir.c_str());
@@ -397,7 +424,87 @@ int run_layout(mtmd_context * ctx, const llama_model * model, capture & cap, con
     return exit_code;
 }
 
-// Per-image mode: each image alone (no text), one chunk each.
+// Per-file mode, an audio file: every audio chunk of it (no text) encoded; appends one JSON entry of type
+// "audio" to `json`. Returns an exit code.
+int run_audio_file(mtmd_context * ctx, capture & cap, const std::string & spec, size_t index, mtmd_bitmap * bitmap,
+                   const std::string & out_dir, std::string & json) {
+    mtmd_input_part         part{nullptr, bitmap};
+    const mtmd_input_part * parts[] = {&part};
+    mtmd_input_chunks *     chunks  = mtmd_input_chunks_init();
+    if (mtmd_tokenize_from_parts(ctx, chunks, parts, 1, false) != 0) {
+        std::fprintf(stderr, "mtmd_tokenize failed for %s\n", spec.c_str());
+        mtmd_input_chunks_free(chunks);
+        return 4;
+    }
+    char buf[1024];
+    std::snprintf(buf, sizeof(buf), "%s{\"type\":\"audio\",\"audio\":%s,\"nSamples\":%u,\"sampleRate\":%d,\"chunks\":[",
+                  index ? "," : "", json_str(spec).c_str(), mtmd_bitmap_get_nx(bitmap),
+                  mtmd_get_audio_sample_rate(ctx));
+    json += buf;
+    int exit_code = 0;
+    int n_audio   = 0;
+    for (size_t c = 0; c < mtmd_input_chunks_size(chunks) && exit_code == 0; ++c) {
+        const mtmd_input_chunk * chunk = mtmd_input_chunks_get(chunks, c);
+        if (mtmd_input_chunk_get_type(chunk) != MTMD_INPUT_CHUNK_TYPE_AUDIO) {
+            continue;
+        }
+        const std::string what = spec + " chunk " + std::to_string(n_audio);
+        cap.reset();
+        cap.audio = true;
+        auto t0   = std::chrono::steady_clock::now();
+        if (mtmd_encode_chunk(ctx, chunk) != 0) {
+            std::fprintf(stderr, "mtmd_encode_chunk failed for %s\n", what.c_str());
+            exit_code = 4;
+            break;
+        }
+        const double  ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        const size_t  n_tokens = mtmd_input_chunk_get_n_tokens(chunk);
+        const int64_t n_embd   = cap.last_ne[0];
+        if (cap.last_ne[1] != static_cast<int64_t>(n_tokens) || !check_capture(cap, what)) {
+            std::fprintf(stderr, "%s: output [%lld, %lld] for %zu tokens\n", what.c_str(),
+                         static_cast<long long>(cap.last_ne[0]), static_cast<long long>(cap.last_ne[1]), n_tokens);
+            exit_code = 4;
+            break;
+        }
+        const std::string base = out_dir + "/aud" + std::to_string(index) + "." + std::to_string(n_audio);
+        const float *     embd = mtmd_get_output_embd(ctx);
+        bool              ok   = write_f32(base + ".embd.f32", embd, n_tokens * static_cast<size_t>(n_embd)) &&
+                  write_f32(base + ".mel.f32", cap.pixels.data(), cap.pixels.size());
+        std::string feats = ",\"features\":null,\"featuresShape\":null,\"featuresNe\":null";
+        if (!cap.features.empty()) {
+            ok = ok && write_f32(base + ".features.f32", cap.features.data(), cap.features.size());
+            std::snprintf(buf, sizeof(buf),
+                          ",\"features\":\"%s.features.f32\",\"featuresShape\":[%lld,%lld],"
+                          "\"featuresNe\":[%lld,%lld,%lld,%lld]",
+                          json_escape(base).c_str(), static_cast<long long>(feature_rows(cap)),
+                          static_cast<long long>(cap.features_ne[0]), static_cast<long long>(cap.features_ne[0]),
+                          static_cast<long long>(cap.features_ne[1]), static_cast<long long>(cap.features_ne[2]),
+                          static_cast<long long>(cap.features_ne[3]));
+            feats = buf;
+        }
+        if (!ok) {
+            std::fprintf(stderr, "cannot write to %s\n", out_dir.c_str());
+            exit_code = 4;
+            break;
+        }
+        std::snprintf(buf, sizeof(buf),
+                      "%s{\"nTokens\":%zu,\"nPos\":%d,\"nEmbd\":%lld,\"melShape\":[%lld,%lld],\"encodeMs\":%.3f,",
+                      n_audio ? "," : "", n_tokens, mtmd_input_chunk_get_n_pos(chunk), static_cast<long long>(n_embd),
+                      static_cast<long long>(cap.pixels_ne[1]), static_cast<long long>(cap.pixels_ne[0]), ms);
+        json += buf;
+        json += "\"embd\":" + json_str(base + ".embd.f32") + ",\"mel\":" + json_str(base + ".mel.f32") + feats + "}";
+        ++n_audio;
+    }
+    json += "]}";
+    mtmd_input_chunks_free(chunks);
+    if (exit_code == 0 && n_audio == 0) {
+        std::fprintf(stderr, "no audio chunk for %s\n", spec.c_str());
+        exit_code = 4;
+    }
+    return exit_code;
+}
+
+// Per-file mode: each image alone (no text), one chunk each; each audio file alone, all its chunks.
 int run_images(mtmd_context * ctx, capture & cap, const std::vector<std::string> & images, const std::string & out_dir,
                const std::string & mmproj) {
     std::string json = "{\"mmproj\":" + json_str(mmproj) + ",\"images\":[";
@@ -408,6 +515,14 @@ int run_images(mtmd_context * ctx, capture & cap, const std::vector<std::string>
         if (bitmap == nullptr) {
             return exit_code;
         }
+        if (mtmd_bitmap_is_audio(bitmap)) {
+            exit_code = run_audio_file(ctx, cap, spec, i, bitmap, out_dir, json);
+            mtmd_bitmap_free(bitmap);
+            if (exit_code != 0) {
+                return exit_code;
+            }
+            continue;
+        }
         mtmd_input_part         part{nullptr, bitmap};
         const mtmd_input_part * parts[] = {&part};
         mtmd_input_chunks *     chunks  = mtmd_input_chunks_init();
@@ -415,6 +530,7 @@ int run_images(mtmd_context * ctx, capture & cap, const std::vector<std::string>
             std::fprintf(stderr, "mtmd_tokenize failed for %s\n", spec.c_str());
             return 4;
         }
+        cap.audio                      = false;
         const mtmd_input_chunk * chunk = nullptr;
         for (size_t c = 0; c < mtmd_input_chunks_size(chunks); ++c) {
             if (mtmd_input_chunk_get_type(mtmd_input_chunks_get(chunks, c)) == MTMD_INPUT_CHUNK_TYPE_IMAGE) {
@@ -453,7 +569,7 @@ int run_images(mtmd_context * ctx, capture & cap, const std::vector<std::string>
         }
         char buf[1024];
         std::snprintf(buf, sizeof(buf),
-                      "%s{\"image\":%s,\"width\":%u,\"height\":%u,\"nTokens\":%zu,\"nEmbd\":%lld,"
+                      "%s{\"type\":\"image\",\"image\":%s,\"width\":%u,\"height\":%u,\"nTokens\":%zu,\"nEmbd\":%lld,"
                       "\"featuresShape\":[%lld,%lld],\"featuresNe\":[%lld,%lld,%lld,%lld],"
                       "\"pixelsShape\":[%lld,%lld,%lld],\"encodeMs\":%.3f,",
                       i ? "," : "", json_str(spec).c_str(), mtmd_bitmap_get_nx(bitmap), mtmd_bitmap_get_ny(bitmap),

@@ -182,7 +182,10 @@ export interface TinyAudioMmprojOptions {
    * strides, see audioGraphRowsPerChunk).
    */
   nEmbd?: number;
-  /** Default 4. Must divide nEmbd. */
+  /**
+   * Default 5 (head dimension 16: libmtmd's CPU flash attention, on by default, is several times
+   * slower at head sizes that are not multiples of 16). Must divide nEmbd.
+   */
   nHead?: number;
   /** FFN width. Default 4 * nEmbd (Whisper's). */
   nFf?: number;
@@ -257,7 +260,7 @@ export function resolveTinyAudioMmprojOptions(
     projector,
     seed,
     nEmbd,
-    nHead: positiveInt('nHead', options.nHead ?? 4),
+    nHead: positiveInt('nHead', options.nHead ?? 5),
     nFf: positiveInt('nFf', options.nFf ?? 4 * nEmbd),
     nLayers: positiveInt('nLayers', options.nLayers ?? 2),
     nMel: positiveInt('nMel', options.nMel ?? 80),
