@@ -264,7 +264,7 @@ export interface NativeVisionFacts {
   /** Width of the features handed to the projector. */
   nEmbdFeatures: number;
   hasClassEmbd: boolean;
-  ffnOp: 'gelu' | 'gelu_quick' | 'silu';
+  ffnOp: 'gelu' | 'gelu_quick' | 'silu' | 'gelu_erf';
   normOp: 'layer' | 'rms';
   /** The input size follows the picture (Qwen-VL); imageSize/nPatches are then typical values. */
   dynamicResolution: boolean;
@@ -275,6 +275,23 @@ export interface NativeVisionFacts {
   /** Qwen2.5-VL: every n-th block attends fully, the others within windows (0: none). */
   windowPattern: number;
   preprocess: NativePreprocessParams;
+  /** Audio towers only (Whisper-style `a.*`): the mel input and how rows are grouped. */
+  audio?: NativeAudioTowerFacts;
+}
+
+/** The audio tower's input (libmtmd's whisper preprocessor) and its row grouping. */
+export interface NativeAudioTowerFacts {
+  nMel: number;
+  /** Mel frames of one chunk (3000: 30 s). */
+  nFrames: number;
+  sampleRate: number;
+  nFft: number;
+  windowLen: number;
+  hopLen: number;
+  /** Frames stacked per embedding row by the projector (ultravox; 0 when none). */
+  stackFactor: number;
+  /** Pairs of rows averaged before the post-norm (qwen2a). */
+  avgPool: boolean;
 }
 
 export interface NativeMmprojInfo extends NativeVisionFacts {
@@ -290,6 +307,9 @@ export interface NativeMmprojInfo extends NativeVisionFacts {
   /** Text libmtmd puts before / after each image chunk ('' for none), special tokens parsed. */
   imageBegin: string;
   imageEnd: string;
+  /** Audio projectors: the text libmtmd puts before / after an audio part's chunks ('' for none). */
+  audioBegin?: string;
+  audioEnd?: string;
   /** How libmtmd lays out the chunks of a tiled picture (see NativeSliceTemplate). */
   slices: NativeSliceTemplate;
 }
@@ -381,6 +401,26 @@ export interface NativeVisionEncoder {
   dispose(): void;
 }
 
+export interface NativeAudioEncoderInfo extends NativeVisionFacts {
+  family: string;
+  audio: NativeAudioTowerFacts;
+  flashAttn: boolean;
+  backend: string;
+  nThreads: number;
+  weightsBytes: number;
+}
+
+export interface NativeAudioEncoder {
+  info(): NativeAudioEncoderInfo;
+  /** Mono PCM at info().audio.sampleRate → one Features per 30 s mel chunk. */
+  encode(pcm: Float32Array): NativeOperation<{
+    features: NativeTensor[];
+    melMs: number;
+    encodeMs: number;
+  }>;
+  dispose(): void;
+}
+
 export interface NativeProjector {
   info(): NativeProjectorInfo;
   project(features: NativeTensor): NativeOperation<{ embeddings: NativeTensor; projectMs: number }>;
@@ -413,12 +453,20 @@ export interface NativeVisionAddon {
     path: string,
     options: { threads?: number; gpu?: boolean; flashAttn?: 'auto' | 'on' | 'off' },
   ): NativeOperation<NativeVisionEncoder>;
+  loadAudioEncoder(
+    path: string,
+    options: { threads?: number; gpu?: boolean; flashAttn?: 'auto' | 'on' | 'off' },
+  ): NativeOperation<NativeAudioEncoder>;
+  /** `audio`: the audio tower's projector (`mm.a.*`) instead of the vision one. */
   loadProjector(
     path: string,
-    options: { threads?: number; gpu?: boolean },
+    options: { threads?: number; gpu?: boolean; audio?: boolean },
   ): NativeOperation<NativeProjector>;
-  /** Validates an mmproj's header (keys, tensor shapes and types) without reading weights. */
-  inspectMmproj(path: string): NativeOperation<NativeMmprojInfo>;
+  /**
+   * Validates an mmproj's header (keys, tensor shapes and types) without reading weights; `audio`:
+   * the audio tower and its projector.
+   */
+  inspectMmproj(path: string, options?: { audio?: boolean }): NativeOperation<NativeMmprojInfo>;
   tensorFromFloat32(
     data: Float32Array,
     nTokens: number,

@@ -63,6 +63,11 @@ void set_projector_facts(Napi::Object & o, const mmproj_info & info, const proje
     o.Set("causal", fam.causal);
     o.Set("imageBegin", fam.image_begin);
     o.Set("imageEnd", fam.image_end);
+    if (info.vision.audio) {
+        // the family's begin / end text goes around the audio chunks (mtmd.cpp aud_beg / aud_end)
+        o.Set("audioBegin", fam.image_begin);
+        o.Set("audioEnd", fam.image_end);
+    }
 }
 
 class inspect_mmproj_worker : public promise_worker {

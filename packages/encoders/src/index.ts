@@ -10,6 +10,11 @@ export {
   type MelSpectrogram,
   WHISPER_SAMPLE_RATE,
 } from './audio.js';
+export {
+  AudioEncoder,
+  type AudioEncoderInfo,
+  type AudioEncoderLoadOptions,
+} from './audio-encoder.js';
 export { type EncodeTimings, Features, nativeFeatures } from './features.js';
 export {
   DEFAULT_MAX_FILE_BYTES,

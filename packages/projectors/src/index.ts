@@ -18,5 +18,6 @@ export {
   type ProjectorInfo,
   type ProjectorLoadOptions,
   type SliceTemplate,
+  SUPPORTED_AUDIO_PROJECTOR_FAMILIES,
   SUPPORTED_PROJECTOR_FAMILIES,
 } from './projector.js';

@@ -24,6 +24,11 @@ export interface ProjectorLoadOptions {
   threads?: number;
   /** Use the first GPU when mm.node was built with one (default true). */
   gpu?: boolean;
+  /**
+   * The audio projector (`mm.a.*`, after the Whisper-style `a.*` tower: ultravox, qwen2a) instead
+   * of the vision one; it takes an AudioEncoder's Features.
+   */
+  audio?: boolean;
   signal?: AbortSignal;
 }
 
@@ -48,6 +53,9 @@ export const SUPPORTED_PROJECTOR_FAMILIES = [
   'idefics3',
   'resampler',
 ] as const;
+
+/** The audio projector families mm implements (`clip.audio.projector_type` / `clip.projector_type`). */
+export const SUPPORTED_AUDIO_PROJECTOR_FAMILIES = ['ultravox', 'qwen2a'] as const;
 
 function checkMmprojPath(mmproj: unknown): string {
   if (typeof mmproj !== 'string' || mmproj.length === 0) {
@@ -81,11 +89,12 @@ function checkWidth(nEmbdText: unknown): number {
  */
 export async function inspectMmproj(
   mmproj: string,
-  options: { signal?: AbortSignal } = {},
+  options: { signal?: AbortSignal; audio?: boolean } = {},
 ): Promise<MmprojInfo> {
   checkMmprojPath(mmproj);
   const signal = checkSignal(options.signal);
-  const info = await runNative(() => loadAddon().inspectMmproj(mmproj), signal);
+  const audio = options.audio === true;
+  const info = await runNative(() => loadAddon().inspectMmproj(mmproj, { audio }), signal);
   if (signal?.aborted) throw signal.reason;
   return info;
 }
@@ -97,7 +106,7 @@ export async function inspectMmproj(
 export async function checkPair(
   mmproj: string,
   nEmbdText: number,
-  options: { signal?: AbortSignal } = {},
+  options: { signal?: AbortSignal; audio?: boolean } = {},
 ): Promise<MmprojInfo> {
   checkWidth(nEmbdText);
   const info = await inspectMmproj(mmproj, options);
@@ -142,8 +151,16 @@ export class Projector {
     if (options.gpu !== undefined && typeof options.gpu !== 'boolean') {
       throw new MmInvalidArgumentError('gpu', 'must be a boolean');
     }
+    if (options.audio !== undefined && typeof options.audio !== 'boolean') {
+      throw new MmInvalidArgumentError('audio', 'must be a boolean');
+    }
     const native = await runNative(
-      () => loadAddon().loadProjector(mmproj, { threads, gpu: options.gpu ?? true }),
+      () =>
+        loadAddon().loadProjector(mmproj, {
+          threads,
+          gpu: options.gpu ?? true,
+          audio: options.audio ?? false,
+        }),
       signal,
     );
     if (signal?.aborted) {
@@ -162,7 +179,12 @@ export class Projector {
     return this.#native === undefined;
   }
 
-  /** Projector family: one of SUPPORTED_PROJECTOR_FAMILIES. */
+  /** Whether this is an audio projector (its input: an AudioEncoder's Features). */
+  get audio(): boolean {
+    return this.info.audio !== undefined;
+  }
+
+  /** Projector family: one of SUPPORTED_PROJECTOR_FAMILIES (audio: SUPPORTED_AUDIO_PROJECTOR_FAMILIES). */
   get family(): string {
     return this.info.family;
   }

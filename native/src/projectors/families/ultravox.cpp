@@ -3,10 +3,12 @@
 // mm.a.norm_pre, mm.a.mlp.1, SwiGLU with the halves swapped (silu on the second half), RMSNorm x
 // mm.a.norm_mid, mm.a.mlp.2. No biases.
 //
-// Rows out: ceil(rows in / stack_factor). libmtmd's token count for this type is
-// (3000 / stack_factor) / 2, which is the graph's row count only when stack_factor divides 1500;
-// for other factors (Ultravox v0.5 ships 8) libmtmd aborts with "Invalid number of output tokens",
-// and mm gives the graph's rows.
+// Rows out: libmtmd's build_stack pads the rows with GGML_PAD(rows * E, E * stack), a bit mask that
+// rounds to a multiple only for power-of-two strides; for the others it may round down and drop
+// the last partial group (Whisper-large, E 1280, stack 8: 187 rows of 1500 / 8 = 187.5). mm builds
+// the same view, so the rows are libmtmd's graph's. libmtmd also checks them against its token
+// count ((3000 / stack) / 2) and aborts when they differ (E 64 with stack 8, e.g.); mm runs those
+// files and gives the graph's rows.
 #include "common/error.h"
 #include "graph/clip_names.h"
 #include "graph/gguf_file.h"
@@ -19,15 +21,24 @@ namespace {
 
 constexpr float k_rms_eps = 1e-6f;
 
+// The rows of build_stack's view: GGML_PAD(rows * E, E * stack) / (E * stack), as libmtmd computes it.
+int64_t stacked_rows(int64_t rows, int64_t n_embd, int64_t factor) {
+    if (factor <= 1) {
+        return rows;
+    }
+    const int64_t stride = n_embd * factor;
+    return GGML_PAD(rows * n_embd, stride) / stride;
+}
+
 std::vector<std::string> validate(const gguf_file & f, const vision_hparams & hp, projector_shape & out) {
     if (hp.stack_factor < 1) {
         f.invalid("clip.audio.projector.stack_factor = " + std::to_string(hp.stack_factor) +
                   " (ultravox stacks at least 1 frame)");
     }
-    const int64_t S   = static_cast<int64_t>(hp.n_embd) * hp.stack_factor;
-    const auto    w1  = clip::a_mlp(1, "weight");
-    const auto    w2  = clip::a_mlp(2, "weight");
-    const int64_t H2  = check_tensor(f, w1, tensor_use::matrix, {S, -1})->ne[1];
+    const int64_t S  = static_cast<int64_t>(hp.n_embd) * hp.stack_factor;
+    const auto    w1 = clip::a_mlp(1, "weight");
+    const auto    w2 = clip::a_mlp(2, "weight");
+    const int64_t H2 = check_tensor(f, w1, tensor_use::matrix, {S, -1})->ne[1];
     if (H2 % 2 != 0) {
         f.invalid(w1 + " has " + std::to_string(H2) + " outputs; SwiGLU needs an even count");
     }
@@ -36,7 +47,11 @@ std::vector<std::string> validate(const gguf_file & f, const vision_hparams & hp
     check_tensor(f, clip::t_mm_a_norm_pre_w, tensor_use::vector, {S});
     check_tensor(f, clip::t_mm_a_norm_mid_w, tensor_use::vector, {H});
     out.n_embd_out   = static_cast<int32_t>(D);
-    out.n_tokens_out = (hp.n_patches + hp.stack_factor - 1) / hp.stack_factor;
+    out.n_tokens_out = static_cast<int32_t>(stacked_rows(hp.n_patches, hp.n_embd, hp.stack_factor));
+    if (out.n_tokens_out < 1) {
+        f.invalid("clip.audio.projector.stack_factor = " + std::to_string(hp.stack_factor) + " leaves no row of " +
+                  std::to_string(hp.n_patches));
+    }
     return {w1, w2, clip::t_mm_a_norm_pre_w, clip::t_mm_a_norm_mid_w};
 }
 
