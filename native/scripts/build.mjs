@@ -30,6 +30,7 @@ export const oracleTargets = [
   'mm-ref-mtmd-mel',
   'mm-ref-mtmd-audio-decode',
   'mm-bench-vision',
+  'mm-bench-audio',
   'mm-peak-rss',
 ];
 
