@@ -223,6 +223,9 @@ export {
 } from './mmproj.js';
 export {
   compareVectors,
+  type MtmdAudioChunkResult,
+  type MtmdAudioOracleOptions,
+  type MtmdAudioOracleResult,
   type MtmdDecoderPos,
   type MtmdLayoutChunk,
   type MtmdLayoutOptions,
@@ -233,6 +236,7 @@ export {
   type MtmdOracleResult,
   type MtmdTextChunk,
   mtmdOracleBinary,
+  runMtmdAudioOracle,
   runMtmdLayout,
   runMtmdOracle,
 } from './mtmd-oracle.js';

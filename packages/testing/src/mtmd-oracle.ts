@@ -8,8 +8,9 @@ import { repoRoot } from './paths.js';
 /**
  * Runner of the test-only libmtmd oracle (`native/tools/ref-mtmd-embed.cpp`, built by
  * `node native/scripts/build.mjs --oracle`): libmtmd's own preprocessing, vision tower and
- * projector for (mmproj, image), with nothing of mm in between (`runMtmdOracle`), and the whole
- * prompt layout mtmd_tokenize makes, chunk by chunk, with positions and embeddings (`runMtmdLayout`).
+ * projector for (mmproj, image), with nothing of mm in between (`runMtmdOracle`), the same for audio
+ * files, chunk by chunk (`runMtmdAudioOracle`), and the whole prompt layout mtmd_tokenize makes, chunk
+ * by chunk, with positions and embeddings (`runMtmdLayout`; images and audio).
  */
 
 export interface MtmdOracleResult {
@@ -97,7 +98,7 @@ function mediaSpecs(dir: string, media: readonly (string | RgbImage)[]): string[
   });
 }
 
-function commonArgs(options: MtmdOracleOptions, dir: string): string[] {
+function commonArgs(options: Omit<MtmdOracleOptions, 'images'>, dir: string): string[] {
   const args = ['--mmproj', options.mmproj, '-t', String(options.threads ?? 2), '--out-dir', dir];
   if (options.textModel) args.push('--text-model', options.textModel);
   if (options.flashAttn) args.push('--fa', options.flashAttn);
@@ -126,17 +127,108 @@ export async function runMtmdOracle(options: MtmdOracleOptions): Promise<MtmdOra
     const args = [...commonArgs(options, dir), ...mediaSpecs(dir, options.images)];
     const json = JSON.parse(await execOracle(bin, args)) as {
       images: (Omit<MtmdOracleResult, 'embd' | 'features' | 'pixels'> & {
+        type: 'image' | 'audio';
         embd: string;
         features: string;
         pixels: string;
       })[];
     };
-    return json.images.map((r) => ({
-      ...r,
-      embd: f32(r.embd),
-      features: f32(r.features),
-      pixels: f32(r.pixels),
-    }));
+    return json.images.map(({ type, ...r }) => {
+      if (type !== 'image') {
+        throw new Error(`${r.image ?? 'an input'} is audio: use runMtmdAudioOracle`);
+      }
+      return { ...r, embd: f32(r.embd), features: f32(r.features), pixels: f32(r.pixels) };
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** One audio chunk (30 s of mel frames) of an audio file, as libmtmd encodes it. */
+export interface MtmdAudioChunkResult {
+  /** Rows of embeddings (clip_n_output_tokens of the chunk). */
+  nTokens: number;
+  /** KV positions taken (mtmd_input_chunk_get_n_pos: nTokens for audio). */
+  nPos: number;
+  /** Width of each row: the projection width. */
+  nEmbd: number;
+  /** The projector output, [nTokens][nEmbd]. */
+  embd: Float32Array;
+  /** The log-mel fed to the encoder, [melShape[0] = n_mel][melShape[1] = frames (3000)]. */
+  mel: Float32Array;
+  melShape: [number, number];
+  /**
+   * The encoder output handed to the projector (libmtmd's graph tensor `after_transformer`: after
+   * `a.post_ln`, and after the average pooling of qwen2a / voxtral; or the tensor named by
+   * `featuresTensor`), [featuresShape[0]][featuresShape[1]]; null when not captured.
+   */
+  features: Float32Array | null;
+  featuresShape: [number, number] | null;
+  featuresNe: [number, number, number, number] | null;
+  /** Wall time of mtmd_encode_chunk (with the eval callback attached: not a benchmark). */
+  encodeMs: number;
+}
+
+export interface MtmdAudioOracleResult {
+  audio: string;
+  /** Samples after libmtmd's decoding (mono, resampled to sampleRate). */
+  nSamples: number;
+  /** The model's sample rate (mtmd_get_audio_sample_rate). */
+  sampleRate: number;
+  /** In order. */
+  chunks: MtmdAudioChunkResult[];
+}
+
+export interface MtmdAudioOracleOptions extends Omit<MtmdOracleOptions, 'images' | 'textModel'> {
+  /** Audio files (WAV, MP3, FLAC), decoded by libmtmd's helper (mtmd_helper_bitmap_init_from_file). */
+  audio: readonly string[];
+  /**
+   * The text model. Required when the projector puts markers around audio (qwen2a, qwen2.5o,
+   * voxtral: mtmd_tokenize needs the vocabulary); libmtmd then also checks its n_embd.
+   */
+  textModel?: string;
+}
+
+type RawAudioChunk = Omit<MtmdAudioChunkResult, 'embd' | 'mel' | 'features'> & {
+  embd: string;
+  mel: string;
+  features: string | null;
+};
+
+/**
+ * Runs libmtmd on every audio file in one process (each alone, no text): every audio chunk it cuts
+ * the file into, encoded with mtmd_encode_chunk; results in input order.
+ */
+export async function runMtmdAudioOracle(
+  options: MtmdAudioOracleOptions,
+): Promise<MtmdAudioOracleResult[]> {
+  const bin = oracleOrThrow();
+  const dir = mkdtempSync(join(tmpdir(), 'mm-oracle-'));
+  try {
+    const args = [...commonArgs(options, dir), ...options.audio];
+    const json = JSON.parse(await execOracle(bin, args)) as {
+      images: (
+        | { type: 'image'; image: string }
+        | (Omit<MtmdAudioOracleResult, 'chunks'> & {
+            type: 'audio';
+            chunks: RawAudioChunk[];
+          })
+      )[];
+    };
+    return json.images.map((r) => {
+      if (r.type !== 'audio') throw new Error(`${r.image} is an image: use runMtmdOracle`);
+      return {
+        audio: r.audio,
+        nSamples: r.nSamples,
+        sampleRate: r.sampleRate,
+        chunks: r.chunks.map((c) => ({
+          ...c,
+          embd: f32(c.embd),
+          mel: f32(c.mel),
+          features: c.features === null ? null : f32(c.features),
+        })),
+      };
+    });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -185,9 +277,12 @@ export interface MtmdMediaChunk {
   features?: Float32Array;
   featuresShape?: [number, number];
   featuresNe?: [number, number, number, number];
-  /** The preprocessed pixels of the chunk, planar [3][H][W], when captured. */
+  /** The preprocessed pixels of an image chunk, planar [3][H][W], when captured. */
   pixels?: Float32Array;
   pixelsShape?: [number, number, number];
+  /** The log-mel of an audio chunk, [n_mel][frames], when captured. */
+  mel?: Float32Array;
+  melShape?: [number, number];
   encodeMs: number;
 }
 
@@ -212,17 +307,22 @@ export interface MtmdLayoutResult {
 export interface MtmdLayoutOptions extends Omit<MtmdOracleOptions, 'textModel'> {
   /** Required: mtmd_tokenize needs the vocabulary. */
   textModel: string;
-  /** Text with one marker (`<__media__>`) per entry of `images`. */
+  /**
+   * Text with one marker (`<__media__>`) per entry of `images`. Entries of `images` may be audio
+   * files too (WAV, MP3, FLAC): each gives libmtmd's audio markers around one audio chunk per 30 s.
+   */
   prompt: string;
 }
 
-type RawMediaChunk = Omit<MtmdMediaChunk, 'embd' | 'features' | 'pixels'> & {
+type RawMediaChunk = Omit<MtmdMediaChunk, 'embd' | 'features' | 'pixels' | 'mel'> & {
   embdFile: string;
   featuresFile: string | null;
   featuresShape: [number, number] | null;
   featuresNe: [number, number, number, number] | null;
   pixelsFile: string | null;
   pixelsShape: [number, number, number] | null;
+  melFile: string | null;
+  melShape: [number, number] | null;
 };
 
 /**
@@ -247,6 +347,8 @@ export async function runMtmdLayout(options: MtmdLayoutOptions): Promise<MtmdLay
         featuresNe,
         pixelsFile,
         pixelsShape,
+        melFile,
+        melShape,
         ...rest
       } = c;
       const out: MtmdMediaChunk = { ...rest, embd: f32(embdFile) };
@@ -255,6 +357,9 @@ export async function runMtmdLayout(options: MtmdLayoutOptions): Promise<MtmdLay
       }
       if (pixelsFile !== null && pixelsShape !== null) {
         Object.assign(out, { pixels: f32(pixelsFile), pixelsShape });
+      }
+      if (melFile !== null && melShape !== null) {
+        Object.assign(out, { mel: f32(melFile), melShape });
       }
       return out;
     });

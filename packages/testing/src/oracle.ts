@@ -57,7 +57,10 @@ export async function refGenerate(options: {
 export interface MtmdCliOptions {
   model: string;
   mmproj: string;
-  images: readonly string[];
+  /** Image files (`--image`, each). Default none. */
+  images?: readonly string[];
+  /** Audio files (`--audio`, each: WAV, MP3 or FLAC, decoded by libmtmd's helper). Default none. */
+  audio?: readonly string[];
   prompt: string;
   maxTokens?: number;
   threads?: number;
@@ -72,7 +75,10 @@ export interface MtmdCliOptions {
  */
 export async function mtmdCli(o: MtmdCliOptions): Promise<string> {
   const args = ['-m', o.model, '--mmproj', o.mmproj];
-  for (const img of o.images) args.push('--image', img);
+  // mtmd-cli keeps one media list in flag order and, without markers in the prompt, puts one marker per
+  // file before it: images first, then audio.
+  for (const img of o.images ?? []) args.push('--image', img);
+  for (const aud of o.audio ?? []) args.push('--audio', aud);
   args.push(
     '-p',
     o.prompt,
