@@ -95,9 +95,9 @@ Napi::Function AddonAudioEncoder::define(Napi::Env env) {
     using E                   = AddonAudioEncoder;
     Napi::Function f          = DefineClass(env, "AddonAudioEncoder",
                                             {
-                                       InstanceMethod("info", &E::guarded<&E::info>),
-                                       InstanceMethod("encode", &E::guarded<&E::encode>),
-                                       InstanceMethod("dispose", &E::guarded<&E::dispose>),
+                                                InstanceMethod("info", &E::guarded<&E::info>),
+                                                InstanceMethod("encode", &E::guarded<&E::encode>),
+                                                InstanceMethod("dispose", &E::guarded<&E::dispose>),
                                    });
     vctors(env).audio_encoder = Napi::Persistent(f);
     return f;

@@ -48,9 +48,9 @@ vision_hparams read_audio_hparams(const gguf_file & f) {
         known = known || type == t;
     }
     if (!known) {
-        fail(error_code::unsupported_family, "'" + f.path() + "': audio projector type '" + type +
-                                                 "' has no own graph in mm; own audio types: " +
-                                                 supported_audio_projector_types());
+        fail(error_code::unsupported_family,
+             "'" + f.path() + "': audio projector type '" + type +
+                 "' has no own graph in mm; own audio types: " + supported_audio_projector_types());
     }
     vision_hparams hp;
     hp.projector_type = type;
