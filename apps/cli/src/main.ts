@@ -33,7 +33,8 @@ Commands:
   pull <user>/<repo>[:quant]
                      download a GGUF model and its mmproj from the Hugging Face Hub
                      (run, chat and serve take -hf <user>/<repo>[:quant] instead of -m)
-  bench              mm vs llama.cpp side by side: encode, prefill, decode, TTFT, RSS
+  bench              mm vs llama.cpp side by side: encode, prefill, decode, TTFT, RSS;
+                     --audio FILE: the audio encoder + projector vs libmtmd
   info               llama.cpp commit, backends, devices, CPU features
   inspect <file>     describe a GGUF model or mmproj file (header only)
 
@@ -141,6 +142,7 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
           help,
           ...modelFlags,
           image: { type: 'string', multiple: true },
+          audio: { type: 'string', multiple: true },
           prompt: { type: 'string', short: 'p' },
           reps: { type: 'string', short: 'r' },
           json: { type: 'boolean' },

@@ -10,10 +10,12 @@ import { systemInfo } from '@mm/native';
 import { inspectFused, inspectMmproj } from '@mm/projectors';
 import { type CliIo, ExitCode, UsageError } from '../io.js';
 import { bundledModel } from '../model-options.js';
+import { benchAudioHelp, runAudioBench } from './bench-audio.js';
 
 const exec = promisify(execFile);
 
 export const benchHelp = `mm bench [-m <model.gguf> --mmproj <mmproj.gguf> --image <file>] [-p <question>] [options]
+mm bench --audio <file> -m <model.gguf> --mmproj <mmproj.gguf> [options]
 
 Runs mm and llama.cpp's own code side by side on the same model, image, question and threads,
 interleaved (A B A B ...) after one warm-up each, and prints medians with ours/reference ratios:
@@ -28,13 +30,15 @@ compare. Defaults: the bundled tiny-shapes model and its first sample. Needs the
 reference tools: npm run build:oracle -w @mm/native.
   -t, --threads <n>    threads for both sides (default: all cores but one)
   -r, --reps <n>       repetitions, at least 10 (default 10)
-      --json           the same figures as JSON`;
+      --json           the same figures as JSON
+
+${benchAudioHelp}`;
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, '..', '..', '..', '..');
 const toolsDir = join(repo, 'native', 'build', 'bin');
 
-function tool(name: string): string {
+export function tool(name: string): string {
   const p = join(toolsDir, name);
   if (!existsSync(p)) {
     throw new MmError(
@@ -100,6 +104,7 @@ async function checkOwnGraphs(mmproj: string): Promise<void> {
 }
 
 export async function runBench(io: CliIo, values: Record<string, unknown>): Promise<number> {
+  if (values.audio !== undefined) return runAudioBench(io, values, tool);
   const v = values as Record<string, string | undefined>;
   const b = v.model ? undefined : bundledModel();
   const model = v.model ?? (b?.model as string);
