@@ -1,7 +1,7 @@
 // AddonFusedMedia: the long tail through libmtmd's fused encoder + projector (src/projectors/
-// fused_media.h). inspectFused (header only), fusedProjectorTypes, loadFusedMedia(path, model) and
-// embed(rgb) -> the picture's layout in libmtmd's order. Thin: argument conversion and workers only;
-// every entry point runs inside guard().
+// fused_media.h). inspectFused (header only), fusedProjectorTypes, loadFusedMedia(path, model),
+// embed(rgb) -> the picture's layout and embedAudio(pcm) -> the sound's, in libmtmd's order. Thin: argument conversion
+// and workers only; every entry point runs inside guard().
 #include <chrono>
 #include <cstring>
 #include <mutex>
@@ -28,6 +28,7 @@ class AddonFusedMedia : public Napi::ObjectWrap<AddonFusedMedia> {
 
     Napi::Value info(const Napi::CallbackInfo & info);
     Napi::Value embed(const Napi::CallbackInfo & info);
+    Napi::Value embed_audio(const Napi::CallbackInfo & info);
     Napi::Value dispose(const Napi::CallbackInfo & info);
 
     std::shared_ptr<fused_media> media_;
@@ -69,12 +70,19 @@ Napi::Array strings(Napi::Env env, const std::vector<std::string> & v) {
 Napi::Object info_object(Napi::Env env, const fused_info & i) {
     Napi::Object o = Napi::Object::New(env);
     o.Set("projectorType", i.projector_type);
+    o.Set("visionProjectorType", i.vision_projector_type);
+    o.Set("audioProjectorType", i.audio_projector_type);
+    o.Set("hasVision", i.has_vision);
     o.Set("imageSize", i.image_size);
     o.Set("patchSize", i.patch_size);
     o.Set("nEmbdVision", i.n_embd_vision);
     o.Set("nLayer", i.n_layer);
     o.Set("projectionDim", i.projection_dim);
     o.Set("hasAudio", i.has_audio);
+    o.Set("audioSampleRate", i.audio_sample_rate);
+    o.Set("nMelBins", i.n_mel_bins);
+    o.Set("nEmbdAudio", i.n_embd_audio);
+    o.Set("nLayerAudio", i.n_layer_audio);
     return o;
 }
 
@@ -111,6 +119,38 @@ class load_fused_worker : public promise_worker {
     std::shared_ptr<fused_media> media_;
 };
 
+Napi::Object items_object(Napi::Env env, const std::vector<fused_item> & items, double encode_ms, double total_ms) {
+    Napi::Array arr = Napi::Array::New(env, items.size());
+    for (size_t i = 0; i < items.size(); ++i) {
+        const fused_item & it = items[i];
+        Napi::Object       o  = Napi::Object::New(env);
+        if (it.media) {
+            o.Set("kind", "media");
+            o.Set("modality", it.audio ? "audio" : "image");
+            o.Set("rows", float32_array_of(env, it.embd.data));
+            o.Set("nTokens", it.embd.n_tokens);
+            o.Set("nEmbd", it.embd.n_embd);
+            o.Set("nx", it.embd.nx);
+            o.Set("ny", it.embd.ny);
+            o.Set("causal", it.embd.causal);
+            o.Set("nPos", it.n_pos);
+        } else {
+            auto t = Napi::Int32Array::New(env, it.tokens.size());
+            if (!it.tokens.empty()) {
+                std::memcpy(t.Data(), it.tokens.data(), it.tokens.size() * sizeof(int32_t));
+            }
+            o.Set("kind", "text");
+            o.Set("tokens", t);
+        }
+        arr.Set(static_cast<uint32_t>(i), o);
+    }
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("items", arr);
+    out.Set("encodeMs", encode_ms);
+    out.Set("totalMs", total_ms);
+    return out;
+}
+
 class embed_worker : public promise_worker {
   public:
     embed_worker(Napi::Env env, std::shared_ptr<fused_media> m, rgb_image img) :
@@ -125,40 +165,35 @@ class embed_worker : public promise_worker {
         media_.reset();
     }
 
-    Napi::Value result(Napi::Env env) override {
-        Napi::Array items = Napi::Array::New(env, items_.size());
-        for (size_t i = 0; i < items_.size(); ++i) {
-            const fused_item & it = items_[i];
-            Napi::Object       o  = Napi::Object::New(env);
-            if (it.media) {
-                o.Set("kind", "media");
-                o.Set("rows", float32_array_of(env, it.embd.data));
-                o.Set("nTokens", it.embd.n_tokens);
-                o.Set("nEmbd", it.embd.n_embd);
-                o.Set("nx", it.embd.nx);
-                o.Set("ny", it.embd.ny);
-                o.Set("causal", it.embd.causal);
-                o.Set("nPos", it.n_pos);
-            } else {
-                auto t = Napi::Int32Array::New(env, it.tokens.size());
-                if (!it.tokens.empty()) {
-                    std::memcpy(t.Data(), it.tokens.data(), it.tokens.size() * sizeof(int32_t));
-                }
-                o.Set("kind", "text");
-                o.Set("tokens", t);
-            }
-            items.Set(static_cast<uint32_t>(i), o);
-        }
-        Napi::Object out = Napi::Object::New(env);
-        out.Set("items", items);
-        out.Set("encodeMs", encode_ms_);
-        out.Set("totalMs", total_ms_);
-        return out;
-    }
+    Napi::Value result(Napi::Env env) override { return items_object(env, items_, encode_ms_, total_ms_); }
 
   private:
     std::shared_ptr<fused_media> media_;
     rgb_image                    img_;
+    std::vector<fused_item>      items_;
+    double                       encode_ms_ = 0;
+    double                       total_ms_  = 0;
+};
+
+class embed_audio_worker : public promise_worker {
+  public:
+    embed_audio_worker(Napi::Env env, std::shared_ptr<fused_media> m, std::vector<float> pcm) :
+        promise_worker(env), media_(std::move(m)), pcm_(std::move(pcm)) {}
+
+  protected:
+    void run() override {
+        auto t0   = std::chrono::steady_clock::now();
+        items_    = media_->embed_audio(pcm_.data(), pcm_.size(), cancel_flag(), &encode_ms_);
+        total_ms_ = ms_since(t0);
+        pcm_      = {};
+        media_.reset();
+    }
+
+    Napi::Value result(Napi::Env env) override { return items_object(env, items_, encode_ms_, total_ms_); }
+
+  private:
+    std::shared_ptr<fused_media> media_;
+    std::vector<float>           pcm_;
     std::vector<fused_item>      items_;
     double                       encode_ms_ = 0;
     double                       total_ms_  = 0;
@@ -171,7 +206,7 @@ Napi::Value inspect_fused_js(const Napi::CallbackInfo & info) {
     return promise_worker::start(env, new inspect_fused_worker(env, std::move(path)));
 }
 
-// fusedProjectorTypes() -> { fused: string[], own: string[] }
+// fusedProjectorTypes() -> { fused: string[], fusedAudio: string[], own: string[] }
 Napi::Value projector_types_js(const Napi::CallbackInfo & info) {
     Napi::Env                env = info.Env();
     std::vector<std::string> own;
@@ -183,6 +218,7 @@ Napi::Value projector_types_js(const Napi::CallbackInfo & info) {
     }
     Napi::Object o = Napi::Object::New(env);
     o.Set("fused", strings(env, fused_projector_types()));
+    o.Set("fusedAudio", strings(env, fused_audio_projector_types()));
     o.Set("own", strings(env, own));
     return o;
 }
@@ -210,6 +246,7 @@ Napi::Function AddonFusedMedia::define(Napi::Env env) {
                                    {
                                        InstanceMethod("info", &F::guarded<&F::info>),
                                        InstanceMethod("embed", &F::guarded<&F::embed>),
+                                       InstanceMethod("embedAudio", &F::guarded<&F::embed_audio>),
                                        InstanceMethod("dispose", &F::guarded<&F::dispose>),
                                    });
     ctor(env)        = Napi::Persistent(f);
@@ -236,6 +273,7 @@ Napi::Value AddonFusedMedia::info(const Napi::CallbackInfo & info) {
     o.Set("nEmbd", m->n_embd());
     o.Set("mrope", m->mrope());
     o.Set("nThreads", m->n_threads());
+    o.Set("audioSampleRate", m->audio_sample_rate());
     return o;
 }
 
@@ -245,6 +283,19 @@ Napi::Value AddonFusedMedia::embed(const Napi::CallbackInfo & info) {
     auto      m   = get(env);
     rgb_image img = rgb_args(info, 0);
     return promise_worker::start(env, new embed_worker(env, std::move(m), std::move(img)));
+}
+
+// embedAudio(pcm: Float32Array) -> op<{ items, encodeMs, totalMs }>: mono f32 at the file's audio rate
+Napi::Value AddonFusedMedia::embed_audio(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    auto      m   = get(env);
+    if (info.Length() < 1 || !info[0].IsTypedArray() ||
+        info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+        throw_error(env, error_code::invalid_argument, "pcm must be a Float32Array");
+    }
+    auto               a = info[0].As<Napi::Float32Array>();
+    std::vector<float> pcm(a.Data(), a.Data() + a.ElementLength());
+    return promise_worker::start(env, new embed_audio_worker(env, std::move(m), std::move(pcm)));
 }
 
 Napi::Value AddonFusedMedia::dispose(const Napi::CallbackInfo & info) {

@@ -70,6 +70,20 @@ const std::vector<std::string> k_fused_types = {
     "granite4_vision",
 };
 
+// clip.projector_type strings of the audio projector types libmtmd's init_audio sets up for
+// understanding, pinned 80fb11ac (not qwen3tts_spkenc / pockettts_spkenc: the speaker encoders of
+// speech generation). `qwen2.5o` is read as qwen2a for audio.
+const std::vector<std::string> k_fused_audio_types = {
+    "ultravox", "qwen2a",         "qwen2.5o", "qwen3a",   "glma",     "voxtral",     "meralion",   "musicflamingo",
+    "lfm2a",    "granite_speech", "gemma4a",  "gemma4ua", "parakeet", "dots3note_a", "mimo_audio",
+};
+
+// The Whisper-style encoders (clip_graph_whisper_enc): conv stem, learned positions, ViT blocks, then
+// each type's projector; 30 s chunks of 3000 mel frames.
+bool is_whisper_type(const std::string & t) {
+    return t == "ultravox" || t == "qwen2a" || t == "voxtral" || t == "musicflamingo" || t == "meralion" || t == "glma";
+}
+
 // libmtmd runs these for images too, but their layout cannot come from the marker alone.
 const char * refused_reason(const std::string & type) {
     if (type == "deepseek4v") {
@@ -202,7 +216,10 @@ void check_tensor_types(const gguf_file & f) {
         if (is_vector(t) && t->type != GGML_TYPE_F32) {
             f.invalid("tensor '" + name + "' is a vector of type " + ggml_type_name(t->type) + ", expected f32");
         }
-        if (name.rfind("v.patch_embd.weight", 0) == 0 && t->type != GGML_TYPE_F32 && t->type != GGML_TYPE_F16) {
+        const bool kernel = name.rfind("v.patch_embd.weight", 0) == 0 || name.rfind("a.conv1d.", 0) == 0 ||
+                            name.rfind("a.conv2d.", 0) == 0;
+        if (kernel && name.find(".weight") != std::string::npos && t->type != GGML_TYPE_F32 &&
+            t->type != GGML_TYPE_F16) {
             f.invalid("tensor '" + name + "' has type " + ggml_type_name(t->type) + ", expected f32 or f16");
         }
     }
@@ -239,10 +256,10 @@ struct vit_shape {
 
 // The blocks build_vit runs (clip.cpp): norms, attention (separate or fused q/k/v: libmtmd
 // dereferences them unchecked) and the FFN. Optional tensors are checked when present.
-void check_vit_blocks(const gguf_file & f, const vit_shape & s) {
+void check_vit_blocks(const gguf_file & f, const vit_shape & s, const char * prefix = "v") {
     const int64_t E = s.E;
     for (int64_t il = 0; il < s.n_layer; ++il) {
-        const std::string p = "v.blk." + std::to_string(il) + ".";
+        const std::string p = std::string(prefix) + ".blk." + std::to_string(il) + ".";
         for (const char * ln : {"ln1", "ln2", "ls1", "ls2"}) {
             shaped(f, p + ln + ".weight", {E}, false);
             shaped(f, p + ln + ".bias", {E}, false);
@@ -363,6 +380,20 @@ void check_family_tensors(const gguf_file & f, const std::string & type, int64_t
     }
 }
 
+// The projector type libmtmd reads for one modality (clip.cpp load_hparams): clip.projector_type,
+// else clip.vision.projector_type / clip.audio.projector_type; the legacy `qwen2.5o` names both halves.
+std::string modality_projector_type(const gguf_file & f, const char * modality_key) {
+    std::string type;
+    f.find_string(clip::k_projector_type, type);
+    if (type.empty()) {
+        f.find_string(modality_key, type);
+    }
+    return type;
+}
+
+void validate_vision(const gguf_file & f, const std::string & type, fused_info & info);
+void validate_audio(const gguf_file & f, const std::string & type, fused_info & info);
+
 fused_info read_fused_info(const gguf_file & f) {
     fused_info  info;
     std::string arch;
@@ -371,24 +402,63 @@ fused_info read_fused_info(const gguf_file & f) {
              "'" + f.path() + "' is not an mmproj (general.architecture is '" + arch + "', expected 'clip')");
     }
     check_key_types(f);
-    info.projector_type = read_projector_type(f);
-    bool has_vision     = false;
-    f.find_bool(clip::k_has_vision, has_vision);
+    f.find_bool(clip::k_has_vision, info.has_vision);
     f.find_bool(clip::k_has_audio, info.has_audio);
-    const std::string & type = info.projector_type;
-    if (const char * why = refused_reason(type)) {
-        fail(error_code::unsupported_family,
-             "'" + f.path() + "': projector type '" + type + "' is not supported through libmtmd here: " + why);
+    if (info.has_vision) {
+        info.vision_projector_type = modality_projector_type(f, clip::k_vision_proj_type);
     }
-    if (!fused_supports(type)) {
-        fail(error_code::unsupported_family, "'" + f.path() + "': projector type '" + type +
-                                                 "' is not supported; own graphs: " + supported_projector_families() +
-                                                 "; through libmtmd (fused): " + join(fused_projector_types()));
+    if (info.has_audio) {
+        info.audio_projector_type = modality_projector_type(f, "clip.audio.projector_type");
     }
-    if (!has_vision) {
-        fail(error_code::modality_unsupported,
-             "'" + f.path() + "' has no vision encoder (clip.has_vision_encoder is not true)");
+    info.projector_type = modality_projector_type(f, clip::k_vision_proj_type);
+    if (info.projector_type.empty()) {
+        info.projector_type = modality_projector_type(f, "clip.audio.projector_type");
     }
+    if (info.projector_type.empty()) {
+        f.invalid("clip.projector_type is missing");
+    }
+    if (!info.has_vision && !info.has_audio) {
+        fail(error_code::modality_unsupported, "'" + f.path() +
+                                                   "' has neither a vision nor an audio encoder "
+                                                   "(clip.has_vision_encoder and clip.has_audio_encoder are not true)");
+    }
+    if (info.has_vision) {
+        const std::string & type = info.vision_projector_type;
+        if (type.empty()) {
+            f.invalid("the vision encoder has no projector type (clip.vision.projector_type)");
+        }
+        if (const char * why = refused_reason(type)) {
+            fail(error_code::unsupported_family,
+                 "'" + f.path() + "': projector type '" + type + "' is not supported through libmtmd here: " + why);
+        }
+        if (!fused_supports(type)) {
+            fail(error_code::unsupported_family,
+                 "'" + f.path() + "': projector type '" + type + "' is not supported; own graphs: " +
+                     supported_projector_families() + "; through libmtmd (fused): " + join(fused_projector_types()));
+        }
+    }
+    if (info.has_audio) {
+        const std::string & type = info.audio_projector_type;
+        if (type.empty()) {
+            f.invalid("the audio encoder has no projector type (clip.audio.projector_type)");
+        }
+        if (!fused_supports_audio(type)) {
+            fail(error_code::unsupported_family,
+                 "'" + f.path() + "': audio projector type '" + type +
+                     "' is not supported; through libmtmd (fused): " + join(fused_audio_projector_types()));
+        }
+    }
+    check_tensor_types(f);
+    if (info.has_vision) {
+        validate_vision(f, info.vision_projector_type, info);
+    }
+    if (info.has_audio) {
+        validate_audio(f, info.audio_projector_type, info);
+    }
+    return info;
+}
+
+void validate_vision(const gguf_file & f, const std::string & type, fused_info & info) {
     // The vision tower's hyperparameters, bounded so that nothing libmtmd sizes from them wraps or
     // asks for absurd memory (libmtmd checks image_size <= 8192 and patch_size < 65536 itself).
     const uint32_t E          = f.require_u32(clip::k_n_embd);
@@ -447,7 +517,6 @@ fused_info read_fused_info(const gguf_file & f) {
             f.invalid("clip.vision.image_mean / image_std must be finite, with a non-zero std");
         }
     }
-    check_tensor_types(f);
     check_family_tensors(f, type, E, n_ff, n_layer, patch, image_size);
 
     info.image_size     = static_cast<int32_t>(image_size);
@@ -455,7 +524,206 @@ fused_info read_fused_info(const gguf_file & f) {
     info.n_embd_vision  = static_cast<int32_t>(E);
     info.n_layer        = static_cast<int32_t>(n_layer);
     info.projection_dim = static_cast<int32_t>(proj_dim);
-    return info;
+}
+
+// ---- the audio encoder -----------------------------------------------------------------------------------
+
+// A tensor of type f32 (ggml_add / ggml_mul operands of the audio graphs).
+void require_f32(const gguf_file & f, const ggml_tensor * t) {
+    if (t != nullptr && t->type != GGML_TYPE_F32) {
+        f.invalid("tensor '" + std::string(t->name) + "' has type " + ggml_type_name(t->type) + ", expected f32");
+    }
+}
+
+// clip_graph_whisper_enc (models/whisper-enc.cpp) and each type's projector in it: every tensor the
+// graph reads, with the shape that makes its ggml ops valid. A wrong one would abort inside ggml (a
+// GGML_ASSERT at graph build, or on a compute thread during libmtmd's warmup), or dereference a
+// tensor libmtmd does not check.
+void check_whisper_tensors(const gguf_file & f, const std::string & type, int64_t E, int64_t F, int64_t n_layer,
+                           int64_t n_mel, uint32_t stack) {
+    // conv stem: [K, IC, OC] kernels, K = 3 (padding K/2 keeps the 3000 frames, stride 2 halves them)
+    shaped(f, "a.conv1d.1.weight", {3, n_mel, E});
+    require_f32(f, shaped(f, "a.conv1d.1.bias", {1, E}));
+    shaped(f, "a.conv1d.2.weight", {3, E, E});
+    require_f32(f, shaped(f, "a.conv1d.2.bias", {1, E}));
+    // learned positions: a 30 s chunk is 1500 rows after the stem
+    const ggml_tensor * pos = shaped(f, "a.position_embd.weight", {E, -1});
+    if (pos->ne[1] < 1500) {
+        f.invalid("tensor 'a.position_embd.weight' has " + std::to_string(pos->ne[1]) +
+                  " rows; a 30 s chunk needs 1500");
+    }
+    if (pos->type != GGML_TYPE_F32 && pos->type != GGML_TYPE_F16) {
+        f.invalid("tensor 'a.position_embd.weight' must be f32 or f16");
+    }
+    check_vit_blocks(f, {E, F, n_layer}, "a");
+    // libmtmd's own sanity checks on block 0 (GGML_ASSERT): both norms with biases, q and v biases, no k bias
+    for (const char * t : {"a.blk.0.ln1.weight", "a.blk.0.ln1.bias", "a.blk.0.ln2.weight", "a.blk.0.ln2.bias",
+                           "a.blk.0.attn_q.bias", "a.blk.0.attn_v.bias"}) {
+        shaped(f, t, {E});
+    }
+    if (f.tensor("a.blk.0.attn_k.bias") != nullptr) {
+        f.invalid("tensor 'a.blk.0.attn_k.bias' is not expected (Whisper's k projection has no bias)");
+    }
+    if (f.tensor("a.blk.0.attn_qkv.weight") != nullptr) {
+        f.invalid("tensor 'a.blk.0.attn_qkv.weight' is not expected in a Whisper-style encoder");
+    }
+    shaped(f, "a.post_ln.weight", {E}, false);
+    shaped(f, "a.post_ln.bias", {E}, false);
+
+    const bool    stacked = type == "ultravox" || type == "voxtral" || type == "meralion";
+    const int64_t W       = stacked ? E * stack : E;  // the projector's input width
+    if (type == "ultravox") {
+        shaped(f, "mm.a.norm_pre.weight", {W});
+        const ggml_tensor * fc1 = shaped(f, "mm.a.mlp.1.weight", {W, -1});
+        if (fc1->ne[1] % 2 != 0) {
+            f.invalid("tensor 'mm.a.mlp.1.weight' must have an even output width (SwiGLU halves it)");
+        }
+        const int64_t H = fc1->ne[1] / 2;
+        shaped(f, "mm.a.norm_mid.weight", {H});
+        shaped(f, "mm.a.mlp.2.weight", {H, -1});
+    } else if (type == "qwen2a") {
+        const ggml_tensor * fc = shaped(f, "mm.a.fc.weight", {E, -1});
+        shaped(f, "mm.a.fc.bias", {fc->ne[1]});
+    } else if (type == "voxtral") {
+        const ggml_tensor * fc1 = shaped(f, "mm.a.mlp.1.weight", {W, -1});
+        shaped(f, "mm.a.mlp.2.weight", {fc1->ne[1], -1});
+    } else if (type == "musicflamingo") {
+        const ggml_tensor * fc1 = shaped(f, "mm.a.mlp.1.weight", {W, -1});
+        shaped(f, "mm.a.mlp.1.bias", {fc1->ne[1]});
+        const ggml_tensor * fc2 = shaped(f, "mm.a.mlp.2.weight", {fc1->ne[1], -1});
+        shaped(f, "mm.a.mlp.2.bias", {fc2->ne[1]});
+    } else if (type == "meralion") {
+        shaped(f, "mm.a.norm_pre.weight", {W});
+        shaped(f, "mm.a.norm_pre.bias", {W});
+        const ggml_tensor * l0 = shaped(f, "mm.a.mlp.0.weight", {W, -1});
+        shaped(f, "mm.a.mlp.0.bias", {l0->ne[1]});
+        const ggml_tensor * l1 = shaped(f, "mm.a.mlp.1.weight", {l0->ne[1], -1});
+        shaped(f, "mm.a.mlp.1.bias", {l1->ne[1]});
+        shaped(f, "mm.a.mlp.2.weight", {l0->ne[1], l1->ne[1]});
+        shaped(f, "mm.a.mlp.2.bias", {l1->ne[1]});
+        const ggml_tensor * l3 = shaped(f, "mm.a.mlp.3.weight", {l1->ne[1], -1});
+        shaped(f, "mm.a.mlp.3.bias", {l3->ne[1]});
+    } else if (type == "glma") {
+        // norm before stacking, then the MLP on stacked rows, between learned begin / end rows
+        shaped(f, "mm.a.norm_pre.weight", {E});
+        shaped(f, "mm.a.norm_pre.bias", {E});
+        const ggml_tensor * fc1 = shaped(f, "mm.a.mlp.1.weight", {E * stack, -1});
+        shaped(f, "mm.a.mlp.1.bias", {fc1->ne[1]});
+        const ggml_tensor * fc2 = shaped(f, "mm.a.mlp.2.weight", {fc1->ne[1], -1});
+        shaped(f, "mm.a.mlp.2.bias", {fc2->ne[1]});
+        shaped(f, "v.boi", {fc2->ne[1]});
+        shaped(f, "v.eoi", {fc2->ne[1]});
+    }
+}
+
+// libmtmd checks, after each encode, that the graph gave the rows clip_n_output_tokens promised, and
+// aborts the process when not. For one 3000-frame chunk: the stem halves the frames, qwen2a /
+// voxtral / musicflamingo pool by 2, and the stacking projectors reshape by ggml's GGML_PAD (a bit
+// mask, exact only for power-of-two strides) where the count uses a true round-up; glma adds its
+// begin / end rows. Refuse the widths where the two differ.
+void check_whisper_rows(const gguf_file & f, const std::string & type, int64_t E, int64_t stack) {
+    const bool pool         = type == "qwen2a" || type == "voxtral" || type == "musicflamingo";
+    const bool stack_frames = type == "ultravox" || type == "voxtral" || type == "meralion";
+    int64_t    expected     = 3000;
+    if (stack_frames) {
+        expected = (expected + stack - 1) / stack;  // CLIP_ALIGN(n, s) / s
+    }
+    expected /= 2;
+    if (pool) {
+        expected /= 2;
+    }
+    int64_t rows = pool ? 750 : 1500;
+    if ((stack_frames || type == "glma") && stack > 1) {
+        const int64_t total  = rows * E;
+        const int64_t stride = E * stack;
+        const int64_t padded = (total + stride - 1) & ~(stride - 1);  // GGML_PAD
+        rows                 = padded / stride;
+    }
+    if (type == "glma") {
+        expected = 3000 / 2 / stack + 2;
+        rows += 2;
+    }
+    if (rows != expected) {
+        f.invalid("libmtmd cannot run this " + type + " encoder: with width " + std::to_string(E) +
+                  " and stack factor " + std::to_string(stack) + " its graph gives " + std::to_string(rows) +
+                  " rows per 30 s chunk where it expects " + std::to_string(expected) +
+                  " (ggml's GGML_PAD rounds only power-of-two strides exactly), and it would abort");
+    }
+}
+
+uint32_t audio_u32(const gguf_file & f, const std::string & key, uint32_t lo, uint32_t hi, bool required,
+                   uint32_t fallback = 0) {
+    uint32_t v = fallback;
+    if (!f.find_u32(key.c_str(), v)) {
+        if (required) {
+            f.invalid(key + " is missing");
+        }
+        return fallback;
+    }
+    check_range(f, key.c_str(), v, lo, hi);
+    return v;
+}
+
+// What libmtmd's load_hparams reads for an audio encoder, with the bounds its asserts need (and
+// sizes that cannot ask for absurd memory), then the tensors of the Whisper-style encoders.
+void validate_audio(const gguf_file & f, const std::string & type, fused_info & info) {
+    const std::string a        = "clip.audio.";
+    const bool        whisper  = is_whisper_type(type) || type == "qwen2.5o";
+    const std::string resolved = type == "qwen2.5o" ? "qwen2a" : type;
+    const uint32_t    E        = audio_u32(f, a + "embedding_length", 1, 1 << 16, true);
+    const uint32_t    n_head   = audio_u32(f, a + "attention.head_count", 1, 1024, true);
+    const uint32_t    n_ff     = audio_u32(f, a + "feed_forward_length", 0, 1 << 20, true);
+    const uint32_t    n_layer  = audio_u32(f, a + "block_count", whisper ? 1 : 0, 1024, true);
+    audio_u32(f, a + "projection_dim", 0, 1 << 20, true);
+    const float eps = f.require_f32((a + "attention.layer_norm_epsilon").c_str());
+    if (!std::isfinite(eps) || eps < 0) {
+        f.invalid("clip.audio.attention.layer_norm_epsilon must be a finite number >= 0");
+    }
+    if (f.has_key((a + "attention.head_dim").c_str())) {
+        audio_u32(f, a + "attention.head_dim", 1, 1 << 16, true);
+    } else if (E % n_head != 0) {
+        f.invalid("clip.audio.embedding_length " + std::to_string(E) + " is not a multiple of the " +
+                  std::to_string(n_head) + " heads");
+    }
+    const uint32_t n_head_kv = audio_u32(f, a + "attention.head_count_kv", 1, 1024, false, n_head);
+    if (n_head % n_head_kv != 0) {
+        f.invalid("clip.audio.attention.head_count_kv must divide the head count");
+    }
+    // gemma4ua reads raw 640-sample frames (its n_mel_bins is overwritten); the others' filter banks
+    // take at most 256 bands
+    const uint32_t n_mel = audio_u32(f, a + "num_mel_bins", 1, type == "gemma4ua" ? 1 << 16 : 256, true);
+    const bool     needs_stack =
+        resolved == "ultravox" || resolved == "voxtral" || resolved == "meralion" || resolved == "glma";
+    const uint32_t stack = audio_u32(f, a + "projector.stack_factor", 1, 64, needs_stack, 1);
+    if (type == "parakeet") {
+        if (audio_u32(f, a + "subsampling_factor", 0, 1 << 16, true) != 8) {
+            f.invalid("clip.audio.subsampling_factor must be 8 for parakeet (libmtmd's conv strides)");
+        }
+        const uint32_t k = audio_u32(f, a + "conv_kernel_size", 1, 1023, true);
+        if (k % 2 == 0) {
+            f.invalid("clip.audio.conv_kernel_size must be odd");
+        }
+    } else if (type == "granite_speech") {
+        audio_u32(f, a + "chunk_size", 1, 8192, true);
+        audio_u32(f, a + "conv_kernel_size", 1, 1023, true);
+        audio_u32(f, a + "max_pos_emb", 1, 1 << 16, true);
+        audio_u32(f, a + "projector.window_size", 1, 1 << 16, true);
+        audio_u32(f, a + "projector.downsample_rate", 1, 1 << 16, true);
+        audio_u32(f, a + "projector.head_count", 1, 1024, true);
+    } else if (type == "mimo_audio") {
+        audio_u32(f, a + "rvq.num_quantizers", 1, 64, true);
+        audio_u32(f, a + "window_size", 0, 1 << 16, true);
+        audio_u32(f, a + "local_block_count", 0, 1024, true);
+        audio_u32(f, a + "local_group_size", 1, 1 << 16, true);
+    }
+    if (whisper) {
+        check_whisper_tensors(f, resolved, E, n_ff, n_layer, n_mel, stack);
+        check_whisper_rows(f, resolved, E, stack);
+    }
+    info.audio_sample_rate = type == "mimo_audio" ? 24000 : 16000;
+    info.n_mel_bins        = static_cast<int32_t>(n_mel);
+    info.n_embd_audio      = static_cast<int32_t>(E);
+    info.n_layer_audio     = static_cast<int32_t>(n_layer);
 }
 
 // ---- libmtmd's logger ----------------------------------------------------------------------------------
@@ -479,6 +747,14 @@ const std::vector<std::string> & fused_projector_types() {
 
 bool fused_supports(const std::string & type) {
     return std::find(k_fused_types.begin(), k_fused_types.end(), type) != k_fused_types.end();
+}
+
+const std::vector<std::string> & fused_audio_projector_types() {
+    return k_fused_audio_types;
+}
+
+bool fused_supports_audio(const std::string & type) {
+    return std::find(k_fused_audio_types.begin(), k_fused_audio_types.end(), type) != k_fused_audio_types.end();
 }
 
 fused_info inspect_fused(const std::string & path) {
@@ -523,8 +799,17 @@ std::shared_ptr<fused_media> fused_media::load(const std::string & path, std::sh
                            : error_code::gguf_invalid,
              "libmtmd could not load '" + path + "'" + (why.empty() ? std::string() : ": " + why));
     }
-    if (!mtmd_support_vision(fm->ctx_)) {
-        fail(error_code::modality_unsupported, "'" + path + "' has no vision encoder libmtmd can run");
+    fm->has_vision_ = mtmd_support_vision(fm->ctx_);
+    fm->has_audio_  = mtmd_support_audio(fm->ctx_);
+    if (fm->has_vision_ != fm->info_.has_vision || fm->has_audio_ != fm->info_.has_audio) {
+        fail(error_code::internal, "libmtmd loaded other encoders from '" + path + "' than its header names");
+    }
+    if (fm->has_audio_) {
+        fm->audio_sample_rate_ = mtmd_get_audio_sample_rate(fm->ctx_);
+        if (fm->audio_sample_rate_ != fm->info_.audio_sample_rate) {
+            fail(error_code::internal, "libmtmd takes audio at " + std::to_string(fm->audio_sample_rate_) +
+                                           " Hz, mm expected " + std::to_string(fm->info_.audio_sample_rate));
+        }
     }
     fm->backbone_  = std::move(backbone);
     fm->n_embd_    = llama_model_n_embd_inp(fm->backbone_->get());
@@ -547,98 +832,159 @@ fused_media::~fused_media() {
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 #endif
 
+namespace {
+
+struct bitmap_del {
+    void operator()(mtmd_bitmap * b) const { mtmd_bitmap_free(b); }
+};
+
+using bitmap_ptr = std::unique_ptr<mtmd_bitmap, bitmap_del>;
+
+}  // namespace
+
 std::vector<fused_item> fused_media::embed(const rgb_image & img, const std::atomic<bool> * cancel,
                                            double * encode_ms) {
     if (img.width < 1 || img.height < 1 ||
         img.data.size() != static_cast<size_t>(img.width) * static_cast<size_t>(img.height) * 3) {
         fail(error_code::invalid_argument, "the picture must be width * height * 3 bytes of RGB");
     }
+    if (!has_vision_) {
+        fail(error_code::modality_unsupported,
+             "'" + info_.projector_type + "' mmproj has no vision encoder: it takes audio, not pictures");
+    }
+    bitmap_ptr bmp(
+        mtmd_bitmap_init(static_cast<uint32_t>(img.width), static_cast<uint32_t>(img.height), img.data.data()));
+    if (!bmp) {
+        fail(error_code::out_of_memory, "libmtmd could not hold the picture");
+    }
+    return run(bmp.get(), false, cancel, encode_ms);
+}
+
+std::vector<fused_item> fused_media::embed_audio(const float * pcm, size_t n_samples, const std::atomic<bool> * cancel,
+                                                 double * encode_ms) {
+    if (!has_audio_) {
+        fail(error_code::modality_unsupported,
+             "'" + info_.projector_type + "' mmproj has no audio encoder: it takes pictures, not audio");
+    }
+    // libmtmd asserts more than one sample (mtmd_tokenize), and sizes the mel from the count
+    if (pcm == nullptr || n_samples < 2) {
+        fail(error_code::audio_decode,
+             "the audio holds " + std::to_string(n_samples) + " samples; libmtmd needs at least 2");
+    }
+    if (n_samples > static_cast<size_t>(INT32_MAX) / sizeof(float)) {
+        fail(error_code::audio_too_long, "the audio holds " + std::to_string(n_samples) + " samples, too many");
+    }
+    for (size_t i = 0; i < n_samples; ++i) {
+        if (!std::isfinite(pcm[i])) {
+            fail(error_code::invalid_argument,
+                 "the audio holds a sample that is not a finite number (at " + std::to_string(i) + ")");
+        }
+    }
+    bitmap_ptr bmp(mtmd_bitmap_init_from_audio(n_samples, pcm));
+    if (!bmp) {
+        fail(error_code::out_of_memory, "libmtmd could not hold the audio");
+    }
+    return run(bmp.get(), true, cancel, encode_ms);
+}
+
+std::vector<fused_item> fused_media::run(const mtmd_bitmap * bitmap, bool audio, const std::atomic<bool> * cancel,
+                                         double * encode_ms) {
+    const char *                what = audio ? "the audio" : "the picture";
     std::lock_guard<std::mutex> lock(mu_);
     if (ctx_ == nullptr) {
-        fail(error_code::internal, "libmtmd failed on an earlier picture; load the model again");
+        fail(error_code::internal, "libmtmd failed on an earlier input; load the model again");
     }
     auto check_cancel = [&] {
         if (cancel != nullptr && cancel->load()) {
-            fail(error_code::aborted, "embedding the picture was aborted");
+            fail(error_code::aborted, std::string("embedding ") + what + " was aborted");
         }
     };
     check_cancel();
     abort_guard guard;
     clear_thread_log_errors();
 
-    struct bitmap_del {
-        void operator()(mtmd_bitmap * b) const { mtmd_bitmap_free(b); }
-    };
     struct chunks_del {
         void operator()(mtmd_input_chunks * c) const { mtmd_input_chunks_free(c); }
     };
-    std::unique_ptr<mtmd_bitmap, bitmap_del> bmp(
-        mtmd_bitmap_init(static_cast<uint32_t>(img.width), static_cast<uint32_t>(img.height), img.data.data()));
     std::unique_ptr<mtmd_input_chunks, chunks_del> chunks(mtmd_input_chunks_init());
-    if (!bmp || !chunks) {
-        fail(error_code::out_of_memory, "libmtmd could not hold the picture");
+    if (!chunks) {
+        fail(error_code::out_of_memory, std::string("libmtmd could not hold ") + what);
     }
     const char *        marker = mtmd_default_marker();
     mtmd_input_text     text{marker, std::strlen(marker), /*add_special=*/false, /*parse_special=*/true};
-    const mtmd_bitmap * bitmaps[] = {bmp.get()};
+    const mtmd_bitmap * bitmaps[] = {bitmap};
     const int32_t       res       = mtmd_tokenize(ctx_, chunks.get(), &text, bitmaps, 1);
     if (res != 0) {
-        fail_with_log(error_code::internal,
-                      "libmtmd could not lay out the picture (mtmd_tokenize returned " + std::to_string(res) + ")");
+        fail_with_log(
+            audio ? error_code::audio_decode : error_code::internal,
+            std::string("libmtmd could not lay out ") + what + " (mtmd_tokenize returned " + std::to_string(res) + ")");
     }
 
-    std::vector<fused_item> out;
-    double                  ms = 0;
-    const size_t            n  = mtmd_input_chunks_size(chunks.get());
+    const mtmd_input_chunk_type want = audio ? MTMD_INPUT_CHUNK_TYPE_AUDIO : MTMD_INPUT_CHUNK_TYPE_IMAGE;
+    std::vector<fused_item>     out;
+    double                      ms = 0;
+    const size_t                n  = mtmd_input_chunks_size(chunks.get());
     for (size_t i = 0; i < n; ++i) {
         const mtmd_input_chunk * c = mtmd_input_chunks_get(chunks.get(), i);
         fused_item               item;
-        switch (mtmd_input_chunk_get_type(c)) {
-            case MTMD_INPUT_CHUNK_TYPE_TEXT: {
-                size_t              nt = 0;
-                const llama_token * t  = mtmd_input_chunk_get_tokens_text(c, &nt);
-                item.tokens.assign(t, t + nt);
-                out.push_back(std::move(item));
-                continue;
-            }
-            case MTMD_INPUT_CHUNK_TYPE_IMAGE:
-                break;
-            default:
-                fail(error_code::internal, "libmtmd made a non-image chunk of a picture");
+        const auto               type = mtmd_input_chunk_get_type(c);
+        if (type == MTMD_INPUT_CHUNK_TYPE_TEXT) {
+            size_t              nt = 0;
+            const llama_token * t  = mtmd_input_chunk_get_tokens_text(c, &nt);
+            item.tokens.assign(t, t + nt);
+            out.push_back(std::move(item));
+            continue;
+        }
+        if (type != want) {
+            fail(error_code::internal, std::string("libmtmd made a chunk of another modality of ") + what);
         }
         check_cancel();
-        const mtmd_image_tokens * it       = mtmd_input_chunk_get_tokens_image(c);
-        const size_t              n_tokens = mtmd_input_chunk_get_n_tokens(c);
-        const size_t              nx       = mtmd_image_tokens_get_nx(it);
-        const size_t              ny       = mtmd_image_tokens_get_ny(it);
-        const llama_pos           n_pos    = mtmd_input_chunk_get_n_pos(c);
+        const size_t    n_tokens = mtmd_input_chunk_get_n_tokens(c);
+        const llama_pos n_pos    = mtmd_input_chunk_get_n_pos(c);
+        size_t          nx       = n_tokens;
+        size_t          ny       = 1;
+        if (!audio) {
+            const mtmd_image_tokens * it = mtmd_input_chunk_get_tokens_image(c);
+            nx                           = mtmd_image_tokens_get_nx(it);
+            ny                           = mtmd_image_tokens_get_ny(it);
+        }
         if (n_tokens == 0 || nx * ny != n_tokens || n_tokens > (1u << 24)) {
-            fail(error_code::internal, "libmtmd made an image chunk of " + std::to_string(n_tokens) + " rows (" +
-                                           std::to_string(nx) + "x" + std::to_string(ny) + ")");
+            fail(error_code::internal, std::string("libmtmd made a chunk of ") + what + " of " +
+                                           std::to_string(n_tokens) + " rows (" + std::to_string(nx) + "x" +
+                                           std::to_string(ny) + ")");
         }
         // The backbone places the rows as mm does for every family: linear positions, or M-RoPE (t, y, x)
-        // from the grid. Only chunks libmtmd places the same way are taken.
-        const llama_pos want_pos = mrope_ ? static_cast<llama_pos>(std::max(nx, ny)) : static_cast<llama_pos>(n_tokens);
-        bool            same     = n_pos == want_pos;
-        for (size_t r = 0; same && r < n_tokens; ++r) {
-            const mtmd_decoder_pos p = mtmd_image_tokens_get_decoder_pos(it, 7, r);
-            same                     = mrope_ ? (p.t == 7 && p.y == 7 + r / nx && p.x == 7 + r % nx && p.z == 0)
-                                              : (p.t == 7 + r && p.x == 7 + r && p.y == 7 + r);
+        // from the grid for pictures and 1-D (the same position in every section) for audio, as
+        // mtmd-helper does. Only chunks libmtmd places the same way are taken.
+        bool same = false;
+        if (audio) {
+            same = n_pos == static_cast<llama_pos>(n_tokens);
+        } else {
+            const mtmd_image_tokens * it = mtmd_input_chunk_get_tokens_image(c);
+            const llama_pos           want_pos =
+                mrope_ ? static_cast<llama_pos>(std::max(nx, ny)) : static_cast<llama_pos>(n_tokens);
+            same = n_pos == want_pos;
+            for (size_t r = 0; same && r < n_tokens; ++r) {
+                const mtmd_decoder_pos p = mtmd_image_tokens_get_decoder_pos(it, 7, r);
+                same                     = mrope_ ? (p.t == 7 && p.y == 7 + r / nx && p.x == 7 + r % nx && p.z == 0)
+                                                  : (p.t == 7 + r && p.x == 7 + r && p.y == 7 + r);
+            }
         }
         if (!same) {
-            fail(error_code::unsupported_family,
-                 "projector type '" + info_.projector_type + "': libmtmd places its image rows in a way mm does not");
+            fail(error_code::unsupported_family, "projector type '" + info_.projector_type + "': libmtmd places its " +
+                                                     (audio ? "audio" : "image") + " rows in a way mm does not");
         }
         auto t0 = std::chrono::steady_clock::now();
         if (mtmd_encode_chunk(ctx_, c) != 0) {
             // libmtmd may be left half-way (an abort unwound through it): do not use it again.
             mtmd_free(ctx_);
             ctx_ = nullptr;
-            fail_with_log(error_code::internal, "libmtmd failed to encode the picture");
+            fail_with_log(error_code::internal, std::string("libmtmd failed to encode ") + what);
         }
         ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
         const float * e    = mtmd_get_output_embd(ctx_);
         item.media         = true;
+        item.audio         = audio;
         item.n_pos         = n_pos;
         item.embd.n_tokens = static_cast<int32_t>(n_tokens);
         item.embd.n_embd   = n_embd_;

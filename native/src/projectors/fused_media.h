@@ -1,9 +1,10 @@
 // The long tail: projector types mm has no own graph for, run through libmtmd's fused encoder +
 // projector (linked into the addon). An mtmd_context is made from the mmproj and the backbone's
-// llama_model; a picture becomes what mtmd_tokenize makes of the media marker alone (no BOS, special
-// tokens parsed): the marker text libmtmd puts around and between the chunks, and each image chunk's
-// embeddings (mtmd_encode_chunk), token grid, KV positions and attention, in libmtmd's order. The
-// backbone decodes them exactly as libmtmd's helpers would.
+// llama_model; a picture or a sound becomes what mtmd_tokenize makes of the media marker alone (no
+// BOS, special tokens parsed): the marker text libmtmd puts around and between the chunks, and each
+// image or audio chunk's embeddings (mtmd_encode_chunk), token grid, KV positions and attention, in
+// libmtmd's order. The backbone decodes them exactly as libmtmd's helpers would (audio chunks: causal,
+// one position per row, the same in every M-RoPE section).
 //
 // libmtmd aborts the process on some malformed files (a key of the wrong type, ...), so the header is
 // validated first (inspect_fused); what libmtmd itself throws becomes a typed error.
@@ -20,6 +21,7 @@
 #include "graph/token_matrix.h"
 
 struct mtmd_context;
+struct mtmd_bitmap;
 
 namespace mm {
 
@@ -33,22 +35,37 @@ class model;
 const std::vector<std::string> & fused_projector_types();
 bool                             fused_supports(const std::string & projector_type);
 
+// The audio projector types libmtmd (pinned) runs for understanding (its init_audio, without the
+// speaker encoders of speech generation) and mm hands to it whole: Whisper-style (ultravox, qwen2a,
+// qwen2.5o's audio half, voxtral, musicflamingo, meralion, glma) and the others (qwen3a, lfm2a,
+// granite_speech, gemma4a, gemma4ua, parakeet, dots3note_a, mimo_audio).
+const std::vector<std::string> & fused_audio_projector_types();
+bool                             fused_supports_audio(const std::string & projector_type);
+
 // What the header says (validated for libmtmd, no weights read).
 struct fused_info {
-    std::string projector_type;  // as written in the file
-    int32_t     image_size     = 0;
-    int32_t     patch_size     = 0;
-    int32_t     n_embd_vision  = 0;
-    int32_t     n_layer        = 0;
-    int32_t     projection_dim = 0;  // as written (libmtmd's output width may differ, e.g. deepstack)
-    bool        has_audio      = false;
+    std::string projector_type;         // as written: clip.projector_type, else the vision, else the audio one
+    std::string vision_projector_type;  // as libmtmd reads it for the vision encoder ('' without one)
+    std::string audio_projector_type;   // as libmtmd reads it for the audio encoder ('' without one)
+    bool        has_vision        = false;
+    bool        has_audio         = false;
+    int32_t     image_size        = 0;  // vision (0 without)
+    int32_t     patch_size        = 0;
+    int32_t     n_embd_vision     = 0;
+    int32_t     n_layer           = 0;
+    int32_t     projection_dim    = 0;  // as written (libmtmd's output width may differ, e.g. deepstack)
+    int32_t     audio_sample_rate = 0;  // audio (0 without): the PCM rate libmtmd's preprocessor takes
+    int32_t     n_mel_bins        = 0;
+    int32_t     n_embd_audio      = 0;
+    int32_t     n_layer_audio     = 0;
 };
 
 // Opens the mmproj and checks everything libmtmd would read before it reads it: the container, the
 // type of every key libmtmd reads (its getters abort on a mismatch), the vision hyperparameters'
-// bounds and the tensors' types and shapes where the family is known. MM_UNSUPPORTED_FAMILY when the
-// projector type is neither an own family nor one libmtmd runs (the message lists both);
-// MM_MODALITY_UNSUPPORTED without a vision encoder; MM_GGUF_INVALID for the rest.
+// bounds and the tensors' types and shapes where the family is known, for each encoder the file has
+// (vision, audio or both). MM_UNSUPPORTED_FAMILY when a projector type is neither an own family nor
+// one libmtmd runs for that modality (the message lists them); MM_MODALITY_UNSUPPORTED without a
+// vision or an audio encoder; MM_GGUF_INVALID for the rest.
 fused_info inspect_fused(const std::string & path);
 
 struct fused_params {
@@ -57,11 +74,12 @@ struct fused_params {
     const std::atomic<bool> * cancel    = nullptr;
 };
 
-// One item of a picture's layout, in libmtmd's order: text tokens, or a media chunk.
+// One item of a picture's or a sound's layout, in libmtmd's order: text tokens, or a media chunk.
 struct fused_item {
     bool                 media = false;
-    std::vector<int32_t> tokens;  // text
-    token_matrix         embd;    // media: [n_tokens, n_embd_inp], grid (nx, ny), causal
+    bool                 audio = false;  // an audio chunk: causal, one position per row (M-RoPE: 1-D)
+    std::vector<int32_t> tokens;         // text
+    token_matrix         embd;           // media: [n_tokens, n_embd_inp], grid (nx, ny), causal
     int32_t              n_pos = 0;
 };
 
@@ -81,18 +99,36 @@ class fused_media {
     int                n_threads() const { return n_threads_; }
 
     // The picture's layout and embeddings. Calls are serialised; `cancel` is checked between chunks.
+    // MM_MODALITY_UNSUPPORTED when the file has no vision encoder.
     std::vector<fused_item> embed(const rgb_image & img, const std::atomic<bool> * cancel,
                                   double * encode_ms = nullptr);
+
+    // A sound's layout and embeddings: `pcm` is mono f32 at audio_sample_rate() (at least 2 samples),
+    // one chunk per mel chunk libmtmd cuts (30 s for Whisper-style encoders) between its begin / end
+    // marker text. MM_MODALITY_UNSUPPORTED when the file has no audio encoder.
+    std::vector<fused_item> embed_audio(const float * pcm, size_t n_samples, const std::atomic<bool> * cancel,
+                                        double * encode_ms = nullptr);
+
+    bool    has_vision() const { return has_vision_; }
+    bool    has_audio() const { return has_audio_; }
+    int32_t audio_sample_rate() const { return audio_sample_rate_; }
 
   private:
     fused_media() = default;
 
+    // mtmd_tokenize of the marker alone with `bitmap`, then every media chunk encoded, in order.
+    std::vector<fused_item> run(const mtmd_bitmap * bitmap, bool audio, const std::atomic<bool> * cancel,
+                                double * encode_ms);
+
     fused_info             info_;
     std::shared_ptr<model> backbone_;
-    mtmd_context *         ctx_       = nullptr;
-    int32_t                n_embd_    = 0;
-    bool                   mrope_     = false;
-    int                    n_threads_ = 1;
+    mtmd_context *         ctx_               = nullptr;
+    int32_t                n_embd_            = 0;
+    bool                   mrope_             = false;
+    bool                   has_vision_        = false;
+    bool                   has_audio_         = false;
+    int32_t                audio_sample_rate_ = 0;
+    int                    n_threads_         = 1;
     std::mutex             mu_;
 };
 

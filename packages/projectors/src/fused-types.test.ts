@@ -30,7 +30,35 @@ function libmtmdVisionTypes(): string[] {
   return out;
 }
 
+/** The audio types mtmd.cpp's init_audio sets up, by name (qwen2.5o is read as qwen2a for audio). */
+function libmtmdAudioTypes(): string[] {
+  const impl = readFileSync(join(mtmd, 'clip-impl.h'), 'utf8');
+  const names = new Map<string, string>();
+  for (const m of impl.matchAll(/\{\s*(PROJECTOR_TYPE_[A-Z0-9_]+),\s*"([^"]+)"\s*\}/g)) {
+    names.set(m[1] as string, m[2] as string);
+  }
+  const src = readFileSync(join(mtmd, 'mtmd.cpp'), 'utf8');
+  const start = src.indexOf('void init_audio()');
+  const body = src.slice(start, src.indexOf('audio_preproc->initialize()', start));
+  return [...body.matchAll(/case (PROJECTOR_TYPE_[A-Z0-9_]+):/g)].map(
+    (m) => names.get(m[1] as string) as string,
+  );
+}
+
 describe('the fused projector types', () => {
+  it("for audio are libmtmd's audio types but the speaker encoders of speech generation", () => {
+    const audio = libmtmdAudioTypes();
+    expect(audio.length).toBeGreaterThan(10);
+    expect(audio).toContain('qwen2.5o');
+    const { fusedAudio } = projectorTypes();
+    expect([...fusedAudio].sort()).toEqual(
+      audio.filter((t) => t !== 'qwen3tts_spkenc' && t !== 'pockettts_spkenc').sort(),
+    );
+    for (const t of ['ultravox', 'qwen2a', 'voxtral', 'qwen3a', 'musicflamingo', 'glma']) {
+      expect(fusedAudio).toContain(t);
+    }
+  });
+
   it("are libmtmd's vision types but deepseek4v and hunyuanvl", () => {
     const vision = libmtmdVisionTypes();
     expect(vision.length).toBeGreaterThan(30);

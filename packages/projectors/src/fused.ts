@@ -26,8 +26,10 @@ import {
 
 export type FusedInfo = NativeFusedInfo;
 
-/** One image chunk libmtmd made of a picture. */
+/** One image or audio chunk libmtmd made of a picture or a sound. */
 export interface FusedChunk {
+  /** An image chunk, or an audio chunk (causal, rows on one line of positions). */
+  modality: 'image' | 'audio';
   /** [nTokens][nEmbd] rows in the text model's input space. */
   rows: Float32Array;
   nTokens: number;
@@ -41,7 +43,7 @@ export interface FusedChunk {
   nPos: number;
 }
 
-/** A picture as libmtmd lays it out: text tokens and image chunks, in its order. */
+/** A picture or a sound as libmtmd lays it out: text tokens and media chunks, in its order. */
 export type FusedItem = { kind: 'text'; tokens: Int32Array } | ({ kind: 'media' } & FusedChunk);
 
 export interface FusedEmbedding {
@@ -60,16 +62,21 @@ export interface FusedLoadOptions {
   signal?: AbortSignal;
 }
 
-/** The projector types mm runs with its own graphs, and those it hands to libmtmd (pinned commit). */
-export function projectorTypes(): { own: string[]; fused: string[] } {
+/**
+ * The projector types mm runs with its own graphs, and those it hands to libmtmd (pinned commit):
+ * `fused` for pictures, `fusedAudio` for sound.
+ */
+export function projectorTypes(): { own: string[]; fused: string[]; fusedAudio: string[] } {
   return callNative(() => loadAddon().fusedProjectorTypes());
 }
 
 /**
  * Reads an mmproj's header and validates it as libmtmd will read it (the type of every key it reads,
- * bounds of the vision tower, tensor types and, for families mm generates files of, shapes).
- * MM_UNSUPPORTED_FAMILY lists the supported types (own graphs and fused) when libmtmd does not
- * know the type either.
+ * bounds of the vision and audio towers, tensor types and, for families mm generates files of,
+ * shapes), for each encoder the file has: `hasVision` / `hasAudio` say which, `audioSampleRate` the
+ * rate its audio is taken at. MM_UNSUPPORTED_FAMILY lists the supported types (own graphs and
+ * fused) when libmtmd does not run the type either; MM_MODALITY_UNSUPPORTED for a file with
+ * neither a vision nor an audio encoder.
  */
 export async function inspectFused(
   mmproj: string,
@@ -91,7 +98,9 @@ export async function inspectFused(
  */
 export class FusedMedia {
   readonly path: string;
-  readonly info: Readonly<FusedInfo & { nEmbd: number; mrope: boolean; nThreads: number }>;
+  readonly info: Readonly<
+    FusedInfo & { nEmbd: number; mrope: boolean; nThreads: number; audioSampleRate: number }
+  >;
   #native: NativeFusedMedia | undefined;
   readonly #serial = new SerialQueue();
 
@@ -158,7 +167,8 @@ export class FusedMedia {
 
   /**
    * One picture (8-bit RGB, row-major) through libmtmd: its layout and every chunk's embeddings.
-   * The signal is honoured before the call and between chunks.
+   * MM_MODALITY_UNSUPPORTED when the file has no vision encoder. The signal is honoured before the
+   * call and between chunks.
    */
   async embed(
     image: { width: number; height: number; data: Uint8Array },
@@ -176,19 +186,60 @@ export class FusedMedia {
       throw new MmInvalidArgumentError('image', 'must be { width, height, data: Uint8Array } RGB');
     }
     const native = this.native;
+    if (!this.info.hasVision) {
+      throw new MmError(
+        ErrorCode.MM_MODALITY_UNSUPPORTED,
+        `'${this.path}' has no vision encoder (projector type '${this.info.projectorType}')`,
+      );
+    }
     return this.#serial.run(async () => {
       const r = await runNative(() => native.embed(image.data, image.width, image.height), signal);
       if (signal?.aborted) throw signal.reason;
-      for (const it of r.items) {
-        if (it.kind === 'media' && it.nEmbd !== this.info.nEmbd) {
-          throw new MmError(
-            ErrorCode.MM_INTERNAL,
-            `libmtmd gave rows of width ${it.nEmbd}, the text model takes ${this.info.nEmbd}`,
-          );
-        }
-      }
+      this.#checkWidths(r);
       return r;
     });
+  }
+
+  /**
+   * One sound through libmtmd: mono f32 PCM at `info.audioSampleRate` (decode and resample with
+   * `Audio` from @mm/encoders), laid out as mtmd_tokenize lays it out (the begin marker text, one
+   * audio chunk per 30 s mel chunk, the end marker text), every chunk encoded. MM_MODALITY_UNSUPPORTED
+   * when the file has no audio encoder; MM_AUDIO_DECODE for fewer than 2 samples. The signal is
+   * honoured before the call and between chunks.
+   */
+  async embedAudio(
+    pcm: Float32Array,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<FusedEmbedding> {
+    const signal = checkSignal(options.signal);
+    signal?.throwIfAborted();
+    if (!(pcm instanceof Float32Array)) {
+      throw new MmInvalidArgumentError('pcm', 'must be a Float32Array of mono samples');
+    }
+    const native = this.native;
+    if (!this.info.hasAudio) {
+      throw new MmError(
+        ErrorCode.MM_MODALITY_UNSUPPORTED,
+        `'${this.path}' has no audio encoder (projector type '${this.info.projectorType}')`,
+      );
+    }
+    return this.#serial.run(async () => {
+      const r = await runNative(() => native.embedAudio(pcm), signal);
+      if (signal?.aborted) throw signal.reason;
+      this.#checkWidths(r);
+      return r;
+    });
+  }
+
+  #checkWidths(r: FusedEmbedding): void {
+    for (const it of r.items) {
+      if (it.kind === 'media' && it.nEmbd !== this.info.nEmbd) {
+        throw new MmError(
+          ErrorCode.MM_INTERNAL,
+          `libmtmd gave rows of width ${it.nEmbd}, the text model takes ${this.info.nEmbd}`,
+        );
+      }
+    }
   }
 
   /**
