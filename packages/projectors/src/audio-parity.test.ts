@@ -1,10 +1,12 @@
-import { Audio, AudioEncoder } from '@mm/encoders';
+import { Audio, AudioEncoder, Image, VisionEncoder } from '@mm/encoders';
 import {
   type AudioProjector,
   compareVectors,
   mtmdAudioChunks,
   mtmdOracleBinary,
   runMtmdAudioOracle,
+  runMtmdOracle,
+  syntheticImage,
   synthWavFixture,
   tinyAudioPair,
 } from '@mm/testing';
@@ -70,4 +72,25 @@ describe.skipIf(!hasOracle)('audio encoder + projector equal libmtmd', () => {
       console.log(`${projector} vs libmtmd:\n  ${rows.join('\n  ')}`);
     });
   }
+
+  it('qwen2.5o: the vision tower of the same file runs in the own Qwen2.5-VL graph, equal to libmtmd', async () => {
+    const pair = await tinyAudioPair({ projector: 'qwen2.5o' });
+    const images = [syntheticImage(64, 48, 11), syntheticImage(40, 72, 12)];
+    const ref = await runMtmdOracle({ mmproj: pair.mmproj, images, textModel: pair.model });
+    using enc = await VisionEncoder.load(pair.mmproj, { threads: 2 });
+    using proj = await Projector.load(pair.mmproj, { threads: 2 });
+    expect([enc.family, proj.family, proj.audio]).toEqual(['qwen2vl', 'qwen2.5vl_merger', false]);
+    for (const [i, raw] of images.entries()) {
+      const chunks = await enc.encodeChunks(Image.fromRGB(raw.data, raw.width, raw.height));
+      expect(chunks.length).toBe(1);
+      using f = chunks[0]!;
+      using e = await proj.project(f);
+      const { maxAbsDiff, cosine } = compareVectors(e.toFloat32Array(), ref[i]!.embd);
+      console.log(
+        `qwen2.5o picture ${raw.width}x${raw.height}: ${e.nTokens} tokens, max |diff| ${maxAbsDiff}, cosine ${cosine.toFixed(6)}`,
+      );
+      expect([e.nTokens, e.nEmbd]).toEqual([ref[i]!.nTokens, ref[i]!.nEmbd]);
+      expect(maxAbsDiff).toBe(0);
+    }
+  });
 });

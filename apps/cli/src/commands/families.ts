@@ -62,6 +62,103 @@ export const VISION_FAMILIES: readonly VisionFamily[] = [
   },
 ];
 
+/** The audio families mm runs with its own graphs (the Whisper-style tower + its projector). */
+export interface AudioFamily {
+  family: string;
+  encoder: string;
+  rows: string;
+  audioBegin: string;
+  audioEnd: string;
+}
+
+export const AUDIO_FAMILIES: readonly AudioFamily[] = [
+  {
+    family: 'ultravox',
+    encoder: 'whisper',
+    rows: '30 s chunks; 1500 rows stacked by clip.audio.projector.stack_factor (187 for 8)',
+    audioBegin: '',
+    audioEnd: '',
+  },
+  {
+    family: 'qwen2a',
+    encoder: 'whisper',
+    rows: '30 s chunks; 750 rows (pooled pairs); also the audio of qwen2.5o files',
+    audioBegin: '<|audio_bos|>',
+    audioEnd: '<|audio_eos|>',
+  },
+];
+
+/** The audio projector types mm hands to libmtmd's fused path (no own graph). */
+export function fusedAudioProjectorTypes(): string[] {
+  const types = projectorTypes() as { fusedAudio?: string[] };
+  // qwen2.5o files: both towers run in mm's own graphs (qwen2.5vl_merger + qwen2a)
+  const mine = new Set([...AUDIO_FAMILIES.map((f) => f.family), 'qwen2.5o']);
+  return (types.fusedAudio ?? []).filter((t) => !mine.has(t));
+}
+
+/** What mm makes of an mmproj's audio tower, for `mm inspect` (header only). */
+export interface AudioPath {
+  path: string;
+  error?: { code: string; message: string };
+  family?: string;
+  sampleRate?: number;
+  nMel?: number;
+  stackFactor?: number;
+  tokensPerChunk?: number;
+  audioBegin?: string;
+  audioEnd?: string;
+  nEmbdOut?: number;
+}
+
+export async function audioPath(path: string): Promise<AudioPath> {
+  try {
+    const info = await inspectMmproj(path, { audio: true });
+    return {
+      path: 'own graph',
+      family: info.family,
+      sampleRate: info.audio?.sampleRate,
+      nMel: info.audio?.nMel,
+      stackFactor: info.audio?.stackFactor,
+      tokensPerChunk: info.nTokensOut,
+      audioBegin: info.audioBegin ?? '',
+      audioEnd: info.audioEnd ?? '',
+      nEmbdOut: info.nEmbdOut,
+    };
+  } catch (e) {
+    if (!MmError.isInstance(e)) throw e;
+    if (e.code === 'MM_UNSUPPORTED_FAMILY') {
+      try {
+        const f = await inspectFused(path);
+        if (f.hasAudio) return { path: 'libmtmd (fused)', family: f.projectorType };
+      } catch (e2) {
+        if (!MmError.isInstance(e2)) throw e2;
+        return { path: 'refused', error: { code: e2.code, message: e2.message } };
+      }
+    }
+    return { path: 'refused', error: { code: e.code, message: e.message } };
+  }
+}
+
+/** `mm inspect` rows for an mmproj's audio path through mm. */
+export function audioRows(a: AudioPath, row: (k: string, v: unknown) => string): string[] {
+  if (a.error) return [row('mm (audio)', `${a.path}: ${a.error.code}: ${a.error.message}`)];
+  if (a.path === 'libmtmd (fused)') {
+    return [
+      row('mm (audio)', `libmtmd (fused): ${a.family} (libmtmd's encoder + projector, one stage)`),
+    ];
+  }
+  return [
+    row('mm (audio)', `${a.path}: ${a.family} (encoder whisper)`),
+    row('audio input', `${a.sampleRate} Hz mono, ${a.nMel} mel bins, 30 s chunks`),
+    row(
+      'audio tokens',
+      `${a.tokensPerChunk} per chunk${a.stackFactor ? ` (frames stacked by ${a.stackFactor})` : ''}`,
+    ),
+    row('audio markers', markers(a.audioBegin ?? '', a.audioEnd ?? '')),
+    row('audio width', `${a.nEmbdOut} (the text model's n_embd)`),
+  ];
+}
+
 /**
  * The projector types mm runs through libmtmd's fused encoder + projector (the long tail): every
  * vision type the vendored libmtmd sets up that has no own graph above. Their markers, tiles and
@@ -69,7 +166,8 @@ export const VISION_FAMILIES: readonly VisionFamily[] = [
  */
 export function fusedProjectorTypes(): string[] {
   const { own, fused } = projectorTypes();
-  const mine = new Set([...own, ...VISION_FAMILIES.map((f) => f.family)]);
+  // qwen2.5o files: both towers run in mm's own graphs (qwen2.5vl_merger + qwen2a)
+  const mine = new Set([...own, ...VISION_FAMILIES.map((f) => f.family), 'qwen2.5o']);
   return fused.filter((t) => !mine.has(t));
 }
 

@@ -1,6 +1,12 @@
 import { systemInfo } from '@mm/native';
 import { type CliIo, ExitCode, formatBytes } from '../io.js';
-import { fusedProjectorTypes, markers, VISION_FAMILIES } from './families.js';
+import {
+  AUDIO_FAMILIES,
+  fusedAudioProjectorTypes,
+  fusedProjectorTypes,
+  markers,
+  VISION_FAMILIES,
+} from './families.js';
 
 export const infoHelp = `mm info [--json]
 
@@ -13,7 +19,17 @@ export function runInfo(io: CliIo, json: boolean): number {
   if (json) {
     const fused = fusedProjectorTypes();
     io.out(
-      `${JSON.stringify({ ...info, visionFamilies: VISION_FAMILIES, fusedProjectorTypes: fused }, null, 2)}\n`,
+      `${JSON.stringify(
+        {
+          ...info,
+          visionFamilies: VISION_FAMILIES,
+          fusedProjectorTypes: fused,
+          audioFamilies: AUDIO_FAMILIES,
+          fusedAudioProjectorTypes: fusedAudioProjectorTypes(),
+        },
+        null,
+        2,
+      )}\n`,
     );
     return ExitCode.ok;
   }
@@ -53,6 +69,13 @@ export function runInfo(io: CliIo, json: boolean): number {
     ),
     "fused (libmtmd)    (libmtmd's own encoder + projector, one stage; its markers and tiles)",
     ...wrapList(fusedProjectorTypes(), 96).map((l) => `  ${l}`),
+    'audio families     (own graphs; 16 kHz mono, 30 s log-mel chunks)',
+    ...AUDIO_FAMILIES.map(
+      (f) =>
+        `  ${f.family.padEnd(17)}${f.encoder.padEnd(8)} ${f.rows}; markers ${markers(f.audioBegin, f.audioEnd)}`,
+    ),
+    "fused audio        (libmtmd's own audio encoder + projector)",
+    ...wrapList(fusedAudioProjectorTypes(), 96).map((l) => `  ${l}`),
   ];
   io.out(`${lines.join('\n')}\n`);
   return ExitCode.ok;

@@ -1,6 +1,6 @@
 import { readGguf, summarizeGguf } from '@mm/gguf';
 import { type CliIo, ExitCode, formatBytes, formatCount } from '../io.js';
-import { mmprojPath, mmprojRows } from './families.js';
+import { audioPath, audioRows, mmprojPath, mmprojRows } from './families.js';
 
 export const inspectHelp = `mm inspect <file.gguf> [--json] [--tensors]
 
@@ -8,7 +8,8 @@ Reads a GGUF file's header (never its weights) and prints its architecture, para
 tensor table summary and, for an mmproj, the encoders present, projector family, image size
 and patch size, then what mm makes of it: its own graph for the family (or why not), fixed
 or dynamic resolution (with the pixel and token limits), the markers around each image and
-whether the image span is causal. --tensors lists every tensor.`;
+whether the image span is causal; for an audio encoder, its path, input rate, tokens per 30 s
+chunk and markers. --tensors lists every tensor.`;
 
 export async function runInspect(
   io: CliIo,
@@ -19,8 +20,9 @@ export async function runInspect(
   const file = await readGguf(path);
   const s = summarizeGguf(file);
   const mm = s.mmproj?.hasVisionEncoder ? await mmprojPath(path) : null;
+  const mmAudio = s.mmproj?.hasAudioEncoder ? await audioPath(path) : null;
   if (json) {
-    const summary = mm ? { ...s, mm } : s;
+    const summary = { ...s, ...(mm ? { mm } : {}), ...(mmAudio ? { mmAudio } : {}) };
     const out = tensors
       ? {
           ...summary,
@@ -83,6 +85,7 @@ export async function runInspect(
       row('projection dim', m.projectionDim),
     );
     if (mm) lines.push(...mmprojRows(mm, row));
+    if (mmAudio) lines.push(...audioRows(mmAudio, row));
   }
   if (tensors) {
     lines.push('', 'tensors:');

@@ -17,6 +17,7 @@
 #include "common/error.h"
 #include "encoders/families/vit_common.h"
 #include "encoders/preprocess.h"
+#include "encoders/registry.h"
 #include "encoders/vision_hparams.h"
 #include "ggml-backend.h"
 #include "graph/clip_names.h"
@@ -119,11 +120,7 @@ bool is_qwen25(const vision_hparams & hp) {
 
 vision_hparams load_hparams(const gguf_file & f) {
     vision_hparams hp;
-    std::string    type;
-    if (!f.find_string(clip::k_projector_type, type) || type.empty()) {
-        f.find_string(clip::k_vision_proj_type, type);
-    }
-    hp.projector_type       = type;
+    hp.projector_type       = read_projector_type(f);  // a legacy qwen2.5o file reads as qwen2.5vl_merger
     const vit::shape_keys k = vit::require_shape_keys(f);
     vit::check_range(f, clip::k_image_size, k.image_size, 1, 8192);
     vit::check_range(f, clip::k_patch_size, k.patch_size, 1, 1024);
@@ -140,7 +137,6 @@ vision_hparams load_hparams(const gguf_file & f) {
     }
     uint32_t   wa     = 0;
     const bool has_wa = f.find_u32(clip::k_n_wa_pattern, wa);
-    hp.projector_type = type;
     if (is_qwen25(hp) && !has_wa) {
         f.invalid(std::string(clip::k_n_wa_pattern) + " is required for qwen2.5vl_merger");
     }
