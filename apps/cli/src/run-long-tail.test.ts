@@ -88,9 +88,10 @@ describe('mm inspect and mm info on the long tail', () => {
     expect(r.code).toBe(0);
     const at = lines(r.out).findIndex((l) => l.startsWith('fused (libmtmd)'));
     expect(at).toBeGreaterThan(0);
-    const listed = lines(r.out)
-      .slice(at + 1)
-      .filter((l) => l.startsWith('  '))
+    const after = lines(r.out).slice(at + 1);
+    const end = after.findIndex((l) => !l.startsWith('  '));
+    const listed = after
+      .slice(0, end < 0 ? after.length : end)
       .join(' ')
       .split(',')
       .map((t) => t.trim())
