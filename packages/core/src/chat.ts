@@ -48,9 +48,10 @@ export interface ChatStats {
   stopReason: 'eog' | 'length' | 'stop' | 'context';
   /**
    * When the prompt had media: the stage that made their chunks, mm's own encoder → projector
-   * graphs or libmtmd's fused encoder + projector (one stage, timed in encodeMs).
+   * graphs or libmtmd's fused encoder + projector (one stage, timed in encodeMs); 'mixed' when
+   * the parts took both.
    */
-  mediaPath?: MediaPath;
+  mediaPath?: MediaPath | 'mixed';
 }
 
 export interface ChatResult {

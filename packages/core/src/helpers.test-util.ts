@@ -12,7 +12,7 @@ import {
 import { expect } from 'vitest';
 import type { ChatResult } from './chat.js';
 import { type PreparedPrompt, type PromptChunk, preparePrompt, usesMrope } from './media.js';
-import { flattenMessages, MEDIA_MARKER } from './messages.js';
+import { flattenMessages, MEDIA_MARKER, type Message } from './messages.js';
 import type { MultimodalModel } from './multimodal-model.js';
 
 export const tiny = tinyShapesPaths();
@@ -80,6 +80,20 @@ export async function expectLayoutLikeMtmd(
   options: { question?: string; label?: string } = {},
 ): Promise<LayoutMatch> {
   const messages = ask(image, options.question ?? 'What is in the picture?');
+  return expectPromptLayoutLikeMtmd(model, files, messages, [image], options);
+}
+
+/**
+ * expectLayoutLikeMtmd for any conversation: `media` are the files of its media parts (pictures
+ * or sounds), in order, as libmtmd reads them.
+ */
+export async function expectPromptLayoutLikeMtmd(
+  model: MultimodalModel,
+  files: ModelFiles,
+  messages: Message[],
+  mediaFiles: string[],
+  options: { label?: string } = {},
+): Promise<LayoutMatch> {
   const prompt = model.backbone.applyChatTemplate(flattenMessages(messages).messages, {
     addGenerationPrompt: true,
     jinja: model.jinja,
@@ -89,7 +103,7 @@ export async function expectLayoutLikeMtmd(
     mmproj: files.mmproj,
     textModel: files.llm,
     prompt,
-    images: [image],
+    images: mediaFiles,
     threads: 2,
   });
   model.imageCache.clear();
@@ -114,6 +128,7 @@ export async function expectLayoutLikeMtmd(
       return;
     }
     if (c.kind !== 'media' || r.type === 'text') throw new Error('chunk kinds differ');
+    expect(c.chunk.rows.length).toBe(r.embd.length);
     const { maxAbsDiff, cosine } = compareVectors(c.chunk.rows, r.embd);
     if (options.label) {
       const { nTokens, nx, ny, rows } = c.chunk;
@@ -121,11 +136,11 @@ export async function expectLayoutLikeMtmd(
         `${options.label}: chunk ${index}: ${nTokens} rows x ${rows.length / nTokens} (${nx}x${ny}), ${c.nPos} positions, max |diff| ${maxAbsDiff.toExponential(2)}, cosine ${cosine.toFixed(6)}`,
       );
     }
-    expect(c.chunk.rows.length).toBe(r.embd.length);
     expect(maxAbsDiff).toBeLessThanOrEqual(1e-3);
     expect(cosine).toBeGreaterThanOrEqual(0.9999);
     expect([c.chunk.nTokens, c.nPos, c.chunk.causal]).toEqual([r.nTokens, r.nPos, !r.nonCausal]);
-    if (mrope) expect([c.chunk.nx, c.chunk.ny]).toEqual([r.nx, r.ny]);
+    if (mrope && r.type === 'image') expect([c.chunk.nx, c.chunk.ny]).toEqual([r.nx, r.ny]);
+    expect(c.chunk.sequential === true).toBe(r.type === 'audio');
     const ids = spanPositionIds(c.chunk, pos, mrope);
     const n = c.chunk.nTokens;
     const mine = Array.from({ length: n }, (_, k) =>

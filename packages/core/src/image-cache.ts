@@ -12,6 +12,21 @@ export function pixelKey(width: number, height: number, rgb: Uint8Array): string
 }
 
 /**
+ * A key for decoded audio: the same sound from a file, a Buffer, a data URL or an `Audio` (at the
+ * model's rate) hits; the rate is part of it.
+ */
+export function audioKey(sampleRate: number, samples: Float32Array): string {
+  const h = createHash('sha256');
+  const head = Buffer.alloc(12);
+  head.write('aud:', 0, 'latin1');
+  head.writeUInt32LE(sampleRate, 4);
+  head.writeUInt32LE(samples.length >>> 0, 8);
+  h.update(head);
+  h.update(new Uint8Array(samples.buffer, samples.byteOffset, samples.byteLength));
+  return h.digest('hex');
+}
+
+/**
  * One chunk of a media part in the LLM's space, as the projector gave it: `[nTokens][nEmbd]`
  * rows, the grid they form (M-RoPE positions come from it) and whether the LLM attends causally
  * inside the span.
@@ -22,6 +37,11 @@ export interface MediaChunk {
   nx: number;
   ny: number;
   causal: boolean;
+  /**
+   * The rows lie on one line of positions, one each (audio): with M-RoPE every section takes the
+   * same position (mtmd-helper's set_position_mrope_1d) instead of the grid's. Default false.
+   */
+  sequential?: boolean;
 }
 
 /**

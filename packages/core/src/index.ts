@@ -25,6 +25,7 @@ export {
   selectFiles,
 } from './hub/index.js';
 export {
+  audioKey,
   type CachedImage,
   type CachedMedia,
   EmbeddingCache,
@@ -43,9 +44,14 @@ export {
   usesMrope,
 } from './media.js';
 export {
+  type AudioInput,
   type ContentPart,
   flattenMessages,
   type ImageInput,
+  INPUT_AUDIO_FORMATS,
+  type InputAudioFormat,
+  inputAudioUrl,
+  loadAudio,
   loadImage,
   MEDIA_MARKER,
   type MediaRef,

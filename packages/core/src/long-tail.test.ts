@@ -46,7 +46,12 @@ describe.each(LONG_TAIL_FAMILIES)('%s through libmtmd (fused)', (family: LongTai
     expect(model.encoder).toBeUndefined();
     expect(model.projector).toBeUndefined();
     expect(model.fused?.projectorType).toBe(family);
-    expect(model.mediaPromptInfo).toEqual({ imageBegin: '', imageEnd: '', fixedTokens: undefined });
+    expect(model.mediaPromptInfo).toEqual({
+      imageBegin: '',
+      imageEnd: '',
+      fixedTokens: undefined,
+      modalities: ['image'],
+    });
     expect(model.fused?.info.mrope).toBe(family === 'qwen3vl_merger');
     // Qwen3-VL's rows carry one deepstack merger's features after the main ones
     expect(model.fused?.nEmbd).toBe(family === 'qwen3vl_merger' ? 2 * 64 : 64);

@@ -36,18 +36,25 @@ export interface PreparedPrompt {
   cacheHits: number;
   /** Decode + encode + project of the parts that missed the cache, ms (0 when all hit). */
   encodeMs: number;
-  /** The path the media parts took (when there were any). */
-  mediaPath?: MediaPath;
+  /**
+   * The path the media parts took (when there were any): one of MediaPath, or 'mixed' when some
+   * went through mm's own graphs and some through libmtmd (e.g. own-graph pictures with sound
+   * through libmtmd).
+   */
+  mediaPath?: MediaPath | 'mixed';
 }
 
 /**
- * How a model's pictures become chunks: mm's own encoder → projector graphs, or libmtmd's fused
- * encoder + projector (the projector types mm has no own graph for).
+ * How a model's pictures (or sounds) become chunks: mm's own encoder → projector graphs, or
+ * libmtmd's fused encoder + projector (the projector types mm has no own graph for).
  */
 export type MediaPath = 'own graph' | 'libmtmd (fused)';
 
-/** A media part's chunks with the key of its content; `cached` when no encoder ran. */
-export type EmbeddedMedia = CachedMedia & { key: string; cached: boolean };
+/**
+ * A media part's chunks with the key of its content; `cached` when no encoder ran; `path` the way
+ * it was (or, cached, would have been) embedded.
+ */
+export type EmbeddedMedia = CachedMedia & { key: string; cached: boolean; path?: MediaPath };
 
 /** What preparePrompt needs of a loaded model. */
 export interface PromptSource {
@@ -56,7 +63,7 @@ export interface PromptSource {
   readonly mediaPromptInfo: MediaPromptInfo | undefined;
   /** Render the chat template with the Jinja engine (llama-server) instead of llama-mtmd-cli's way. */
   readonly jinja?: boolean;
-  /** How its pictures become chunks (own graphs or libmtmd fused). */
+  /** How its pictures become chunks (own graphs or libmtmd fused); parts may say their own. */
   readonly mediaPath?: MediaPath | undefined;
   embedMedia(ref: MediaRef, options: { signal?: AbortSignal }): Promise<EmbeddedMedia>;
 }
@@ -95,12 +102,15 @@ export async function preparePrompt(
   const t0 = performance.now();
   let hits = 0;
   let mediaTokens = 0;
+  const paths = new Set<MediaPath>();
   for (let i = 0; i < tp.texts.length; i++) {
     pushText(tp.texts[i] as Int32Array);
     const ref = tp.media[i];
     if (!ref) continue;
     const e = await source.embedMedia(ref, { signal });
     if (e.cached) hits++;
+    const path = e.path ?? source.mediaPath;
+    if (path !== undefined) paths.add(path);
     e.chunks.forEach((chunk, j) => {
       const before = e.between[j];
       if (before) pushText(before);
@@ -131,7 +141,9 @@ export async function preparePrompt(
     mediaTokens,
     cacheHits: hits,
     encodeMs,
-    ...(tp.media.length > 0 && source.mediaPath !== undefined && { mediaPath: source.mediaPath }),
+    ...(paths.size > 0 && {
+      mediaPath: paths.size === 1 ? ([...paths][0] as MediaPath) : ('mixed' as const),
+    }),
   };
 }
 
@@ -188,6 +200,7 @@ export async function decodeChunks(
       } else {
         if (skip !== 0)
           throw new MmError(ErrorCode.MM_INTERNAL, 'a media span was cut by the KV reuse');
+        // pictures: M-RoPE (t, y, x) from the grid; sound: one line of positions (1-D sections)
         await ctx.decode({
           embeddings: c.chunk.rows,
           positions: mrope ? spanPositionIds(c.chunk, pos, true) : undefined,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { EmbeddingCache, pixelKey } from './image-cache.js';
-import { flattenMessages, MEDIA_MARKER, parseDataUrl } from './messages.js';
+import { audioKey, EmbeddingCache, pixelKey } from './image-cache.js';
+import { flattenMessages, inputAudioUrl, MEDIA_MARKER, parseDataUrl } from './messages.js';
 
 describe('flattenMessages', () => {
   it('joins text parts with a newline and puts the marker in with no separator', () => {
@@ -21,6 +21,54 @@ describe('flattenMessages', () => {
     expect(messages[1]?.content).toBe(`${MEDIA_MARKER}What color\nis it?${MEDIA_MARKER}And this?`);
     expect(media.map((i) => i.input)).toEqual(['a.png', 'data:image/png;base64,AAAA']);
     expect(media.map((i) => i.modality)).toEqual(['image', 'image']);
+  });
+
+  it('takes audio parts and OpenAI input_audio parts, in order with the pictures', () => {
+    const wav = Buffer.from('RIFF....WAVE').toString('base64');
+    const { messages, media } = flattenMessages([
+      {
+        role: 'user',
+        content: [
+          { type: 'image', image: 'a.png' },
+          { type: 'audio', audio: 'b.wav' },
+          { type: 'text', text: 'And' },
+          { type: 'input_audio', input_audio: { data: wav, format: 'wav' } },
+          { type: 'input_audio', input_audio: { data: wav, format: 'mp3' } },
+          { type: 'input_audio', input_audio: { data: wav, format: 'flac' } },
+        ],
+      },
+    ]);
+    expect(messages[0]?.content).toBe(
+      `${MEDIA_MARKER}${MEDIA_MARKER}And${MEDIA_MARKER}${MEDIA_MARKER}${MEDIA_MARKER}`,
+    );
+    expect(media.map((m) => m.modality)).toEqual(['image', 'audio', 'audio', 'audio', 'audio']);
+    expect(media.slice(2).map((m) => m.input)).toEqual([
+      `data:audio/wav;base64,${wav}`,
+      `data:audio/mpeg;base64,${wav}`,
+      `data:audio/flac;base64,${wav}`,
+    ]);
+  });
+
+  it('refuses input_audio with a bad format or base64 (MM_INVALID_ARGUMENT, naming the field)', () => {
+    const bad: unknown[] = [
+      { data: 'AAAA', format: 'ogg' },
+      { data: 'AAAA' },
+      { data: 'AA', format: 'wav' },
+      { data: 'A$AA', format: 'wav' },
+      { data: '', format: 'wav' },
+      { data: 7, format: 'wav' },
+      null,
+    ];
+    for (const b of bad) {
+      expect(() => inputAudioUrl(b, 'messages[0].content[0]')).toThrow(
+        expect.objectContaining({
+          code: 'MM_INVALID_ARGUMENT',
+          message: expect.stringContaining('messages[0].content[0].input_audio'),
+        }),
+      );
+    }
+    // whitespace in the base64 is ignored
+    expect(inputAudioUrl({ data: 'AA\nAA', format: 'wav' })).toBe('data:audio/wav;base64,AAAA');
   });
 
   it('rejects bad shapes and literal markers', () => {
@@ -73,5 +121,19 @@ describe('EmbeddingCache', () => {
     expect(c.size).toBe(3);
     c.set('huge', chunk(100));
     expect(c.get('huge')).toBeUndefined();
+  });
+});
+
+describe('audioKey', () => {
+  it('depends on the samples and the rate, not on the array that holds them', () => {
+    const a = new Float32Array([0.1, -0.2, 0.3]);
+    const inBigger = new Float32Array(8);
+    inBigger.set(a, 2);
+    expect(audioKey(16000, inBigger.subarray(2, 5))).toBe(audioKey(16000, a));
+    expect(audioKey(24000, a)).not.toBe(audioKey(16000, a));
+    expect(audioKey(16000, new Float32Array([0.1, -0.2, 0.30001]))).not.toBe(audioKey(16000, a));
+    // never equal to a picture's key of the same bytes
+    const bytes = new Uint8Array(a.buffer);
+    expect(pixelKey(1, 4, bytes)).not.toBe(audioKey(16000, a));
   });
 });

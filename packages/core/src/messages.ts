@@ -1,14 +1,28 @@
-import { Image } from '@mm/encoders';
+import { Audio, Image } from '@mm/encoders';
 import { ErrorCode, MmError, MmInvalidArgumentError } from '@mm/errors';
 
 /** Where an image comes from: a path, encoded bytes, a `data:` URL, or a decoded Image. */
 export type ImageInput = string | Buffer | Uint8Array | ArrayBuffer | Image;
 
+/**
+ * Where a sound comes from: a path, encoded bytes (WAV, MP3 or FLAC), a `data:` URL
+ * (`audio/wav`, `audio/mpeg`, `audio/flac`, base64), or decoded `Audio` (@mm/encoders; resampled to
+ * the model's rate when it is at another).
+ */
+export type AudioInput = string | Buffer | Uint8Array | ArrayBuffer | Audio;
+
+/** The audio formats an OpenAI `input_audio` part may name. */
+export const INPUT_AUDIO_FORMATS = ['wav', 'mp3', 'flac'] as const;
+export type InputAudioFormat = (typeof INPUT_AUDIO_FORMATS)[number];
+
 export type ContentPart =
   | { type: 'text'; text: string }
   | { type: 'image'; image: ImageInput }
   /** OpenAI's shape: `image_url.url` is a `data:` URL (or a path). */
-  | { type: 'image_url'; image_url: { url: string } | string };
+  | { type: 'image_url'; image_url: { url: string } | string }
+  | { type: 'audio'; audio: AudioInput }
+  /** OpenAI's shape: base64 bytes of a WAV, MP3 or FLAC file. */
+  | { type: 'input_audio'; input_audio: { data: string; format: InputAudioFormat } };
 
 /** A chat message in the OpenAI shape: `content` is a string or a list of parts. */
 export interface Message {
@@ -17,13 +31,12 @@ export interface Message {
 }
 
 /** The modalities a message part can carry besides text. */
-export type Modality = 'image';
+export type Modality = 'image' | 'audio';
 
 /** One media part of a conversation, in order of appearance. */
-export interface MediaRef {
-  modality: Modality;
-  input: ImageInput;
-}
+export type MediaRef =
+  | { modality: 'image'; input: ImageInput }
+  | { modality: 'audio'; input: AudioInput };
 
 /** @deprecated use MediaRef */
 export type ImageRef = MediaRef;
@@ -53,7 +66,7 @@ export function flattenMessages(messages: readonly Message[]): {
       if (m.content.includes(MEDIA_MARKER)) {
         throw new MmInvalidArgumentError(
           `messages[${i}].content`,
-          `must not contain ${MEDIA_MARKER}; use an image part`,
+          `must not contain ${MEDIA_MARKER}; use an image or audio part`,
         );
       }
       return { role: m.role, content: m.content };
@@ -74,7 +87,7 @@ export function flattenMessages(messages: readonly Message[]): {
         if (p.text.includes(MEDIA_MARKER)) {
           throw new MmInvalidArgumentError(
             `${where}.text`,
-            `must not contain ${MEDIA_MARKER}; use an image part`,
+            `must not contain ${MEDIA_MARKER}; use an image or audio part`,
           );
         }
         content += (previousWasText ? '\n' : '') + p.text;
@@ -91,13 +104,60 @@ export function flattenMessages(messages: readonly Message[]): {
         media.push({ modality: 'image', input: input as ImageInput });
         content += MEDIA_MARKER;
         previousWasText = false;
+      } else if (p?.type === 'audio' || p?.type === 'input_audio') {
+        const input = p.type === 'audio' ? p.audio : inputAudioUrl(p.input_audio, where);
+        if (input === undefined || input === null)
+          throw new MmInvalidArgumentError(where, 'has no audio');
+        media.push({ modality: 'audio', input: input as AudioInput });
+        content += MEDIA_MARKER;
+        previousWasText = false;
       } else {
-        throw new MmInvalidArgumentError(`${where}.type`, "must be 'text', 'image' or 'image_url'");
+        throw new MmInvalidArgumentError(
+          `${where}.type`,
+          "must be 'text', 'image', 'image_url', 'audio' or 'input_audio'",
+        );
       }
     });
     return { role: m.role, content };
   });
   return { messages: out, media };
+}
+
+/** The media type of each `input_audio` format. */
+const AUDIO_MEDIA_TYPES: Readonly<Record<InputAudioFormat, string>> = {
+  wav: 'audio/wav',
+  mp3: 'audio/mpeg',
+  flac: 'audio/flac',
+};
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+/**
+ * An OpenAI `input_audio` part as a `data:` URL: `format` must be wav, mp3 or flac and `data` base64
+ * (standard alphabet, padded; whitespace ignored), else MM_INVALID_ARGUMENT naming the field.
+ */
+export function inputAudioUrl(part: unknown, where = 'input_audio'): string {
+  if (part === null || typeof part !== 'object') {
+    throw new MmInvalidArgumentError(`${where}.input_audio`, 'must be { data, format }');
+  }
+  const { data, format } = part as { data?: unknown; format?: unknown };
+  if (typeof format !== 'string' || !(INPUT_AUDIO_FORMATS as readonly string[]).includes(format)) {
+    throw new MmInvalidArgumentError(
+      `${where}.input_audio.format`,
+      `must be ${INPUT_AUDIO_FORMATS.map((f) => `'${f}'`).join(', ')}, got ${JSON.stringify(format)}`,
+    );
+  }
+  if (typeof data !== 'string') {
+    throw new MmInvalidArgumentError(`${where}.input_audio.data`, 'must be a base64 string');
+  }
+  const compact = data.replace(/\s+/g, '');
+  if (compact.length === 0 || compact.length % 4 !== 0 || !BASE64.test(compact)) {
+    throw new MmInvalidArgumentError(
+      `${where}.input_audio.data`,
+      'is not valid base64 (standard alphabet, padded to a multiple of 4 characters)',
+    );
+  }
+  return `data:${AUDIO_MEDIA_TYPES[format as InputAudioFormat]};base64,${compact}`;
 }
 
 const DATA_URL = /^data:([^;,]*)(;base64)?,/;
@@ -141,5 +201,78 @@ export async function loadImage(
   throw new MmInvalidArgumentError(
     'image',
     'must be a path, a data: URL, a Buffer/Uint8Array or an Image',
+  );
+}
+
+/** The media types a `data:` URL of audio may have (anything else is refused before decoding). */
+const AUDIO_DATA_TYPES = new Set([
+  'audio/wav',
+  'audio/wave',
+  'audio/x-wav',
+  'audio/vnd.wave',
+  'audio/mpeg',
+  'audio/mp3',
+  'audio/flac',
+  'audio/x-flac',
+  'application/octet-stream',
+  '',
+]);
+
+/**
+ * Decodes an audio input to mono f32 PCM at `sampleRate` (the model's): files and bytes through
+ * `Audio` (WAV, MP3, FLAC; MM_AUDIO_DECODE when corrupt or empty, MM_AUDIO_TOO_LONG over the
+ * limits), an `Audio` at another rate resampled as libmtmd's decoder would.
+ */
+export async function loadAudio(
+  input: AudioInput,
+  options: { sampleRate: number; maxSeconds?: number; signal?: AbortSignal },
+): Promise<Audio> {
+  const decode = {
+    sampleRate: options.sampleRate,
+    maxSeconds: options.maxSeconds,
+    signal: options.signal,
+  };
+  if (input instanceof Audio) {
+    if (options.maxSeconds !== undefined && input.duration > options.maxSeconds) {
+      throw new MmError(
+        ErrorCode.MM_AUDIO_TOO_LONG,
+        `${input.duration.toFixed(1)} s of audio is over the limit of ${options.maxSeconds} s`,
+        { details: { seconds: input.duration, maxSeconds: options.maxSeconds } },
+      );
+    }
+    if (input.sampleRate === options.sampleRate) return input;
+    return Audio.fromPCM(input.samples, input.sampleRate, decode);
+  }
+  if (typeof input === 'string') {
+    const data = parseDataUrl(input);
+    if (data) {
+      const type = data.mediaType.toLowerCase();
+      if (!AUDIO_DATA_TYPES.has(type)) {
+        throw new MmError(
+          ErrorCode.MM_AUDIO_DECODE,
+          `a data: URL of type '${data.mediaType}' is not audio (audio/wav, audio/mpeg or audio/flac)`,
+        );
+      }
+      if (!data.base64)
+        throw new MmError(ErrorCode.MM_AUDIO_DECODE, 'only base64 data: URLs are supported');
+      const bytes = Buffer.from(data.payload, 'base64');
+      if (bytes.length === 0)
+        throw new MmError(ErrorCode.MM_AUDIO_DECODE, 'the data: URL holds no bytes');
+      return Audio.fromBuffer(bytes, decode);
+    }
+    if (/^https?:\/\//i.test(input)) {
+      throw new MmInvalidArgumentError(
+        'audio',
+        'remote URLs are not fetched by @mm/core; download the audio first',
+      );
+    }
+    return Audio.fromFile(input, decode);
+  }
+  if (input instanceof ArrayBuffer || ArrayBuffer.isView(input)) {
+    return Audio.fromBuffer(input, decode);
+  }
+  throw new MmInvalidArgumentError(
+    'audio',
+    'must be a path, a data: URL, a Buffer/Uint8Array or an Audio',
   );
 }

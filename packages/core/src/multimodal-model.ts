@@ -1,5 +1,5 @@
 import type { Backbone, Context } from '@mm/backbone-gguf';
-import type { VisionEncoder } from '@mm/encoders';
+import type { AudioEncoder, VisionEncoder } from '@mm/encoders';
 import { checkSignal, MmDisposedError, SerialQueue } from '@mm/errors';
 import type { FusedMedia, MmprojInfo, Projector } from '@mm/projectors';
 import {
@@ -21,7 +21,7 @@ import {
   preparePrompt,
   reusablePrefix,
 } from './media.js';
-import type { ImageInput, MediaRef, Message } from './messages.js';
+import type { AudioInput, ImageInput, MediaRef, Message, Modality } from './messages.js';
 import type { MediaPromptInfo } from './prompt.js';
 
 export interface MultimodalModelLoadOptions extends ModelComponentsLoadOptions {
@@ -89,14 +89,32 @@ export class MultimodalModel implements PromptSource {
     return this.components.mmprojInfo;
   }
 
+  get audioEncoder(): AudioEncoder | undefined {
+    return this.components.audioEncoder;
+  }
+
+  get audioProjector(): Projector | undefined {
+    return this.components.audioProjector;
+  }
+
   /** libmtmd's fused encoder + projector, for a projector type mm has no own graph for. */
   get fused(): FusedMedia | undefined {
     return this.components.fused;
   }
 
+  /** The modalities its media parts may carry ('image', 'audio'; empty without an mmproj). */
+  get modalities(): readonly Modality[] {
+    return this.components.modalities;
+  }
+
   /** How pictures become chunks: 'own graph' or 'libmtmd (fused)'; undefined without an mmproj. */
   get mediaPath(): MediaPath | undefined {
     return this.components.mediaPath;
+  }
+
+  /** How sound becomes chunks: 'own graph' or 'libmtmd (fused)'; undefined when no audio is taken. */
+  get audioPath(): MediaPath | undefined {
+    return this.components.audioPath;
   }
 
   get imageCache(): EmbeddingCache {
@@ -228,6 +246,19 @@ export class MultimodalModel implements PromptSource {
   ): Promise<EmbeddedMedia> {
     this.#check();
     return this.components.embedImage(input, options);
+  }
+
+  /**
+   * A sound's chunks in the LLM's space (decoded at the model's rate; begin marker, one chunk per
+   * 30 s, end marker, as libmtmd lays it out): from the cache, or encoded and projected, then
+   * cached. `cached` tells which.
+   */
+  async embedAudio(
+    input: AudioInput,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<EmbeddedMedia> {
+    this.#check();
+    return this.components.embedAudio(input, options);
   }
 
   /** Frees the context and every component. A second call is MM_DISPOSED. */

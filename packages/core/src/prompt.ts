@@ -1,14 +1,25 @@
 import type { Backbone } from '@mm/backbone-gguf';
 import { ErrorCode, MmError } from '@mm/errors';
-import { flattenMessages, MEDIA_MARKER, type MediaRef, type Message } from './messages.js';
+import {
+  flattenMessages,
+  MEDIA_MARKER,
+  type MediaRef,
+  type Message,
+  type Modality,
+} from './messages.js';
 
-/** What the prompt builder needs to know of the loaded media encoder. */
+/** What the prompt builder needs to know of the loaded media encoders. */
 export interface MediaPromptInfo {
-  /** Text libmtmd puts before / after each media chunk ('' for none), special tokens parsed. */
+  /**
+   * Text libmtmd puts before / after each picture ('' for none), special tokens parsed, when the
+   * part's own chunks do not carry it (own-graph pictures; sound always carries its markers).
+   */
   imageBegin: string;
   imageEnd: string;
   /** Rows per image when every picture gives the same count; undefined when it varies. */
   fixedTokens?: number;
+  /** The modalities the model takes (default: images only). */
+  modalities?: readonly Modality[];
 }
 
 export interface TokenizedPrompt {
@@ -34,8 +45,9 @@ export interface TokenizedPrompt {
  * parts joined as the pinned chat code joins them) and tokenizes each text segment on its own
  * with special tokens parsed and BOS first, the family's begin/end markers tokenized apart and
  * joined to the text around them (libmtmd's mtmd_tokenize). Checks, before any media is decoded
- * or encoded, that an mmproj is there for it (MM_MODALITY_UNSUPPORTED) and, when the token count
- * is known up front, that the prompt leaves room for a generated token (MM_OUT_OF_CONTEXT).
+ * or encoded, that the mmproj has an encoder for every part's modality (MM_MODALITY_UNSUPPORTED)
+ * and, when the token count is known up front, that the prompt leaves room for a generated token
+ * (MM_OUT_OF_CONTEXT; the pictures' rows count when fixed, the sounds' once encoded).
  */
 export function tokenizePrompt(
   backbone: Backbone,
@@ -45,10 +57,17 @@ export function tokenizePrompt(
   options: { jinja?: boolean } = {},
 ): TokenizedPrompt {
   const flat = flattenMessages(messages);
-  if (flat.media.length > 0 && !media) {
+  const takes: readonly Modality[] = media ? (media.modalities ?? ['image']) : [];
+  for (const ref of flat.media) {
+    if (takes.includes(ref.modality)) continue;
+    const what = ref.modality === 'audio' ? 'audio' : 'images';
+    const encoder = ref.modality === 'audio' ? 'audio encoder' : 'vision encoder';
     throw new MmError(
       ErrorCode.MM_MODALITY_UNSUPPORTED,
-      'the conversation has images but no mmproj (vision encoder) was loaded with the model',
+      media
+        ? `the conversation has ${what} but the model's mmproj has no ${encoder} (it takes ${takes.join(' and ')})`
+        : `the conversation has ${what} but no mmproj (${encoder}) was loaded with the model`,
+      { details: { modality: ref.modality, modalities: [...takes] } },
     );
   }
   const prompt = backbone.applyChatTemplate(flat.messages, {
@@ -59,21 +78,23 @@ export function tokenizePrompt(
   if (segments.length - 1 !== flat.media.length) {
     throw new MmError(
       ErrorCode.MM_CHAT_TEMPLATE,
-      'the chat template dropped or repeated an image marker',
+      'the chat template dropped or repeated a media marker',
     );
   }
   const marker = (s: string | undefined) =>
     s ? backbone.tokenize(s, { addBos: false, parseSpecial: true }) : new Int32Array(0);
   const begin = marker(media?.imageBegin);
   const end = marker(media?.imageEnd);
-  const last = segments.length - 1;
+  const none = new Int32Array(0);
+  const isImage = (i: number) => flat.media[i]?.modality === 'image';
   const texts = segments.map((s, i) => {
     const body = backbone.tokenize(s, {
       addBos: i === 0 ? backbone.info.addBos : false,
       parseSpecial: true,
     });
-    const head = i > 0 ? end : new Int32Array(0);
-    const tail = i < last ? begin : new Int32Array(0);
+    // the picture markers around own-graph pictures (sound brings its own with its chunks)
+    const head = i > 0 && isImage(i - 1) ? end : none;
+    const tail = isImage(i) ? begin : none;
     const out = new Int32Array(head.length + body.length + tail.length);
     out.set(head, 0);
     out.set(body, head.length);
@@ -82,11 +103,12 @@ export function tokenizePrompt(
   });
   const imageTokens = media?.fixedTokens ?? 0;
   const textTokens = texts.reduce((n, t) => n + t.length, 0);
-  const total = textTokens + flat.media.length * imageTokens;
+  const images = flat.media.filter((m) => m.modality === 'image').length;
+  const total = textTokens + images * imageTokens;
   if ((texts[texts.length - 1] as Int32Array).length === 0) {
     throw new MmError(ErrorCode.MM_CHAT_TEMPLATE, 'the prompt does not end with text');
   }
-  checkRoom(total, room, { textTokens, media: flat.media.length, imageTokens });
+  checkRoom(total, room, { textTokens, media: images, imageTokens });
   return { texts, media: flat.media, images: flat.media, textTokens, total, imageTokens };
 }
 

@@ -17,18 +17,24 @@ export class Embeddings {
   readonly ny: number;
   /** Whether the LLM attends causally inside the span (false for Gemma 3: the span sees itself whole). */
   readonly causal: boolean;
+  /**
+   * The rows lie on one line of positions (an audio projector's output): one KV position each, the
+   * same in every M-RoPE section.
+   */
+  readonly sequential: boolean;
   /** Projector time, ms. */
   readonly projectMs: number;
   #native: NativeTensor | undefined;
 
   /** @internal */
-  constructor(native: NativeTensor, projectMs = 0) {
+  constructor(native: NativeTensor, projectMs = 0, sequential = false) {
     const info = callNative(() => native.info());
     this.nTokens = info.nTokens;
     this.nEmbd = info.nEmbd;
     this.nx = info.nx > 0 ? info.nx : info.nTokens;
     this.ny = info.ny > 0 ? info.ny : 1;
     this.causal = info.causal;
+    this.sequential = sequential;
     this.projectMs = projectMs;
     this.#native = native;
   }
@@ -43,8 +49,8 @@ export class Embeddings {
   }
 
   /**
-   * KV positions the span occupies in a text model: nTokens with linear positions, max(nx, ny)
-   * with M-RoPE (libmtmd's mtmd_image_tokens_get_n_pos).
+   * KV positions the span occupies in a text model: nTokens with linear positions (and for
+   * sequential rows), max(nx, ny) with M-RoPE (libmtmd's mtmd_image_tokens_get_n_pos).
    */
   nPos(mrope: boolean): number {
     return spanPositions(this, mrope);
@@ -81,11 +87,16 @@ export interface SpanLayout {
   nTokens: number;
   nx: number;
   ny: number;
+  /**
+   * The rows lie on one line of positions (audio): one position each, the same in every M-RoPE
+   * section (mtmd-helper's set_position_mrope_1d), whatever the grid. Default false.
+   */
+  sequential?: boolean;
 }
 
 /** KV positions a span occupies (see Embeddings#nPos). */
 export function spanPositions(span: SpanLayout, mrope: boolean): number {
-  return mrope ? Math.max(span.nx, span.ny) : span.nTokens;
+  return mrope && !span.sequential ? Math.max(span.nx, span.ny) : span.nTokens;
 }
 
 /** A span's positions from pos0 (see Embeddings#positions). */
@@ -97,6 +108,12 @@ export function spanPositionIds(span: SpanLayout, pos0: number, mrope: boolean):
     return out;
   }
   const out = new Int32Array(4 * n);
+  if (span.sequential) {
+    for (let i = 0; i < n; i++) {
+      out[i] = out[n + i] = out[2 * n + i] = out[3 * n + i] = pos0 + i;
+    }
+    return out;
+  }
   for (let i = 0; i < n; i++) {
     out[i] = pos0;
     out[n + i] = pos0 + Math.floor(i / span.nx);

@@ -223,7 +223,7 @@ export class Projector {
     }
     return this.#serial.run(async () => {
       const r = await runNative(() => native.project(tensor), signal);
-      const embeddings = new Embeddings(r.embeddings, r.projectMs);
+      const embeddings = new Embeddings(r.embeddings, r.projectMs, this.audio);
       if (signal?.aborted) {
         embeddings.dispose();
         throw signal.reason;
