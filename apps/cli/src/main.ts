@@ -9,7 +9,7 @@ import { demoHelp, runDemo } from './commands/demo.js';
 import { infoHelp, runInfo } from './commands/info.js';
 import { inspectHelp, runInspect } from './commands/inspect.js';
 import { pullFlags, pullHelp, runPull } from './commands/pull.js';
-import { runHelp, runRun } from './commands/run.js';
+import { type MediaFlag, runHelp, runRun } from './commands/run.js';
 import { runServe, serveFlags, serveHelp } from './commands/serve.js';
 import { type CliIo, ExitCode, processIo, UsageError } from './io.js';
 import {
@@ -26,10 +26,12 @@ const usage = `mm — multimodal LLMs from Node.js, at native speed
 Usage: mm <command> [options]
 
 Commands:
-  run                answer one prompt about images (-m, --mmproj, --image, -p)
-  chat               interactive chat; /image <path> attaches an image
+  run                answer one prompt about images and sounds (-m, --mmproj, --image,
+                     --audio, -p)
+  chat               interactive chat; /image <path> and /audio <path> attach media
   demo               the bundled tiny-shapes model on its sample images
-  serve              OpenAI-compatible HTTP server with images, and the web demo at /
+  serve              OpenAI-compatible HTTP server with images and audio, and the web demo
+                     at /
   pull <user>/<repo>[:quant]
                      download a GGUF model and its mmproj from the Hugging Face Hub
                      (run, chat and serve take -hf <user>/<repo>[:quant] instead of -m)
@@ -64,6 +66,7 @@ function parse<O extends NonNullable<ParseArgsConfig['options']>, P extends bool
       options,
       allowPositionals,
       strict: true,
+      tokens: true,
     });
   } catch (e) {
     throw new UsageError(e instanceof Error ? e.message : String(e));
@@ -98,7 +101,7 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
       return runInspect(io, positionals[0]!, values.json === true, values.tensors === true);
     }
     case 'run': {
-      const { values, positionals } = parse(
+      const { values, positionals, tokens } = parse(
         rest,
         {
           help,
@@ -106,6 +109,7 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
           ...hubFlags,
           ...samplingFlags,
           image: { type: 'string', multiple: true },
+          audio: { type: 'string', multiple: true },
           prompt: { type: 'string', short: 'p' },
           system: { type: 'string', short: 's' },
           json: { type: 'boolean' },
@@ -117,10 +121,10 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
       if (positionals.length > 0)
         throw new UsageError(`unexpected argument '${positionals[0]}'\n\n${runHelp}`);
       await resolveHubModel(io, values, values.quiet === true || values.json === true);
-      return runRun(io, values);
+      return runRun(io, { ...values, media: mediaFlags(tokens) });
     }
     case 'chat': {
-      const { values } = parse(
+      const { values, tokens } = parse(
         rest,
         {
           help,
@@ -128,12 +132,14 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
           ...hubFlags,
           ...samplingFlags,
           system: { type: 'string', short: 's' },
+          image: { type: 'string', multiple: true },
+          audio: { type: 'string', multiple: true },
         },
         false,
       );
       if (values.help) return showHelp(io, `${chatHelp}\n${hubHelp}`);
       await resolveHubModel(io, values);
-      return runChat(io, values);
+      return runChat(io, { ...values, media: mediaFlags(tokens) });
     }
     case 'bench': {
       const { values } = parse(
@@ -177,6 +183,17 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
     default:
       throw new UsageError(`unknown command '${command}'\n\n${usage}`);
   }
+}
+
+/** The --image and --audio flags in command-line order (mtmd-cli keeps one list of both). */
+function mediaFlags(tokens: ReturnType<typeof parseArgs>['tokens']): MediaFlag[] {
+  const out: MediaFlag[] = [];
+  for (const t of tokens ?? []) {
+    if (t.kind === 'option' && (t.name === 'image' || t.name === 'audio') && t.value) {
+      out.push({ kind: t.name, path: t.value });
+    }
+  }
+  return out;
 }
 
 function showHelp(io: CliIo, text: string): number {

@@ -169,7 +169,7 @@ export function loadOptions(values: Values, requireMmproj: boolean): MultimodalM
   if (!model) throw new UsageError('-m/--model <file.gguf> is required');
   const mmproj = values.mmproj as string | undefined;
   if (requireMmproj && !mmproj)
-    throw new UsageError('--mmproj <file.gguf> is required with --image');
+    throw new UsageError('--mmproj <file.gguf> is required with --image and --audio');
   const gpu = values['n-gpu-layers'] as string | undefined;
   return {
     model,

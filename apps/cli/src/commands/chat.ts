@@ -3,20 +3,24 @@ import { type ContentPart, type Message, MultimodalModel } from '@mm/core';
 import { MmError } from '@mm/errors';
 import { type CliIo, ExitCode } from '../io.js';
 import { chatOptions, interruptSignal, loadOptions, progressBar } from '../model-options.js';
+import { type MediaFlag, mediaParts } from './run.js';
 
-export const chatHelp = `mm chat -m <model.gguf> [--mmproj <mmproj.gguf>] [options]
+export const chatHelp = `mm chat -m <model.gguf> [--mmproj <mmproj.gguf>] [--image <file>]... [--audio <file>]... [options]
 
 Interactive chat; the history is kept (and its KV cache reused) across turns.
   /image <path>   attach an image to your next message
+  /audio <path>   attach a sound (WAV, MP3 or FLAC) to your next message
   /clear          forget the conversation
   /exit           quit (also Ctrl-D)
-Ctrl-C stops an answer; at the prompt it quits. Takes the model and sampling flags of mm run.
+Ctrl-C stops an answer; at the prompt it quits. Takes the model and sampling flags of mm run;
+--image and --audio (repeatable) attach their files to the first message, in order.
 
 From a pipe or a file (stdin not a terminal) there is no prompt: every line is read and
 answered in order, one answer per line on stdout (an empty line for a failed turn, its error
 on stderr), until the input ends. Exit code 0 if every turn was answered, 1 if any failed,
 130 on Ctrl-C:
-  printf '/image a.png\\nWhat color is the shape?\\n' | mm chat -m M --mmproj P`;
+  printf '/image a.png\\nWhat color is the shape?\\n' | mm chat -m M --mmproj P
+  printf '/audio a.wav\\nWhat do you hear?\\n' | mm chat -m M --mmproj P`;
 
 /** The lines typed at the `> ` prompt; ends on Ctrl-D or Ctrl-C (the interface closes). */
 async function* prompted(rl: Interface): AsyncGenerator<string> {
@@ -37,7 +41,8 @@ async function* prompted(rl: Interface): AsyncGenerator<string> {
 
 export async function runChat(io: CliIo, values: Record<string, unknown>): Promise<number> {
   const v = values as Record<string, string | undefined>;
-  const load = loadOptions(v, false);
+  const media = (values.media as MediaFlag[] | undefined) ?? [];
+  const load = loadOptions(v, media.length > 0);
   const opts = chatOptions(v);
   // A terminal gets the prompt and Ctrl-C per answer; anything else is a script: every line
   // is answered (readline's iterator buffers the lines that arrive while one is answered).
@@ -65,7 +70,7 @@ export async function runChat(io: CliIo, values: Record<string, unknown>): Promi
     rl = input;
     const lines = interactive ? prompted(input) : input[Symbol.asyncIterator]();
     const history: Message[] = v.system ? [{ role: 'system', content: v.system }] : [];
-    let pending: ContentPart[] = [];
+    let pending: ContentPart[] = mediaParts(media);
     let answering: AbortController | undefined;
     input.on('SIGINT', () => {
       if (answering) answering.abort(new Error('stopped'));
@@ -74,7 +79,7 @@ export async function runChat(io: CliIo, values: Record<string, unknown>): Promi
     // A script stops reading on Ctrl-C; the answer under way is aborted by the same signal.
     interrupt.signal.addEventListener('abort', () => input.close(), { once: true });
     io.err(
-      `mm chat: ${load.model}${load.mmproj ? ` + ${load.mmproj}` : ''}. /image <path>, /clear, /exit\n`,
+      `mm chat: ${load.model}${load.mmproj ? ` + ${load.mmproj}` : ''}. /image <path>, /audio <path>, /clear, /exit\n`,
     );
     for await (const raw of lines) {
       const line = raw.trim();
@@ -90,6 +95,12 @@ export async function runChat(io: CliIo, values: Record<string, unknown>): Promi
         const path = line.slice(7).trim();
         pending.push({ type: 'image', image: path });
         io.err(`(image ${path} attached to your next message)\n`);
+        continue;
+      }
+      if (line.startsWith('/audio ')) {
+        const path = line.slice(7).trim();
+        pending.push({ type: 'audio', audio: path });
+        io.err(`(audio ${path} attached to your next message)\n`);
         continue;
       }
       if (line === '') continue;
