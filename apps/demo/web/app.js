@@ -1,6 +1,10 @@
-// The mm web demo: one image, one question, the answer streamed from /v1/chat/completions.
+// The mm web demo: an image and/or a sound (a file, or recorded from the microphone), one
+// question, the answer streamed from /v1/chat/completions. Sounds go as OpenAI input_audio parts:
+// WAV, MP3 and FLAC files as they are; recordings and other formats the browser decodes are sent
+// as 16 kHz mono 16-bit WAV.
 const $ = (id) => document.getElementById(id);
-const state = { dataUrl: null, model: null, busy: false };
+const state = { dataUrl: null, audio: null, model: null, busy: false, recorder: null };
+const AUDIO_RATE = 16000;
 
 function headers() {
   const key = $('api-key').value.trim();
@@ -13,7 +17,7 @@ function showError(message) {
 }
 
 function refresh() {
-  $('ask').disabled = state.busy || !state.dataUrl || !state.model;
+  $('ask').disabled = state.busy || (!state.dataUrl && !state.audio) || !state.model;
 }
 
 async function loadModel() {
@@ -29,9 +33,142 @@ async function loadModel() {
   refresh();
 }
 
+/** The input_audio format of a file the server decodes as it is, else null. */
+function audioFormat(file) {
+  const type = file.type.toLowerCase();
+  const ext = file.name.toLowerCase().split('.').pop();
+  if (['audio/wav', 'audio/x-wav', 'audio/wave', 'audio/vnd.wave'].includes(type) || ext === 'wav')
+    return 'wav';
+  if (['audio/mpeg', 'audio/mp3'].includes(type) || ext === 'mp3') return 'mp3';
+  if (['audio/flac', 'audio/x-flac'].includes(type) || ext === 'flac') return 'flac';
+  return null;
+}
+
+function base64(bytes) {
+  let s = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(s);
+}
+
+/** Mono 16-bit PCM WAV of `samples` (floats in [-1, 1]) at `rate`. */
+function encodeWav(samples, rate) {
+  const out = new DataView(new ArrayBuffer(44 + samples.length * 2));
+  const ascii = (at, t) => {
+    for (let i = 0; i < t.length; i++) out.setUint8(at + i, t.charCodeAt(i));
+  };
+  ascii(0, 'RIFF');
+  out.setUint32(4, 36 + samples.length * 2, true);
+  ascii(8, 'WAVE');
+  ascii(12, 'fmt ');
+  out.setUint32(16, 16, true);
+  out.setUint16(20, 1, true); // PCM
+  out.setUint16(22, 1, true); // mono
+  out.setUint32(24, rate, true);
+  out.setUint32(28, rate * 2, true);
+  out.setUint16(32, 2, true);
+  out.setUint16(34, 16, true);
+  ascii(36, 'data');
+  out.setUint32(40, samples.length * 2, true);
+  for (let i = 0; i < samples.length; i++) {
+    const v = Math.max(-1, Math.min(1, samples[i]));
+    out.setInt16(44 + i * 2, v < 0 ? v * 0x8000 : v * 0x7fff, true);
+  }
+  return new Uint8Array(out.buffer);
+}
+
+/** Any audio the browser decodes (a recording, OGG, WebM...) as a 16 kHz mono WAV. */
+async function toWav(blob) {
+  const bytes = await blob.arrayBuffer();
+  const ctx = new AudioContext();
+  let decoded;
+  try {
+    decoded = await ctx.decodeAudioData(bytes);
+  } finally {
+    ctx.close();
+  }
+  const frames = Math.max(1, Math.ceil(decoded.duration * AUDIO_RATE));
+  const offline = new OfflineAudioContext(1, frames, AUDIO_RATE);
+  const source = offline.createBufferSource();
+  source.buffer = decoded; // a mono destination mixes the channels down
+  source.connect(offline.destination);
+  source.start();
+  const rendered = await offline.startRendering();
+  return encodeWav(rendered.getChannelData(0), AUDIO_RATE);
+}
+
+function setAudio(audio) {
+  state.audio = audio;
+  const preview = $('audio-preview');
+  if (preview.src) URL.revokeObjectURL(preview.src);
+  if (audio) {
+    const type = { wav: 'audio/wav', mp3: 'audio/mpeg', flac: 'audio/flac' }[audio.format];
+    preview.src = URL.createObjectURL(new Blob([audio.bytes], { type }));
+  } else {
+    preview.removeAttribute('src');
+  }
+  preview.hidden = !audio;
+  $('audio-clear').hidden = !audio;
+  $('audio-name').textContent = audio ? audio.name : '';
+  refresh();
+}
+
+async function pickAudio(file) {
+  try {
+    const format = audioFormat(file);
+    const bytes = format
+      ? new Uint8Array(await file.arrayBuffer())
+      : await toWav(file).catch(() => null);
+    if (!bytes) return showError(`${file.name}: this browser cannot decode it`);
+    setAudio({ name: file.name, format: format ?? 'wav', bytes, data: base64(bytes) });
+    showError('');
+  } catch (e) {
+    showError(`${file.name}: ${e.message}`);
+  }
+}
+
+async function toggleRecording() {
+  const button = $('record');
+  if (state.recorder) {
+    state.recorder.stop();
+    return;
+  }
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+  } catch (e) {
+    return showError(`No microphone: ${e.message}`);
+  }
+  const chunks = [];
+  const recorder = new MediaRecorder(stream);
+  state.recorder = recorder;
+  recorder.ondataavailable = (e) => {
+    if (e.data.size > 0) chunks.push(e.data);
+  };
+  recorder.onstop = async () => {
+    for (const t of stream.getTracks()) t.stop();
+    state.recorder = null;
+    button.setAttribute('aria-pressed', 'false');
+    button.textContent = '● Record';
+    try {
+      const bytes = await toWav(new Blob(chunks, { type: recorder.mimeType }));
+      setAudio({ name: 'recording.wav', format: 'wav', bytes, data: base64(bytes) });
+      showError('');
+    } catch (e) {
+      showError(`The recording could not be decoded: ${e.message}`);
+    }
+  };
+  recorder.start();
+  button.setAttribute('aria-pressed', 'true');
+  button.textContent = '■ Stop';
+}
+
 function pick(file) {
   if (!file) return;
-  if (!file.type.startsWith('image/')) return showError(`${file.name} is not an image`);
+  if (file.type.startsWith('audio/') || audioFormat(file)) return pickAudio(file);
+  if (!file.type.startsWith('image/'))
+    return showError(`${file.name} is neither an image nor a sound`);
   const reader = new FileReader();
   reader.onload = () => {
     state.dataUrl = reader.result;
@@ -71,7 +208,15 @@ async function ask(event) {
           {
             role: 'user',
             content: [
-              { type: 'image_url', image_url: { url: state.dataUrl } },
+              ...(state.dataUrl ? [{ type: 'image_url', image_url: { url: state.dataUrl } }] : []),
+              ...(state.audio
+                ? [
+                    {
+                      type: 'input_audio',
+                      input_audio: { data: state.audio.data, format: state.audio.format },
+                    },
+                  ]
+                : []),
               { type: 'text', text: $('question').value },
             ],
           },
@@ -144,5 +289,11 @@ drop.addEventListener('drop', (e) => {
   pick(e.dataTransfer.files[0]);
 });
 $('form').addEventListener('submit', ask);
+$('record').addEventListener('click', toggleRecording);
+$('audio-clear').addEventListener('click', () => setAudio(null));
+if (!navigator.mediaDevices?.getUserMedia || typeof MediaRecorder === 'undefined') {
+  $('record').disabled = true;
+  $('record').title = 'Recording needs a browser with MediaRecorder, on https or localhost';
+}
 $('answer').dataset.done = 'false';
 loadModel();

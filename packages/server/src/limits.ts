@@ -8,6 +8,12 @@ export interface ServerLimits {
   maxImageBytes: number;
   /** Pixels per image, read from the header before decoding. */
   maxImagePixels: number;
+  /** Sounds (`input_audio` parts) per request. */
+  maxAudio: number;
+  /** Encoded bytes per sound. */
+  maxAudioBytes: number;
+  /** Seconds per sound, once decoded (MM_AUDIO_TOO_LONG, 400 beyond). */
+  maxAudioSeconds: number;
   /** Messages per request. */
   maxMessages: number;
   /** Largest and default `max_tokens`. */
@@ -27,6 +33,9 @@ export const DEFAULT_LIMITS: Readonly<ServerLimits> = {
   maxImages: 8,
   maxImageBytes: 10 * 1024 * 1024,
   maxImagePixels: 4096 * 4096,
+  maxAudio: 4,
+  maxAudioBytes: 10 * 1024 * 1024,
+  maxAudioSeconds: 600,
   maxMessages: 256,
   maxTokens: 4096,
   maxQueue: 64,

@@ -67,12 +67,62 @@ function checkDataUrl(url: string, param: string, limits: ServerLimits): void {
   }
 }
 
+const AUDIO_FORMATS: Readonly<Record<string, string>> = {
+  wav: 'audio/wav',
+  mp3: 'audio/mpeg',
+  flac: 'audio/flac',
+};
+
+/**
+ * An OpenAI `input_audio` part (`{ data: <base64>, format: 'wav' | 'mp3' | 'flac' }`) as a
+ * base64 `data:` URL of the format's media type; a bad format, bad base64 or too many bytes is a
+ * 400 naming the field.
+ */
+function parseInputAudio(p: Record<string, unknown>, where: string, limits: ServerLimits): string {
+  const ia = p.input_audio;
+  if (!isObject(ia)) {
+    throw badRequest(
+      `'${where}.input_audio' must be { data, format }`,
+      `${where}.input_audio`,
+      'invalid_type',
+    );
+  }
+  const { data, format } = ia;
+  if (typeof format !== 'string' || !Object.hasOwn(AUDIO_FORMATS, format)) {
+    throw badRequest(
+      `'${where}.input_audio.format' must be 'wav', 'mp3' or 'flac'`,
+      `${where}.input_audio.format`,
+      'invalid_audio_format',
+    );
+  }
+  if (typeof data !== 'string') {
+    throw badRequest(
+      `'${where}.input_audio.data' must be a base64 string`,
+      `${where}.input_audio.data`,
+      'invalid_type',
+    );
+  }
+  const param = `${where}.input_audio.data`;
+  if (data.length === 0) throw badRequest('the audio holds no bytes', param, 'invalid_audio');
+  if (data.length % 4 !== 0 || !BASE64.test(data)) {
+    throw badRequest(`'${param}' is not valid base64`, param, 'invalid_base64');
+  }
+  if ((data.length / 4) * 3 > limits.maxAudioBytes) {
+    throw badRequest(
+      `a sound may have at most ${limits.maxAudioBytes} bytes`,
+      param,
+      'audio_too_large',
+    );
+  }
+  return `data:${AUDIO_FORMATS[format]};base64,${data}`;
+}
+
 function parseContent(
   content: unknown,
   i: number,
   role: string,
   limits: ServerLimits,
-  images: { count: number },
+  images: { count: number; audio: number },
   remote: ChatRequest['remoteImages'],
 ): string | ContentPart[] {
   const param = `messages[${i}].content`;
@@ -126,8 +176,20 @@ function parseContent(
       checkDataUrl(url, `${where}.image_url.url`, limits);
       return part;
     }
+    if (p.type === 'input_audio') {
+      if (role !== 'user')
+        throw badRequest(`audio is only accepted in user messages`, where, 'invalid_value');
+      if (++images.audio > limits.maxAudio) {
+        throw badRequest(
+          `a request may have at most ${limits.maxAudio} sounds`,
+          where,
+          'too_many_audio',
+        );
+      }
+      return { type: 'audio', audio: parseInputAudio(p, where, limits) };
+    }
     throw badRequest(
-      `'${where}.type' must be 'text' or 'image_url'`,
+      `'${where}.type' must be 'text', 'image_url' or 'input_audio'`,
       `${where}.type`,
       'invalid_value',
     );
@@ -145,7 +207,7 @@ export function parseChatRequest(body: unknown, limits: ServerLimits): ChatReque
   if (body.messages.length > limits.maxMessages) {
     throw badRequest(`at most ${limits.maxMessages} messages`, 'messages');
   }
-  const images = { count: 0 };
+  const images = { count: 0, audio: 0 };
   const remoteImages: ChatRequest['remoteImages'] = [];
   const messages = body.messages.map((m: unknown, i: number): Message => {
     if (!isObject(m))

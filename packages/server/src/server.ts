@@ -96,6 +96,7 @@ export async function startServer(options: ServeOptions): Promise<MmServer> {
     model: options.model,
     mmproj: options.mmproj,
     maxImagePixels: options.limits?.maxImagePixels ?? DEFAULT_LIMITS.maxImagePixels,
+    maxAudioSeconds: options.limits?.maxAudioSeconds ?? DEFAULT_LIMITS.maxAudioSeconds,
     jinja: options.jinja ?? true,
   };
   if ((options.engine ?? 'batch') === 'batch') {

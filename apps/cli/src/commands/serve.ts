@@ -2,13 +2,13 @@ import { spawn } from 'node:child_process';
 import { DEFAULT_LIMITS, type ServerLimits, startServer } from '@mm/server';
 import { type CliIo, ExitCode, UsageError } from '../io.js';
 
-export const serveHelp = `mm serve — OpenAI-compatible HTTP server (chat completions with images) and the web demo
+export const serveHelp = `mm serve — OpenAI-compatible HTTP server (chat completions with images and audio) and the web demo
 
 Usage: mm serve -m <model.gguf> --mmproj <mmproj.gguf> [options]
 
 Options:
   -m, --model <file>        text-model GGUF (required)
-      --mmproj <file>       mmproj GGUF (vision encoder + projector)
+      --mmproj <file>       mmproj GGUF (vision and/or audio encoder + projector)
       --host <addr>         address to bind (default 127.0.0.1: this machine only)
       --port <n>            port (default 8080; 0 picks a free one)
       --parallel <n>        requests answered at the same time (default 1)
@@ -18,6 +18,8 @@ Options:
       --max-queue <n>       requests waiting for a slot before 429 (default ${DEFAULT_LIMITS.maxQueue})
       --timeout <s>         per-request time limit, seconds (default ${DEFAULT_LIMITS.requestTimeoutMs / 1000})
       --max-images <n>      images per request (default ${DEFAULT_LIMITS.maxImages})
+      --max-audio <n>       input_audio parts per request (default ${DEFAULT_LIMITS.maxAudio}; each at most
+                            ${DEFAULT_LIMITS.maxAudioBytes / 1024 / 1024} MiB and ${DEFAULT_LIMITS.maxAudioSeconds} s)
       --body-limit <MiB>    largest request body (default ${DEFAULT_LIMITS.bodyLimit / 1024 / 1024})
       --allow-remote-images fetch http(s) image URLs (off by default)
       --no-demo             do not serve the web demo at /
@@ -36,6 +38,7 @@ export const serveFlags = {
   'max-queue': { type: 'string' },
   timeout: { type: 'string' },
   'max-images': { type: 'string' },
+  'max-audio': { type: 'string' },
   'body-limit': { type: 'string' },
   'allow-remote-images': { type: 'boolean' },
   'no-demo': { type: 'boolean' },
@@ -99,6 +102,8 @@ export async function runServe(io: CliIo, values: Values): Promise<number> {
   if (maxQueue !== undefined) limits.maxQueue = maxQueue;
   const maxImages = int(values, 'max-images', 0);
   if (maxImages !== undefined) limits.maxImages = maxImages;
+  const maxAudio = int(values, 'max-audio', 0);
+  if (maxAudio !== undefined) limits.maxAudio = maxAudio;
   const bodyLimit = int(values, 'body-limit', 1);
   if (bodyLimit !== undefined) limits.bodyLimit = bodyLimit * 1024 * 1024;
   if (values['allow-remote-images'] === true) limits.allowRemoteImages = true;
