@@ -548,7 +548,8 @@ async function mmprojModalities(
       vision: getBool(f, 'clip.has_vision_encoder', false) === true,
       audio: getBool(f, 'clip.has_audio_encoder', false) === true,
     };
-  } catch (e) {
+  } catch {
+    // an unreadable header: the loaders below say what is wrong with the file
     if (signal?.aborted) throw signal.reason;
     return undefined;
   }
