@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
 #include "common/error.h"
 #include "common/system_info.h"
 #include "encoders/audio/audio.h"
@@ -37,49 +38,15 @@
 
 namespace {
 
-using clock_type = std::chrono::steady_clock;
-
-double ms(clock_type::time_point a, clock_type::time_point b) {
-    return std::chrono::duration<double, std::milli>(b - a).count();
-}
-
-struct series {
-    std::vector<double> v;
-    double              median() const {
-                     std::vector<double> s = v;
-                     std::sort(s.begin(), s.end());
-                     size_t n = s.size();
-                     return n == 0 ? 0 : (n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]));
-    }
-    double min() const { return v.empty() ? 0 : *std::min_element(v.begin(), v.end()); }
-    double max() const { return v.empty() ? 0 : *std::max_element(v.begin(), v.end()); }
-};
-
-// The ratio of each interleaved pair (ours / libmtmd).
-series pair_ratio(const series & a, const series & b) {
-    series out;
-    for (size_t r = 0; r < a.v.size() && r < b.v.size(); ++r) {
-        out.v.push_back(a.v[r] / b.v[r]);
-    }
-    return out;
-}
-
-std::vector<uint8_t> read_file(const std::string & path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
-        mm::fail(mm::error_code::file_not_found, "cannot open '" + path + "'");
-    }
-    return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
+using mm::bench::clock_type;
+using mm::bench::json_series;
+using mm::bench::ms;
+using mm::bench::pair_ratio;
+using mm::bench::read_file;
+using mm::bench::series;
 
 // An hour at the tower's rate, as @mm/encoders' Audio (DEFAULT_MAX_AUDIO_SECONDS).
 constexpr uint64_t k_max_seconds = 3600;
-
-std::string json_series(const series & s) {
-    char buf[160];
-    std::snprintf(buf, sizeof(buf), "{\"median\":%.4f,\"min\":%.4f,\"max\":%.4f}", s.median(), s.min(), s.max());
-    return buf;
-}
 
 }  // namespace
 

@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
 #include "common/error.h"
 #include "common/system_info.h"
 #include "encoders/image.h"
@@ -33,28 +34,10 @@
 
 namespace {
 
-using clock_type = std::chrono::steady_clock;
-
-double ms(clock_type::time_point a, clock_type::time_point b) {
-    return std::chrono::duration<double, std::milli>(b - a).count();
-}
-
-struct series {
-    std::vector<double> v;
-    double              median() const {
-                     std::vector<double> s = v;
-                     std::sort(s.begin(), s.end());
-                     size_t n = s.size();
-                     return n == 0 ? 0 : (n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]));
-    }
-    double min() const { return v.empty() ? 0 : *std::min_element(v.begin(), v.end()); }
-    double max() const { return v.empty() ? 0 : *std::max_element(v.begin(), v.end()); }
-};
-
-std::vector<uint8_t> read_file(const std::string & path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
+using mm::bench::clock_type;
+using mm::bench::ms;
+using mm::bench::read_file;
+using mm::bench::series;
 
 }  // namespace
 
