@@ -118,14 +118,9 @@ Napi::Value load_vision_encoder_js(const Napi::CallbackInfo & info) {
     std::string           path = require_string(info, 0, "path");
     Napi::Object          o    = object_arg(info, 1);
     vision_encoder_params p;
-    p.n_threads    = threads_opt(env, o);
-    p.use_gpu      = optional_bool(o, "gpu", true);
-    Napi::Value fa = o.Get("flashAttn");
-    std::string s  = fa.IsString() ? fa.As<Napi::String>().Utf8Value() : "auto";
-    if (s != "auto" && s != "on" && s != "off") {
-        throw_error(env, error_code::invalid_argument, "flashAttn must be 'auto', 'on' or 'off'");
-    }
-    p.flash_attn = s == "auto" ? -1 : s == "on" ? 1 : 0;
+    p.n_threads  = threads_opt(env, o);
+    p.use_gpu    = optional_bool(o, "gpu", true);
+    p.flash_attn = flash_attn_arg(env, o);
     return promise_worker::start(env, new load_encoder_worker(env, std::move(path), p));
 }
 

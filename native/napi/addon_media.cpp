@@ -251,6 +251,15 @@ static const char * ffn_name(blocks::ffn_op op) {
     return "gelu";
 }
 
+int flash_attn_arg(Napi::Env env, const Napi::Object & o) {
+    Napi::Value       fa = o.Get("flashAttn");
+    const std::string s  = fa.IsString() ? fa.As<Napi::String>().Utf8Value() : "auto";
+    if (s != "auto" && s != "on" && s != "off") {
+        throw_error(env, error_code::invalid_argument, "flashAttn must be 'auto', 'on' or 'off'");
+    }
+    return s == "auto" ? -1 : s == "on" ? 1 : 0;
+}
+
 void set_vision_facts(Napi::Env env, Napi::Object & o, const vision_hparams & hp) {
     o.Set("projectorType", hp.projector_type);
     o.Set("imageSize", hp.image_size);

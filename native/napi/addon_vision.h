@@ -120,7 +120,9 @@ pad_style              pad_arg(Napi::Env env, const Napi::Object & o);
 std::array<uint8_t, 3> color_arg(Napi::Env env, const Napi::Object & o, const char * key);
 preprocess_params      preprocess_params_arg(Napi::Env env, const Napi::Object & o);
 int                    threads_opt(Napi::Env env, const Napi::Object & o);
-void                   set_vision_facts(Napi::Env env, Napi::Object & o, const vision_hparams & hp);
+// o.flashAttn: 'auto' (default) -> -1, 'on' -> 1, 'off' -> 0; anything else MM_INVALID_ARGUMENT
+int  flash_attn_arg(Napi::Env env, const Napi::Object & o);
+void set_vision_facts(Napi::Env env, Napi::Object & o, const vision_hparams & hp);
 
 // Module functions of each file.
 void register_image(Napi::Env env, Napi::Object exports);
