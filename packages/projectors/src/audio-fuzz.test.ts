@@ -2,23 +2,15 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AudioEncoder } from '@mm/encoders';
-import {
-  type GgufTensorInput,
-  type GgufValue,
-  type GgufWriteSpec,
-  ggufToBuffer,
-  gv,
-} from '@mm/gguf';
+import { type GgufValue, type GgufWriteSpec, ggufToBuffer, gv } from '@mm/gguf';
 import { type AudioProjector, Prng, synthAudio, tinyAudioMmprojSpec } from '@mm/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { inspectMmproj, Projector } from './index.js';
 import {
-  attempt,
-  dropTensorAt,
-  elements,
   FuzzTally,
+  fuzzCase,
+  mutateTensor,
   pick,
-  reshapeTensorAt,
   setOrDeleteKey,
 } from './mutated-mmproj.test-util.js';
 
@@ -49,7 +41,6 @@ const FOCUS_KEYS = [
 ];
 const U32 = [0, 1, 2, 3, 4, 7, 8, 16, 63, 64, 80, 81, 128, 1500, 1024, 0x7fffffff, 0xffffffff];
 const DIMS = [1, 2, 3, 16, 63, 64, 80, 128, 160, 640, 1499, 1500, 1501];
-const TYPES = ['F32', 'F16', 'I32'] as const;
 
 function randomValue(r: Prng): GgufValue | undefined {
   switch (Math.floor(r.uniform() * 8)) {
@@ -80,43 +71,6 @@ function mutateKey(r: Prng, s: GgufWriteSpec): string {
   return setOrDeleteKey(s, key, randomValue(r));
 }
 
-function mutateTensor(r: Prng, s: GgufWriteSpec): string {
-  const tensors = [...(s.tensors as GgufTensorInput[])];
-  const focus = tensors.filter(
-    (t) =>
-      t.name.startsWith('mm.a.') || t.name.startsWith('a.conv1d') || t.name.includes('position'),
-  );
-  const t = r.uniform() < 0.5 && focus.length > 0 ? pick(r, focus) : pick(r, tensors);
-  const i = tensors.indexOf(t);
-  let what: string;
-  switch (Math.floor(r.uniform() * 4)) {
-    case 0:
-      what = dropTensorAt(tensors, i);
-      break;
-    case 1: {
-      const shape = [...t.shape];
-      shape[Math.floor(r.uniform() * shape.length)] = pick(r, DIMS);
-      what = reshapeTensorAt(tensors, i, shape);
-      break;
-    }
-    case 2: {
-      const type = pick(r, TYPES);
-      const n = elements(t.shape);
-      tensors[i] = { ...t, type, data: type === 'I32' ? new Int32Array(n) : new Float32Array(n) };
-      what = `retype ${t.name} ${type}`;
-      break;
-    }
-    default: {
-      const other = pick(r, tensors);
-      tensors[i] = { ...t, name: other.name };
-      tensors[tensors.indexOf(other)] = { ...other, name: t.name };
-      what = `swap ${t.name} / ${other.name}`;
-    }
-  }
-  s.tensors = tensors;
-  return what;
-}
-
 const dir = mkdtempSync(join(tmpdir(), 'mm-audio-mmproj-fuzz-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -132,7 +86,11 @@ describe('audio mmproj fuzz through the native loaders', () => {
       const steps: string[] = [];
       const n = 1 + (r.uniform() < 0.3 ? 1 : 0);
       for (let k = 0; k < n; k++)
-        steps.push(r.uniform() < 0.6 ? mutateKey(r, s) : mutateTensor(r, s));
+        steps.push(
+          r.uniform() < 0.6
+            ? mutateKey(r, s)
+            : mutateTensor(r, s, (name) => /^(mm\.a\.|a\.conv1d)|position/.test(name), DIMS),
+        );
       let buf: Uint8Array;
       try {
         buf = ggufToBuffer(s);
@@ -142,45 +100,24 @@ describe('audio mmproj fuzz through the native loaders', () => {
       }
       const path = join(dir, `case-${i}.gguf`);
       writeFileSync(path, buf);
-      const what = `case ${i} (${steps.join('; ')})`;
-      const t0 = performance.now();
-      const enc = await attempt(AudioEncoder.load(path, { threads: 1 }));
-      const proj = await attempt(Projector.load(path, { threads: 1, audio: true }));
-      const info = await attempt(inspectMmproj(path, { audio: true }));
-      let result = 'code' in proj ? proj.code : 'loaded';
-      if ('ok' in enc && 'ok' in proj) {
-        const run = await attempt(
-          (async () => {
-            for (const f of await enc.ok.encode(pcm)) {
-              using e = await proj.ok.project(f);
+      await fuzzCase(
+        `case ${i} (${steps.join('; ')})`,
+        tally,
+        {
+          encoder: () => AudioEncoder.load(path, { threads: 1 }),
+          projector: () => Projector.load(path, { threads: 1, audio: true }),
+          inspect: () => inspectMmproj(path, { audio: true }),
+          run: async (enc, proj) => {
+            for (const f of await enc.encode(pcm)) {
+              using e = await proj.project(f);
               f.dispose();
-              expect(e.nEmbd).toBe(proj.ok.info.nEmbdOut);
-              expect(e.nTokens).toBe(proj.ok.info.nTokensOut);
+              expect(e.nEmbd).toBe(proj.info.nEmbdOut);
+              expect(e.nTokens).toBe(proj.info.nTokensOut);
             }
-          })(),
-        );
-        if ('code' in run) result = `loaded, encode ${run.code}`;
-        else tally.loaded++;
-      }
-      if ('ok' in enc) enc.ok.dispose();
-      if ('ok' in proj) proj.ok.dispose();
-      const ms = performance.now() - t0;
-      tally.maxMs = Math.max(tally.maxMs, ms);
-      tally.count(result);
-      for (const o of [enc, proj, info]) {
-        if ('code' in o && (o.code.startsWith('untyped') || o.code === 'MM_INTERNAL')) {
-          tally.failures.push(`${what}: ${o.code}: ${o.message}`);
-        }
-      }
-      if (result.includes('MM_INTERNAL') || result.includes('untyped')) {
-        tally.failures.push(`${what}: ${result}`);
-      }
-      if ('code' in info !== 'code' in proj) {
-        tally.failures.push(
-          `${what}: inspect ${'code' in info ? info.code : 'ok'}, load ${'code' in proj ? proj.code : 'ok'}`,
-        );
-      }
-      if (ms > MAX_CASE_MS) tally.failures.push(`${what}: ${ms.toFixed(0)} ms`);
+          },
+        },
+        MAX_CASE_MS,
+      );
       rmSync(path);
     }
     console.log(

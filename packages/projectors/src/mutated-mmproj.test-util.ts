@@ -185,36 +185,30 @@ export class FuzzTally {
 }
 
 /**
- * One mutated file through VisionEncoder.load, Projector.load and inspectMmproj; when the encoder
- * and projector load, `picture` is encoded and each chunk projected (to the projector's nEmbdOut
- * wide, and `check` on each). Tallies the outcome (the projector's code, 'loaded' or 'loaded,
- * encode <code>') and as failures: an untyped error or MM_INTERNAL from any loader or the run,
- * inspectMmproj and Projector.load disagreeing on the file, a case slower than `maxMs`.
+ * One mutated mmproj through an encoder loader, a projector loader and a header inspection; when
+ * the encoder and projector load, `run` exercises them (what loads also runs). Tallies the outcome
+ * (the projector's code, 'loaded' or 'loaded, encode <code>') and as failures: an untyped error or
+ * MM_INTERNAL from any loader or the run, the inspection and the projector load disagreeing on the
+ * file (both validate the whole of it), a case slower than `maxMs`.
  */
-export async function fuzzLoaders(
-  path: string,
+export async function fuzzCase<E extends { dispose(): void }, P extends { dispose(): void }>(
   what: string,
-  picture: Image,
   tally: FuzzTally,
-  options: { maxMs: number; check?: (e: Embeddings, proj: Projector) => void },
+  steps: {
+    encoder: () => Promise<E>;
+    projector: () => Promise<P>;
+    inspect: () => Promise<unknown>;
+    run: (enc: E, proj: P) => Promise<void>;
+  },
+  maxMs: number,
 ): Promise<void> {
   const t0 = performance.now();
-  const enc = await attempt(VisionEncoder.load(path, { threads: 1 }));
-  const proj = await attempt(Projector.load(path, { threads: 1 }));
-  const info = await attempt(inspectMmproj(path));
+  const enc = await attempt(steps.encoder());
+  const proj = await attempt(steps.projector());
+  const info = await attempt(steps.inspect());
   let result = 'code' in proj ? proj.code : 'loaded';
   if ('ok' in enc && 'ok' in proj) {
-    // what loads also runs
-    const run = await attempt(
-      (async () => {
-        for (const f of await enc.ok.encodeChunks(picture)) {
-          using e = await proj.ok.project(f);
-          f.dispose();
-          expect(e.nEmbd).toBe(proj.ok.info.nEmbdOut);
-          options.check?.(e, proj.ok);
-        }
-      })(),
-    );
+    const run = await attempt(steps.run(enc.ok, proj.ok));
     if ('code' in run) result = `loaded, encode ${run.code}`;
     else tally.loaded++;
   }
@@ -231,11 +225,86 @@ export async function fuzzLoaders(
   if (result.includes('MM_INTERNAL') || result.includes('untyped')) {
     tally.failures.push(`${what}: ${result}`);
   }
-  // the projector and inspect agree on the file (both validate the whole of it)
   if ('code' in info !== 'code' in proj) {
     tally.failures.push(
       `${what}: inspect ${'code' in info ? info.code : 'ok'}, load ${'code' in proj ? proj.code : 'ok'}`,
     );
   }
-  if (ms > options.maxMs) tally.failures.push(`${what}: ${ms.toFixed(0)} ms`);
+  if (ms > maxMs) tally.failures.push(`${what}: ${ms.toFixed(0)} ms`);
+}
+
+/**
+ * One mutated file through VisionEncoder.load, Projector.load and inspectMmproj (fuzzCase); when
+ * the encoder and projector load, `picture` is encoded and each chunk projected (to the
+ * projector's nEmbdOut wide, and `check` on each).
+ */
+export async function fuzzLoaders(
+  path: string,
+  what: string,
+  picture: Image,
+  tally: FuzzTally,
+  options: { maxMs: number; check?: (e: Embeddings, proj: Projector) => void },
+): Promise<void> {
+  await fuzzCase(
+    what,
+    tally,
+    {
+      encoder: () => VisionEncoder.load(path, { threads: 1 }),
+      projector: () => Projector.load(path, { threads: 1 }),
+      inspect: () => inspectMmproj(path),
+      run: async (enc, proj) => {
+        for (const f of await enc.encodeChunks(picture)) {
+          using e = await proj.project(f);
+          f.dispose();
+          expect(e.nEmbd).toBe(proj.info.nEmbdOut);
+          options.check?.(e, proj);
+        }
+      },
+    },
+    options.maxMs,
+  );
+}
+
+/**
+ * A random change to one tensor of the spec, picked among `focus` half of the time: dropped,
+ * reshaped (one dimension to one of `dims`), retyped (F32, F16, I32) or swapping names with
+ * another; says what it did.
+ */
+export function mutateTensor(
+  r: Prng,
+  s: GgufWriteSpec,
+  focus: (name: string) => boolean,
+  dims: readonly number[],
+): string {
+  const tensors = [...(s.tensors as GgufTensorInput[])];
+  const focused = tensors.filter((t) => focus(t.name));
+  const t = r.uniform() < 0.5 && focused.length > 0 ? pick(r, focused) : pick(r, tensors);
+  const i = tensors.indexOf(t);
+  let what: string;
+  switch (Math.floor(r.uniform() * 4)) {
+    case 0:
+      what = dropTensorAt(tensors, i);
+      break;
+    case 1: {
+      const shape = [...t.shape];
+      shape[Math.floor(r.uniform() * shape.length)] = pick(r, dims);
+      what = reshapeTensorAt(tensors, i, shape);
+      break;
+    }
+    case 2: {
+      const type = pick(r, ['F32', 'F16', 'I32'] as const);
+      const n = elements(t.shape);
+      tensors[i] = { ...t, type, data: type === 'I32' ? new Int32Array(n) : new Float32Array(n) };
+      what = `retype ${t.name} ${type}`;
+      break;
+    }
+    default: {
+      const other = pick(r, tensors);
+      tensors[i] = { ...t, name: other.name };
+      tensors[tensors.indexOf(other)] = { ...other, name: t.name };
+      what = `swap ${t.name} / ${other.name}`;
+    }
+  }
+  s.tensors = tensors;
+  return what;
 }

@@ -2,22 +2,14 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Image } from '@mm/encoders';
-import {
-  type GgufTensorInput,
-  type GgufValue,
-  type GgufWriteSpec,
-  ggufToBuffer,
-  gv,
-} from '@mm/gguf';
+import { type GgufValue, type GgufWriteSpec, ggufToBuffer, gv } from '@mm/gguf';
 import { Prng, syntheticImage, tinyMinicpmvMmprojSpec } from '@mm/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
-  dropTensorAt,
-  elements,
   FuzzTally,
   fuzzLoaders,
+  mutateTensor,
   pick,
-  reshapeTensorAt,
   setOrDeleteKey,
 } from './mutated-mmproj.test-util.js';
 
@@ -49,7 +41,6 @@ const U32 = [
 ];
 const I32 = [-1, 0, 1, 2, 3, 4, 5, 6, 7, 100045, -0x80000000, 0x7fffffff];
 const DIMS = [1, 2, 16, 31, 32, 64, 96, 127, 128, 255, 256, 4899, 4900];
-const TYPES = ['F32', 'F16', 'I32'] as const;
 
 function randomValue(r: Prng): GgufValue | undefined {
   switch (Math.floor(r.uniform() * 8)) {
@@ -83,43 +74,6 @@ function mutateKey(r: Prng, s: GgufWriteSpec): string {
   return setOrDeleteKey(s, key, randomValue(r));
 }
 
-function mutateTensor(r: Prng, s: GgufWriteSpec): string {
-  const tensors = [...(s.tensors as GgufTensorInput[])];
-  // the resampler's tensors and the position table half of the time
-  const focus = tensors.filter(
-    (t) => t.name.startsWith('resampler.') || t.name.includes('position'),
-  );
-  const t = r.uniform() < 0.5 ? pick(r, focus) : pick(r, tensors);
-  const i = tensors.indexOf(t);
-  let what: string;
-  switch (Math.floor(r.uniform() * 4)) {
-    case 0:
-      what = dropTensorAt(tensors, i);
-      break;
-    case 1: {
-      const shape = [...t.shape];
-      shape[Math.floor(r.uniform() * shape.length)] = pick(r, DIMS);
-      what = reshapeTensorAt(tensors, i, shape);
-      break;
-    }
-    case 2: {
-      const type = pick(r, TYPES);
-      const n = elements(t.shape);
-      tensors[i] = { ...t, type, data: type === 'I32' ? new Int32Array(n) : new Float32Array(n) };
-      what = `retype ${t.name} ${type}`;
-      break;
-    }
-    default: {
-      const other = pick(r, tensors);
-      tensors[i] = { ...t, name: other.name };
-      tensors[tensors.indexOf(other)] = { ...other, name: t.name };
-      what = `swap ${t.name} / ${other.name}`;
-    }
-  }
-  s.tensors = tensors;
-  return what;
-}
-
 const dir = mkdtempSync(join(tmpdir(), 'mm-resampler-fuzz-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -135,7 +89,16 @@ describe('resampler mmproj fuzz through the native loaders', () => {
       const steps: string[] = [];
       const n = 1 + (r.uniform() < 0.3 ? 1 : 0);
       for (let k = 0; k < n; k++)
-        steps.push(r.uniform() < 0.6 ? mutateKey(r, s) : mutateTensor(r, s));
+        steps.push(
+          r.uniform() < 0.6
+            ? mutateKey(r, s)
+            : mutateTensor(
+                r,
+                s,
+                (name) => name.startsWith('resampler.') || name.includes('position'),
+                DIMS,
+              ),
+        );
       let buf: Uint8Array;
       try {
         buf = ggufToBuffer(s);
