@@ -2,7 +2,6 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Backbone, nativeModel } from '@mm/backbone-gguf';
-import { MmError } from '@mm/errors';
 import {
   type GgufMetadata,
   type GgufTensorInput,
@@ -11,7 +10,7 @@ import {
   ggufToBuffer,
   gv,
 } from '@mm/gguf';
-import { FusedMedia, inspectFused } from '@mm/projectors';
+import { FusedMedia } from '@mm/projectors';
 import {
   type AudioProjector,
   Prng,
@@ -20,6 +19,7 @@ import {
   tinyAudioPair,
 } from '@mm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type HostileCase, mediaRows, runHostileFused } from './hostile-fused.test-util.js';
 
 // Hostile audio mmproj files on the fused path: libmtmd aborts the process on some malformed audio
 // encoders (a key of the wrong type, a stack factor of 0, a position table shorter than a chunk, a
@@ -43,10 +43,7 @@ const ALLOWED = new Set([
 ]);
 const PROJECTORS: AudioProjector[] = ['voxtral', 'ultravox', 'qwen2a'];
 
-interface Case {
-  name: string;
-  bytes: Uint8Array;
-}
+type Case = HostileCase;
 
 const meta = (s: GgufWriteSpec) => s.metadata as GgufMetadata;
 
@@ -189,9 +186,7 @@ describe.each(PROJECTORS)('hostile %s audio mmproj files', (projector: AudioProj
     const files = await tinyAudioPair({ projector });
     backbone = await Backbone.load(files.model);
     good = await FusedMedia.load(files.mmproj, nativeModel(backbone), { threads: 2 });
-    before = (await good.embedAudio(pcm)).items.flatMap((it) =>
-      it.kind === 'media' ? [it.rows] : [],
-    );
+    before = mediaRows(await good.embedAudio(pcm));
   }, 120_000);
   afterAll(() => {
     good?.dispose();
@@ -202,39 +197,22 @@ describe.each(PROJECTORS)('hostile %s audio mmproj files', (projector: AudioProj
     timeout: 1_800_000,
   }, async () => {
     const all = cases(projector);
-    const tally = new Map<string, number>();
-    let loaded = 0;
-    for (const [i, c] of all.entries()) {
-      const path = join(dir, `${projector}-${i}.gguf`);
-      writeFileSync(path, c.bytes);
-      if (process.env['MM_HOSTILE_TRACE']) process.stderr.write(`${projector} ${i}: ${c.name}\n`);
-      let outcome = 'ok';
-      try {
-        await inspectFused(path);
-        const f = await FusedMedia.load(path, nativeModel(backbone), { threads: 2 });
-        try {
-          loaded++;
-          const r = await f.embedAudio(pcm);
-          expect(r.items.some((it) => it.kind === 'media')).toBe(true);
-        } finally {
-          f.dispose();
-        }
-      } catch (e) {
-        if (!MmError.isInstance(e)) throw new Error(`${c.name}: not an MmError: ${String(e)}`);
-        if (!ALLOWED.has(e.code)) throw new Error(`${c.name}: ${e.code}: ${e.message}`);
-        outcome = e.message.includes('llama.cpp aborted') ? `${e.code} (assert caught)` : e.code;
-      }
-      tally.set(outcome, (tally.get(outcome) ?? 0) + 1);
-    }
+    const { tally, loaded } = await runHostileFused({
+      label: projector,
+      cases: all,
+      dir,
+      backbone,
+      threads: 2,
+      allowed: ALLOWED,
+      run: (f) => f.embedAudio(pcm),
+    });
     console.log(
       `${projector}: ${all.length} hostile audio files, ${loaded} loaded by libmtmd; outcomes ${JSON.stringify(Object.fromEntries(tally))}`,
     );
     expect(all.length).toBeGreaterThan(100);
     // mm's header checks refuse everything libmtmd would assert on
     expect([...tally.keys()].filter((k) => k.includes('assert caught'))).toEqual([]);
-    const after = (await good.embedAudio(pcm)).items.flatMap((it) =>
-      it.kind === 'media' ? [it.rows] : [],
-    );
+    const after = mediaRows(await good.embedAudio(pcm));
     expect(after).toEqual(before);
   });
 

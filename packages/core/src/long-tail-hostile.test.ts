@@ -2,7 +2,6 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Backbone, nativeModel } from '@mm/backbone-gguf';
-import { MmError } from '@mm/errors';
 import {
   type GgufMetadata,
   type GgufTensorInput,
@@ -11,7 +10,7 @@ import {
   ggufToBuffer,
   gv,
 } from '@mm/gguf';
-import { FusedMedia, inspectFused } from '@mm/projectors';
+import { FusedMedia } from '@mm/projectors';
 import {
   LONG_TAIL_FAMILIES,
   type LongTailFamily,
@@ -21,6 +20,7 @@ import {
   tinyLongTailPair,
 } from '@mm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type HostileCase, mediaRows, runHostileFused } from './hostile-fused.test-util.js';
 
 // Hostile long-tail mmproj files: libmtmd aborts the process on some malformed files (a key of the
 // wrong type), GGML_ASSERTs on others and dereferences tensors it did not check. mm validates the
@@ -42,10 +42,7 @@ const ALLOWED = new Set([
   'MM_INTERNAL',
 ]);
 
-interface Case {
-  name: string;
-  bytes: Uint8Array;
-}
+type Case = HostileCase;
 
 const meta = (s: GgufWriteSpec) => s.metadata as GgufMetadata;
 
@@ -226,9 +223,7 @@ describe.each(LONG_TAIL_FAMILIES)('hostile %s mmproj files', (family: LongTailFa
     const files = await tinyLongTailPair({ family });
     backbone = await Backbone.load(files.llm);
     good = await FusedMedia.load(files.mmproj, nativeModel(backbone), { threads: 1 });
-    before = (await good.embed(image)).items.flatMap((it) =>
-      it.kind === 'media' ? [it.rows] : [],
-    );
+    before = mediaRows(await good.embed(image));
   }, 120_000);
   afterAll(() => {
     good?.dispose();
@@ -239,31 +234,15 @@ describe.each(LONG_TAIL_FAMILIES)('hostile %s mmproj files', (family: LongTailFa
     timeout: 1_800_000,
   }, async () => {
     const all = cases(family);
-    const tally = new Map<string, number>();
-    let loaded = 0;
-    for (const [i, c] of all.entries()) {
-      const path = join(dir, `${family}-${i}.gguf`);
-      writeFileSync(path, c.bytes);
-      if (process.env['MM_HOSTILE_TRACE']) process.stderr.write(`${family} ${i}: ${c.name}\n`);
-      let outcome = 'ok';
-      try {
-        await inspectFused(path);
-        const f = await FusedMedia.load(path, nativeModel(backbone), { threads: 1 });
-        try {
-          loaded++;
-          const r = await f.embed(image);
-          expect(r.items.some((it) => it.kind === 'media')).toBe(true);
-        } finally {
-          f.dispose();
-        }
-      } catch (e) {
-        if (!MmError.isInstance(e)) throw new Error(`${c.name}: not an MmError: ${String(e)}`);
-        if (!ALLOWED.has(e.code)) throw new Error(`${c.name}: ${e.code}: ${e.message}`);
-        // libmtmd asserts that mm.node caught on its own thread (a safety net: validate instead)
-        outcome = e.message.includes('llama.cpp aborted') ? `${e.code} (assert caught)` : e.code;
-      }
-      tally.set(outcome, (tally.get(outcome) ?? 0) + 1);
-    }
+    const { tally, loaded } = await runHostileFused({
+      label: family,
+      cases: all,
+      dir,
+      backbone,
+      threads: 1,
+      allowed: ALLOWED,
+      run: (f) => f.embed(image),
+    });
     console.log(
       `${family}: ${all.length} hostile files, ${loaded} loaded by libmtmd; outcomes ${JSON.stringify(Object.fromEntries(tally))}`,
     );
@@ -271,9 +250,7 @@ describe.each(LONG_TAIL_FAMILIES)('hostile %s mmproj files', (family: LongTailFa
     // for these families mm's header checks refuse everything libmtmd would assert on
     expect([...tally.keys()].filter((k) => k.includes('assert caught'))).toEqual([]);
     // the model loaded before still gives what it gave
-    const after = (await good.embed(image)).items.flatMap((it) =>
-      it.kind === 'media' ? [it.rows] : [],
-    );
+    const after = mediaRows(await good.embed(image));
     expect(after).toEqual(before);
   });
 
