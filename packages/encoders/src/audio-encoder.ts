@@ -8,7 +8,7 @@ import {
 } from '@mm/native';
 import { Audio } from './audio.js';
 import { Features } from './features.js';
-import { type ComputeOptions, checkPath, resolveGpu, resolveThreads } from './options.js';
+import { type ComputeOptions, encoderLoadArgs } from './options.js';
 
 export interface AudioEncoderLoadOptions extends ComputeOptions {
   /** Flash attention: 'auto' (default) uses it when the backend runs it, as libmtmd does. */
@@ -44,18 +44,7 @@ export class AudioEncoder {
    * audio type mm has no own graph for MM_UNSUPPORTED_FAMILY.
    */
   static async load(mmproj: string, options: AudioEncoderLoadOptions = {}): Promise<AudioEncoder> {
-    checkPath(mmproj, 'mmproj');
-    const signal = checkSignal(options.signal);
-    signal?.throwIfAborted();
-    const flashAttn = options.flashAttn ?? 'auto';
-    if (flashAttn !== 'auto' && flashAttn !== 'on' && flashAttn !== 'off') {
-      throw new MmInvalidArgumentError('flashAttn', "must be 'auto', 'on' or 'off'");
-    }
-    const opts = {
-      threads: resolveThreads(options.threads),
-      gpu: resolveGpu(options.gpu),
-      flashAttn,
-    };
+    const { signal, args: opts } = encoderLoadArgs(mmproj, options);
     const native = await runNative(() => loadAddon().loadAudioEncoder(mmproj, opts), signal);
     if (signal?.aborted) {
       native.dispose();

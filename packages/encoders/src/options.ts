@@ -1,6 +1,6 @@
 import { open } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { ErrorCode, MmError, MmInvalidArgumentError } from '@mm/errors';
+import { checkSignal, ErrorCode, MmError, MmInvalidArgumentError } from '@mm/errors';
 
 /** Options shared by the native components of mm's vision path. */
 export interface ComputeOptions {
@@ -23,6 +23,34 @@ export function resolveGpu(gpu: boolean | undefined): boolean {
     throw new MmInvalidArgumentError('gpu', 'must be a boolean');
   }
   return gpu ?? true;
+}
+
+/** What an encoder loader (VisionEncoder.load, AudioEncoder.load) hands to the addon. */
+export interface EncoderLoadArgs {
+  threads: number;
+  gpu: boolean;
+  flashAttn: 'auto' | 'on' | 'off';
+}
+
+/**
+ * The checked options of an encoder loader: the mmproj path, the signal (throws when already
+ * aborted) and the native options (threads, gpu, flashAttn: 'auto' by default).
+ */
+export function encoderLoadArgs(
+  mmproj: unknown,
+  options: ComputeOptions & { flashAttn?: 'auto' | 'on' | 'off'; signal?: AbortSignal },
+): { signal: AbortSignal | undefined; args: EncoderLoadArgs } {
+  checkPath(mmproj, 'mmproj');
+  const signal = checkSignal(options.signal);
+  signal?.throwIfAborted();
+  const flashAttn = options.flashAttn ?? 'auto';
+  if (flashAttn !== 'auto' && flashAttn !== 'on' && flashAttn !== 'off') {
+    throw new MmInvalidArgumentError('flashAttn', "must be 'auto', 'on' or 'off'");
+  }
+  return {
+    signal,
+    args: { threads: resolveThreads(options.threads), gpu: resolveGpu(options.gpu), flashAttn },
+  };
 }
 
 export function checkPath(path: unknown, name = 'path'): string {

@@ -10,7 +10,7 @@ import {
 } from '@mm/native';
 import { Features } from './features.js';
 import { Image } from './image.js';
-import { type ComputeOptions, checkPath, resolveGpu, resolveThreads } from './options.js';
+import { type ComputeOptions, encoderLoadArgs } from './options.js';
 import type { PreprocessedImage, PreprocessParams } from './preprocess.js';
 
 export interface VisionEncoderLoadOptions extends ComputeOptions {
@@ -68,18 +68,7 @@ export class VisionEncoder {
     mmproj: string,
     options: VisionEncoderLoadOptions = {},
   ): Promise<VisionEncoder> {
-    checkPath(mmproj, 'mmproj');
-    const signal = checkSignal(options.signal);
-    signal?.throwIfAborted();
-    const flashAttn = options.flashAttn ?? 'auto';
-    if (flashAttn !== 'auto' && flashAttn !== 'on' && flashAttn !== 'off') {
-      throw new MmInvalidArgumentError('flashAttn', "must be 'auto', 'on' or 'off'");
-    }
-    const opts = {
-      threads: resolveThreads(options.threads),
-      gpu: resolveGpu(options.gpu),
-      flashAttn,
-    };
+    const { signal, args: opts } = encoderLoadArgs(mmproj, options);
     const native = await runNative(() => loadAddon().loadVisionEncoder(mmproj, opts), signal);
     if (signal?.aborted) {
       native.dispose();
