@@ -21,3 +21,10 @@ export {
   SUPPORTED_AUDIO_PROJECTOR_FAMILIES,
   SUPPORTED_PROJECTOR_FAMILIES,
 } from './projector.js';
+export {
+  type DataProblem,
+  type DataProblemKind,
+  type ReadTrainDataOptions,
+  readTrainData,
+  type TrainSample,
+} from './train-data.js';
