@@ -90,10 +90,9 @@ export const AUDIO_FAMILIES: readonly AudioFamily[] = [
 
 /** The audio projector types mm hands to libmtmd's fused path (no own graph). */
 export function fusedAudioProjectorTypes(): string[] {
-  const types = projectorTypes() as { fusedAudio?: string[] };
   // qwen2.5o files: both towers run in mm's own graphs (qwen2.5vl_merger + qwen2a)
   const mine = new Set([...AUDIO_FAMILIES.map((f) => f.family), 'qwen2.5o']);
-  return (types.fusedAudio ?? []).filter((t) => !mine.has(t));
+  return projectorTypes().fusedAudio.filter((t) => !mine.has(t));
 }
 
 /** What mm makes of an mmproj's audio tower, for `mm inspect` (header only). */
