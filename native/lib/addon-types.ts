@@ -198,7 +198,11 @@ export interface NativeBatch {
   dispose(): void;
 }
 
-export interface NativeAddon extends NativeVisionAddon, NativeAudioAddon, NativeFusedAddon {
+export interface NativeAddon
+  extends NativeVisionAddon,
+    NativeAudioAddon,
+    NativeFusedAddon,
+    NativeTrainAddon {
   AddonBatch: new (context: NativeContext) => NativeBatch;
   systemInfo(): SystemInfo;
   probeModel(path: string, options?: { vocabOnly?: boolean }): NativeOperation<ModelInfo>;
@@ -518,4 +522,72 @@ export interface NativeAudioAddon {
   ): NativeOperation<NativePcm>;
   /** libmtmd's Whisper log-mel of mono PCM at `params.sampleRate`, split into chunks. */
   logMelSpectrogram(pcm: Float32Array, params: NativeMelParams): NativeOperation<NativeMelChunks>;
+}
+
+// ---- projector training: @mm/projectors ------------------------------------------------------
+
+export interface NativeTrainStepResult {
+  /** Mean cross-entropy over the batch's answer tokens. */
+  loss: number;
+  /** Answer tokens whose argmax is the label, of nTargets. */
+  nCorrect: number;
+  nTargets: number;
+}
+
+export interface NativeTrainSample {
+  image: number;
+  /** Where the picture's rows go in `tokens`. */
+  imagePos: number;
+  tokens: Int32Array;
+  /** Positions (in the sequence with the picture's rows) of the answer tokens. */
+  targets: Int32Array;
+}
+
+export interface NativeProjectorTrainer {
+  info(): {
+    params: { name: string; ne: number[] }[];
+    steps: number;
+    nSamples: number;
+    llm: {
+      nEmbd: number;
+      nLayer: number;
+      nHead: number;
+      nHeadKv: number;
+      nFf: number;
+      nVocab: number;
+      nCtxTrain: number;
+    };
+  };
+  setData(
+    features: Float32Array,
+    nImages: number,
+    nPatches: number,
+    samples: NativeTrainSample[],
+  ): void;
+  setParam(index: number, data: Float32Array): void;
+  getParam(index: number): Float32Array;
+  setMoments(index: number, m: Float32Array, v: Float32Array): void;
+  getMoment(index: number, second: boolean): Float32Array;
+  setSteps(steps: number): void;
+  step(
+    batch: Int32Array,
+    hyper: { lr: number; beta1?: number; beta2?: number; eps?: number; weightDecay?: number },
+  ): NativeOperation<NativeTrainStepResult>;
+  evaluate(
+    batch: Int32Array,
+    grads: boolean,
+  ): NativeOperation<NativeTrainStepResult & { grads?: Float32Array[] }>;
+  /** The frozen LLM alone on T rows of input embeddings: logits [T * nVocab]. */
+  logits(embeddings: Float32Array): NativeOperation<Float32Array>;
+  dispose(): void;
+}
+
+export interface NativeTrainAddon {
+  createProjectorTrainer(options: {
+    model: string;
+    projector: 'mlp' | 'linear';
+    nEmbdV: number;
+    nHidden: number;
+    threads?: number;
+  }): NativeOperation<NativeProjectorTrainer>;
 }

@@ -339,6 +339,7 @@ void register_vision(Napi::Env env, Napi::Object exports) {
     register_audio_encoder(env, exports);
     register_projector(env, exports);
     register_tensor(env, exports);
+    register_train(env, exports);
 }
 
 }  // namespace mm::napi

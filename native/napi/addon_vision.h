@@ -131,5 +131,6 @@ void register_audio_encoder(Napi::Env env, Napi::Object exports);
 void register_projector(Napi::Env env, Napi::Object exports);
 void register_tensor(Napi::Env env, Napi::Object exports);
 void register_vision(Napi::Env env, Napi::Object exports);
+void register_train(Napi::Env env, Napi::Object exports);
 
 }  // namespace mm::napi

@@ -28,3 +28,17 @@ export {
   readTrainData,
   type TrainSample,
 } from './train-data.js';
+export { layoutTrainSample, type TrainLayout, type TrainLayoutOptions } from './train-layout.js';
+export {
+  batchAt,
+  learningRate,
+  type TrainCurvePoint,
+  type TrainOptimizer,
+  type TrainProgress,
+  type TrainProjectorKind,
+  type TrainProjectorOptions,
+  type TrainProjectorResult,
+  type TrainStage,
+  type TrainStageResult,
+  trainProjector,
+} from './train-projector.js';
