@@ -402,6 +402,10 @@ export interface NativeVisionEncoder {
     width?: number,
     height?: number,
   ): NativeOperation<{ features: NativeTensor[]; preprocessMs: number; encodeMs: number }>;
+  /** Many pictures of one feature shape in one call: their rows concatenated. */
+  encodeMany(
+    images: { data: Uint8Array; width: number; height: number }[],
+  ): NativeOperation<{ rows: Float32Array; nTokens: number; nEmbd: number; encodeMs: number }>;
   dispose(): void;
 }
 

@@ -83,6 +83,60 @@ class encode_worker : public promise_worker {
     double                                           encode_ms_     = 0;
 };
 
+// Many pictures in one worker (projector training encodes thousands): one feature map each, rows
+// concatenated; a picture that gives several chunks is MM_UNSUPPORTED_FAMILY.
+class encode_many_worker : public promise_worker {
+  public:
+    encode_many_worker(Napi::Env env, std::shared_ptr<vision_encoder> e, std::vector<rgb_image> imgs) :
+        promise_worker(env), encoder_(std::move(e)), imgs_(std::move(imgs)) {}
+
+  protected:
+    void run() override {
+        const auto t0 = std::chrono::steady_clock::now();
+        for (size_t i = 0; i < imgs_.size(); ++i) {
+            if (cancelled()) {
+                fail(error_code::aborted, "aborted");
+            }
+            std::vector<token_matrix> f = encoder_->encode(imgs_[i], cancel_flag(), nullptr, nullptr);
+            if (f.size() != 1) {
+                fail(error_code::unsupported_family,
+                     "picture " + std::to_string(i) + " gives " + std::to_string(f.size()) +
+                         " feature maps (a tiled family); encodeMany takes one per picture");
+            }
+            if (i == 0) {
+                n_tokens_ = f[0].n_tokens;
+                n_embd_   = f[0].n_embd;
+                rows_.reserve(imgs_.size() * f[0].data.size());
+            } else if (f[0].n_tokens != n_tokens_ || f[0].n_embd != n_embd_) {
+                fail(error_code::invalid_argument, "picture " + std::to_string(i) +
+                                                       " gives another feature shape than the first; "
+                                                       "encodeMany needs pictures of one shape");
+            }
+            rows_.insert(rows_.end(), f[0].data.begin(), f[0].data.end());
+            imgs_[i].data = {};
+        }
+        encode_ms_ = ms_since(t0);
+        encoder_.reset();
+    }
+
+    Napi::Value result(Napi::Env env) override {
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("rows", float32_array_of(env, rows_));
+        o.Set("nTokens", n_tokens_);
+        o.Set("nEmbd", n_embd_);
+        o.Set("encodeMs", encode_ms_);
+        return o;
+    }
+
+  private:
+    std::shared_ptr<vision_encoder> encoder_;
+    std::vector<rgb_image>          imgs_;
+    std::vector<float>              rows_;
+    int32_t                         n_tokens_  = 0;
+    int32_t                         n_embd_    = 0;
+    double                          encode_ms_ = 0;
+};
+
 class encoder_preprocess_worker : public promise_worker {
   public:
     encoder_preprocess_worker(Napi::Env env, std::shared_ptr<vision_encoder> e, rgb_image img) :
@@ -134,6 +188,7 @@ Napi::Function AddonVisionEncoder::define(Napi::Env env) {
                                           InstanceMethod("preprocess", &E::guarded<&E::preprocess>),
                                           InstanceMethod("encode", &E::guarded<&E::encode>),
                                           InstanceMethod("encodePixels", &E::guarded<&E::encode_pixels>),
+                                          InstanceMethod("encodeMany", &E::guarded<&E::encode_many>),
                                           InstanceMethod("dispose", &E::guarded<&E::dispose>),
                                    });
     vctors(env).encoder = Napi::Persistent(f);
@@ -181,6 +236,40 @@ Napi::Value AddonVisionEncoder::encode(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
     auto      e   = get(env);
     return promise_worker::start(env, new encode_worker(env, std::move(e), rgb_args(info, 0)));
+}
+
+// encodeMany(images: [{ data, width, height }]) -> op<{ rows: Float32Array, nTokens, nEmbd, encodeMs }>
+Napi::Value AddonVisionEncoder::encode_many(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    auto      e   = get(env);
+    if (info.Length() < 1 || !info[0].IsArray()) {
+        throw_error(env, error_code::invalid_argument, "images must be an array");
+    }
+    Napi::Array            list = info[0].As<Napi::Array>();
+    std::vector<rgb_image> imgs(list.Length());
+    for (uint32_t i = 0; i < list.Length(); ++i) {
+        Napi::Value v = list.Get(i);
+        if (!v.IsObject()) {
+            throw_error(env, error_code::invalid_argument, "each image must be { data, width, height }");
+        }
+        Napi::Object o = v.As<Napi::Object>();
+        Napi::Value  d = o.Get("data"), w = o.Get("width"), h = o.Get("height");
+        if (!d.IsTypedArray() || d.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array || !w.IsNumber() ||
+            !h.IsNumber()) {
+            throw_error(env, error_code::invalid_argument, "each image must be { data: Uint8Array, width, height }");
+        }
+        Napi::Uint8Array bytes = d.As<Napi::Uint8Array>();
+        const int64_t    W = w.As<Napi::Number>().Int64Value(), H = h.As<Napi::Number>().Int64Value();
+        if (W < 1 || H < 1 || W > k_max_image_side || H > k_max_image_side ||
+            static_cast<uint64_t>(bytes.ElementLength()) != static_cast<uint64_t>(W) * static_cast<uint64_t>(H) * 3) {
+            throw_error(env, error_code::invalid_argument,
+                        "image " + std::to_string(i) + ": data must hold width * height * 3 bytes");
+        }
+        imgs[i].width  = static_cast<int32_t>(W);
+        imgs[i].height = static_cast<int32_t>(H);
+        imgs[i].data.assign(bytes.Data(), bytes.Data() + bytes.ElementLength());
+    }
+    return promise_worker::start(env, new encode_many_worker(env, std::move(e), std::move(imgs)));
 }
 
 // encodePixels(pixels: Float32Array, width?, height?) -> op<{ features: [AddonTensor], preprocessMs, encodeMs }>

@@ -37,6 +37,7 @@ class AddonVisionEncoder : public Napi::ObjectWrap<AddonVisionEncoder> {
     Napi::Value preprocess(const Napi::CallbackInfo & info);
     Napi::Value encode(const Napi::CallbackInfo & info);
     Napi::Value encode_pixels(const Napi::CallbackInfo & info);
+    Napi::Value encode_many(const Napi::CallbackInfo & info);
     Napi::Value dispose(const Napi::CallbackInfo & info);
 
     std::shared_ptr<vision_encoder> encoder_;

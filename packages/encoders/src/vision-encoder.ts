@@ -195,6 +195,26 @@ export class VisionEncoder {
   }
 
   /**
+   * Encodes many pictures in one native call (no hop back to JS between them) into one
+   * Float32Array: each picture's `[nTokens][nEmbd]` feature rows, in order. For families that
+   * give one feature map per picture (MM_UNSUPPORTED_FAMILY for tiled ones) and pictures that give
+   * one shape (MM_INVALID_ARGUMENT otherwise). Used to cache features for projector training.
+   */
+  async encodeMany(
+    images: readonly Image[],
+    options: EncodeOptions = {},
+  ): Promise<{ rows: Float32Array; nTokens: number; nEmbd: number; encodeMs: number }> {
+    if (!Array.isArray(images) || images.some((i) => !(i instanceof Image))) {
+      throw new MmInvalidArgumentError('images', 'must be an array of Image');
+    }
+    const signal = checkSignal(options.signal);
+    signal?.throwIfAborted();
+    const native = this.native;
+    const list = images.map((i) => ({ data: i.data, width: i.width, height: i.height }));
+    return this.#serial.run(() => runNative(() => native.encodeMany(list), signal));
+  }
+
+  /**
    * Encodes pixels that were already preprocessed (planar [3][height][width]; a Float32Array
    * alone is taken as an imageSize square).
    */

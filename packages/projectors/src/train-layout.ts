@@ -25,6 +25,11 @@ export interface TrainLayoutOptions {
   imageEnd?: string;
   /** Render the chat template with llama.cpp's Jinja engine (default false, as llama-mtmd-cli and `mm run`). */
   jinja?: boolean;
+  /**
+   * Rendered templates by conversation, shared across calls (rendering costs about a millisecond;
+   * training data repeats its questions and answers).
+   */
+  cache?: Map<string, string>;
 }
 
 /**
@@ -42,8 +47,14 @@ export function layoutTrainSample(
   options: TrainLayoutOptions = {},
 ): TrainLayout {
   const jinja = options.jinja ?? false;
-  const render = (messages: ChatMessage[], addGenerationPrompt: boolean) =>
-    backbone.applyChatTemplate(messages, { addGenerationPrompt, jinja });
+  const render = (messages: ChatMessage[], addGenerationPrompt: boolean) => {
+    const key = options.cache ? JSON.stringify([jinja, addGenerationPrompt, messages]) : '';
+    const hit = options.cache?.get(key);
+    if (hit !== undefined) return hit;
+    const text = backbone.applyChatTemplate(messages, { addGenerationPrompt, jinja });
+    options.cache?.set(key, text);
+    return text;
+  };
   const special = (s: string | undefined) =>
     s ? backbone.tokenize(s, { addBos: false, parseSpecial: true }) : new Int32Array(0);
   const messages: ChatMessage[] = [];
@@ -110,11 +121,15 @@ export function layoutTrainSample(
     push(answer);
     rendered = full;
   }
+  // what follows the last answer (the template's newline after its end token) changes no loss
+  count = (targets[targets.length - 1] as number) - nImageRows + 1;
   const tokens = new Int32Array(count);
   let at = 0;
   for (const p of parts) {
-    tokens.set(p, at);
-    at += p.length;
+    if (at >= count) break;
+    const take = Math.min(p.length, count - at);
+    tokens.set(take === p.length ? p : Array.prototype.slice.call(p, 0, take), at);
+    at += take;
   }
   return { tokens, imagePos, targets: Int32Array.from(targets), length: count + nImageRows };
 }

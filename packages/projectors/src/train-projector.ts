@@ -1,4 +1,6 @@
+import { mkdir, stat, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
+import { join, resolve } from 'node:path';
 import { Backbone } from '@mm/backbone-gguf';
 import { Image, VisionEncoder } from '@mm/encoders';
 import { checkSignal, ErrorCode, MmError, MmInvalidArgumentError, SerialQueue } from '@mm/errors';
@@ -108,6 +110,11 @@ export interface TrainProjectorOptions {
   jinja?: boolean;
   signal?: AbortSignal;
   onProgress?: (p: TrainProgress) => void;
+  /**
+   * A folder to write the prepared run to (laid-out samples, cached features, initial weights and
+   * the recipe), for running the same recipe elsewhere: bench/train_torch.py reads it.
+   */
+  exportPrepared?: string;
 }
 
 export interface TrainCurvePoint {
@@ -307,7 +314,13 @@ export async function trainProjector(
 
   progress({ phase: 'prepare' });
   const backbone = await Backbone.load(model, { signal });
-  const encoder = await VisionEncoder.load(mmproj, { threads, signal });
+  // A small encoder runs faster as one single-threaded copy per core than as one multi-threaded
+  // graph (its graphs are too small to split); a large one is loaded once.
+  const small = (await stat(mmproj)).size < 64 * 1024 * 1024;
+  const encoders: VisionEncoder[] = [];
+  for (let i = 0; i < (small ? threads : 1); i++) {
+    encoders.push(await VisionEncoder.load(mmproj, { threads: small ? 1 : threads, signal }));
+  }
   let trainer: NativeProjectorTrainer | undefined;
   try {
     // read every stage's file
@@ -336,49 +349,58 @@ export async function trainProjector(
     let nRows = 0;
     let feats = new Float32Array(0);
     const bad = new Set<number>();
-    for (const [i, path] of paths.entries()) {
-      signal?.throwIfAborted();
-      let rows: Float32Array;
-      try {
-        const image = await Image.fromFile(path, { signal });
-        const f = await encoder.encode(image, { signal });
-        if (Array.isArray(f)) {
-          for (const x of f) x.dispose();
-          throw new MmError(
-            ErrorCode.MM_UNSUPPORTED_FAMILY,
-            'the encoder splits pictures into several chunks; training needs one feature map per picture',
-          );
+    const chunk = 256;
+    for (let at = 0; at < paths.length; at += chunk) {
+      const decoded: Image[] = [];
+      const which: number[] = [];
+      for (let i = at; i < Math.min(paths.length, at + chunk); i++) {
+        try {
+          decoded.push(await Image.fromFile(paths[i] as string, { signal }));
+          which.push(i);
+        } catch (e) {
+          if (signal?.aborted) throw signal.reason;
+          const code = MmError.isInstance(e) ? e.code : undefined;
+          if (
+            code === ErrorCode.MM_IMAGE_DECODE ||
+            code === ErrorCode.MM_FILE_NOT_FOUND ||
+            code === ErrorCode.MM_IMAGE_TOO_LARGE ||
+            code === ErrorCode.MM_IO
+          ) {
+            bad.add(i);
+            continue;
+          }
+          throw e;
         }
-        if (nEmbdV === 0) {
-          nEmbdV = f.nEmbd;
-          nRows = f.nTokens;
-          feats = new Float32Array(paths.length * nRows * nEmbdV);
-        }
-        rows = f.toFloat32Array();
-        f.dispose();
-      } catch (e) {
-        if (signal?.aborted) throw signal.reason;
-        const code = MmError.isInstance(e) ? e.code : undefined;
-        if (
-          code === ErrorCode.MM_IMAGE_DECODE ||
-          code === ErrorCode.MM_FILE_NOT_FOUND ||
-          code === ErrorCode.MM_IMAGE_TOO_LARGE
-        ) {
-          bad.add(i);
-          continue;
-        }
-        throw e;
       }
-      if (rows.length !== nRows * nEmbdV) {
+      if (decoded.length === 0) continue;
+      const per = Math.ceil(decoded.length / encoders.length);
+      const parts = await Promise.all(
+        encoders.map((e, k) => {
+          const mine = decoded.slice(k * per, (k + 1) * per);
+          return mine.length > 0 ? e.encodeMany(mine, { signal }) : undefined;
+        }),
+      );
+      const first = parts[0] as NonNullable<(typeof parts)[number]>;
+      const r = {
+        nEmbd: first.nEmbd,
+        nTokens: first.nTokens,
+        rows:
+          parts.length === 1 ? first.rows : concatF32(parts.flatMap((p) => (p ? [p.rows] : []))),
+      };
+      if (nEmbdV === 0) {
+        nEmbdV = r.nEmbd;
+        nRows = r.nTokens;
+        feats = new Float32Array(paths.length * nRows * nEmbdV);
+      } else if (r.nEmbd !== nEmbdV || r.nTokens !== nRows) {
         throw new MmError(
-          ErrorCode.MM_INTERNAL,
-          'the encoder gave pictures different feature shapes',
+          ErrorCode.MM_INVALID_ARGUMENT,
+          'the pictures give different feature shapes (sizes differ)',
         );
       }
-      feats.set(rows, i * rows.length);
-      if (i % 64 === 63 || i === paths.length - 1) {
-        progress({ phase: 'encode', done: i + 1, total: paths.length });
-      }
+      const size = nRows * nEmbdV;
+      for (const [k, i] of which.entries())
+        feats.set(r.rows.subarray(k * size, (k + 1) * size), i * size);
+      progress({ phase: 'encode', done: Math.min(paths.length, at + chunk), total: paths.length });
     }
     const encodeSeconds = (performance.now() - t1) / 1000;
     if (nEmbdV === 0) {
@@ -389,6 +411,7 @@ export async function trainProjector(
     const natives: NativeTrainSample[] = [];
     const stages: ResolvedStage[] = [];
     const room = backbone.contextLength;
+    const cache = new Map<string, string>();
     for (const [si, st] of options.stages.entries()) {
       const first = natives.length;
       for (const s of read[si] as TrainSample[]) {
@@ -402,7 +425,10 @@ export async function trainProjector(
           });
           continue;
         }
-        const layout = layoutTrainSample(backbone, s, nRows, { jinja: options.jinja ?? false });
+        const layout = layoutTrainSample(backbone, s, nRows, {
+          jinja: options.jinja ?? false,
+          cache,
+        });
         if (layout.length > room) {
           problems.push({
             stage: si,
@@ -485,6 +511,25 @@ export async function trainProjector(
       if (data === undefined)
         throw new MmError(ErrorCode.MM_INTERNAL, `no initial value for ${p.name}`);
       callNative(() => t.setParam(i, data));
+    }
+
+    if (options.exportPrepared !== undefined) {
+      await exportPrepared(options.exportPrepared, {
+        model,
+        projector,
+        nEmbdV,
+        nRows,
+        hidden: initial.hidden,
+        llmWidth,
+        nImages: paths.length,
+        batchSize,
+        seed,
+        hyper,
+        stages,
+        natives,
+        feats,
+        params: info.params.map((p) => initial.params.get(p.name) as Float32Array),
+      });
     }
 
     // resume
@@ -655,7 +700,81 @@ export async function trainProjector(
     };
   } finally {
     trainer?.dispose();
-    encoder.dispose();
+    for (const e of encoders) e.dispose();
     backbone.dispose();
   }
+}
+
+async function exportPrepared(
+  dir: string,
+  o: {
+    model: string;
+    projector: string;
+    nEmbdV: number;
+    nRows: number;
+    hidden: number;
+    llmWidth: number;
+    nImages: number;
+    batchSize: number;
+    seed: number;
+    hyper: { beta1: number; beta2: number; eps: number; weightDecay: number };
+    stages: ResolvedStage[];
+    natives: NativeTrainSample[];
+    feats: Float32Array;
+    params: Float32Array[];
+  },
+): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const recipe = {
+    version: 1,
+    model: resolve(o.model),
+    projector: o.projector,
+    nEmbdV: o.nEmbdV,
+    nPatches: o.nRows,
+    nHidden: o.hidden,
+    nEmbd: o.llmWidth,
+    nImages: o.nImages,
+    batchSize: o.batchSize,
+    weightDecay: o.hyper.weightDecay,
+    beta1: o.hyper.beta1,
+    beta2: o.hyper.beta2,
+    eps: o.hyper.eps,
+    seed: o.seed,
+    stages: o.stages.map((st) => ({
+      kind: st.kind,
+      steps: st.steps,
+      lr: st.lr,
+      warmup: st.warmup,
+      schedule: st.schedule,
+      samples: o.natives.slice(st.first, st.first + st.count).map((s) => ({
+        image: s.image,
+        imagePos: s.imagePos,
+        tokens: Array.from(s.tokens),
+        targets: Array.from(s.targets),
+      })),
+    })),
+  };
+  await writeFile(join(dir, 'prepared.json'), JSON.stringify(recipe));
+  await writeFile(
+    join(dir, 'features.f32'),
+    new Uint8Array(o.feats.buffer, o.feats.byteOffset, o.feats.byteLength),
+  );
+  const n = o.params.reduce((a, p) => a + p.length, 0);
+  const all = new Float32Array(n);
+  let at = 0;
+  for (const p of o.params) {
+    all.set(p, at);
+    at += p.length;
+  }
+  await writeFile(join(dir, 'init.f32'), new Uint8Array(all.buffer));
+}
+
+function concatF32(parts: Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }
