@@ -11,6 +11,11 @@ import { inspectHelp, runInspect } from './commands/inspect.js';
 import { pullFlags, pullHelp, runPull } from './commands/pull.js';
 import { type MediaFlag, runHelp, runRun } from './commands/run.js';
 import { runServe, serveFlags, serveHelp } from './commands/serve.js';
+import {
+  runTrainProjector,
+  trainProjectorFlags,
+  trainProjectorHelp,
+} from './commands/train-projector.js';
 import { type CliIo, ExitCode, processIo, UsageError } from './io.js';
 import {
   expandFlagAliases,
@@ -39,6 +44,8 @@ Commands:
                      --audio FILE: the audio encoder + projector vs libmtmd
   info               llama.cpp commit, backends, devices, CPU features
   inspect <file>     describe a GGUF model or mmproj file (header only)
+  train-projector    train an input projector between an mmproj's vision encoder and a
+                     llama GGUF on LLaVA-style JSONL data; writes a new mmproj
 
 Options:
   -h, --help         show help (also: mm <command> --help)
@@ -179,6 +186,13 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
       if (positionals.length !== 1)
         throw new UsageError(`pull takes one <user>/<repo>[:quant]\n\n${pullHelp}`);
       return runPull(io, positionals[0]!, values);
+    }
+    case 'train-projector': {
+      const { values, positionals } = parse(rest, { help, ...trainProjectorFlags }, true);
+      if (values.help) return showHelp(io, trainProjectorHelp);
+      if (positionals.length > 0)
+        throw new UsageError(`unexpected argument '${positionals[0]}'\n\n${trainProjectorHelp}`);
+      return runTrainProjector(io, values);
     }
     default:
       throw new UsageError(`unknown command '${command}'\n\n${usage}`);

@@ -147,7 +147,7 @@ export const samplingFlags = {
   'n-predict': { type: 'string', short: 'n' },
 } as const;
 
-function int(name: string, v: string | undefined, min: number): number | undefined {
+export function int(name: string, v: string | undefined, min: number): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
   if (!Number.isInteger(n) || n < min)
@@ -155,7 +155,7 @@ function int(name: string, v: string | undefined, min: number): number | undefin
   return n;
 }
 
-function float(name: string, v: string | undefined): number | undefined {
+export function float(name: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
   if (!Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got '${v}'`);
