@@ -44,7 +44,7 @@ class AddonProjectorTrainer : public Napi::ObjectWrap<AddonProjectorTrainer> {
 
 Napi::FunctionReference & trainer_ctor(Napi::Env env) {
     static std::unordered_map<napi_env, Napi::FunctionReference *> refs;
-    auto &                                                          r = refs[env];
+    auto &                                                         r = refs[env];
     if (r == nullptr) {
         r = new Napi::FunctionReference();
     }
@@ -175,20 +175,20 @@ Napi::Value create_js(const Napi::CallbackInfo & info) {
 }  // namespace
 
 Napi::Function AddonProjectorTrainer::define(Napi::Env env) {
-    using T          = AddonProjectorTrainer;
-    Napi::Function f = DefineClass(env, "AddonProjectorTrainer",
-                                   {
-                                       InstanceMethod("info", &T::guarded<&T::info>),
-                                       InstanceMethod("setData", &T::guarded<&T::set_data>),
-                                       InstanceMethod("setParam", &T::guarded<&T::set_param>),
-                                       InstanceMethod("getParam", &T::guarded<&T::get_param>),
-                                       InstanceMethod("setMoments", &T::guarded<&T::set_moments>),
-                                       InstanceMethod("getMoment", &T::guarded<&T::get_moment>),
-                                       InstanceMethod("setSteps", &T::guarded<&T::set_steps>),
-                                       InstanceMethod("step", &T::guarded<&T::step>),
-                                       InstanceMethod("evaluate", &T::guarded<&T::evaluate>),
-                                       InstanceMethod("logits", &T::guarded<&T::logits>),
-                                       InstanceMethod("dispose", &T::guarded<&T::dispose>),
+    using T           = AddonProjectorTrainer;
+    Napi::Function f  = DefineClass(env, "AddonProjectorTrainer",
+                                    {
+                                        InstanceMethod("info", &T::guarded<&T::info>),
+                                        InstanceMethod("setData", &T::guarded<&T::set_data>),
+                                        InstanceMethod("setParam", &T::guarded<&T::set_param>),
+                                        InstanceMethod("getParam", &T::guarded<&T::get_param>),
+                                        InstanceMethod("setMoments", &T::guarded<&T::set_moments>),
+                                        InstanceMethod("getMoment", &T::guarded<&T::get_moment>),
+                                        InstanceMethod("setSteps", &T::guarded<&T::set_steps>),
+                                        InstanceMethod("step", &T::guarded<&T::step>),
+                                        InstanceMethod("evaluate", &T::guarded<&T::evaluate>),
+                                        InstanceMethod("logits", &T::guarded<&T::logits>),
+                                        InstanceMethod("dispose", &T::guarded<&T::dispose>),
                                    });
     trainer_ctor(env) = Napi::Persistent(f);
     return f;
@@ -323,9 +323,9 @@ Napi::Value AddonProjectorTrainer::evaluate(const Napi::CallbackInfo & info) {
     auto       t     = get(env);
     auto       b     = int32_vector(env, info.Length() > 0 ? info[0] : env.Undefined(), "batch");
     const bool grads = info.Length() > 1 && info[1].ToBoolean().Value();
-    return promise_worker::start(env, new run_worker(env, std::move(t), std::move(b),
-                                                     grads ? run_worker::kind::grads : run_worker::kind::evaluate,
-                                                     adamw_hyper{}));
+    return promise_worker::start(
+        env, new run_worker(env, std::move(t), std::move(b),
+                            grads ? run_worker::kind::grads : run_worker::kind::evaluate, adamw_hyper{}));
 }
 
 // logits(embeddings: Float32Array [T * nEmbd]) -> op<Float32Array [T * nVocab]>

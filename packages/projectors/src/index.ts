@@ -22,6 +22,13 @@ export {
   SUPPORTED_PROJECTOR_FAMILIES,
 } from './projector.js';
 export {
+  type AdamWStep,
+  ProjectorTrainer,
+  type ProjectorTrainerOptions,
+  type TrainSequence,
+  type TrainStepResult,
+} from './projector-trainer.js';
+export {
   type DataProblem,
   type DataProblemKind,
   type ReadTrainDataOptions,

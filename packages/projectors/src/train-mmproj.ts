@@ -113,12 +113,13 @@ export async function writeTrainedMmproj(o: {
       data: await readTensorData(o.mmproj, o.mmFile, t),
     });
   }
-  for (const [name, data] of o.params) {
+  const params = o.projector === 'linear' ? linearAsMlp(o.params, o.llmWidth) : o.params;
+  for (const [name, data] of params) {
     const shape =
       name === 'mm.0.weight'
         ? [
-            data.length / (o.params.get('mm.0.bias')?.length ?? 1),
-            o.params.get('mm.0.bias')?.length ?? 1,
+            data.length / (params.get('mm.0.bias')?.length ?? 1),
+            params.get('mm.0.bias')?.length ?? 1,
           ]
         : name === 'mm.2.weight'
           ? [data.length / o.llmWidth, o.llmWidth]
@@ -133,4 +134,37 @@ export async function writeTrainedMmproj(o: {
     await rm(tmp, { force: true });
     throw e;
   }
+}
+
+/**
+ * A linear projector z = W x + b written as the two-layer `mlp` libmtmd runs (it has no linear
+ * llava projector, and an `mlp` without mm.2 crashes its loader): mm.0 = [W; -W], [b; -b], then
+ * mm.2 = [I, -I], 0 — exact, since GELU(z) - GELU(-z) = z for GELU's tanh form as for erf's.
+ * libmtmd's CPU GELU rounds through f16, so its output is z to about 1e-3 relative.
+ */
+export function linearAsMlp(
+  params: Map<string, Float32Array>,
+  llmWidth: number,
+): Map<string, Float32Array> {
+  const w = params.get('mm.0.weight') as Float32Array;
+  const b = params.get('mm.0.bias') as Float32Array;
+  const D = llmWidth;
+  const n = w.length / D;
+  const w0 = new Float32Array(2 * D * n);
+  w0.set(w, 0);
+  for (let i = 0; i < w.length; i++) w0[D * n + i] = -(w[i] as number);
+  const b0 = new Float32Array(2 * D);
+  b0.set(b, 0);
+  for (let i = 0; i < D; i++) b0[D + i] = -(b[i] as number);
+  const w2 = new Float32Array(D * 2 * D);
+  for (let r = 0; r < D; r++) {
+    w2[r * 2 * D + r] = 1;
+    w2[r * 2 * D + D + r] = -1;
+  }
+  return new Map([
+    ['mm.0.weight', w0],
+    ['mm.0.bias', b0],
+    ['mm.2.weight', w2],
+    ['mm.2.bias', new Float32Array(D)],
+  ]);
 }

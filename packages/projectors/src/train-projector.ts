@@ -5,13 +5,8 @@ import { Backbone } from '@mm/backbone-gguf';
 import { Image, VisionEncoder } from '@mm/encoders';
 import { checkSignal, ErrorCode, MmError, MmInvalidArgumentError, SerialQueue } from '@mm/errors';
 import { readGguf } from '@mm/gguf';
-import {
-  callNative,
-  loadAddon,
-  type NativeProjectorTrainer,
-  type NativeTrainSample,
-  runNative,
-} from '@mm/native';
+import type { NativeTrainSample } from '@mm/native';
+import { ProjectorTrainer, type TrainStepResult } from './projector-trainer.js';
 import {
   type Checkpoint,
   readCheckpoint,
@@ -23,8 +18,9 @@ import { layoutTrainSample } from './train-layout.js';
 import { initialParams, writeTrainedMmproj } from './train-mmproj.js';
 
 /**
- * What to train: `mlp` (mm.0 → GELU → mm.2, LLaVA-1.5), `linear` (mm.0 → GELU: libmtmd's `mlp`
- * without mm.2), or `from-mmproj` (the mmproj's own `mlp` projector, same shapes).
+ * What to train: `mlp` (mm.0 → GELU → mm.2, LLaVA-1.5), `linear` (one matrix and bias, LLaVA-1;
+ * written as an exactly equivalent two-layer `mlp`, the form libmtmd loads), or `from-mmproj` (the
+ * mmproj's own `mlp` projector, same shapes, from its weights).
  */
 export type TrainProjectorKind = 'mlp' | 'linear' | 'from-mmproj';
 
@@ -115,6 +111,11 @@ export interface TrainProjectorOptions {
    * the recipe), for running the same recipe elsewhere: bench/train_torch.py reads it.
    */
   exportPrepared?: string;
+  /**
+   * Also write the projector as it is after each stage but the last, beside `out` as
+   * `<out>.<kind>.gguf` (e.g. `new.pt.gguf`: the model after pre-training alone).
+   */
+  saveStages?: boolean;
 }
 
 export interface TrainCurvePoint {
@@ -133,6 +134,8 @@ export interface TrainStageResult {
   seconds: number;
   samplesPerSec: number;
   curve: TrainCurvePoint[];
+  /** With saveStages: the mmproj written after this stage. */
+  out?: string;
 }
 
 export interface TrainProjectorResult {
@@ -305,12 +308,7 @@ export async function trainProjector(
       `projector 'from-mmproj' trains an 'mlp' projector; '${mmproj}' has '${mmType}' (use 'mlp' or 'linear')`,
     );
   }
-  const projector: 'mlp' | 'linear' =
-    kind === 'from-mmproj'
-      ? mmFile.tensors.some((t) => t.name === 'mm.2.weight')
-        ? 'mlp'
-        : 'linear'
-      : kind;
+  const projector: 'mlp' | 'linear' = kind === 'from-mmproj' ? 'mlp' : kind;
 
   progress({ phase: 'prepare' });
   const backbone = await Backbone.load(model, { signal });
@@ -321,7 +319,7 @@ export async function trainProjector(
   for (let i = 0; i < (small ? threads : 1); i++) {
     encoders.push(await VisionEncoder.load(mmproj, { threads: small ? 1 : threads, signal }));
   }
-  let trainer: NativeProjectorTrainer | undefined;
+  let trainer: ProjectorTrainer | undefined;
   try {
     // read every stage's file
     const problems: (DataProblem & { stage: number })[] = [];
@@ -492,25 +490,22 @@ export async function trainProjector(
       llmWidth,
       seed,
     });
-    trainer = await runNative(
-      () =>
-        loadAddon().createProjectorTrainer({
-          model,
-          projector,
-          nEmbdV,
-          nHidden: initial.hidden,
-          threads,
-        }),
+    trainer = await ProjectorTrainer.create({
+      model,
+      projector,
+      nEmbdV,
+      nHidden: initial.hidden,
+      threads,
       signal,
-    );
+    });
     const t = trainer;
-    const info = callNative(() => t.info());
-    callNative(() => t.setData(feats, paths.length, nRows, natives));
-    for (const [i, p] of info.params.entries()) {
+    const info = { params: t.params };
+    t.setData(feats, paths.length, nRows, natives);
+    for (const p of info.params) {
       const data = initial.params.get(p.name);
       if (data === undefined)
         throw new MmError(ErrorCode.MM_INTERNAL, `no initial value for ${p.name}`);
-      callNative(() => t.setParam(i, data));
+      t.setParam(p.name, data);
     }
 
     if (options.exportPrepared !== undefined) {
@@ -567,14 +562,14 @@ export async function trainProjector(
             `the checkpoint '${options.checkpoint}' was written by a run with other options or data; remove it or run without resume`,
           );
         }
-        for (const [i, p] of info.params.entries()) {
+        for (const p of info.params) {
           const s = ck.params.find((x) => x.name === p.name);
           if (s === undefined)
             throw new MmError(ErrorCode.MM_INVALID_ARGUMENT, `the checkpoint lacks ${p.name}`);
-          callNative(() => t.setParam(i, s.value));
-          callNative(() => t.setMoments(i, s.m, s.v));
+          t.setParam(p.name, s.value);
+          t.setMoments(p.name, s.m, s.v);
         }
-        callNative(() => t.setSteps(ck.optimizerSteps));
+        t.steps = ck.optimizerSteps;
         startStage = ck.stage;
         startStep = ck.step;
         for (const [i, r] of ck.results.entries())
@@ -590,14 +585,13 @@ export async function trainProjector(
         fingerprint,
         stage,
         step,
-        optimizerSteps: callNative(() => t.info().steps),
+        optimizerSteps: t.steps,
         results,
-        params: info.params.map((p, i) => ({
+        params: info.params.map((p) => ({
           name: p.name,
-          ne: p.ne,
-          value: callNative(() => t.getParam(i)),
-          m: callNative(() => t.getMoment(i, false)),
-          v: callNative(() => t.getMoment(i, true)),
+          ne: [...p.ne],
+          value: t.getParam(p.name),
+          ...t.getMoments(p.name),
         })),
       };
       await queue.run(() => writeCheckpoint(options.checkpoint as string, ck));
@@ -620,11 +614,11 @@ export async function trainProjector(
       const first = si === startStage ? startStep : 0;
       if (first === 0) {
         // each stage is its own AdamW run: fresh moments, bias correction from step 1
-        for (const [i, p] of info.params.entries()) {
+        for (const p of info.params) {
           const n = p.ne.reduce((a, b) => a * b, 1);
-          callNative(() => t.setMoments(i, new Float32Array(n), new Float32Array(n)));
+          t.setMoments(p.name, new Float32Array(n), new Float32Array(n));
         }
-        callNative(() => t.setSteps(0));
+        t.steps = 0;
       }
       const ts = performance.now();
       const secondsBefore = res.seconds;
@@ -638,9 +632,9 @@ export async function trainProjector(
           batchAt(seed, si, st.count, batchSize, s),
           (k) => k + st.first,
         );
-        let r: Awaited<ReturnType<NativeProjectorTrainer['step']>['promise']>;
+        let r: TrainStepResult;
         try {
-          r = await runNative(() => t.step(batch, { lr: learningRate(st, s), ...hyper }), signal);
+          r = await t.step(batch, { lr: learningRate(st, s), ...hyper }, { signal });
         } catch (e) {
           if (signal?.aborted) await saveCheckpoint(si, s);
           throw e;
@@ -676,17 +670,26 @@ export async function trainProjector(
         });
         if ((s + 1) % checkpointEvery === 0 && s + 1 < st.steps) await saveCheckpoint(si, s + 1);
       }
+      if (options.saveStages && si + 1 < stages.length) {
+        res.out = `${out.replace(/\.gguf$/i, '')}.${st.kind}.gguf`;
+        const now = new Map(info.params.map((p) => [p.name, t.getParam(p.name)] as const));
+        await writeTrainedMmproj({
+          mmFile,
+          mmproj,
+          out: res.out,
+          projector,
+          params: now,
+          llmWidth,
+          signal,
+        });
+      }
       await saveCheckpoint(si + 1, 0);
     }
     const trainSeconds = (performance.now() - t2) / 1000;
 
     progress({ phase: 'write' });
     const trained = new Map<string, Float32Array>();
-    for (const [i, p] of info.params.entries())
-      trained.set(
-        p.name,
-        callNative(() => t.getParam(i)),
-      );
+    for (const p of info.params) trained.set(p.name, t.getParam(p.name));
     await writeTrainedMmproj({ mmFile, mmproj, out, projector, params: trained, llmWidth, signal });
     return {
       out,

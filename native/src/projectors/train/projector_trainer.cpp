@@ -47,8 +47,7 @@ projector_trainer::~projector_trainer() {
 
 std::unique_ptr<projector_trainer> projector_trainer::create(const trainer_params & params) {
     if (params.projector != "mlp" && params.projector != "linear") {
-        fail(error_code::invalid_argument,
-             "projector must be 'mlp' or 'linear' (got '" + params.projector + "')");
+        fail(error_code::invalid_argument, "projector must be 'mlp' or 'linear' (got '" + params.projector + "')");
     }
     if (params.n_embd_v < 1 || params.n_embd_v > (1 << 16)) {
         fail(error_code::invalid_argument, "the encoder feature width must be in [1, 65536]");
@@ -72,7 +71,7 @@ std::unique_ptr<projector_trainer> projector_trainer::create(const trainer_param
         t->infos_.push_back({"mm.2.weight", {H, E}});
         t->infos_.push_back({"mm.2.bias", {E}});
     }
-    const size_t n = t->infos_.size();
+    const size_t     n = t->infos_.size();
     ggml_init_params ip{(3 * n + 2) * ggml_tensor_overhead(), nullptr, /*no_alloc =*/true};
     t->pctx_ = ggml_init(ip);
     if (t->pctx_ == nullptr) {
@@ -80,7 +79,8 @@ std::unique_ptr<projector_trainer> projector_trainer::create(const trainer_param
     }
     for (const param_info & info : t->infos_) {
         auto make = [&](const std::string & name) {
-            ggml_tensor * x = ggml_new_tensor(t->pctx_, GGML_TYPE_F32, static_cast<int>(info.ne.size()), info.ne.data());
+            ggml_tensor * x =
+                ggml_new_tensor(t->pctx_, GGML_TYPE_F32, static_cast<int>(info.ne.size()), info.ne.data());
             ggml_set_name(x, name.c_str());
             return x;
         };
@@ -128,7 +128,8 @@ void projector_trainer::set_data(std::vector<float> features, int n_images, int 
         }
         for (int32_t tok : s.tokens) {
             if (tok < 0 || tok >= n_vocab) {
-                fail(error_code::invalid_argument, tag + "token id " + std::to_string(tok) + " is out of the vocabulary");
+                fail(error_code::invalid_argument,
+                     tag + "token id " + std::to_string(tok) + " is out of the vocabulary");
             }
         }
         if (s.targets.empty()) {
@@ -187,9 +188,8 @@ std::vector<float> projector_trainer::get_moment(int i, bool second) const {
 
 ggml_tensor * projector_trainer::build_projector(ggml_context * ctx, ggml_tensor * feats) const {
     ggml_tensor * x = ggml_add(ctx, ggml_mul_mat(ctx, params_t_[0], feats), params_t_[1]);
-    x               = gelu_differentiable(ctx, x);
-    if (params_t_.size() == 4) {
-        x = ggml_add(ctx, ggml_mul_mat(ctx, params_t_[2], x), params_t_[3]);
+    if (params_t_.size() == 4) {  // mlp: GELU between the two layers; linear: none
+        x = ggml_add(ctx, ggml_mul_mat(ctx, params_t_[2], gelu_differentiable(ctx, x)), params_t_[3]);
     }
     return x;
 }
@@ -299,11 +299,11 @@ step_result projector_trainer::run(const std::vector<int32_t> & batch, mode md, 
     ggml_tensor * labels_t = input(GGML_TYPE_F32, V, A);
     ggml_tensor * ids_t    = input(GGML_TYPE_I32, A);
 
-    ggml_tensor * emb = build_projector(ctx, feats_t);  // [n_embd, P * images]
-    ggml_tensor * x   = ggml_add(ctx, ggml_mul(ctx, ggml_get_rows(ctx, emb, img_t), imgm_t),
-                                 ggml_mul(ctx, ggml_get_rows(ctx, llm_->token_embd(), tok_t), txtm_t));
-    ggml_tensor * h   = llm_->blocks(ctx, x, pos_t, mask_t, T, B);
-    ggml_tensor * lg  = llm_->head(ctx, ggml_get_rows(ctx, h, ans_t));  // [n_vocab, A]
+    ggml_tensor * emb  = build_projector(ctx, feats_t);  // [n_embd, P * images]
+    ggml_tensor * x    = ggml_add(ctx, ggml_mul(ctx, ggml_get_rows(ctx, emb, img_t), imgm_t),
+                                  ggml_mul(ctx, ggml_get_rows(ctx, llm_->token_embd(), tok_t), txtm_t));
+    ggml_tensor * h    = llm_->blocks(ctx, x, pos_t, mask_t, T, B);
+    ggml_tensor * lg   = llm_->head(ctx, ggml_get_rows(ctx, h, ans_t));  // [n_vocab, A]
     ggml_tensor * loss = ggml_cross_entropy_loss(ctx, lg, labels_t);
     ggml_set_output(loss);
     ggml_set_loss(loss);

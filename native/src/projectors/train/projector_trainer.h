@@ -24,13 +24,13 @@ namespace mm {
 class runtime;
 
 struct trainer_params {
-    std::string model_path;
-    std::string projector = "mlp";  // "mlp": mm.0 -> GELU -> mm.2; "linear": mm.0 -> GELU (mlp without mm.2)
-    int         n_embd_v  = 0;      // encoder feature width (the projector's input)
-    int         n_hidden  = 0;      // mm.0's output width (mlp); the LLM's n_embd for "linear"
-    int         n_threads = 2;
-    bool        use_gpu   = false;
-    const std::atomic<bool> * cancel = nullptr;
+    std::string               model_path;
+    std::string               projector = "mlp";  // "mlp": mm.0 -> GELU -> mm.2; "linear": one matrix + bias (mm.0)
+    int                       n_embd_v  = 0;      // encoder feature width (the projector's input)
+    int                       n_hidden  = 0;      // mm.0's output width (mlp); the LLM's n_embd for "linear"
+    int                       n_threads = 2;
+    bool                      use_gpu   = false;
+    const std::atomic<bool> * cancel    = nullptr;
 };
 
 // One training sequence: text tokens with the picture's rows inserted at image_pos; targets are
@@ -71,7 +71,7 @@ class projector_trainer {
     const std::vector<param_info> & params() const { return infos_; }
 
     // features: n_images * n_patches * n_embd_v floats. Samples are checked against it.
-    void set_data(std::vector<float> features, int n_images, int n_patches, std::vector<train_sample> samples);
+    void   set_data(std::vector<float> features, int n_images, int n_patches, std::vector<train_sample> samples);
     size_t n_samples() const { return samples_.size(); }
 
     void               set_param(int i, const float * data, size_t n);
@@ -97,21 +97,21 @@ class projector_trainer {
     step_result   run(const std::vector<int32_t> & batch, mode m, const adamw_hyper * hyper,
                       std::vector<std::vector<float>> * grads, const std::atomic<bool> * cancel);
 
-    trainer_params                params_;
-    std::unique_ptr<runtime>      rt_;
-    std::unique_ptr<train_llama>  llm_;
-    ggml_context *                pctx_ = nullptr;  // parameters, moments, the loss seed
-    ggml_backend_buffer_t         pbuf_ = nullptr;
-    std::vector<ggml_tensor *>    params_t_, m_t_, v_t_;
-    std::vector<param_info>       infos_;
-    ggml_tensor *                 one_  = nullptr;
-    std::vector<float>            features_;
-    int                           n_images_  = 0;
-    int                           n_patches_ = 0;
-    std::vector<train_sample>     samples_;
-    int64_t                       steps_ = 0;
-    std::vector<uint8_t>          meta_;
-    mutable std::mutex            mu_;
+    trainer_params               params_;
+    std::unique_ptr<runtime>     rt_;
+    std::unique_ptr<train_llama> llm_;
+    ggml_context *               pctx_ = nullptr;  // parameters, moments, the loss seed
+    ggml_backend_buffer_t        pbuf_ = nullptr;
+    std::vector<ggml_tensor *>   params_t_, m_t_, v_t_;
+    std::vector<param_info>      infos_;
+    ggml_tensor *                one_ = nullptr;
+    std::vector<float>           features_;
+    int                          n_images_  = 0;
+    int                          n_patches_ = 0;
+    std::vector<train_sample>    samples_;
+    int64_t                      steps_ = 0;
+    std::vector<uint8_t>         meta_;
+    mutable std::mutex           mu_;
 };
 
 }  // namespace mm

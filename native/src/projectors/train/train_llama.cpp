@@ -37,8 +37,8 @@ train_llama::~train_llama() = default;
 std::unique_ptr<train_llama> train_llama::load(const std::string & path, ggml_backend_buffer_type_t buft,
                                                const std::atomic<bool> * cancel) {
     std::unique_ptr<train_llama> m(new train_llama());
-    m->file_              = gguf_file::open(path);
-    const gguf_file & f   = *m->file_;
+    m->file_            = gguf_file::open(path);
+    const gguf_file & f = *m->file_;
     std::string       arch;
     if (!f.find_string("general.architecture", arch)) {
         f.invalid("missing key general.architecture");
@@ -85,7 +85,7 @@ std::unique_ptr<train_llama> train_llama::load(const std::string & path, ggml_ba
         f.invalid("llama rms epsilon, rope freq_base and rope scale must be positive");
     }
 
-    const int64_t E = hp.n_embd, kv = static_cast<int64_t>(head_dim) * hp.n_head_kv;
+    const int64_t       E = hp.n_embd, kv = static_cast<int64_t>(head_dim) * hp.n_head_kv;
     const ggml_tensor * tok = check_tensor(f, "token_embd.weight", tensor_use::rows, {E, -1});
     hp.n_vocab              = static_cast<int>(tok->ne[1]);
     std::vector<std::string> names{"token_embd.weight", "output_norm.weight"};
@@ -106,8 +106,8 @@ std::unique_ptr<train_llama> train_llama::load(const std::string & path, ggml_ba
         check_tensor(f, blk(il, "ffn_gate"), tensor_use::matrix, {E, hp.n_ff});
         check_tensor(f, blk(il, "ffn_up"), tensor_use::matrix, {E, hp.n_ff});
         check_tensor(f, blk(il, "ffn_down"), tensor_use::matrix, {hp.n_ff, E});
-        for (const char * n : {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate",
-                               "ffn_up", "ffn_down"}) {
+        for (const char * n :
+             {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"}) {
             names.push_back(blk(il, n));
         }
         const std::pair<const char *, int64_t> biases[] = {
@@ -122,7 +122,7 @@ std::unique_ptr<train_llama> train_llama::load(const std::string & path, ggml_ba
                  "'" + path + "' is a mixture-of-experts llama, which the training graph does not implement");
         }
     }
-    m->weights_ = std::make_unique<weight_set>(f, names, buft, cancel);
+    m->weights_          = std::make_unique<weight_set>(f, names, buft, cancel);
     const weight_set & w = *m->weights_;
     m->tok_embd_         = w.get("token_embd.weight");
     m->out_norm_         = w.get("output_norm.weight");
@@ -158,7 +158,7 @@ ggml_tensor * train_llama::blocks(ggml_context * ctx, ggml_tensor * x, ggml_tens
     auto        rope  = [&](ggml_tensor * t) {
         // rope mode 0 (LLAMA_ROPE_TYPE_NORM); yarn off (ext_factor 0) as llama.cpp runs plain llama
         return ggml_rope_ext(ctx, t, pos, rope_freqs_, hp_.n_rot, 0, hp_.n_ctx_train, hp_.freq_base, hp_.freq_scale,
-                                    0.0f, 1.0f, 32.0f, 1.0f);
+                                     0.0f, 1.0f, 32.0f, 1.0f);
     };
     // [hd, heads, T, B] -> [hd, T, heads * B]: one attention matrix per head and sequence
     auto by_head = [&](ggml_tensor * t, int heads) {
@@ -174,17 +174,17 @@ ggml_tensor * train_llama::blocks(ggml_context * ctx, ggml_tensor * x, ggml_tens
         q                 = by_head(rope(q), H);
         k                 = by_head(rope(k), Hkv);
         // [T, hd, Hkv * B]: V transposed per head, the src0 of kqv
-        ggml_tensor * vt =
-            ggml_reshape_3d(ctx, ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3)), T, hd, static_cast<int64_t>(Hkv) * B);
+        ggml_tensor * vt  = ggml_reshape_3d(ctx, ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3)), T, hd,
+                                            static_cast<int64_t>(Hkv) * B);
         ggml_tensor * kq  = ggml_soft_max_ext(ctx, ggml_mul_mat(ctx, k, q), mask, scale, 0.0f);  // [T, T, H * B]
-        ggml_tensor * kqv = ggml_mul_mat(ctx, vt, kq);                                            // [hd, T, H * B]
-        ggml_tensor * o   = ggml_reshape_2d(
-            ctx, ggml_cont(ctx, ggml_permute(ctx, ggml_reshape_4d(ctx, kqv, hd, T, H, B), 0, 2, 1, 3)),
-            hp_.n_embd, static_cast<int64_t>(T) * B);
+        ggml_tensor * kqv = ggml_mul_mat(ctx, vt, kq);                                           // [hd, T, H * B]
+        ggml_tensor * o =
+            ggml_reshape_2d(ctx, ggml_cont(ctx, ggml_permute(ctx, ggml_reshape_4d(ctx, kqv, hd, T, H, B), 0, 2, 1, 3)),
+                            hp_.n_embd, static_cast<int64_t>(T) * B);
         ggml_tensor * ffn_inp = ggml_add(ctx, add(ggml_mul_mat(ctx, l.wo, o), l.bo), inp);
         cur                   = ggml_mul(ctx, ggml_rms_norm(ctx, ffn_inp, hp_.eps), l.ffn_norm);
-        cur = ggml_swiglu_split(ctx, ggml_mul_mat(ctx, l.gate, cur), ggml_mul_mat(ctx, l.up, cur));
-        inp = ggml_add(ctx, ggml_mul_mat(ctx, l.down, cur), ffn_inp);
+        cur                   = ggml_swiglu_split(ctx, ggml_mul_mat(ctx, l.gate, cur), ggml_mul_mat(ctx, l.up, cur));
+        inp                   = ggml_add(ctx, ggml_mul_mat(ctx, l.down, cur), ffn_inp);
     }
     return inp;
 }

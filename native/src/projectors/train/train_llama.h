@@ -60,10 +60,10 @@ class train_llama {
     std::unique_ptr<gguf_file>  file_;
     std::unique_ptr<weight_set> weights_;
     std::vector<layer>          layers_;
-    ggml_tensor *               tok_embd_    = nullptr;
-    ggml_tensor *               out_norm_    = nullptr;
-    ggml_tensor *               output_      = nullptr;
-    ggml_tensor *               rope_freqs_  = nullptr;
+    ggml_tensor *               tok_embd_   = nullptr;
+    ggml_tensor *               out_norm_   = nullptr;
+    ggml_tensor *               output_     = nullptr;
+    ggml_tensor *               rope_freqs_ = nullptr;
 };
 
 }  // namespace mm
