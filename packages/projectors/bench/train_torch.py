@@ -2,7 +2,7 @@
 """PyTorch reference of @mm/projectors' input-projector training (issue 13), for benchmarks.
 
 Trains an LLaVA-style projector (`mlp`: W2 . gelu_tanh(W0 x + b0) + b2, or `linear`:
-gelu_tanh(W0 x + b0)) on cached vision-encoder features, with the llama LLM frozen, exactly as the
+W0 x + b0) on cached vision-encoder features, with the llama LLM frozen, exactly as the
 ggml trainer does: the picture's projected rows are spliced into the token embeddings, the loss is
 the mean cross-entropy over every answer token of the batch, AdamW per stage with warmup + cosine.
 
@@ -250,8 +250,10 @@ class Projector(torch.nn.Module):
             raise ValueError(f"init.f32 holds {flat.size} floats, the projector {off}")
 
     def forward(self, x):
-        y = F.gelu(linear(x, self.mm0.weight, self.mm0.bias), approximate="tanh")
-        return linear(y, self.mm2.weight, self.mm2.bias) if self.mm2 is not None else y
+        y = linear(x, self.mm0.weight, self.mm0.bias)
+        if self.mm2 is None:  # linear: one matrix and bias
+            return y
+        return linear(F.gelu(y, approximate="tanh"), self.mm2.weight, self.mm2.bias)
 
 
 def batch_loss(llm, proj, features, samples, n_patches):
