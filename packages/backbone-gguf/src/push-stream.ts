@@ -4,6 +4,8 @@ import { MmInvalidArgumentError } from '@mm/errors';
  * Values pushed by a running operation, consumed with `for await`, plus the operation's final
  * `result`. Iterating once is allowed. Once `watch`ed signal aborts, no queued value is handed
  * out any more (the iteration then ends with the operation's rejection, `signal.reason`).
+ * The abort listener `watch` adds is removed as soon as the operation ends, however it ends, so
+ * one long-lived signal can serve any number of streams.
  * Breaking out of the loop calls `stop()` and waits for the operation to end, so whatever it
  * holds (a context) is free when the loop exits.
  */
@@ -17,6 +19,12 @@ export class PushStream<T, R> implements AsyncIterable<T> {
   #error: unknown;
   #iterating = false;
   #stop: (() => void) | undefined;
+  /** Signals passed to `watch`; each holds `#onAbort` until the operation ends. */
+  readonly #watched: AbortSignal[] = [];
+  readonly #onAbort = (): void => {
+    this.#aborted = true;
+    this.#wake?.();
+  };
 
   /** @internal */
   constructor(
@@ -51,14 +59,16 @@ export class PushStream<T, R> implements AsyncIterable<T> {
 
   /** @internal */
   watch(signal: AbortSignal | undefined): void {
-    signal?.addEventListener(
-      'abort',
-      () => {
-        this.#aborted = true;
-        this.#wake?.();
-      },
-      { once: true },
-    );
+    if (signal === undefined || this.#watched.includes(signal)) return;
+    this.#watched.push(signal);
+    // Once the operation has ended nothing waits to be woken: the iteration reads
+    // `signal.aborted` itself, so no listener is needed (and none would be removed).
+    if (!this.#finished) signal.addEventListener('abort', this.#onAbort, { once: true });
+  }
+
+  /** Whether a watched signal has aborted (also one that aborts after the operation ended). */
+  #isAborted(): boolean {
+    return this.#aborted || this.#watched.some((s) => s.aborted);
   }
 
   /** Stops the operation early; `result` then resolves with what was made so far. */
@@ -69,6 +79,7 @@ export class PushStream<T, R> implements AsyncIterable<T> {
   #finish(error: unknown): void {
     this.#finished = true;
     this.#error = error;
+    for (const s of this.#watched) s.removeEventListener('abort', this.#onAbort);
     this.#wake?.();
   }
 
@@ -78,7 +89,7 @@ export class PushStream<T, R> implements AsyncIterable<T> {
     let completed = false;
     try {
       for (;;) {
-        if (this.#aborted) {
+        if (this.#isAborted()) {
           completed = true;
           await this.result;
           return;
