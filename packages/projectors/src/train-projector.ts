@@ -311,16 +311,17 @@ export async function trainProjector(
   const projector: 'mlp' | 'linear' = kind === 'from-mmproj' ? 'mlp' : kind;
 
   progress({ phase: 'prepare' });
-  const backbone = await Backbone.load(model, { signal });
-  // A small encoder runs faster as one single-threaded copy per core than as one multi-threaded
-  // graph (its graphs are too small to split); a large one is loaded once.
-  const small = (await stat(mmproj)).size < 64 * 1024 * 1024;
+  let backbone: Backbone | undefined;
   const encoders: VisionEncoder[] = [];
-  for (let i = 0; i < (small ? threads : 1); i++) {
-    encoders.push(await VisionEncoder.load(mmproj, { threads: small ? 1 : threads, signal }));
-  }
   let trainer: ProjectorTrainer | undefined;
   try {
+    backbone = await Backbone.load(model, { signal });
+    // A small encoder runs faster as one single-threaded copy per core than as one multi-threaded
+    // graph (its graphs are too small to split); a large one is loaded once.
+    const small = (await stat(mmproj)).size < 64 * 1024 * 1024;
+    for (let i = 0; i < (small ? threads : 1); i++) {
+      encoders.push(await VisionEncoder.load(mmproj, { threads: small ? 1 : threads, signal }));
+    }
     // read every stage's file
     const problems: (DataProblem & { stage: number })[] = [];
     const images = new Map<string, number>();
@@ -401,6 +402,8 @@ export async function trainProjector(
       progress({ phase: 'encode', done: Math.min(paths.length, at + chunk), total: paths.length });
     }
     const encodeSeconds = (performance.now() - t1) / 1000;
+    // the features are cached: the encoders are not needed while training
+    for (const e of encoders.splice(0)) e.dispose();
     if (nEmbdV === 0) {
       throw new MmError(ErrorCode.MM_INVALID_ARGUMENT, 'no picture could be encoded');
     }
@@ -704,7 +707,7 @@ export async function trainProjector(
   } finally {
     trainer?.dispose();
     for (const e of encoders) e.dispose();
-    backbone.dispose();
+    backbone?.dispose();
   }
 }
 
