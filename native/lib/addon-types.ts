@@ -589,7 +589,7 @@ export interface NativeProjectorTrainer {
 export interface NativeTrainAddon {
   createProjectorTrainer(options: {
     model: string;
-    projector: 'mlp' | 'linear';
+    projector: 'mlp' | 'linear' | 'ldpv2';
     nEmbdV: number;
     nHidden: number;
     threads?: number;

@@ -14,7 +14,7 @@ export type TrainStepResult = NativeTrainStepResult;
 export interface ProjectorTrainerOptions {
   /** The frozen LLM: a `llama` text GGUF. */
   model: string;
-  projector: 'mlp' | 'linear';
+  projector: 'mlp' | 'linear' | 'ldpv2';
   /** The encoder's feature width (the projector's input). */
   nEmbdV: number;
   /** mm.0's output width (mlp); ignored for linear (the LLM's width). */

@@ -3,74 +3,62 @@ import { ErrorCode, MmError } from '@mm/errors';
 import { f16BitsToF32, type GgufFile, GgufWriter, readTensorData } from '@mm/gguf';
 import { mulberry32 } from './train-projector.js';
 
-/** The projector tensors of a trained `mlp` (all four) or `linear` (mm.0 only). */
-function shapes(projector: 'mlp' | 'linear', nEmbdV: number, hidden: number, llmWidth: number) {
-  const out: [string, number[]][] = [
-    ['mm.0.weight', [nEmbdV, hidden]],
-    ['mm.0.bias', [hidden]],
-  ];
-  if (projector === 'mlp') {
-    out.push(['mm.2.weight', [hidden, llmWidth]], ['mm.2.bias', [llmWidth]]);
-  }
-  return out;
+export interface ParamShape {
+  name: string;
+  ne: readonly number[];
 }
 
 /**
- * Initial projector values: `random` as PyTorch's nn.Linear (weights and biases uniform in
- * ±1/sqrt(fan_in)) from `seed`, or `mmproj`: the file's own tensors (f32 or f16), which must have
- * the shapes the encoder and the LLM need.
+ * Initial projector values, for the trainer's tensors (`shapes`, in its order): `random` as
+ * PyTorch's nn.Linear / nn.Conv2d (uniform in ±1/sqrt(fan_in); a bias takes its weight's fan-in)
+ * from `seed`, or `mmproj`: the file's own tensors of those names (f32 or f16; a depthwise kernel
+ * may be stored [3, 3, C] or [3, 3, 1, C]).
  */
 export async function initialParams(o: {
   mmFile: GgufFile;
   mmproj: string;
-  projector: 'mlp' | 'linear';
   init: 'random' | 'mmproj';
-  nEmbdV: number;
-  hidden: number;
-  llmWidth: number;
+  shapes: readonly ParamShape[];
   seed: number;
-}): Promise<{ hidden: number; params: Map<string, Float32Array> }> {
+}): Promise<Map<string, Float32Array>> {
   const params = new Map<string, Float32Array>();
   if (o.init === 'random') {
     const rnd = mulberry32((o.seed ^ 0x9e3779b9) >>> 0);
-    for (const [name, shape] of shapes(o.projector, o.nEmbdV, o.hidden, o.llmWidth)) {
-      const fanIn = name.startsWith('mm.0') ? o.nEmbdV : o.hidden;
+    let fanIn = 1;
+    for (const { name, ne } of o.shapes) {
+      if (ne.length > 1) fanIn = ne.slice(0, -1).reduce((a, b) => a * b, 1);
       const bound = 1 / Math.sqrt(fanIn);
-      const n = shape.reduce((a, b) => a * b, 1);
+      const n = ne.reduce((a, b) => a * b, 1);
       params.set(
         name,
         Float32Array.from({ length: n }, () => (rnd() * 2 - 1) * bound),
       );
     }
-    return { hidden: o.hidden, params };
+    return params;
   }
-  const w0 = o.mmFile.tensors.find((t) => t.name === 'mm.0.weight');
-  const hidden = w0?.shape[1] ?? 0;
-  for (const [name, shape] of shapes(o.projector, o.nEmbdV, hidden, o.llmWidth)) {
+  for (const { name, ne } of o.shapes) {
     const info = o.mmFile.tensors.find((t) => t.name === name);
-    if (
-      info === undefined ||
-      info.shape.length !== shape.length ||
-      info.shape.some((d, i) => d !== shape[i])
-    ) {
+    const n = ne.reduce((a, b) => a * b, 1);
+    const same =
+      info !== undefined &&
+      info.nElements === n &&
+      (info.shape.length === ne.length
+        ? info.shape.every((d, i) => d === ne[i])
+        : info.shape[0] === ne[0] && info.shape[1] === ne[1]);
+    if (!same) {
       throw new MmError(
         ErrorCode.MM_MODEL_MISMATCH,
-        `${name} of '${o.mmproj}' is ${info ? `[${info.shape.join(', ')}]` : 'missing'}; continuing from it needs [${shape.join(', ')}] (encoder width ${o.nEmbdV}, LLM width ${o.llmWidth})`,
+        `${name} of '${o.mmproj}' is ${info ? `[${info.shape.join(', ')}]` : 'missing'}; continuing from it needs [${ne.join(', ')}]`,
       );
     }
     const bytes = await readTensorData(o.mmproj, o.mmFile, info);
+    const raw = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
     if (info.type === 'F32') {
-      params.set(
-        name,
-        new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)),
-      );
+      params.set(name, new Float32Array(raw));
     } else if (info.type === 'F16') {
-      const bits = new Uint16Array(
-        bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength),
-      );
       params.set(
         name,
-        Float32Array.from(bits, (b) => f16BitsToF32(b)),
+        Float32Array.from(new Uint16Array(raw), (b) => f16BitsToF32(b)),
       );
     } else {
       throw new MmError(
@@ -79,7 +67,7 @@ export async function initialParams(o: {
       );
     }
   }
-  return { hidden, params };
+  return params;
 }
 
 /**
@@ -91,15 +79,17 @@ export async function writeTrainedMmproj(o: {
   mmFile: GgufFile;
   mmproj: string;
   out: string;
-  projector: 'mlp' | 'linear';
+  projector: 'mlp' | 'linear' | 'ldpv2';
   params: Map<string, Float32Array>;
+  shapes: readonly ParamShape[];
   llmWidth: number;
   signal?: AbortSignal;
 }): Promise<void> {
+  const type = o.projector === 'ldpv2' ? 'ldpv2' : 'mlp';
   const w = new GgufWriter({ metadata: o.mmFile.metadata, alignment: o.mmFile.alignment });
-  w.set('clip.projector_type', { type: 'string', value: 'mlp' });
+  w.set('clip.projector_type', { type: 'string', value: type });
   if (o.mmFile.metadata.has('clip.vision.projector_type')) {
-    w.set('clip.vision.projector_type', { type: 'string', value: 'mlp' });
+    w.set('clip.vision.projector_type', { type: 'string', value: type });
   }
   w.set('clip.has_llava_projector', { type: 'bool', value: true });
   w.set('clip.vision.projection_dim', { type: 'uint32', value: o.llmWidth });
@@ -113,18 +103,18 @@ export async function writeTrainedMmproj(o: {
       data: await readTensorData(o.mmproj, o.mmFile, t),
     });
   }
-  const params = o.projector === 'linear' ? linearAsMlp(o.params, o.llmWidth) : o.params;
-  for (const [name, data] of params) {
-    const shape =
-      name === 'mm.0.weight'
-        ? [
-            data.length / (params.get('mm.0.bias')?.length ?? 1),
-            params.get('mm.0.bias')?.length ?? 1,
-          ]
-        : name === 'mm.2.weight'
-          ? [data.length / o.llmWidth, o.llmWidth]
-          : [data.length];
-    w.addTensor({ name, type: 'F32', shape, data });
+  const tensors =
+    o.projector === 'linear'
+      ? linearAsMlp(o.params, o.llmWidth)
+      : o.shapes.map((s) => ({
+          name: s.name,
+          ne: [...s.ne],
+          data: o.params.get(s.name) as Float32Array,
+        }));
+  for (const t of tensors) {
+    // libmtmd's depthwise conv takes an f16 kernel
+    const type = t.name === 'mm.model.peg.0.weight' ? 'F16' : 'F32';
+    w.addTensor({ name: t.name, type, shape: t.ne, data: t.data });
   }
   const tmp = `${o.out}.partial`;
   try {
@@ -145,7 +135,7 @@ export async function writeTrainedMmproj(o: {
 export function linearAsMlp(
   params: Map<string, Float32Array>,
   llmWidth: number,
-): Map<string, Float32Array> {
+): { name: string; ne: number[]; data: Float32Array }[] {
   const w = params.get('mm.0.weight') as Float32Array;
   const b = params.get('mm.0.bias') as Float32Array;
   const D = llmWidth;
@@ -161,10 +151,10 @@ export function linearAsMlp(
     w2[r * 2 * D + r] = 1;
     w2[r * 2 * D + D + r] = -1;
   }
-  return new Map([
-    ['mm.0.weight', w0],
-    ['mm.0.bias', b0],
-    ['mm.2.weight', w2],
-    ['mm.2.bias', new Float32Array(D)],
-  ]);
+  return [
+    { name: 'mm.0.weight', ne: [n, 2 * D], data: w0 },
+    { name: 'mm.0.bias', ne: [2 * D], data: b0 },
+    { name: 'mm.2.weight', ne: [2 * D, D], data: w2 },
+    { name: 'mm.2.bias', ne: [D], data: new Float32Array(D) },
+  ];
 }

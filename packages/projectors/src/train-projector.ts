@@ -19,10 +19,11 @@ import { initialParams, writeTrainedMmproj } from './train-mmproj.js';
 
 /**
  * What to train: `mlp` (mm.0 → GELU → mm.2, LLaVA-1.5), `linear` (one matrix and bias, LLaVA-1;
- * written as an exactly equivalent two-layer `mlp`, the form libmtmd loads), or `from-mmproj` (the
- * mmproj's own `mlp` projector, same shapes, from its weights).
+ * written as an exactly equivalent two-layer `mlp`, the form libmtmd loads), `ldpv2` (MobileVLM V2:
+ * MLP, 2x2 average pooling of a 24x24 grid and a depthwise-conv positional encoding; 144 rows), or
+ * `from-mmproj` (the mmproj's own `mlp` or `ldpv2` projector, same shapes, from its weights).
  */
-export type TrainProjectorKind = 'mlp' | 'linear' | 'from-mmproj';
+export type TrainProjectorKind = 'mlp' | 'linear' | 'ldpv2' | 'from-mmproj';
 
 export interface TrainStage {
   /** `pt`: picture–caption pairs (pre-training); `it`: instructions (instruction tuning). */
@@ -140,7 +141,7 @@ export interface TrainStageResult {
 
 export interface TrainProjectorResult {
   out: string;
-  projector: 'mlp' | 'linear';
+  projector: 'mlp' | 'linear' | 'ldpv2';
   stages: TrainStageResult[];
   /** Bad lines of every stage's file, each with its stage, line number and kind; skipped. */
   problems: (DataProblem & { stage: number })[];
@@ -253,10 +254,10 @@ export async function trainProjector(
     throw new MmInvalidArgumentError('stages', 'must list at least one stage');
   }
   const kind = options.projector ?? 'mlp';
-  if (!['mlp', 'linear', 'from-mmproj'].includes(kind)) {
+  if (!['mlp', 'linear', 'ldpv2', 'from-mmproj'].includes(kind)) {
     throw new MmInvalidArgumentError(
       'projector',
-      `must be 'mlp', 'linear' or 'from-mmproj', got ${String(kind)}`,
+      `must be 'mlp', 'linear', 'ldpv2' or 'from-mmproj', got ${String(kind)}`,
     );
   }
   const init = options.init ?? (kind === 'from-mmproj' ? 'mmproj' : 'random');
@@ -302,13 +303,14 @@ export async function trainProjector(
       `'${mmproj}' has projector type ${mmType === undefined ? '(none)' : `'${mmType}'`}: training keeps the encoder of libmtmd's LLaVA graph (types ${[...LLAVA_GRAPH_TYPES].join(', ')})`,
     );
   }
-  if (kind === 'from-mmproj' && mmType !== 'mlp') {
+  if (kind === 'from-mmproj' && mmType !== 'mlp' && mmType !== 'ldpv2') {
     throw new MmError(
       ErrorCode.MM_UNSUPPORTED_FAMILY,
-      `projector 'from-mmproj' trains an 'mlp' projector; '${mmproj}' has '${mmType}' (use 'mlp' or 'linear')`,
+      `projector 'from-mmproj' trains the file's 'mlp' or 'ldpv2' projector; '${mmproj}' has '${mmType}' (use 'mlp', 'linear' or 'ldpv2')`,
     );
   }
-  const projector: 'mlp' | 'linear' = kind === 'from-mmproj' ? 'mlp' : kind;
+  const projector: 'mlp' | 'linear' | 'ldpv2' =
+    kind === 'from-mmproj' ? (mmType as 'mlp' | 'ldpv2') : kind;
 
   progress({ phase: 'prepare' });
   let backbone: Backbone | undefined;
@@ -408,6 +410,15 @@ export async function trainProjector(
       throw new MmError(ErrorCode.MM_INVALID_ARGUMENT, 'no picture could be encoded');
     }
 
+    // rows per picture after the projector (ldpv2 pools 2x2; libmtmd takes a 24x24 grid)
+    if (projector === 'ldpv2' && nRows !== 576) {
+      throw new MmError(
+        ErrorCode.MM_UNSUPPORTED_FAMILY,
+        `ldpv2 needs the encoder's 24x24 patch grid (576 rows); '${mmproj}' gives ${nRows}`,
+      );
+    }
+    const outRows = projector === 'ldpv2' ? nRows / 4 : nRows;
+
     // lay out every sample as inference will see it
     const natives: NativeTrainSample[] = [];
     const stages: ResolvedStage[] = [];
@@ -426,7 +437,7 @@ export async function trainProjector(
           });
           continue;
         }
-        const layout = layoutTrainSample(backbone, s, nRows, {
+        const layout = layoutTrainSample(backbone, s, outRows, {
           jinja: options.jinja ?? false,
           cache,
         });
@@ -481,34 +492,30 @@ export async function trainProjector(
 
     // the trainer: frozen LLM, projector parameters
     const llmWidth = backbone.nEmbd;
+    const fileHidden = mmFile.tensors.find((x) => x.name === 'mm.0.weight')?.shape[1];
     const hidden =
-      projector === 'linear' ? llmWidth : positiveInt('hidden', options.hidden, llmWidth);
-    const initial = await initialParams({
-      mmFile,
-      mmproj,
-      projector,
-      init,
-      nEmbdV,
-      hidden,
-      llmWidth,
-      seed,
-    });
+      projector !== 'mlp'
+        ? llmWidth
+        : init === 'mmproj' && fileHidden !== undefined
+          ? fileHidden
+          : positiveInt('hidden', options.hidden, llmWidth);
     trainer = await ProjectorTrainer.create({
       model,
       projector,
       nEmbdV,
-      nHidden: initial.hidden,
+      nHidden: hidden,
       threads,
       signal,
     });
     const t = trainer;
     const info = { params: t.params };
+    const initial = {
+      hidden,
+      params: await initialParams({ mmFile, mmproj, init, shapes: info.params, seed }),
+    };
     t.setData(feats, paths.length, nRows, natives);
     for (const p of info.params) {
-      const data = initial.params.get(p.name);
-      if (data === undefined)
-        throw new MmError(ErrorCode.MM_INTERNAL, `no initial value for ${p.name}`);
-      t.setParam(p.name, data);
+      t.setParam(p.name, initial.params.get(p.name) as Float32Array);
     }
 
     if (options.exportPrepared !== undefined) {
@@ -682,6 +689,7 @@ export async function trainProjector(
           out: res.out,
           projector,
           params: now,
+          shapes: info.params,
           llmWidth,
           signal,
         });
@@ -693,7 +701,16 @@ export async function trainProjector(
     progress({ phase: 'write' });
     const trained = new Map<string, Float32Array>();
     for (const p of info.params) trained.set(p.name, t.getParam(p.name));
-    await writeTrainedMmproj({ mmFile, mmproj, out, projector, params: trained, llmWidth, signal });
+    await writeTrainedMmproj({
+      mmFile,
+      mmproj,
+      out,
+      projector,
+      params: trained,
+      shapes: info.params,
+      llmWidth,
+      signal,
+    });
     return {
       out,
       projector,

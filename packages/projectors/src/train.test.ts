@@ -198,6 +198,88 @@ describe('the training graph', () => {
     backbone.dispose();
   });
 
+  it('computes the ldpv2 gradient (pooling, depthwise conv) a finite difference gives', async () => {
+    const pair = await tinyMmprojPair({ family: 'ldpv2' });
+    using backbone = await Backbone.load(pair.llm);
+    using encoder = await VisionEncoder.load(pair.mmproj, { threads: 2 });
+    const images = [];
+    for (let i = 0; i < 2; i++) {
+      images.push(await Image.fromFile(join(tiny.dir, 'samples', `sample_00${i}.png`)));
+    }
+    const f = await encoder.encodeMany(images);
+    expect(f.nTokens).toBe(576);
+    const samples = [
+      {
+        image: 0,
+        ...layoutTrainSample(
+          backbone,
+          { turns: [{ question: 'Describe the image.', answer: 'a red circle on the left.' }] },
+          144,
+        ),
+      },
+      {
+        image: 1,
+        ...layoutTrainSample(
+          backbone,
+          { turns: [{ question: 'What shape is it?', answer: 'square.' }] },
+          144,
+        ),
+      },
+    ];
+    using trainer = await ProjectorTrainer.create({
+      model: pair.llm,
+      projector: 'ldpv2',
+      nEmbdV: f.nEmbd,
+      nHidden: 0,
+      threads: 2,
+    });
+    expect(trainer.params.map((p) => [p.name, p.ne])).toEqual([
+      ['mm.model.mlp.0.weight', [f.nEmbd, 64]],
+      ['mm.model.mlp.0.bias', [64]],
+      ['mm.model.mlp.2.weight', [64, 64]],
+      ['mm.model.mlp.2.bias', [64]],
+      ['mm.model.peg.0.weight', [3, 3, 1, 64]],
+      ['mm.model.peg.0.bias', [64]],
+    ]);
+    trainer.setData(f.rows, 2, 576, samples);
+    const r = new Prng(11);
+    for (const p of trainer.params) {
+      const n = p.ne.reduce((a, b) => a * b, 1);
+      trainer.setParam(
+        p.name,
+        Float32Array.from({ length: n }, () => (r.uniform() - 0.5) * 0.5),
+      );
+    }
+    const g = await trainer.evaluate([0, 1], { grads: true });
+    let worst = 0;
+    for (const name of ['mm.model.mlp.0.weight', 'mm.model.peg.0.weight', 'mm.model.peg.0.bias']) {
+      const grad = g.grads?.get(name) as Float32Array;
+      const w = trainer.getParam(name);
+      const top = Array.from(grad.keys())
+        .sort((a, b) => Math.abs(grad[b] as number) - Math.abs(grad[a] as number))
+        .slice(0, 3);
+      for (const i of top) {
+        const h = 1e-2;
+        const plus = w.slice();
+        plus[i] = (plus[i] as number) + h;
+        trainer.setParam(name, plus);
+        const lp = (await trainer.evaluate([0, 1])).loss;
+        const minus = w.slice();
+        minus[i] = (minus[i] as number) - h;
+        trainer.setParam(name, minus);
+        const lm = (await trainer.evaluate([0, 1])).loss;
+        trainer.setParam(name, w);
+        const fd = (lp - lm) / (2 * h);
+        const an = grad[i] as number;
+        worst = Math.max(worst, Math.abs(fd - an) / Math.max(Math.abs(fd), Math.abs(an)));
+      }
+    }
+    console.log(
+      `ldpv2 gradient vs central differences: 9 entries, worst relative error ${worst.toExponential(2)}`,
+    );
+    expect(worst).toBeLessThanOrEqual(1e-2);
+  });
+
   it('keeps its state when a step is aborted, and is typed when misused', async () => {
     const { trainer, backbone } = await smallTrainer(16);
     const before = trainer.getParam('mm.2.weight');
@@ -417,7 +499,7 @@ describe('trainProjector', () => {
     expect(r.stages[0]?.lines).toBe(20);
   });
 
-  it('trains linear and mlp projectors that libmtmd runs as mm does (tiny-shapes, and an ldp encoder)', async () => {
+  it('trains linear, mlp and ldpv2 projectors that libmtmd runs as mm does (tiny-shapes, ldp and ldpv2 encoders)', async () => {
     const ldp = await tinyMmprojPair({ family: 'ldp' });
     // the ldp encoder gives 576 rows per picture (the ldp projector pools them; an mlp keeps them)
     const llm = await tinyLlamaFixture({ seed: 4, nEmbd: 64, nHead: 4, nFf: 128, nCtx: 1024 });
@@ -437,6 +519,14 @@ describe('trainProjector', () => {
         tensors: 4,
       },
     ];
+    const ldpv2 = await tinyMmprojPair({ family: 'ldpv2' });
+    cases.push({
+      name: 'ldpv2 (MobileVLM V2: pooled 24x24 grid + depthwise-conv PEG)',
+      model: ldpv2.llm,
+      mmproj: ldpv2.mmproj,
+      projector: 'ldpv2' as never,
+      tensors: 6,
+    });
     for (const c of cases) {
       const out = join(dir, `${c.projector}-${c.model === tiny.llm}.gguf`);
       const r = await trainProjector({
@@ -450,6 +540,7 @@ describe('trainProjector', () => {
         threads: 2,
       });
       expect(r.projector).toBe(c.projector);
+      expect(r.stages[0]?.curve.length).toBe(2);
       const dst = await readGguf(out);
       expect(dst.tensors.filter((x) => x.name.startsWith('mm.')).length).toBe(c.tensors);
       const image = join(tiny.dir, 'samples', 'sample_001.png');

@@ -33,6 +33,7 @@ ggml_tensor * gelu_differentiable(ggml_context * ctx, ggml_tensor * x) {
 }
 
 constexpr size_t k_max_nodes_base = 8192;
+constexpr int    k_ldpv2_grid     = 24;  // libmtmd's ldpv2 takes a 24x24 patch grid
 
 }  // namespace
 
@@ -46,8 +47,9 @@ projector_trainer::~projector_trainer() {
 }
 
 std::unique_ptr<projector_trainer> projector_trainer::create(const trainer_params & params) {
-    if (params.projector != "mlp" && params.projector != "linear") {
-        fail(error_code::invalid_argument, "projector must be 'mlp' or 'linear' (got '" + params.projector + "')");
+    if (params.projector != "mlp" && params.projector != "linear" && params.projector != "ldpv2") {
+        fail(error_code::invalid_argument,
+             "projector must be 'mlp', 'linear' or 'ldpv2' (got '" + params.projector + "')");
     }
     if (params.n_embd_v < 1 || params.n_embd_v > (1 << 16)) {
         fail(error_code::invalid_argument, "the encoder feature width must be in [1, 65536]");
@@ -60,16 +62,27 @@ std::unique_ptr<projector_trainer> projector_trainer::create(const trainer_param
     t->rt_       = std::make_unique<runtime>(rp);
     t->llm_      = train_llama::load(params.model_path, ggml_backend_cpu_buffer_type(), params.cancel);
     const int E  = t->llm_->hparams().n_embd;
-    const int H  = params.projector == "linear" ? E : params.n_hidden;
+    const int H  = params.projector == "mlp" ? params.n_hidden : E;
     if (H < 1 || H > (1 << 16)) {
         fail(error_code::invalid_argument, "the projector's hidden width must be in [1, 65536]");
     }
     t->params_.n_hidden = H;
-    t->infos_.push_back({"mm.0.weight", {params.n_embd_v, H}});
-    t->infos_.push_back({"mm.0.bias", {H}});
-    if (params.projector == "mlp") {
-        t->infos_.push_back({"mm.2.weight", {H, E}});
-        t->infos_.push_back({"mm.2.bias", {E}});
+    if (params.projector == "ldpv2") {
+        // MobileVLM V2 (libmtmd's llava graph): MLP, 2x2 average pool of the 24x24 grid, then the
+        // positional-encoding generator (3x3 depthwise conv + bias) added back
+        t->infos_.push_back({"mm.model.mlp.0.weight", {params.n_embd_v, E}});
+        t->infos_.push_back({"mm.model.mlp.0.bias", {E}});
+        t->infos_.push_back({"mm.model.mlp.2.weight", {E, E}});
+        t->infos_.push_back({"mm.model.mlp.2.bias", {E}});
+        t->infos_.push_back({"mm.model.peg.0.weight", {3, 3, 1, E}});
+        t->infos_.push_back({"mm.model.peg.0.bias", {E}});
+    } else {
+        t->infos_.push_back({"mm.0.weight", {params.n_embd_v, H}});
+        t->infos_.push_back({"mm.0.bias", {H}});
+        if (params.projector == "mlp") {
+            t->infos_.push_back({"mm.2.weight", {H, E}});
+            t->infos_.push_back({"mm.2.bias", {E}});
+        }
     }
     const size_t     n = t->infos_.size();
     ggml_init_params ip{(3 * n + 2) * ggml_tensor_overhead(), nullptr, /*no_alloc =*/true};
@@ -111,6 +124,14 @@ void projector_trainer::set_data(std::vector<float> features, int n_images, int 
         features.size() != static_cast<size_t>(n_images) * n_patches * params_.n_embd_v) {
         fail(error_code::invalid_argument, "features must hold n_images * n_patches * n_embd_v floats");
     }
+    int out_rows = n_patches;
+    if (params_.projector == "ldpv2") {
+        if (n_patches != k_ldpv2_grid * k_ldpv2_grid) {
+            fail(error_code::invalid_argument,
+                 "ldpv2 needs a 24x24 patch grid (576 feature rows), the features have " + std::to_string(n_patches));
+        }
+        out_rows = n_patches / 4;
+    }
     const int n_vocab = llm_->hparams().n_vocab;
     for (size_t i = 0; i < samples.size(); ++i) {
         const train_sample & s   = samples[i];
@@ -121,7 +142,7 @@ void projector_trainer::set_data(std::vector<float> features, int n_images, int 
         if (s.image_pos < 0 || s.image_pos > static_cast<int32_t>(s.tokens.size())) {
             fail(error_code::invalid_argument, tag + "image position out of range");
         }
-        const int64_t len = static_cast<int64_t>(s.tokens.size()) + n_patches;
+        const int64_t len = static_cast<int64_t>(s.tokens.size()) + out_rows;
         if (len > llm_->hparams().n_ctx_train) {
             fail(error_code::out_of_context, tag + std::to_string(len) + " positions exceed the model's context of " +
                                                  std::to_string(llm_->hparams().n_ctx_train));
@@ -137,7 +158,7 @@ void projector_trainer::set_data(std::vector<float> features, int n_images, int 
         }
         for (int32_t q : s.targets) {
             // a target is a text token after the picture, predicted from the row before it
-            if (q < s.image_pos + n_patches || q >= len) {
+            if (q < s.image_pos + out_rows || q >= len) {
                 fail(error_code::invalid_argument, tag + "target position " + std::to_string(q) + " out of range");
             }
         }
@@ -145,6 +166,7 @@ void projector_trainer::set_data(std::vector<float> features, int n_images, int 
     features_  = std::move(features);
     n_images_  = n_images;
     n_patches_ = n_patches;
+    n_out_     = out_rows;
     samples_   = std::move(samples);
 }
 
@@ -187,11 +209,39 @@ std::vector<float> projector_trainer::get_moment(int i, bool second) const {
 }
 
 ggml_tensor * projector_trainer::build_projector(ggml_context * ctx, ggml_tensor * feats) const {
+    // feats: [n_embd_v, n_patches, n_images]
     ggml_tensor * x = ggml_add(ctx, ggml_mul_mat(ctx, params_t_[0], feats), params_t_[1]);
-    if (params_t_.size() == 4) {  // mlp: GELU between the two layers; linear: none
-        x = ggml_add(ctx, ggml_mul_mat(ctx, params_t_[2], gelu_differentiable(ctx, x)), params_t_[3]);
+    if (params_.projector == "linear") {
+        return ggml_reshape_2d(ctx, x, x->ne[0], x->ne[1] * x->ne[2]);
     }
-    return x;
+    x = ggml_mul_mat(ctx, params_t_[2], gelu_differentiable(ctx, x));
+    if (params_.projector == "mlp") {
+        x = ggml_add(ctx, x, params_t_[3]);
+        return ggml_reshape_2d(ctx, x, x->ne[0], x->ne[1] * x->ne[2]);
+    }
+    // ldpv2, as libmtmd's graph computes it (the depthwise conv as ggml_conv_2d_dw does: im2col and
+    // a per-channel product), laid out with the pictures inside the channels ([.., B * D], picture
+    // fastest) so that the kernel [9, 1, D] broadcasts over the pictures and its gradient is summed
+    // over them.
+    const int64_t D = x->ne[0], B = x->ne[2], G = k_ldpv2_grid, g = G / 2;
+    // mlp.2's bias is added after the permute: ggml's backward of a broadcast add needs a
+    // contiguous gradient, and the permute's is not
+    ggml_tensor * rows = ggml_add(ctx, ggml_cont(ctx, ggml_permute(ctx, x, 2, 0, 1, 3)),
+                                  ggml_reshape_3d(ctx, params_t_[3], 1, 1, D));  // [G * G, B, D]
+    ggml_tensor * grid = ggml_reshape_4d(ctx, rows, G, G, B, D);
+    ggml_tensor * pool = ggml_pool_2d(ctx, grid, GGML_OP_POOL_AVG, 2, 2, 2, 2, 0, 0);  // [g, g, B, D]
+    // im2col reads only its kernel's shape: give it a stand-in, so that the kernel's gradient comes
+    // from the product below alone (ggml's im2col backward gives none to its first operand)
+    ggml_tensor * shape = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, 3, 3, 1, D);
+    ggml_tensor * cols  = ggml_im2col(ctx, shape, ggml_reshape_4d(ctx, pool, g, g, 1, B * D), 1, 1, 1, 1, 1, 1, true,
+                                      GGML_TYPE_F32);  // [9, g, g, B * D]
+    ggml_tensor * conv  = ggml_mul_mat(ctx, ggml_reshape_3d(ctx, params_t_[4], 9, 1, D),
+                                       ggml_reshape_3d(ctx, cols, 9, g * g, B * D));  // [1, g * g, B * D]
+    auto          channels_first = [&](ggml_tensor * t) {                             // [g * g, B, D] -> [D, g * g, B]
+        return ggml_cont(ctx, ggml_permute(ctx, ggml_reshape_3d(ctx, t, g * g, B, D), 1, 2, 0, 3));
+    };
+    ggml_tensor * y = ggml_add(ctx, ggml_add(ctx, channels_first(conv), params_t_[5]), channels_first(pool));
+    return ggml_reshape_2d(ctx, y, D, g * g * B);
 }
 
 step_result projector_trainer::step(const std::vector<int32_t> & batch, const adamw_hyper & hyper,
@@ -210,11 +260,12 @@ step_result projector_trainer::run(const std::vector<int32_t> & batch, mode md, 
     if (batch.empty()) {
         fail(error_code::invalid_argument, "the batch is empty");
     }
-    const train_llama_hparams & hp = llm_->hparams();
-    const int                   P  = n_patches_;
-    const int                   Dv = params_.n_embd_v;
-    const int                   V  = hp.n_vocab;
-    int                         T  = 0;
+    const train_llama_hparams & hp  = llm_->hparams();
+    const int                   Pin = n_patches_;
+    const int                   P   = n_out_;
+    const int                   Dv  = params_.n_embd_v;
+    const int                   V   = hp.n_vocab;
+    int                         T   = 0;
     std::vector<int>            local(static_cast<size_t>(n_images_), -1);
     std::vector<int>            images;
     for (int32_t idx : batch) {
@@ -232,10 +283,10 @@ step_result projector_trainer::run(const std::vector<int32_t> & batch, mode md, 
     const size_t TB = static_cast<size_t>(T) * B;
 
     // host inputs
-    std::vector<float> feats(static_cast<size_t>(images.size()) * P * Dv);
+    std::vector<float> feats(static_cast<size_t>(images.size()) * Pin * Dv);
     for (size_t j = 0; j < images.size(); ++j) {
-        std::memcpy(feats.data() + j * P * Dv, features_.data() + static_cast<size_t>(images[j]) * P * Dv,
-                    static_cast<size_t>(P) * Dv * sizeof(float));
+        std::memcpy(feats.data() + j * Pin * Dv, features_.data() + static_cast<size_t>(images[j]) * Pin * Dv,
+                    static_cast<size_t>(Pin) * Dv * sizeof(float));
     }
     std::vector<int32_t> img_idx(TB, 0), tok(TB, 0), pos(static_cast<size_t>(T)), ans_idx, label_ids;
     std::vector<float>   img_mask(TB, 0.0f), txt_mask(TB, 0.0f), kq_mask(static_cast<size_t>(T) * T);
@@ -288,7 +339,8 @@ step_result projector_trainer::run(const std::vector<int32_t> & batch, mode md, 
         ggml_set_input(x);
         return x;
     };
-    ggml_tensor * feats_t  = input(GGML_TYPE_F32, Dv, static_cast<int64_t>(images.size()) * P);
+    ggml_tensor * feats_t = ggml_new_tensor_3d(ctx, GGML_TYPE_F32, Dv, Pin, static_cast<int64_t>(images.size()));
+    ggml_set_input(feats_t);
     ggml_tensor * img_t    = input(GGML_TYPE_I32, static_cast<int64_t>(TB));
     ggml_tensor * imgm_t   = input(GGML_TYPE_F32, 1, static_cast<int64_t>(TB));
     ggml_tensor * tok_t    = input(GGML_TYPE_I32, static_cast<int64_t>(TB));

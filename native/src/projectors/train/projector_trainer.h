@@ -24,10 +24,11 @@ namespace mm {
 class runtime;
 
 struct trainer_params {
-    std::string               model_path;
-    std::string               projector = "mlp";  // "mlp": mm.0 -> GELU -> mm.2; "linear": one matrix + bias (mm.0)
-    int                       n_embd_v  = 0;      // encoder feature width (the projector's input)
-    int                       n_hidden  = 0;      // mm.0's output width (mlp); the LLM's n_embd for "linear"
+    std::string model_path;
+    std::string projector =
+        "mlp";  // "mlp": mm.0 -> GELU -> mm.2; "linear": one matrix + bias (mm.0); "ldpv2": MobileVLM V2
+    int                       n_embd_v  = 0;  // encoder feature width (the projector's input)
+    int                       n_hidden  = 0;  // mm.0's output width (mlp); the LLM's n_embd for "linear"
     int                       n_threads = 2;
     bool                      use_gpu   = false;
     const std::atomic<bool> * cancel    = nullptr;
@@ -108,6 +109,7 @@ class projector_trainer {
     std::vector<float>           features_;
     int                          n_images_  = 0;
     int                          n_patches_ = 0;
+    int                          n_out_     = 0;  // picture rows after the projector (ldpv2: a quarter of n_patches_)
     std::vector<train_sample>    samples_;
     int64_t                      steps_ = 0;
     std::vector<uint8_t>         meta_;
