@@ -30,8 +30,9 @@ llama-mtmd-cli load with the model. Bad lines are reported with their numbers an
       --data <file>         pre-training data (stage pt)
       --data-it <file>      instruction-tuning data (stage it, after pt)
       --out <file>          the mmproj to write
-      --projector <kind>    mlp (default; mm.0 -> GELU -> mm.2), linear, or from-mmproj (the
-                            mmproj's own mlp projector)
+      --projector <kind>    mlp (default; mm.0 -> GELU -> mm.2), linear (one matrix), ldpv2
+                            (MobileVLM V2; needs a 24x24 patch grid), or from-mmproj (the
+                            mmproj's own mlp or ldpv2 projector)
       --init <how>          random (default; seeded) or mmproj (start from its weights; the
                             default with --projector from-mmproj)
       --hidden <n>          mlp's hidden width (default: the model's embedding width)
@@ -137,7 +138,12 @@ export function trainOptions(values: Values): TrainProjectorOptions {
   const weightDecay = nonNegative('weight-decay', s('weight-decay'));
   const warmup = int('warmup', s('warmup'), 0);
   const schedule = oneOf('schedule', values.schedule, ['cosine', 'constant'] as const);
-  const projector = oneOf('projector', values.projector, ['mlp', 'linear', 'from-mmproj'] as const);
+  const projector = oneOf('projector', values.projector, [
+    'mlp',
+    'linear',
+    'ldpv2',
+    'from-mmproj',
+  ] as const);
   const init = oneOf('init', values.init, ['random', 'mmproj'] as const);
   const hidden = int('hidden', s('hidden'), 1);
   const batchSize = int('batch', s('batch'), 1);
