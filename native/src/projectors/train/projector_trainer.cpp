@@ -32,6 +32,25 @@ ggml_tensor * gelu_differentiable(ggml_context * ctx, ggml_tensor * x) {
     return ggml_mul(ctx, x, sigma);
 }
 
+// The runtime forgets a graph when it goes out of scope (a later graph may reuse its address).
+struct forget_on_exit {
+    runtime *     rt;
+    ggml_cgraph * gf;
+    ~forget_on_exit() { rt->forget(gf); }
+};
+
+// Positions 0..T-1 and the causal mask [T, T] (0 where a row may attend, -inf after it).
+void causal_inputs(int T, std::vector<int32_t> & pos, std::vector<float> & mask) {
+    pos.resize(static_cast<size_t>(T));
+    mask.resize(static_cast<size_t>(T) * T);
+    for (int t = 0; t < T; ++t) {
+        pos[t] = t;
+        for (int k = 0; k < T; ++k) {
+            mask[static_cast<size_t>(t) * T + k] = k <= t ? 0.0f : -INFINITY;
+        }
+    }
+}
+
 constexpr size_t k_max_nodes_base = 8192;
 constexpr int    k_ldpv2_grid     = 24;  // libmtmd's ldpv2 takes a 24x24 patch grid
 
@@ -311,12 +330,7 @@ step_result projector_trainer::run(const std::vector<int32_t> & batch, mode md, 
             label_ids.push_back(s.tokens[q - P]);
         }
     }
-    for (int t = 0; t < T; ++t) {
-        pos[t] = t;
-        for (int k = 0; k < T; ++k) {
-            kq_mask[static_cast<size_t>(t) * T + k] = k <= t ? 0.0f : -INFINITY;
-        }
-    }
+    causal_inputs(T, pos, kq_mask);
     const int          A = static_cast<int>(ans_idx.size());
     std::vector<float> labels(static_cast<size_t>(A) * V, 0.0f);
     for (int a = 0; a < A; ++a) {
@@ -390,11 +404,7 @@ step_result projector_trainer::run(const std::vector<int32_t> & batch, mode md, 
         }
     }
 
-    struct forget_guard {
-        runtime *     rt;
-        ggml_cgraph * gf;
-        ~forget_guard() { rt->forget(gf); }
-    } forget{rt_.get(), gf};
+    const forget_on_exit forget{rt_.get(), gf};
     rt_->allocate(gf);
     ggml_backend_tensor_set(feats_t, feats.data(), 0, feats.size() * sizeof(float));
     ggml_backend_tensor_set(img_t, img_idx.data(), 0, img_idx.size() * sizeof(int32_t));
@@ -475,20 +485,11 @@ std::vector<float> projector_trainer::llm_logits(const float * embd, int T, cons
     ggml_tensor * logits = llm_->head(ctx, llm_->blocks(ctx, x, p, mk, T, 1));
     ggml_set_output(logits);
     ggml_build_forward_expand(gf, logits);
-    struct forget_guard {
-        runtime *     rt;
-        ggml_cgraph * gf;
-        ~forget_guard() { rt->forget(gf); }
-    } forget{rt_.get(), gf};
+    const forget_on_exit forget{rt_.get(), gf};
     rt_->allocate(gf);
-    std::vector<int32_t> pos(static_cast<size_t>(T));
-    std::vector<float>   mask(static_cast<size_t>(T) * T);
-    for (int t = 0; t < T; ++t) {
-        pos[t] = t;
-        for (int k = 0; k < T; ++k) {
-            mask[static_cast<size_t>(t) * T + k] = k <= t ? 0.0f : -INFINITY;
-        }
-    }
+    std::vector<int32_t> pos;
+    std::vector<float>   mask;
+    causal_inputs(T, pos, mask);
     ggml_backend_tensor_set(x, embd, 0, static_cast<size_t>(hp.n_embd) * T * sizeof(float));
     ggml_backend_tensor_set(p, pos.data(), 0, pos.size() * sizeof(int32_t));
     ggml_backend_tensor_set(mk, mask.data(), 0, mask.size() * sizeof(float));
