@@ -434,6 +434,14 @@ describe('trainProjector', () => {
   });
 
   it('reports each bad line with its number and trains on the rest', async () => {
+    const line = (image: string, human: string, gpt: string) =>
+      JSON.stringify({
+        image,
+        conversations: [
+          { from: 'human', value: human },
+          { from: 'gpt', value: gpt },
+        ],
+      });
     const bad = join(dir, 'bad.jsonl');
     const good = (await readFile(pt, 'utf8')).trim().split('\n');
     await writeFile(bad, `${good.slice(0, 20).join('\n')}\n`);
@@ -441,46 +449,16 @@ describe('trainProjector', () => {
       bad,
       [
         '{not json',
-        JSON.stringify({
-          image: 'nowhere.png',
-          conversations: [
-            { from: 'human', value: '<image>Describe the image.' },
-            { from: 'gpt', value: 'a red circle on the left.' },
-          ],
-        }),
-        JSON.stringify({
-          image: 'pt-00000.png',
-          conversations: [
-            { from: 'human', value: 'Describe the image.' },
-            { from: 'gpt', value: 'x.' },
-          ],
-        }),
-        JSON.stringify({
-          image: 'pt-00000.png',
-          conversations: [
-            { from: 'human', value: '<image>Describe the image.' },
-            { from: 'gpt', value: '  ' },
-          ],
-        }),
-        JSON.stringify({
-          image: 'pt-00000.png',
-          conversations: [
-            { from: 'human', value: '<image>Describe the image.' },
-            { from: 'gpt', value: 'red. '.repeat(200) },
-          ],
-        }),
+        line('nowhere.png', '<image>Describe the image.', 'a red circle on the left.'),
+        line('pt-00000.png', 'Describe the image.', 'x.'),
+        line('pt-00000.png', '<image>Describe the image.', '  '),
+        line('pt-00000.png', '<image>Describe the image.', 'red. '.repeat(200)),
       ].join('\n') + '\n',
     );
     await writeFile(join(dir, 'broken.png'), 'not a png');
     await appendFile(
       bad,
-      `${JSON.stringify({
-        image: 'broken.png',
-        conversations: [
-          { from: 'human', value: '<image>Describe the image.' },
-          { from: 'gpt', value: 'a red circle on the left.' },
-        ],
-      })}\n`,
+      `${line('broken.png', '<image>Describe the image.', 'a red circle on the left.')}\n`,
     );
     const r = await trainProjector({
       ...base(),
