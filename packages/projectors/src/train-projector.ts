@@ -3,7 +3,7 @@ import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Backbone } from '@mm/backbone-gguf';
 import { Image, VisionEncoder } from '@mm/encoders';
-import { checkSignal, ErrorCode, MmError, MmInvalidArgumentError, SerialQueue } from '@mm/errors';
+import { checkSignal, ErrorCode, MmError, MmInvalidArgumentError } from '@mm/errors';
 import { readGguf } from '@mm/gguf';
 import type { NativeTrainSample } from '@mm/native';
 import { ProjectorTrainer, type TrainStepResult } from './projector-trainer.js';
@@ -508,13 +508,14 @@ export async function trainProjector(
       signal,
     });
     const t = trainer;
-    const info = { params: t.params };
+    const params = t.params;
+    const current = () => new Map(params.map((p) => [p.name, t.getParam(p.name)] as const));
     const initial = {
       hidden,
-      params: await initialParams({ mmFile, mmproj, init, shapes: info.params, seed }),
+      params: await initialParams({ mmFile, mmproj, init, shapes: params, seed }),
     };
     t.setData(feats, paths.length, nRows, natives);
-    for (const p of info.params) {
+    for (const p of params) {
       t.setParam(p.name, initial.params.get(p.name) as Float32Array);
     }
 
@@ -533,7 +534,7 @@ export async function trainProjector(
         stages,
         natives,
         feats,
-        params: info.params.map((p) => initial.params.get(p.name) as Float32Array),
+        params: params.map((p) => initial.params.get(p.name) as Float32Array),
       });
     }
 
@@ -572,7 +573,7 @@ export async function trainProjector(
             `the checkpoint '${options.checkpoint}' was written by a run with other options or data; remove it or run without resume`,
           );
         }
-        for (const p of info.params) {
+        for (const p of params) {
           const s = ck.params.find((x) => x.name === p.name);
           if (s === undefined)
             throw new MmError(ErrorCode.MM_INVALID_ARGUMENT, `the checkpoint lacks ${p.name}`);
@@ -588,7 +589,6 @@ export async function trainProjector(
       }
     }
 
-    const queue = new SerialQueue();
     const saveCheckpoint = async (stage: number, step: number) => {
       if (options.checkpoint === undefined) return;
       const ck: Checkpoint = {
@@ -597,14 +597,14 @@ export async function trainProjector(
         step,
         optimizerSteps: t.steps,
         results,
-        params: info.params.map((p) => ({
+        params: params.map((p) => ({
           name: p.name,
           ne: [...p.ne],
           value: t.getParam(p.name),
           ...t.getMoments(p.name),
         })),
       };
-      await queue.run(() => writeCheckpoint(options.checkpoint as string, ck));
+      await writeCheckpoint(options.checkpoint, ck);
       progress({
         phase: 'train',
         stage: stages[Math.min(stage, stages.length - 1)]?.kind,
@@ -624,7 +624,7 @@ export async function trainProjector(
       const first = si === startStage ? startStep : 0;
       if (first === 0) {
         // each stage is its own AdamW run: fresh moments, bias correction from step 1
-        for (const p of info.params) {
+        for (const p of params) {
           const n = p.ne.reduce((a, b) => a * b, 1);
           t.setMoments(p.name, new Float32Array(n), new Float32Array(n));
         }
@@ -682,14 +682,13 @@ export async function trainProjector(
       }
       if (options.saveStages && si + 1 < stages.length) {
         res.out = `${out.replace(/\.gguf$/i, '')}.${st.kind}.gguf`;
-        const now = new Map(info.params.map((p) => [p.name, t.getParam(p.name)] as const));
         await writeTrainedMmproj({
           mmFile,
           mmproj,
           out: res.out,
           projector,
-          params: now,
-          shapes: info.params,
+          params: current(),
+          shapes: params,
           llmWidth,
           signal,
         });
@@ -699,15 +698,13 @@ export async function trainProjector(
     const trainSeconds = (performance.now() - t2) / 1000;
 
     progress({ phase: 'write' });
-    const trained = new Map<string, Float32Array>();
-    for (const p of info.params) trained.set(p.name, t.getParam(p.name));
     await writeTrainedMmproj({
       mmFile,
       mmproj,
       out,
       projector,
-      params: trained,
-      shapes: info.params,
+      params: current(),
+      shapes: params,
       llmWidth,
       signal,
     });

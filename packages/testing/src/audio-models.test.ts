@@ -222,7 +222,7 @@ describe.each(AUDIO_PROJECTORS)('tiny %s pair in libmtmd', (projector) => {
 });
 
 describe('qwen2.5o: one file, vision and audio', () => {
-  it.each(['shared', 'modality'] as const)(
+  it.each(['common', 'modality'] as const)(
     'an image and an audio in one prompt (%s projector-type keys)',
     async (projectorTypeKey) => {
       const pair = await tinyAudioPair({ projector: 'qwen2.5o', projectorTypeKey });

@@ -211,11 +211,11 @@ export interface TinyAudioMmprojOptions {
    */
   convWeightType?: 'F32' | 'F16';
   /**
-   * Where the projector type is: 'shared' = `clip.projector_type` (what the converters write;
+   * Where the projector type is: 'common' = `clip.projector_type` (what the converters write;
    * qwen2.5o), 'modality' = `clip.audio.projector_type` (and `clip.vision.projector_type =
-   * qwen2.5vl_merger` for qwen2.5o), the keys of files with mixed modalities. Default 'shared'.
+   * qwen2.5vl_merger` for qwen2.5o), the keys of files with mixed modalities. Default 'common'.
    */
-  projectorTypeKey?: 'shared' | 'modality';
+  projectorTypeKey?: 'common' | 'modality';
   /** qwen2.5o: the vision tower (Qwen2.5-VL; default tinyQwenVlMmprojSpec's sizes, F32). */
   vision?: TinyAudioVisionOptions;
   /** Uniform weights, one PRNG draw each (large benchmark shapes). Default false. */
@@ -276,7 +276,7 @@ export function resolveTinyAudioMmprojOptions(
     eps: options.eps ?? 1e-5,
     weightType: checkWeightType(options.weightType ?? 'F32'),
     convWeightType: checkWeightType(options.convWeightType ?? 'F16'),
-    projectorTypeKey: options.projectorTypeKey ?? 'shared',
+    projectorTypeKey: options.projectorTypeKey ?? 'common',
     vision: projector === 'qwen2.5o' ? { ...(options.vision ?? {}) } : null,
     fastWeights: options.fastWeights ?? false,
     name: options.name ?? `tiny-mmproj-${projector.replace('.', '')}-s${seed}`,
@@ -303,8 +303,8 @@ export function resolveTinyAudioMmprojOptions(
     throw new MmInvalidArgumentError('projectorHidden', 'must be even (the SwiGLU halves it)');
   }
   if (!(r.eps > 0)) throw new MmInvalidArgumentError('eps', 'must be > 0');
-  if (r.projectorTypeKey !== 'shared' && r.projectorTypeKey !== 'modality') {
-    throw new MmInvalidArgumentError('projectorTypeKey', "must be 'shared' or 'modality'");
+  if (r.projectorTypeKey !== 'common' && r.projectorTypeKey !== 'modality') {
+    throw new MmInvalidArgumentError('projectorTypeKey', "must be 'common' or 'modality'");
   }
   if (stacking) {
     const rows = audioGraphRowsPerChunk(projector, r.nEmbd, r.stackFactor);
@@ -365,7 +365,7 @@ export function tinyAudioMmprojSpec(options: TinyAudioMmprojOptions): GgufWriteS
   }
   m.set('general.description', description);
   m.set('general.file_type', gv.uint32(w === 'F16' ? 1 : 0));
-  if (o.projectorTypeKey === 'shared') {
+  if (o.projectorTypeKey === 'common') {
     m.set('clip.projector_type', gv.string(o.projector));
   } else {
     m.delete('clip.projector_type');
