@@ -111,11 +111,19 @@ export interface NativeContextParams {
   typeK?: string;
   typeV?: string;
   embeddings?: boolean;
+  /** Every row's final hidden state kept (llama_get_embeddings_ith), pooling none. */
+  hiddenStates?: boolean;
   pooling?: number;
 }
 
 export type NativeDecodeInput =
-  | { tokens: Int32Array; pos0: number; seq: number; logits: 'none' | 'last' | 'all' }
+  | {
+      tokens: Int32Array;
+      pos0: number;
+      seq: number;
+      logits: 'none' | 'last' | 'all';
+      hidden?: boolean;
+    }
   | {
       embeddings: Float32Array;
       nEmbd: number;
@@ -124,6 +132,7 @@ export type NativeDecodeInput =
       pos0: number;
       seq: number;
       logits: 'none' | 'last' | 'all';
+      hidden?: boolean;
     };
 
 export interface NativeGenerateResult {
@@ -148,6 +157,8 @@ export interface NativeModel {
   tokenPiece(token: number, special: boolean): Buffer;
   /** The first token whose piece (special tokens rendered) is exactly `text`; -1 when none. */
   lookupToken(text: string): number;
+  /** Input-embedding rows of these tokens, [n][nEmbd]. */
+  tokenRows(tokens: Int32Array): Float32Array;
   tokenAttr(token: number): { attr: number; eog: boolean };
   applyChatTemplate(
     messages: { role: string; content: string }[],
@@ -163,7 +174,9 @@ export interface NativeModel {
 export interface NativeContext {
   readonly [brand]: 'NativeContext';
   info(): { contextSize: number; batchSize: number; sequences: number };
-  decode(input: NativeDecodeInput): NativeOperation<{ nVocab: number; logits?: Float32Array }>;
+  decode(
+    input: NativeDecodeInput,
+  ): NativeOperation<{ nVocab: number; logits?: Float32Array; hidden?: Float32Array }>;
   generate(
     params: {
       prompt?: Int32Array;

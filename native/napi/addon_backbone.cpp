@@ -193,14 +193,15 @@ class decode_worker : public context_worker {
     int32_t              seq    = 0;
     bool                 causal = true;
     logits_mode          logits = logits_mode::none;
+    bool                 hidden = false;
 
   protected:
     void run() override {
         if (!tokens.empty()) {
-            result_ = context_->decode_tokens(tokens, pos0, seq, logits, cancel_flag());
+            result_ = context_->decode_tokens(tokens, pos0, seq, logits, cancel_flag(), hidden);
         } else {
-            result_ =
-                context_->decode_embeddings(embeddings, n_embd, positions, pos0, seq, causal, logits, cancel_flag());
+            result_ = context_->decode_embeddings(embeddings, n_embd, positions, pos0, seq, causal, logits,
+                                                  cancel_flag(), hidden);
         }
     }
 
@@ -208,6 +209,9 @@ class decode_worker : public context_worker {
         Napi::Object o = Napi::Object::New(env);
         o.Set("nVocab", result_.n_vocab);
         o.Set("logits", logits == logits_mode::none ? env.Undefined() : to_float32_array(env, result_.logits));
+        if (hidden) {
+            o.Set("hidden", to_float32_array(env, result_.hidden));
+        }
         return o;
     }
 
@@ -493,6 +497,7 @@ Napi::Function AddonModel::define(Napi::Env env) {
                         InstanceMethod("tokenPiece", &AddonModel::guarded<&AddonModel::token_piece>),
                         InstanceMethod("tokenAttr", &AddonModel::guarded<&AddonModel::token_attr>),
                         InstanceMethod("lookupToken", &AddonModel::guarded<&AddonModel::lookup_token>),
+                        InstanceMethod("tokenRows", &AddonModel::guarded<&AddonModel::token_rows>),
                         InstanceMethod("applyChatTemplate", &AddonModel::guarded<&AddonModel::apply_chat_template>),
                         InstanceMethod("createContext", &AddonModel::guarded<&AddonModel::create_context>),
                         InstanceMethod("dispose", &AddonModel::guarded<&AddonModel::dispose>),
@@ -561,6 +566,14 @@ Napi::Value AddonModel::lookup_token(const Napi::CallbackInfo & info) {
     return Napi::Number::New(info.Env(), m->lookup_token(require_string(info, 0, "text")));
 }
 
+// tokenRows(Int32Array) -> Float32Array [n][n_embd]: the tokens' input-embedding rows
+Napi::Value AddonModel::token_rows(const Napi::CallbackInfo & info) {
+    auto                 m = get(info.Env());
+    std::vector<int32_t> tokens =
+        tokens_arg(info.Env(), info.Length() > 0 ? info[0] : info.Env().Undefined(), "tokens");
+    return to_float32_array(info.Env(), m->token_rows(tokens));
+}
+
 // tokenAttr(token) -> { attr, eog }
 Napi::Value AddonModel::token_attr(const Napi::CallbackInfo & info) {
     auto m = get(info.Env());
@@ -604,16 +617,17 @@ Napi::Value AddonModel::create_context(const Napi::CallbackInfo & info) {
     auto           m   = get(env);
     Napi::Object   o   = object_arg(info, 0);
     context_params p;
-    p.n_ctx      = get_u32(o, "contextSize", 0);
-    p.n_batch    = get_u32(o, "batchSize", 512);
-    p.n_ubatch   = get_u32(o, "ubatchSize", p.n_batch);
-    p.n_seq_max  = get_u32(o, "sequences", 1);
-    p.n_threads  = get_i32(o, "threads", 0);
-    p.flash_attn = get_i32(o, "flashAttention", -1);
-    p.type_k     = get_str(o, "typeK", "f16");
-    p.type_v     = get_str(o, "typeV", "f16");
-    p.embeddings = optional_bool(o, "embeddings", false);
-    p.pooling    = get_i32(o, "pooling", -1);
+    p.n_ctx         = get_u32(o, "contextSize", 0);
+    p.n_batch       = get_u32(o, "batchSize", 512);
+    p.n_ubatch      = get_u32(o, "ubatchSize", p.n_batch);
+    p.n_seq_max     = get_u32(o, "sequences", 1);
+    p.n_threads     = get_i32(o, "threads", 0);
+    p.flash_attn    = get_i32(o, "flashAttention", -1);
+    p.type_k        = get_str(o, "typeK", "f16");
+    p.type_v        = get_str(o, "typeV", "f16");
+    p.embeddings    = optional_bool(o, "embeddings", false);
+    p.hidden_states = optional_bool(o, "hiddenStates", false);
+    p.pooling       = get_i32(o, "pooling", -1);
     return promise_worker::start(env, new create_context_worker(env, std::move(m), std::move(p)));
 }
 
@@ -704,6 +718,7 @@ Napi::Value AddonContext::decode(const Napi::CallbackInfo & info) {
     w->pos0   = get_i32(o, "pos0", 0);
     w->seq    = get_i32(o, "seq", 0);
     w->logits = logits_arg(o);
+    w->hidden = optional_bool(o, "hidden", false);
     busy_->store(true);
     return promise_worker::start(env, guard.release());
 }

@@ -31,6 +31,7 @@ class AddonModel : public Napi::ObjectWrap<AddonModel> {
     Napi::Value detokenize(const Napi::CallbackInfo & info);
     Napi::Value token_piece(const Napi::CallbackInfo & info);
     Napi::Value lookup_token(const Napi::CallbackInfo & info);
+    Napi::Value token_rows(const Napi::CallbackInfo & info);
     Napi::Value token_attr(const Napi::CallbackInfo & info);
     Napi::Value apply_chat_template(const Napi::CallbackInfo & info);
     Napi::Value create_context(const Napi::CallbackInfo & info);

@@ -85,10 +85,16 @@ context::context(std::shared_ptr<model> m, const context_params & p) : model_(st
                                                   : LLAMA_FLASH_ATTN_TYPE_ENABLED;
     cp.type_k               = kv_type(p.type_k);
     cp.type_v               = kv_type(p.type_v);
-    cp.embeddings           = p.embeddings;
-    cp.no_perf              = true;
+    cp.embeddings           = p.embeddings || p.hidden_states;
+    if (p.hidden_states && p.embeddings) {
+        fail(error_code::invalid_argument, "a context has pooled embeddings or hidden states, not both");
+    }
+    cp.no_perf = true;
     if (p.pooling >= 0) {
         cp.pooling_type = static_cast<enum llama_pooling_type>(p.pooling);
+    }
+    if (p.hidden_states) {
+        cp.pooling_type = LLAMA_POOLING_TYPE_NONE;
     }
     if (p.n_ctx > 0 && p.n_ctx < 8) {
         fail(error_code::invalid_argument, "contextSize must be at least 8");
@@ -102,9 +108,10 @@ context::context(std::shared_ptr<model> m, const context_params & p) : model_(st
         std::string why = thread_log_errors();
         fail(error_code::model_load, "llama.cpp could not create a context" + (why.empty() ? "" : ": " + why));
     }
-    n_batch_    = llama_n_batch(ctx_);
-    n_seq_max_  = llama_n_seq_max(ctx_);
-    embeddings_ = p.embeddings;
+    n_batch_       = llama_n_batch(ctx_);
+    n_seq_max_     = llama_n_seq_max(ctx_);
+    embeddings_    = p.embeddings;
+    hidden_states_ = p.hidden_states;
     llama_set_abort_callback(
         ctx_,
         [](void * user) -> bool {
@@ -137,9 +144,23 @@ void context::run_batch(llama_batch & batch, const std::atomic<bool> * cancel) {
     check_decode(rc, cancel);
 }
 
+void context::last_hidden(decode_result & out) const {
+    if (!hidden_states_) {
+        fail(error_code::invalid_argument, "this context was not created with hiddenStates: true");
+    }
+    const float * h = llama_get_embeddings_ith(ctx_, -1);
+    if (h == nullptr) {
+        fail(error_code::internal, "llama.cpp returned no hidden state");
+    }
+    out.hidden.assign(h, h + llama_model_n_embd(model_->get()));
+}
+
 decode_result context::decode_tokens(const std::vector<int32_t> & tokens, int32_t pos0, int32_t seq, logits_mode logits,
-                                     const std::atomic<bool> * cancel) {
+                                     const std::atomic<bool> * cancel, bool hidden) {
     check_seq(seq);
+    if (hidden && !hidden_states_) {
+        fail(error_code::invalid_argument, "this context was not created with hiddenStates: true");
+    }
     if (tokens.empty()) {
         fail(error_code::invalid_argument, "nothing to decode");
     }
@@ -187,13 +208,19 @@ decode_result context::decode_tokens(const std::vector<int32_t> & tokens, int32_
         const float * l = llama_get_logits_ith(ctx_, -1);
         out.logits.assign(l, l + n_vocab);
     }
+    if (hidden) {
+        last_hidden(out);
+    }
     return out;
 }
 
 decode_result context::decode_embeddings(const std::vector<float> & embd, int32_t n_embd,
                                          const std::vector<int32_t> & positions, int32_t pos0, int32_t seq, bool causal,
-                                         logits_mode logits, const std::atomic<bool> * cancel) {
+                                         logits_mode logits, const std::atomic<bool> * cancel, bool hidden) {
     check_seq(seq);
+    if (hidden && !hidden_states_) {
+        fail(error_code::invalid_argument, "this context was not created with hiddenStates: true");
+    }
     if (n_embd != model_->n_embd_inp()) {
         fail(error_code::model_mismatch, "embeddings have width " + std::to_string(n_embd) + " but the model's is " +
                                              std::to_string(model_->n_embd_inp()));
@@ -275,6 +302,9 @@ decode_result context::decode_embeddings(const std::vector<float> & embd, int32_
     if (logits == logits_mode::last) {
         const float * l = llama_get_logits_ith(ctx_, -1);
         out.logits.assign(l, l + n_vocab);
+    }
+    if (hidden) {
+        last_hidden(out);
     }
     return out;
 }

@@ -29,7 +29,10 @@ struct context_params {
     std::string type_k     = "f16";
     std::string type_v     = "f16";
     bool        embeddings = false;  // pooled text embeddings
-    int32_t     pooling    = -1;     // llama_pooling_type; -1: the model's
+    // Per-token hidden states (the final-norm rows llama_get_embeddings_ith reads, as llama.cpp's
+    // TTS tool does): the context outputs every row, and a decode asked for them copies the last.
+    bool    hidden_states = false;
+    int32_t pooling       = -1;  // llama_pooling_type; -1: the model's
 };
 
 enum class logits_mode { none, last, all };
@@ -37,6 +40,7 @@ enum class logits_mode { none, last, all };
 struct decode_result {
     std::vector<float> logits;  // last: n_vocab; all: n_tokens * n_vocab
     int32_t            n_vocab = 0;
+    std::vector<float> hidden;  // the last row's hidden state [n_embd], when asked for
 };
 
 struct generate_params {
@@ -72,14 +76,15 @@ class context {
 
     // Tokens at positions pos0.. in sequence `seq`.
     decode_result decode_tokens(const std::vector<int32_t> & tokens, int32_t pos0, int32_t seq, logits_mode logits,
-                                const std::atomic<bool> * cancel);
+                                const std::atomic<bool> * cancel, bool hidden = false);
 
     // Embedding rows [n, n_embd] at the given positions: n entries (linear) or 4*n (M-RoPE,
     // [dim][token] layout), or empty for pos0, pos0+1, ... `causal` false lets the span attend
     // to itself non-causally.
     decode_result decode_embeddings(const std::vector<float> & embd, int32_t n_embd,
                                     const std::vector<int32_t> & positions, int32_t pos0, int32_t seq, bool causal,
-                                    logits_mode logits, const std::atomic<bool> * cancel);
+                                    logits_mode logits, const std::atomic<bool> * cancel, bool hidden = false);
+    bool          hidden_states() const { return hidden_states_; }
 
     // Sampling loop. `on_token(token)` runs on the calling (worker) thread after each sample.
     generate_result generate(const generate_params & p, const std::function<void(int32_t)> & on_token,
@@ -103,11 +108,13 @@ class context {
     void run_batch(::llama_batch & batch, const std::atomic<bool> * cancel);
 
     std::shared_ptr<model>    model_;
-    llama_context *           ctx_        = nullptr;
-    uint32_t                  n_batch_    = 0;
-    uint32_t                  n_seq_max_  = 1;
-    bool                      embeddings_ = false;
-    const std::atomic<bool> * cancel_     = nullptr;  // read by llama.cpp's abort callback
+    llama_context *           ctx_           = nullptr;
+    uint32_t                  n_batch_       = 0;
+    uint32_t                  n_seq_max_     = 1;
+    bool                      embeddings_    = false;
+    bool                      hidden_states_ = false;
+    void                      last_hidden(decode_result & out) const;
+    const std::atomic<bool> * cancel_ = nullptr;  // read by llama.cpp's abort callback
 };
 
 }  // namespace mm

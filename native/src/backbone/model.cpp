@@ -1,5 +1,8 @@
 #include "backbone/model.h"
 
+#include <cstdio>
+#include <cstring>
+#include <memory>
 #include <vector>
 
 #include "backbone/validate.h"
@@ -7,6 +10,8 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/system_info.h"
+#include "ggml.h"
+#include "graph/gguf_file.h"
 #include "llama.h"
 
 namespace mm {
@@ -46,6 +51,7 @@ std::shared_ptr<model> model::load(const std::string & path, const model_load_pa
     }
     std::shared_ptr<model> out(new model(m));
     out->header_ = header;
+    out->path_   = path;
     if (!params.vocab_only && out->n_layer() <= 0) {
         fail(error_code::model_load, "'" + path + "' has no layers: it is not a text model");
     }
@@ -53,6 +59,45 @@ std::shared_ptr<model> model::load(const std::string & path, const model_load_pa
 }
 
 model::model(llama_model * m) : model_(m), vocab_(llama_model_get_vocab(m)) {}
+
+std::vector<float> model::token_rows(const std::vector<int32_t> & tokens) const {
+    for (int32_t t : tokens) {
+        check_token(t);
+    }
+    const auto          file = gguf_file::open(path_);
+    const ggml_tensor * t    = file->tensor("token_embd.weight");
+    if (t == nullptr) {
+        fail(error_code::gguf_unsupported, "'" + path_ + "' has no token_embd.weight in its first file");
+    }
+    const int64_t            n_embd = this->n_embd();
+    const ggml_type_traits * traits = ggml_get_type_traits(t->type);
+    if (t->ne[0] != n_embd || t->ne[1] < n_vocab() || ggml_n_dims(t) > 2 ||
+        (t->type != GGML_TYPE_F32 && traits->to_float == nullptr)) {
+        file->invalid("token_embd.weight is not a [" + std::to_string(n_embd) + ", n_vocab] matrix of a known type");
+    }
+    const size_t                           row_bytes = ggml_row_size(t->type, n_embd);
+    const uint64_t                         base      = file->tensor_file_offset("token_embd.weight");
+    std::unique_ptr<FILE, int (*)(FILE *)> f(std::fopen(path_.c_str(), "rb"), &std::fclose);
+    if (!f) {
+        fail(error_code::file_not_found, "cannot reopen '" + path_ + "'");
+    }
+    std::vector<float>   out(tokens.size() * static_cast<size_t>(n_embd));
+    std::vector<uint8_t> raw(row_bytes);
+    for (size_t i = 0; i < tokens.size(); ++i) {
+        const uint64_t off = base + static_cast<uint64_t>(tokens[i]) * row_bytes;
+        if (fseeko(f.get(), static_cast<off_t>(off), SEEK_SET) != 0 ||
+            std::fread(raw.data(), 1, row_bytes, f.get()) != row_bytes) {
+            file->invalid("token_embd.weight row " + std::to_string(tokens[i]) + " cannot be read");
+        }
+        float * dst = out.data() + i * static_cast<size_t>(n_embd);
+        if (t->type == GGML_TYPE_F32) {
+            std::memcpy(dst, raw.data(), row_bytes);
+        } else {
+            traits->to_float(raw.data(), dst, n_embd);
+        }
+    }
+    return out;
+}
 
 model::~model() {
     llama_model_free(model_);

@@ -72,10 +72,14 @@ class model {
     std::string token_piece(int32_t token, bool special) const;
     // The first token whose piece (special tokens rendered) is exactly `text`, or -1: libmtmd's
     // lookup_token, how it finds the marker tokens of tiled pictures.
-    int32_t  lookup_token(const std::string & text) const;
-    uint32_t token_attr(int32_t token) const;
-    bool     is_eog(int32_t token) const;
-    void     check_token(int32_t token) const;
+    int32_t lookup_token(const std::string & text) const;
+    // The input-embedding rows of these tokens, [n][n_embd] f32, read from the file's token_embd
+    // tensor row by row and converted as llama.cpp converts it (a talker builds its prompt from
+    // sums of such rows, as llama.cpp's TTS helper does from llama_model_get_tok_embd).
+    std::vector<float> token_rows(const std::vector<int32_t> & tokens) const;
+    uint32_t           token_attr(int32_t token) const;
+    bool               is_eog(int32_t token) const;
+    void               check_token(int32_t token) const;
 
     // Renders messages with the model's own template (or `template_override`) through llama.cpp's
     // chat code: the Jinja engine (llama-server's default), or with use_jinja false the built-in
@@ -87,6 +91,7 @@ class model {
   private:
     explicit model(llama_model * m);
 
+    std::string         path_;
     llama_model *       model_ = nullptr;
     const llama_vocab * vocab_ = nullptr;
     text_model_header   header_;

@@ -244,6 +244,16 @@ export class Backbone {
     return t < 0 ? undefined : t;
   }
 
+  /**
+   * The input-embedding rows of these tokens, [n][nEmbd] (f32, converted from the file's
+   * token_embd as llama.cpp converts it): what a talker sums to build a speech prompt.
+   */
+  tokenEmbeddings(tokens: ArrayLike<number>): Float32Array {
+    const native = this.native;
+    const ids = Int32Array.from(tokens as ArrayLike<number>);
+    return callNative(() => native.tokenRows(ids));
+  }
+
   tokenAttributes(token: number): TokenAttributes {
     const native = this.native;
     const { attr, eog } = callNative(() => native.tokenAttr(token));

@@ -48,6 +48,12 @@ export interface ContextOptions {
   kvCacheType?: KvCacheType | { k: KvCacheType; v: KvCacheType };
   /** Make a context for pooled text embeddings (`embed()`). */
   embeddings?: boolean;
+  /**
+   * Keep every row's final hidden state (what llama.cpp's TTS tool reads with
+   * `llama_get_embeddings_ith`), so `decode({ hidden: true })` can return the last one: the input of
+   * an output projector (`@mm/decoders`). Off by default: nothing is kept or copied then.
+   */
+  hiddenStates?: boolean;
   pooling?: 'none' | 'mean' | 'cls' | 'last' | 'rank';
   signal?: AbortSignal;
 }
@@ -79,12 +85,16 @@ export interface DecodeOptions {
   pos?: number;
   /** Which logits to return (default 'last'). */
   logits?: 'none' | 'last' | 'all';
+  /** Return the last row's hidden state (context made with `hiddenStates: true`). */
+  hidden?: boolean;
   signal?: AbortSignal;
 }
 
 export interface DecodeResult {
   /** 'last': nVocab values; 'all': nTokens × nVocab. */
   logits?: Float32Array;
+  /** The last row's hidden state [nEmbd], when asked for with `hidden: true`. */
+  hidden?: Float32Array;
   nVocab: number;
   /** Positions the sequence now holds. */
   nPast: number;
@@ -218,6 +228,7 @@ export class Context {
           typeK,
           typeV,
           embeddings: o.embeddings ?? false,
+          hiddenStates: o.hiddenStates ?? false,
           pooling: o.pooling === undefined ? -1 : POOLING[o.pooling],
         }),
       o.signal,
@@ -348,7 +359,7 @@ export class Context {
       const r = await this.#run(
         (c) =>
           tokens
-            ? c.decode({ tokens, pos0: start, seq, logits })
+            ? c.decode({ tokens, pos0: start, seq, logits, hidden: options.hidden ?? false })
             : c.decode({
                 embeddings: embd as Float32Array,
                 nEmbd,
@@ -357,6 +368,7 @@ export class Context {
                 pos0: start,
                 seq,
                 logits,
+                hidden: options.hidden ?? false,
               }),
         options.signal,
       ).catch((e) => {
@@ -369,7 +381,7 @@ export class Context {
         for (let i = 0; i < nPos; i++) hist.push(-1);
         if (nPos !== n) (this.#spans[seq] as Span[]).push({ start, nPos, cells: n });
       }
-      return { logits: r.logits, nVocab: r.nVocab, nPast: hist.length };
+      return { logits: r.logits, hidden: r.hidden, nVocab: r.nVocab, nPast: hist.length };
     });
   }
 
