@@ -25,6 +25,7 @@ const prebuilt = process.argv.includes('--prebuilt');
 export const oracleTargets = [
   'mm-ref-generate',
   'llama-mtmd-cli',
+  'llama-tts',
   'mm-ref-mtmd-embed',
   'mm-ref-stb-decode',
   'mm-ref-mtmd-mel',
