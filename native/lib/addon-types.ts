@@ -123,6 +123,7 @@ export type NativeDecodeInput =
       seq: number;
       logits: 'none' | 'last' | 'all';
       hidden?: boolean;
+      sampleSlot?: number;
     }
   | {
       embeddings: Float32Array;
@@ -133,6 +134,7 @@ export type NativeDecodeInput =
       seq: number;
       logits: 'none' | 'last' | 'all';
       hidden?: boolean;
+      sampleSlot?: number;
     };
 
 export interface NativeGenerateResult {
@@ -176,7 +178,13 @@ export interface NativeContext {
   info(): { contextSize: number; batchSize: number; sequences: number };
   decode(
     input: NativeDecodeInput,
-  ): NativeOperation<{ nVocab: number; logits?: Float32Array; hidden?: Float32Array }>;
+  ): NativeOperation<{
+    nVocab: number;
+    logits?: Float32Array;
+    hidden?: Float32Array;
+    token?: number;
+  }>;
+  setSampler(slot: number, sampling: NativeSamplingParams | null): void;
   generate(
     params: {
       prompt?: Int32Array;

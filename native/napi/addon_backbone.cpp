@@ -188,12 +188,13 @@ class decode_worker : public context_worker {
     std::vector<int32_t> tokens;
     std::vector<float>   embeddings;
     std::vector<int32_t> positions;
-    int32_t              n_embd = 0;
-    int32_t              pos0   = 0;
-    int32_t              seq    = 0;
-    bool                 causal = true;
-    logits_mode          logits = logits_mode::none;
-    bool                 hidden = false;
+    int32_t              n_embd      = 0;
+    int32_t              pos0        = 0;
+    int32_t              seq         = 0;
+    bool                 causal      = true;
+    logits_mode          logits      = logits_mode::none;
+    bool                 hidden      = false;
+    int32_t              sample_slot = -1;
 
   protected:
     void run() override {
@@ -203,6 +204,9 @@ class decode_worker : public context_worker {
             result_ = context_->decode_embeddings(embeddings, n_embd, positions, pos0, seq, causal, logits,
                                                   cancel_flag(), hidden);
         }
+        if (sample_slot >= 0) {
+            result_.token = context_->sample(sample_slot);
+        }
     }
 
     Napi::Value result(Napi::Env env) override {
@@ -211,6 +215,9 @@ class decode_worker : public context_worker {
         o.Set("logits", logits == logits_mode::none ? env.Undefined() : to_float32_array(env, result_.logits));
         if (hidden) {
             o.Set("hidden", to_float32_array(env, result_.hidden));
+        }
+        if (sample_slot >= 0) {
+            o.Set("token", result_.token);
         }
         return o;
     }
@@ -643,6 +650,7 @@ Napi::Function AddonContext::define(Napi::Env env) {
                                      {
                                          InstanceMethod("info", &AddonContext::guarded<&AddonContext::info>),
                                          InstanceMethod("decode", &AddonContext::guarded<&AddonContext::decode>),
+                                         InstanceMethod("setSampler", &AddonContext::guarded<&AddonContext::set_sampler>),
                                          InstanceMethod("generate", &AddonContext::guarded<&AddonContext::generate>),
                                          InstanceMethod("embed", &AddonContext::guarded<&AddonContext::embed>),
                                          InstanceMethod("clear", &AddonContext::guarded<&AddonContext::clear>),
@@ -692,6 +700,26 @@ Napi::Value AddonContext::info(const Napi::CallbackInfo & info) {
     return o;
 }
 
+// setSampler(slot, sampling | null): a sampler kept in a slot for decode({ sampleSlot })
+Napi::Value AddonContext::set_sampler(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    auto      c   = get(env);
+    if (busy_->load()) {
+        throw_error(env, error_code::invalid_argument, "the context is busy with another operation");
+    }
+    if (info.Length() < 1 || !info[0].IsNumber()) {
+        throw_error(env, error_code::invalid_argument, "slot must be a number");
+    }
+    const int32_t slot = info[0].As<Napi::Number>().Int32Value();
+    if (info.Length() > 1 && info[1].IsObject()) {
+        sampling_params p = sampling_arg(info[1].As<Napi::Object>());
+        c->set_sampler(slot, &p);
+    } else {
+        c->set_sampler(slot, nullptr);
+    }
+    return env.Undefined();
+}
+
 // decode({ tokens } | { embeddings, nEmbd, positions?, causal? }, pos0, seq, logits) -> { promise, cancel }
 Napi::Value AddonContext::decode(const Napi::CallbackInfo & info) {
     Napi::Env                      env = info.Env();
@@ -715,10 +743,14 @@ Napi::Value AddonContext::decode(const Napi::CallbackInfo & info) {
         }
         w->causal = optional_bool(o, "causal", true);
     }
-    w->pos0   = get_i32(o, "pos0", 0);
-    w->seq    = get_i32(o, "seq", 0);
-    w->logits = logits_arg(o);
-    w->hidden = optional_bool(o, "hidden", false);
+    w->pos0        = get_i32(o, "pos0", 0);
+    w->seq         = get_i32(o, "seq", 0);
+    w->logits      = logits_arg(o);
+    w->hidden      = optional_bool(o, "hidden", false);
+    w->sample_slot = get_i32(o, "sampleSlot", -1);
+    if (w->sample_slot >= 0 && w->logits != logits_mode::last) {
+        throw_error(env, error_code::invalid_argument, "sampling needs logits: 'last'");
+    }
     busy_->store(true);
     return promise_worker::start(env, guard.release());
 }

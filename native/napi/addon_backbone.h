@@ -57,6 +57,7 @@ class AddonContext : public Napi::ObjectWrap<AddonContext> {
 
     Napi::Value info(const Napi::CallbackInfo & info);
     Napi::Value decode(const Napi::CallbackInfo & info);
+    Napi::Value set_sampler(const Napi::CallbackInfo & info);
     Napi::Value generate(const Napi::CallbackInfo & info);
     Napi::Value embed(const Napi::CallbackInfo & info);
     Napi::Value clear(const Napi::CallbackInfo & info);

@@ -144,6 +144,23 @@ void context::run_batch(llama_batch & batch, const std::atomic<bool> * cancel) {
     check_decode(rc, cancel);
 }
 
+void context::set_sampler(int32_t slot, const sampling_params * p) {
+    if (slot < 0 || slot >= 16) {
+        fail(error_code::invalid_argument, "sampler slot must be in [0, 16)");
+    }
+    if (samplers_.size() <= static_cast<size_t>(slot)) {
+        samplers_.resize(static_cast<size_t>(slot) + 1);
+    }
+    samplers_[slot] = p != nullptr ? make_sampler(*model_, *p) : sampler_ptr();
+}
+
+int32_t context::sample(int32_t slot) {
+    if (slot < 0 || static_cast<size_t>(slot) >= samplers_.size() || !samplers_[slot]) {
+        fail(error_code::invalid_argument, "no sampler in slot " + std::to_string(slot));
+    }
+    return llama_sampler_sample(samplers_[slot].get(), ctx_, -1);
+}
+
 void context::last_hidden(decode_result & out) const {
     if (!hidden_states_) {
         fail(error_code::invalid_argument, "this context was not created with hiddenStates: true");

@@ -40,7 +40,8 @@ enum class logits_mode { none, last, all };
 struct decode_result {
     std::vector<float> logits;  // last: n_vocab; all: n_tokens * n_vocab
     int32_t            n_vocab = 0;
-    std::vector<float> hidden;  // the last row's hidden state [n_embd], when asked for
+    std::vector<float> hidden;      // the last row's hidden state [n_embd], when asked for
+    int32_t            token = -1;  // the token sampled from the last row's logits, when asked for
 };
 
 struct generate_params {
@@ -93,6 +94,10 @@ class context {
     // Pooled embedding of a token sequence (context made with embeddings = true).
     std::vector<float> embed(const std::vector<int32_t> & tokens, const std::atomic<bool> * cancel);
 
+    // A sampler kept in a slot across decodes (its generator state carries over): a caller that
+    // decodes rows itself (a talker) samples the last row's logits with it after each decode.
+    void    set_sampler(int32_t slot, const sampling_params * p);
+    int32_t sample(int32_t slot);
     void    clear();
     bool    remove(int32_t seq, int32_t p0, int32_t p1);
     void    copy(int32_t src, int32_t dst, int32_t p0, int32_t p1);
@@ -113,6 +118,7 @@ class context {
     uint32_t                  n_seq_max_     = 1;
     bool                      embeddings_    = false;
     bool                      hidden_states_ = false;
+    std::vector<sampler_ptr>  samplers_;
     void                      last_hidden(decode_result & out) const;
     const std::atomic<bool> * cancel_ = nullptr;  // read by llama.cpp's abort callback
 };

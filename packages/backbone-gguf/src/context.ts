@@ -87,6 +87,11 @@ export interface DecodeOptions {
   logits?: 'none' | 'last' | 'all';
   /** Return the last row's hidden state (context made with `hiddenStates: true`). */
   hidden?: boolean;
+  /**
+   * Sample the last row's logits with the sampler kept in this slot (`setSampler`), in the same
+   * native call: the result's `token`. Needs logits 'last'.
+   */
+  sampleSlot?: number;
   signal?: AbortSignal;
 }
 
@@ -95,6 +100,8 @@ export interface DecodeResult {
   logits?: Float32Array;
   /** The last row's hidden state [nEmbd], when asked for with `hidden: true`. */
   hidden?: Float32Array;
+  /** The token sampled with `sampleSlot`. */
+  token?: number;
   nVocab: number;
   /** Positions the sequence now holds. */
   nPast: number;
@@ -359,7 +366,14 @@ export class Context {
       const r = await this.#run(
         (c) =>
           tokens
-            ? c.decode({ tokens, pos0: start, seq, logits, hidden: options.hidden ?? false })
+            ? c.decode({
+                tokens,
+                pos0: start,
+                seq,
+                logits,
+                hidden: options.hidden ?? false,
+                sampleSlot: options.sampleSlot ?? -1,
+              })
             : c.decode({
                 embeddings: embd as Float32Array,
                 nEmbd,
@@ -369,6 +383,7 @@ export class Context {
                 seq,
                 logits,
                 hidden: options.hidden ?? false,
+                sampleSlot: options.sampleSlot ?? -1,
               }),
         options.signal,
       ).catch((e) => {
@@ -381,8 +396,31 @@ export class Context {
         for (let i = 0; i < nPos; i++) hist.push(-1);
         if (nPos !== n) (this.#spans[seq] as Span[]).push({ start, nPos, cells: n });
       }
-      return { logits: r.logits, hidden: r.hidden, nVocab: r.nVocab, nPast: hist.length };
+      return {
+        logits: r.logits,
+        hidden: r.hidden,
+        token: r.token,
+        nVocab: r.nVocab,
+        nPast: hist.length,
+      };
     });
+  }
+
+  /**
+   * Keeps a sampler (llama.cpp's chain, with its own generator state) in `slot` (0..15) for
+   * `decode({ sampleSlot })`, for callers that decode rows themselves and sample each step (a
+   * talker). `null` removes it.
+   */
+  setSampler(slot: number, sampling: SamplingOptions | null): void {
+    if (!Number.isInteger(slot) || slot < 0 || slot >= 16) {
+      throw new MmInvalidArgumentError('slot', 'must be an integer in [0, 16)');
+    }
+    const native = this.native;
+    const params =
+      sampling === null
+        ? null
+        : toNativeSampling(sampling, (s) => this.backbone.jsonSchemaToGrammar(JSON.parse(s)));
+    callNative(() => native.setSampler(slot, params));
   }
 
   /**

@@ -78,4 +78,42 @@ describe.each(models)('hidden states and token rows on $name', ({ path }) => {
       hs.dispose();
     }
   });
+
+  it('a sampler slot samples each decode as generate() does (same seed, same tokens)', async () => {
+    const tokens = backbone.tokenize('<|im_start|>user\nWhat shape is it?<|im_end|>\n', {
+      parseSpecial: true,
+    });
+    const sampling = { temperature: 0.9, topK: 20, topP: 0.9, seed: 1234 };
+    const a = await backbone.createContext({ contextSize: 128, threads: 2 });
+    const b = await backbone.createContext({ contextSize: 128, threads: 2, hiddenStates: true });
+    try {
+      const gen = await a.generate({ tokens, maxTokens: 12, sampling, ignoreEndOfGeneration: true })
+        .result;
+      b.setSampler(3, sampling);
+      const got: number[] = [];
+      let r = await b.decode({ tokens, sampleSlot: 3, hidden: true });
+      while (got.length < gen.tokens.length) {
+        got.push(r.token as number);
+        r = await b.decode({ tokens: [r.token as number], sampleSlot: 3, hidden: true });
+      }
+      expect(got).toEqual([...gen.tokens]);
+      // greedy: the argmax of the logits
+      b.setSampler(0, { temperature: 0 });
+      const g = await b.decode({ tokens: [5], sampleSlot: 0 });
+      const l = g.logits as Float32Array;
+      let best = 0;
+      for (let i = 1; i < l.length; i++) if ((l[i] as number) > (l[best] as number)) best = i;
+      expect(g.token).toBe(best);
+      b.setSampler(0, null);
+      await expect(b.decode({ tokens: [5], sampleSlot: 0 })).rejects.toMatchObject({
+        code: 'MM_INVALID_ARGUMENT',
+      });
+      expect(() => b.setSampler(16, {})).toThrow(
+        expect.objectContaining({ code: 'MM_INVALID_ARGUMENT' }),
+      );
+    } finally {
+      a.dispose();
+      b.dispose();
+    }
+  });
 });
