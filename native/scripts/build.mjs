@@ -27,6 +27,7 @@ export const oracleTargets = [
   'llama-mtmd-cli',
   'llama-tts',
   'mm-ref-mtmd-embed',
+  'mm-ref-mtmd-gen',
   'mm-ref-stb-decode',
   'mm-ref-mtmd-mel',
   'mm-ref-mtmd-audio-decode',

@@ -78,6 +78,17 @@ export {
   writeTinyGemma3,
   writeTinyGemma3Mmproj,
 } from './gemma3.js';
+export {
+  GEN_AUDIO_TYPE,
+  GenOracleError,
+  type GenOracleInfo,
+  type GenOracleOp,
+  type GenOracleResult,
+  type GenOracleRun,
+  genOracleBinary,
+  maxAbsDiff,
+  runGenOracle,
+} from './gen-oracle.js';
 export { growGgufString, keyFields, patchU32, patchU64, tensorFields } from './hostile-gguf.js';
 export {
   benchIdefics3Pair,
@@ -286,6 +297,30 @@ export {
   writeTinyQwen2vl,
   writeTinyQwenVlMmproj,
 } from './qwen2vl.js';
+export {
+  QWEN3TTS_CODEBOOKS,
+  QWEN3TTS_CODEC_IDS,
+  QWEN3TTS_CODEC_VOCAB,
+  QWEN3TTS_SAMPLE_RATE,
+  QWEN3TTS_SPEAKER_MELS,
+  QWEN3TTS_TEXT_SPECIALS,
+  QWEN3TTS_WAV_HEADS,
+  QWEN3TTS_WAV_LAYERS,
+  QWEN3TTS_WINDOW_FRAMES,
+  qwen3ttsCodecTokens,
+  qwen3ttsSamplesPerFrame,
+  type ResolvedTinyQwen3TtsOptions,
+  resolveTinyQwen3TtsOptions,
+  type TinyQwen3TtsOptions,
+  type TinyQwen3TtsPair,
+  tinyQwen3TtsMmprojBuffer,
+  tinyQwen3TtsMmprojSpec,
+  tinyQwen3TtsPair,
+  tinyQwen3TtsTalkerBuffer,
+  tinyQwen3TtsTalkerSpec,
+  tinyQwen3TtsVocab,
+  writeTinyQwen3Tts,
+} from './qwen3tts.js';
 export { runStbDecode, type StbDecodeResult, stbOracleBinary } from './stb-oracle.js';
 export { bpeVocab, byteLevelChars, spmVocab, type TextVocab } from './text-vocab.js';
 export {
