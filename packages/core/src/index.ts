@@ -62,3 +62,12 @@ export {
 export { MultimodalModel, type MultimodalModelLoadOptions } from './multimodal-model.js';
 export { checkRoom, type MediaPromptInfo, type TokenizedPrompt, tokenizePrompt } from './prompt.js';
 export { layOutSlices, type SlicedMedia } from './slices.js';
+export { POCKETTTS_PACKS, pocketttsChunks, pocketttsPrepareText } from './speech/pockettts.js';
+export { QWEN3TTS_LANGUAGES } from './speech/qwen3tts.js';
+export {
+  SpeechModel,
+  type SpeechModelLoadOptions,
+  type SpeechResult,
+  TALKER_SAMPLING,
+} from './speech/speech-model.js';
+export type { PcmChunk, SpeakOptions, TalkerSampling } from './speech/types.js';

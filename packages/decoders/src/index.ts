@@ -1,4 +1,4 @@
-export { AudioDecoder, DecoderStream } from './audio-decoder.js';
+export { AudioDecoder, concat, DecoderStream } from './audio-decoder.js';
 export { type GenAudioFacts, readGenAudioFacts, type SpeechPipeline } from './gen-file.js';
 export { GenComponent } from './gen-model.js';
 export type { GenAudioInfo, GenPart } from './native.js';
