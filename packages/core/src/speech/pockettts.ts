@@ -199,7 +199,7 @@ export async function* speakPocketTts(
     if (feats.length === 0) return undefined;
     const f = feats.length;
     const flat = new Float32Array(f * latentDim);
-    feats.forEach((x, i) => flat.set(x, i * latentDim));
+    for (let i = 0; i < f; i++) flat.set(feats[i] as Float32Array, i * latentDim);
     feats = [];
     const pcm = await stream.decode(flat, { signal });
     return {
