@@ -2,6 +2,7 @@
 // ones; other packages import these types and the wrappers in index.ts.
 
 import type { NativeFusedAddon } from './addon-fused-types.js';
+import type { NativeGenAddon } from './addon-gen-types.js';
 
 /** What every asynchronous native operation returns: a promise and a cooperative cancel. */
 export interface NativeOperation<T> {
@@ -223,6 +224,7 @@ export interface NativeAddon
   extends NativeVisionAddon,
     NativeAudioAddon,
     NativeFusedAddon,
+    NativeGenAddon,
     NativeTrainAddon {
   AddonBatch: new (context: NativeContext) => NativeBatch;
   systemInfo(): SystemInfo;

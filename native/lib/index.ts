@@ -9,6 +9,14 @@ export type {
   NativeFusedMedia,
 } from './addon-fused-types.js';
 export type {
+  NativeGenAddon,
+  NativeGenAudio,
+  NativeGenAudioInfo,
+  NativeGenFrame,
+  NativeGenLoadOptions,
+  NativePocketTtsInfo,
+} from './addon-gen-types.js';
+export type {
   CpuBackendInfo,
   DeviceInfo,
   ModelInfo,

@@ -265,6 +265,25 @@ export {
   tinyShapesDir,
   tinyShapesPaths,
 } from './paths.js';
+export {
+  POCKETTTS_DOWNSAMPLE,
+  POCKETTTS_SAMPLE_RATE,
+  POCKETTTS_SAMPLES_PER_FRAME,
+  POCKETTTS_SEANET_RATIOS,
+  POCKETTTS_TFM_CONTEXT,
+  POCKETTTS_VARIANTS,
+  type PocketTtsSpecialIds,
+  pocketTtsVocab,
+  type ResolvedTinyPocketTtsOptions,
+  resolveTinyPocketTtsOptions,
+  type TinyPocketTts,
+  type TinyPocketTtsOptions,
+  type TinyPocketTtsSpecs,
+  tinyPocketTtsFixture,
+  tinyPocketTtsFixtureName,
+  tinyPocketTtsSpecs,
+  writeTinyPocketTts,
+} from './pockettts.js';
 export { Prng } from './prng.js';
 export {
   benchQwenVlPair,
