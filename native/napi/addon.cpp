@@ -8,6 +8,7 @@ void register_batch(Napi::Env env, Napi::Object exports);
 void register_vision(Napi::Env env, Napi::Object exports);
 void register_fused(Napi::Env env, Napi::Object exports);
 void register_audio(Napi::Env env, Napi::Object exports);
+void register_gen_qwen3tts(Napi::Env env, Napi::Object exports);
 void register_gen_pockettts(Napi::Env env, Napi::Object exports);
 }  // namespace mm::napi
 
@@ -18,6 +19,7 @@ static Napi::Object init(Napi::Env env, Napi::Object exports) {
     mm::napi::register_vision(env, exports);
     mm::napi::register_fused(env, exports);
     mm::napi::register_audio(env, exports);
+    mm::napi::register_gen_qwen3tts(env, exports);
     mm::napi::register_gen_pockettts(env, exports);
     return exports;
 }

@@ -160,7 +160,7 @@ int main(int argc, char ** argv) {
         std::string       res;
         if (op == "info") {
             mtmd_gen_audio_info gi = mtmd_gen_audio_get_info(ctx);
-            res = "{\"ok\":true,\"type\":" + std::to_string(static_cast<int>(gi.type)) +
+            res                    = "{\"ok\":true,\"type\":" + std::to_string(static_cast<int>(gi.type)) +
                   ",\"sampleRate\":" + std::to_string(gi.sample_rate) +
                   ",\"variant\":" + json_str(gi.model_variant ? gi.model_variant : "") +
                   ",\"audioInput\":" + (mtmd_support_audio(ctx) ? "true" : "false") +
@@ -202,7 +202,8 @@ int main(int argc, char ** argv) {
             uint64_t    seed = 0;
             ls >> kind >> frames_path >> state >> seed;
             std::vector<char> frames, state_bytes;
-            if (!ls || (kind != "codes" && kind != "feats") || !read_file(frames_path, frames) || frames.size() % 4 != 0) {
+            if (!ls || (kind != "codes" && kind != "feats") || !read_file(frames_path, frames) ||
+                frames.size() % 4 != 0) {
                 std::fprintf(stderr, "line %d: bad wav operation\n", idx + 1);
                 rc = 2;
                 break;
@@ -250,7 +251,8 @@ int main(int argc, char ** argv) {
                 rc = 2;
                 break;
             }
-            mtmd_bitmap *       bmp = mtmd_bitmap_init_from_audio(pcm.size() / 4, reinterpret_cast<const float *>(pcm.data()));
+            mtmd_bitmap * bmp =
+                mtmd_bitmap_init_from_audio(pcm.size() / 4, reinterpret_cast<const float *>(pcm.data()));
             const std::string   marker = mtmd_default_marker();
             mtmd_input_text     text{marker.c_str(), marker.size(), false, true};
             mtmd_input_chunks * chunks = mtmd_input_chunks_init();
