@@ -33,10 +33,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
  */
 
 const TOL = 1e-4;
+// one thread: the tiny graphs have hundreds of nodes and little work, and on a busy machine a
+// second thread costs a wait per node (results do not depend on the thread count)
+const THREADS = 1;
 const addon = loadAddon() as unknown as NativeAddon;
 
 function load(path: string, opts: NativeGenLoadOptions = {}): Promise<NativeGenAudio> {
-  return runNative(() => addon.loadPocketTtsGen(path, { threads: 2, ...opts }));
+  return runNative(() => addon.loadPocketTtsGen(path, { threads: THREADS, ...opts }));
 }
 
 async function codeOf(p: Promise<unknown>): Promise<string> {
@@ -128,7 +131,7 @@ describe('Pocket TTS native generator', () => {
       temp: s.temp,
       seed: s.seed,
     }));
-    const ref = await runGenOracle({ model: fx.model, mmproj: fx.mmproj, ops });
+    const ref = await runGenOracle({ model: fx.model, mmproj: fx.mmproj, ops, threads: THREADS });
     // a generator of its own: the sampler's state starts fresh, as the oracle's context does
     const g = await load(fx.mmproj, { parts: ['code'] });
     let dFeats = 0;
@@ -194,7 +197,7 @@ describe('Pocket TTS native generator', () => {
         }),
       ),
     ];
-    const ref = await runGenOracle({ model: fx.model, mmproj: fx.mmproj, ops });
+    const ref = await runGenOracle({ model: fx.model, mmproj: fx.mmproj, ops, threads: THREADS });
     let state: Uint8Array | null = null;
     let dPcm = 0;
     let dState = 0;
@@ -229,6 +232,7 @@ describe('Pocket TTS native generator', () => {
       model: fx.model,
       mmproj: fx.mmproj,
       ops: [{ op: 'speaker', pcm }],
+      threads: THREADS,
     });
     const r = ok(ref.results[0], 'speaker');
     const ours = await runNative(() => gen.encodeSpeaker(pcm));
