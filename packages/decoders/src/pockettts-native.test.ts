@@ -1,7 +1,8 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCode } from '@mm/errors';
+import { type GgufMetadata, type GgufTensorInput, ggufToBuffer, gv } from '@mm/gguf';
 import {
   loadAddon,
   type NativeAddon,
@@ -20,6 +21,7 @@ import {
   type TinyPocketTts,
   tinyMmprojFixture,
   tinyPocketTtsFixture,
+  tinyPocketTtsSpecs,
   tinyQwen3TtsPair,
 } from '@mm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -345,6 +347,165 @@ describe('Pocket TTS native generator: bad input', () => {
       g.dispose();
     }
     expect(() => g.info()).toThrow(expect.objectContaining({ code: ErrorCode.MM_DISPOSED }));
+  });
+});
+
+/** The tiny mmproj spec with `edit` applied (metadata and tensors copied first). */
+function editedMmproj(
+  edit: (s: { metadata: GgufMetadata; tensors: GgufTensorInput[] }) => void,
+): Uint8Array {
+  const spec = tinyPocketTtsSpecs().mmproj;
+  const s = {
+    metadata: new Map(spec.metadata as GgufMetadata),
+    tensors: [...(spec.tensors ?? [])],
+  };
+  edit(s);
+  return ggufToBuffer({ ...spec, metadata: s.metadata, tensors: s.tensors });
+}
+
+function reshape(
+  s: { tensors: GgufTensorInput[] },
+  name: string,
+  shape: number[],
+  type?: 'F32' | 'F16',
+): void {
+  const i = s.tensors.findIndex((t) => t.name === name);
+  const t = s.tensors[i] as GgufTensorInput;
+  const n = shape.reduce((a, b) => a * b, 1);
+  const k = type ?? (t.type as 'F32' | 'F16');
+  s.tensors[i] = { name, type: k, shape, data: new Float32Array(n).fill(0.01) };
+}
+
+describe('Pocket TTS native generator: hostile files', () => {
+  const drop = (name: string) => (s: { tensors: GgufTensorInput[] }) => {
+    s.tensors = s.tensors.filter((t) => t.name !== name);
+  };
+  // each a file libmtmd would abort on (GGML_ASSERT / GGML_ABORT) or misread; mm refuses it first
+  const cases: [string, Parameters<typeof editedMmproj>[0]][] = [
+    [
+      'a transposed conv no longer than its stride',
+      (s) => reshape(s, 'a.gen.wav.seanet.blk.0.scale_conv.weight', [6, 16, 32]),
+    ],
+    [
+      'a streamed conv of one tap',
+      (s) => reshape(s, 'a.gen.wav.seanet.blk.1.res_conv1.weight', [1, 8, 4]),
+    ],
+    ['an upsample of 16 taps', (s) => reshape(s, 'a.gen.wav.upsample.weight', [16, 1, 32])],
+    [
+      'a stereo output conv',
+      (s) => {
+        reshape(s, 'a.gen.wav.seanet.conv_out.weight', [3, 4, 2]);
+        reshape(s, 'a.gen.wav.seanet.conv_out.bias', [2], 'F32');
+      },
+    ],
+    ['no flow block', drop('a.gen.flow.blk.0.norm.weight')],
+    ['no layer scale', drop('a.gen.wav.tfm.blk.1.ls1.weight')],
+    ['no voice downsample', drop('a.downsample.conv.weight')],
+    ['latent statistics in f16', (s) => reshape(s, 'a.gen.emb_std', [8], 'F16')],
+    ['input_linear of another width', (s) => reshape(s, 'a.gen.input_linear.weight', [8, 31])],
+    ['time frequencies of two lengths', (s) => reshape(s, 'a.gen.flow.time.1.freqs', [7], 'F32')],
+    [
+      'a head count that does not divide',
+      (s) => s.metadata.set('clip.gen.audio.attention.head_count', gv.uint32(3)),
+    ],
+    [
+      'an absurd block count',
+      (s) => s.metadata.set('clip.gen.audio.block_count', gv.uint32(100000)),
+    ],
+    [
+      'a block count of another type',
+      (s) => s.metadata.set('clip.gen.audio.block_count', gv.int32(2)),
+    ],
+    [
+      'a NaN epsilon',
+      (s) => s.metadata.set('clip.audio.attention.layer_norm_epsilon', gv.float32(Number.NaN)),
+    ],
+    [
+      'projection widths that differ',
+      (s) => s.metadata.set('clip.audio.projection_dim', gv.uint32(16)),
+    ],
+  ];
+
+  it.each(cases)('%s: MM_GGUF_INVALID', async (_what, edit) => {
+    const dir = mkdtempSync(join(tmpdir(), 'mm-pockettts-hostile-'));
+    try {
+      const p = join(dir, 'mmproj.gguf');
+      writeFileSync(p, editedMmproj(edit));
+      expect(await codeOf(load(p))).toBe(ErrorCode.MM_GGUF_INVALID);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('loads or refuses 120 byte-mutated files with typed errors, and what loads runs', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mm-pockettts-fuzz-'));
+    const good = readFileSync(fx.mmproj);
+    const rng = new Prng(2024);
+    const tally = new Map<string, number>();
+    try {
+      for (let i = 0; i < 120; i++) {
+        const b = new Uint8Array(good);
+        // 1-4 random bytes of the header (keys and the tensor table) set to random values
+        const header = Math.min(b.length, 12000);
+        const n = 1 + (rng.nextU32() % 4);
+        for (let k = 0; k < n; k++) b[rng.nextU32() % header] = rng.nextU32() & 0xff;
+        const p = join(dir, `m${i}.gguf`);
+        writeFileSync(p, b);
+        let outcome: string;
+        try {
+          const g = await load(p);
+          try {
+            const info = g.info();
+            const run = async <T>(f: () => Promise<T>) => {
+              try {
+                await f();
+              } catch (e) {
+                const c = String((e as { code?: unknown }).code);
+                if (c === ErrorCode.MM_INTERNAL || c === 'undefined') throw e;
+              }
+            };
+            if (info.parts.includes('code')) {
+              await run(() =>
+                runNative(() =>
+                  g.genCode(new Float32Array(info.nEmbd), 0, {
+                    topK: 0,
+                    topP: 1,
+                    temp: 0.3,
+                    seed: 1,
+                  }),
+                ),
+              );
+            }
+            if (info.parts.includes('wav')) {
+              await run(() =>
+                runNative(() => g.genWav(new Float32Array(2 * info.latentDim), null)),
+              );
+            }
+            if (info.parts.includes('speaker')) {
+              await run(() => runNative(() => g.encodeSpeaker(new Float32Array(3000))));
+            }
+          } finally {
+            g.dispose();
+          }
+          outcome = 'loaded';
+        } catch (e) {
+          outcome = String((e as { code?: unknown }).code);
+        }
+        tally.set(outcome, (tally.get(outcome) ?? 0) + 1);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    console.log(`pockettts fuzz: ${[...tally].map(([k, v]) => `${k} ${v}`).join(', ')}`);
+    for (const k of tally.keys()) {
+      expect([
+        'loaded',
+        ErrorCode.MM_GGUF_INVALID,
+        ErrorCode.MM_MODEL_LOAD,
+        ErrorCode.MM_MODALITY_UNSUPPORTED,
+        ErrorCode.MM_UNSUPPORTED_FAMILY,
+      ]).toContain(k);
+    }
   });
 });
 
