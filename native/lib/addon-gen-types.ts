@@ -45,6 +45,13 @@ export interface NativePocketTtsInfo extends NativeGenAudioInfo {
   weightsBytes: number;
 }
 
+/** Qwen3-TTS's own facts, beside the common ones. */
+export interface NativeQwen3TtsInfo extends NativeGenAudioInfo {
+  pipeline: 'qwen3tts';
+  /** Bytes of code2wav's streaming state (libmtmd's slot layout). */
+  stateBytes: number;
+}
+
 /** One GEN_CODE step. */
 export interface NativeGenFrame {
   /** Qwen3-TTS: the 16 codes; Pocket TTS: empty. */
@@ -85,4 +92,10 @@ export interface NativeGenLoadOptions {
 
 export interface NativeGenAddon {
   loadPocketTtsGen(path: string, options: NativeGenLoadOptions): NativeOperation<NativeGenAudio>;
+  /**
+   * Qwen3-TTS: genCode takes the talker's hidden state and its codebook-0 code and returns the 16
+   * codes (temp is unused, as in libmtmd); genWav takes Int32Array frames of 16 codes, any number of
+   * them, run as consecutive windows of windowFrames (each one libmtmd GEN_WAV call).
+   */
+  loadQwen3TtsGen(path: string, options: NativeGenLoadOptions): NativeOperation<NativeGenAudio>;
 }

@@ -15,6 +15,7 @@ export type {
   NativeGenFrame,
   NativeGenLoadOptions,
   NativePocketTtsInfo,
+  NativeQwen3TtsInfo,
 } from './addon-gen-types.js';
 export type {
   CpuBackendInfo,
