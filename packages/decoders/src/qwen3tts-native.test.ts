@@ -2,6 +2,7 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCode, MmError } from '@mm/errors';
+import { type GgufTensorInput, type GgufWriteSpec, gv, writeGguf } from '@mm/gguf';
 import {
   loadAddon,
   type NativeAddon,
@@ -20,6 +21,7 @@ import {
   type TinyQwen3TtsPair,
   tinyMmprojFixture,
   tinyPocketTtsFixture,
+  tinyQwen3TtsMmprojSpec,
   tinyQwen3TtsPair,
 } from '@mm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -337,6 +339,67 @@ describe('Qwen3-TTS native generator: bad input and aborts', () => {
     } finally {
       rmSync(truncated, { force: true });
       rmSync(garbage, { force: true });
+    }
+  });
+
+  it('hostile headers are MM_GGUF_INVALID before anything is built', async () => {
+    const base = tinyQwen3TtsMmprojSpec();
+    const edits: [string, (s: GgufWriteSpec) => GgufWriteSpec][] = [];
+    const tensors = (s: GgufWriteSpec) => (s.tensors ?? []) as GgufTensorInput[];
+    const withTensors = (s: GgufWriteSpec, t: GgufTensorInput[]) => ({ ...s, tensors: t });
+    const withKey = (s: GgufWriteSpec, k: string, v: ReturnType<typeof gv.uint32> | null) => {
+      const m = new Map(s.metadata as Map<string, ReturnType<typeof gv.uint32>>);
+      if (v === null) m.delete(k);
+      else m.set(k, v);
+      return { ...s, metadata: m };
+    };
+    const drop = (name: string) => (s: GgufWriteSpec) =>
+      withTensors(
+        s,
+        tensors(s).filter((t) => t.name !== name),
+      );
+    const reshape = (name: string, shape: number[]) => (s: GgufWriteSpec) =>
+      withTensors(
+        s,
+        tensors(s).map((t) => {
+          if (t.name !== name) return t;
+          const n = shape.reduce((a, b) => a * b, 1);
+          return { ...t, shape, data: new Float32Array(n), type: 'F32' as const };
+        }),
+      );
+    edits.push(['missing code head', drop('a.gen.code.head.weight')]);
+    edits.push(['missing code2wav layer 7 q', drop('a.gen.wav.tfm.blk.7.attn_q.weight')]);
+    edits.push(['missing DAC residual', drop('a.gen.wav.dac.blk.3.res.2.conv2.weight')]);
+    edits.push(['missing Res2Net branch', drop('a.blk.2.res2.6.weight')]);
+    edits.push([
+      'odd code predictor head size',
+      reshape('a.gen.code.blk.0.attn_q.weight', [32, 36]),
+    ]);
+    edits.push(['embd table of the wrong width', reshape('a.gen.code.embd.weight', [63, 64, 15])]);
+    edits.push([
+      'overlapping upsample kernel',
+      reshape('a.gen.wav.up.blk.0.conv.weight', [3, 32, 32]),
+    ]);
+    edits.push(['k>1 squeeze conv', reshape('a.blk.1.se_conv1.weight', [3, 32, 8])]);
+    edits.push(['4 speaker blocks', (s) => withKey(s, 'clip.audio.block_count', gv.uint32(4))]);
+    edits.push([
+      'huge predictor depth',
+      (s) => withKey(s, 'clip.gen.audio.block_count', gv.uint32(1e9)),
+    ]);
+    edits.push(['int32 block count', (s) => withKey(s, 'clip.gen.audio.block_count', gv.int32(2))]);
+    edits.push(['no eps', (s) => withKey(s, 'clip.gen.audio.attention.layer_norm_epsilon', null)]);
+    edits.push([
+      'GQA that does not divide',
+      (s) => withKey(s, 'clip.gen.audio.attention.head_count_kv', gv.uint32(3)),
+    ]);
+    for (const [i, [what, edit]] of edits.entries()) {
+      const path = join(tmpdir(), `mm-q3tts-hostile-${process.pid}-${i}.gguf`);
+      try {
+        await writeGguf(path, edit(base));
+        expect(await codeOf(load(path)), what).toBe('MM_GGUF_INVALID');
+      } finally {
+        rmSync(path, { force: true });
+      }
     }
   });
 
