@@ -34,7 +34,9 @@ inline constexpr int32_t                k_hop                 = 4 * 5 * 6;  // s
 inline constexpr int32_t                k_samples_per_frame   = k_hop * k_downsample;  // 1920: 80 ms
 inline constexpr int32_t                k_max_speaker_seconds = 30;    // longer references are truncated
 inline constexpr int32_t                k_window_frames       = 8;     // frames per GEN_WAV call of the helper
-inline constexpr int32_t                k_max_wav_frames      = 1024;  // frames one genWav call takes
+// frames one genWav call takes: the decoder's attention mask is [n_pos + 249, n_pos] at 16 positions
+// per frame, so memory grows with the square (128 frames: 10.24 s, a 19 MB mask)
+inline constexpr int32_t k_max_wav_frames = 128;
 
 // The parts of the file, as bits.
 enum part : unsigned { part_code = 1u, part_wav = 2u, part_speaker = 4u };
