@@ -79,6 +79,11 @@ export interface TinyPocketTtsOptions {
   mimiFf?: number;
   /** Blocks of each Mimi transformer. Default 2. */
   mimiLayers?: number;
+  /**
+   * Bias of the end-of-speech head (libmtmd's threshold is -4): the default -4 fires on some
+   * unit-scale hidden states and not on others; lower values let chunks run to their frame budget.
+   */
+  eosBias?: number;
   /** Whether the pack inserts `<|bos_before_voice|>` before the voice rows. Default true. */
   bosBeforeVoice?: boolean;
   /** `clip.gen.audio.model_variant` (the pack name). Default 'english'. */
@@ -108,6 +113,7 @@ export function resolveTinyPocketTtsOptions(
     mimiHeads: positiveInt('mimiHeads', opts.mimiHeads ?? 2),
     mimiFf: positiveInt('mimiFf', opts.mimiFf ?? 64),
     mimiLayers: positiveInt('mimiLayers', opts.mimiLayers ?? 2),
+    eosBias: opts.eosBias ?? -4,
     bosBeforeVoice: opts.bosBeforeVoice ?? true,
     variant: opts.variant ?? 'english',
     name: opts.name ?? `tiny-pockettts-s${seed}`,
@@ -127,6 +133,9 @@ export function resolveTinyPocketTtsOptions(
   if (r.seanetFilters % 2 !== 0) {
     // the last decoder stage's residual unit halves its width (filters / 2)
     throw new MmInvalidArgumentError('seanetFilters', 'must be even');
+  }
+  if (!Number.isFinite(r.eosBias)) {
+    throw new MmInvalidArgumentError('eosBias', `must be a finite number, got ${r.eosBias}`);
   }
   if (typeof r.variant !== 'string') {
     throw new MmInvalidArgumentError('variant', 'must be a string');
@@ -338,9 +347,9 @@ export function tinyPocketTtsSpecs(options: TinyPocketTtsOptions = {}): TinyPock
   b.add('a.gen.flow.final.ada.weight', 'F32', [M, 2 * M], 0.5 / Math.sqrt(M));
   b.vector('a.gen.flow.final.ada.bias', 2 * M, 0.1);
   b.linear('a.gen.flow.final.proj', 'F32', M, L);
-  // end of speech: scores around libmtmd's threshold (-4) for hidden states of unit scale
+  // end of speech: scores around the bias (libmtmd's threshold is -4) for hidden states of unit scale
   b.add('a.gen.out_eos.weight', 'F32', [E, 1], 2 / Math.sqrt(E));
-  b.vector('a.gen.out_eos.bias', 1, 0.1, -4);
+  b.vector('a.gen.out_eos.bias', 1, 0.1, o.eosBias);
   b.matrix('a.gen.input_linear.weight', 'F32', L, E);
   b.tensors.push({
     name: 'a.gen.emb_mean',
@@ -452,7 +461,7 @@ export function tinyPocketTtsFixtureName(options: TinyPocketTtsOptions = {}): st
   return (
     `pockettts-s${o.seed}-e${o.nEmbd}-h${o.nHead}-l${o.nLayers}-ff${o.nFf}-c${o.nCtx}` +
     `-lat${o.latentDim}-fl${o.flowDim}x${o.flowBlocks}f${o.flowFreqs}-sn${o.seanetFilters}` +
-    `-mi${o.mimiHeads}_${o.mimiFf}_${o.mimiLayers}${o.bosBeforeVoice ? '-bbv' : ''}` +
+    `-mi${o.mimiHeads}_${o.mimiFf}_${o.mimiLayers}-eos${o.eosBias}${o.bosBeforeVoice ? '-bbv' : ''}` +
     `-${fileSafe(o.variant)}-${fileSafe(o.name)}`
   );
 }
