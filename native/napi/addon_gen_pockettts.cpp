@@ -1,6 +1,7 @@
 // AddonGenPocketTts: loadPocketTtsGen, info, genCode, genWav, encodeSpeaker, dispose — Pocket TTS's
 // flow head, Mimi decoder and voice encoder (src/decoders/pockettts). One worker per operation;
 // arguments are checked here, the model logic is in src/.
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -89,13 +90,16 @@ unsigned parts_arg(Napi::Env env, const Napi::Object & o) {
     return bits;
 }
 
-std::vector<float> float32_arg(const Napi::CallbackInfo & info, size_t i, const char * name) {
+// The first `max` values of a Float32Array argument (all of them by default).
+std::vector<float> float32_arg(const Napi::CallbackInfo & info, size_t i, const char * name,
+                               size_t max = static_cast<size_t>(-1)) {
     if (info.Length() <= i || !info[i].IsTypedArray() ||
         info[i].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
         throw_error(info.Env(), error_code::invalid_argument, std::string(name) + " must be a Float32Array");
     }
-    auto a = info[i].As<Napi::Float32Array>();
-    return std::vector<float>(a.Data(), a.Data() + a.ElementLength());
+    auto         a = info[i].As<Napi::Float32Array>();
+    const size_t n = std::min(a.ElementLength(), max);
+    return std::vector<float>(a.Data(), a.Data() + n);
 }
 
 Napi::Float32Array to_f32(Napi::Env env, const std::vector<float> & v) {
@@ -322,7 +326,9 @@ Napi::Value AddonGenPocketTts::gen_wav(const Napi::CallbackInfo & info) {
         throw_error(env, error_code::invalid_argument,
                     "Pocket TTS decodes latent frames (a Float32Array), not codes (an Int32Array)");
     }
-    std::vector<float> feats = float32_arg(info, 0, "frames");
+    // one value past the most a call takes, so that too many frames is still refused (not cut)
+    const size_t       max   = static_cast<size_t>(pt::k_max_wav_frames) * g->hp().latent_dim + 1;
+    std::vector<float> feats = float32_arg(info, 0, "frames", max);
     if (feats.empty()) {
         throw_error(env, error_code::invalid_argument, "frames is empty (no latent frame)");
     }
@@ -341,9 +347,11 @@ Napi::Value AddonGenPocketTts::gen_wav(const Napi::CallbackInfo & info) {
 
 // encodeSpeaker(pcm: Float32Array at 24 kHz) -> op<{ rows, embd }>
 Napi::Value AddonGenPocketTts::encode_speaker(const Napi::CallbackInfo & info) {
-    Napi::Env          env = info.Env();
-    auto               g   = get(env);
-    std::vector<float> pcm = float32_arg(info, 0, "pcm");
+    Napi::Env env = info.Env();
+    auto      g   = get(env);
+    // references are cut to their first 30 s (libmtmd's preprocessor does it too)
+    const size_t       max = static_cast<size_t>(pt::k_max_speaker_seconds) * pt::k_sample_rate;
+    std::vector<float> pcm = float32_arg(info, 0, "pcm", max);
     if (pcm.empty()) {
         throw_error(env, error_code::invalid_argument, "pcm is empty (no samples)");
     }
