@@ -32,8 +32,8 @@ inline constexpr float                  k_eos_threshold       = -4.0f;
 inline constexpr float                  k_default_temp        = 0.7f;       // when the caller's temperature is <= 0
 inline constexpr int32_t                k_hop                 = 4 * 5 * 6;  // samples per encoder frame
 inline constexpr int32_t                k_samples_per_frame   = k_hop * k_downsample;  // 1920: 80 ms
-inline constexpr int32_t                k_max_speaker_seconds = 30;    // longer references are truncated
-inline constexpr int32_t                k_window_frames       = 8;     // frames per GEN_WAV call of the helper
+inline constexpr int32_t                k_max_speaker_seconds = 30;  // longer references are truncated
+inline constexpr int32_t                k_window_frames       = 8;   // frames per GEN_WAV call of the helper
 // frames one genWav call takes: the decoder's attention mask is [n_pos + 249, n_pos] at 16 positions
 // per frame, so memory grows with the square (128 frames: 10.24 s, a 19 MB mask)
 inline constexpr int32_t k_max_wav_frames = 128;
