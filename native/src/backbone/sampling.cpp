@@ -43,6 +43,21 @@ sampler_ptr make_sampler(const model & m, const sampling_params & p) {
         }
         llama_sampler_chain_add(chain.get(), g);
     }
+    // The model's suppress tokens (tokenizer.ggml.suppress_tokens: a talker's codec specials) can
+    // never be sampled, as llama.cpp's common sampler makes them (a -inf logit bias).
+    {
+        int32_t             n_suppress = 0;
+        const llama_token * suppress   = llama_vocab_get_suppress_tokens(m.vocab(), &n_suppress);
+        if (n_suppress > 0) {
+            std::vector<llama_logit_bias> bias;
+            bias.reserve(static_cast<size_t>(n_suppress));
+            for (int32_t i = 0; i < n_suppress; ++i) {
+                bias.push_back({suppress[i], -INFINITY});
+            }
+            llama_sampler_chain_add(chain.get(),
+                                    llama_sampler_init_logit_bias(m.n_vocab(), static_cast<int32_t>(bias.size()), bias.data()));
+        }
+    }
     if (p.repeat_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) {
         llama_sampler_chain_add(chain.get(),
                                 llama_sampler_init_penalties(m.n_vocab(), p.penalty_last_n, p.repeat_penalty,

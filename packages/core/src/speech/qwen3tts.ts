@@ -1,7 +1,7 @@
 import type { Backbone } from '@mm/backbone-gguf';
 import type { DecoderStream, Voice } from '@mm/decoders';
 import { ErrorCode, MmError, MmInvalidArgumentError } from '@mm/errors';
-import type { PcmChunk, SpeakOptions, SpeechParts } from './types.js';
+import type { PcmChunk, SpeakOptions, SpeechParts, TalkerSampling } from './types.js';
 
 /** --tts-lang codes → the language names of Qwen3-TTS's `<|codec_language_*|>` tokens (llama.cpp's table). */
 export const QWEN3TTS_LANGUAGES: Readonly<Record<string, string>> = {
@@ -130,6 +130,7 @@ export async function* speakQwen3Tts(
   text: string,
   voice: Voice | undefined,
   o: SpeakOptions,
+  talker: TalkerSampling,
   talkerSlot: number,
   t0: number,
 ): AsyncGenerator<PcmChunk> {
@@ -162,8 +163,13 @@ export async function* speakQwen3Tts(
   const width = decoder.frameWidth;
   const stream: DecoderStream = decoder.stream();
   const maxFrames = o.maxFrames ?? 512;
-  const seed = o.projectorSampling?.seed ?? o.sampling?.seed;
-  const projSampling = { ...o.projectorSampling, seed };
+  // llama.cpp's helper hands the code predictor the talker's top-k, top-p and seed
+  const projSampling = {
+    topK: talker.topK,
+    topP: talker.topP,
+    ...o.projectorSampling,
+    seed: o.projectorSampling?.seed ?? talker.seed,
+  };
   let codes: number[] = [];
   let frames = 0;
   let hidden = r?.hidden as Float32Array;

@@ -228,10 +228,11 @@ export class SpeechModel {
           );
         }
       }
-      p.context.setSampler(TALKER_SLOT, { ...TALKER_SAMPLING, ...o.sampling });
+      const talker: TalkerSampling = { ...TALKER_SAMPLING, ...o.sampling };
+      p.context.setSampler(TALKER_SLOT, talker);
       try {
         if (this.pipeline === 'qwen3tts') {
-          yield* speakQwen3Tts(p, text, voice, o, TALKER_SLOT, t0);
+          yield* speakQwen3Tts(p, text, voice, o, talker, TALKER_SLOT, t0);
         } else {
           yield* speakPocketTts(p, text, voice, o, t0);
         }

@@ -33,7 +33,10 @@ export interface SpeakOptions {
   language?: string;
   /** The talker's sampling (its codebook-0 token). */
   sampling?: TalkerSampling;
-  /** The output projector's own draws (Qwen3-TTS codebooks 1..15, Pocket TTS's flow noise). Seed defaults to sampling.seed. */
+  /**
+   * The output projector's own draws (Qwen3-TTS codebooks 1..15, Pocket TTS's flow noise). Qwen3-TTS: top-k,
+   * top-p and seed default to the talker's, as llama.cpp's helper passes them; Pocket TTS: the seed.
+   */
   projectorSampling?: GenSampling;
   /** Most frames (default 512, as llama-tts). */
   maxFrames?: number;
