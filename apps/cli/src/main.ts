@@ -16,6 +16,7 @@ import {
   trainProjectorFlags,
   trainProjectorHelp,
 } from './commands/train-projector.js';
+import { runTts, ttsFlags, ttsHelp } from './commands/tts.js';
 import { type CliIo, ExitCode, processIo, UsageError } from './io.js';
 import {
   expandFlagAliases,
@@ -44,6 +45,8 @@ Commands:
                      --audio FILE: the audio encoder + projector vs libmtmd
   info               llama.cpp commit, backends, devices, CPU features
   inspect <file>     describe a GGUF model or mmproj file (header only)
+  tts                speak a text with a speech-generation model (Qwen3-TTS, Pocket TTS) into
+                     a WAV file, as llama-tts (-m talker, --mmproj, -p, -o, --voice)
   train-projector    train an input projector between an mmproj's vision encoder and a
                      llama GGUF on LLaVA-style JSONL data; writes a new mmproj
 
@@ -186,6 +189,13 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
       if (positionals.length !== 1)
         throw new UsageError(`pull takes one <user>/<repo>[:quant]\n\n${pullHelp}`);
       return runPull(io, positionals[0]!, values);
+    }
+    case 'tts': {
+      const { values, positionals } = parse(rest, { help, ...ttsFlags }, true);
+      if (values.help) return showHelp(io, ttsHelp);
+      if (positionals.length > 0)
+        throw new UsageError(`unexpected argument '${positionals[0]}'\n\n${ttsHelp}`);
+      return runTts(io, values);
     }
     case 'train-projector': {
       const { values, positionals } = parse(rest, { help, ...trainProjectorFlags }, true);

@@ -181,6 +181,15 @@ export class ModelComponents implements PromptSource {
       throw new MmInvalidArgumentError('maxAudioSeconds', 'must be a number > 0');
     }
     const progress = options.onProgress;
+    // Which encoders the file holds (an unreadable header: the vision path reports it).
+    const has = options.mmproj === undefined ? undefined : await mmprojModalities(options.mmproj, signal);
+    if (has?.speech && !has.vision) {
+      throw new MmError(
+        ErrorCode.MM_MODALITY_UNSUPPORTED,
+        `${options.mmproj} is a speech-generation mmproj (text → speech): it has no encoder to understand images or audio with. Load it with SpeechModel (@mm/core) or run \`mm tts -m <talker.gguf> --mmproj ${options.mmproj} -p "text" -o out.wav\``,
+        { details: { mmproj: options.mmproj, kind: 'speech-generation' } },
+      );
+    }
     const owned: { dispose(): void }[] = [];
     try {
       const backbone = await Backbone.load(options.model, {
@@ -198,8 +207,6 @@ export class ModelComponents implements PromptSource {
         const mmproj = options.mmproj;
         const gpu = options.gpuLayers !== undefined && options.gpuLayers !== 0;
         progress?.({ component: 'mmproj', progress: 0 });
-        // Which encoders the file holds (an unreadable header: the vision path reports it).
-        const has = await mmprojModalities(mmproj, signal);
         const wantVision = has === undefined || has.vision || !has.audio;
         const wantAudio = has?.audio === true;
         let needFused = false;
@@ -541,12 +548,13 @@ export function fusedLayout(items: readonly FusedItem[]): CachedMedia {
 async function mmprojModalities(
   mmproj: string,
   signal: AbortSignal | undefined,
-): Promise<{ vision: boolean; audio: boolean } | undefined> {
+): Promise<{ vision: boolean; audio: boolean; speech: boolean } | undefined> {
   try {
     const f = await readGguf(mmproj, { signal });
     return {
       vision: getBool(f, 'clip.has_vision_encoder', false) === true,
       audio: getBool(f, 'clip.has_audio_encoder', false) === true,
+      speech: getBool(f, 'clip.has_gen_audio_encoder', false) === true,
     };
   } catch {
     // an unreadable header: the loaders below say what is wrong with the file
