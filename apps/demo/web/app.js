@@ -1,9 +1,19 @@
 // The mm web demo: an image and/or a sound (a file, or recorded from the microphone), one
 // question, the answer streamed from /v1/chat/completions. Sounds go as OpenAI input_audio parts:
 // WAV, MP3 and FLAC files as they are; recordings and other formats the browser decodes are sent
-// as 16 kHz mono 16-bit WAV.
+// as 16 kHz mono 16-bit WAV. When the server has a speech model (/health says so), a Speak button
+// sends the answer (or any text typed in its box) to /v1/audio/speech and plays the 16-bit PCM as
+// it streams in.
 const $ = (id) => document.getElementById(id);
-const state = { dataUrl: null, audio: null, model: null, busy: false, recorder: null };
+const state = {
+  dataUrl: null,
+  audio: null,
+  model: null,
+  busy: false,
+  recorder: null,
+  speech: null,
+  speaking: null,
+};
 const AUDIO_RATE = 16000;
 
 function headers() {
@@ -52,14 +62,14 @@ function base64(bytes) {
   return btoa(s);
 }
 
-/** Mono 16-bit PCM WAV of `samples` (floats in [-1, 1]) at `rate`. */
-function encodeWav(samples, rate) {
-  const out = new DataView(new ArrayBuffer(44 + samples.length * 2));
+/** A DataView over a mono 16-bit PCM WAV of `count` samples at `rate`, header written. */
+function wavView(count, rate) {
+  const out = new DataView(new ArrayBuffer(44 + count * 2));
   const ascii = (at, t) => {
     for (let i = 0; i < t.length; i++) out.setUint8(at + i, t.charCodeAt(i));
   };
   ascii(0, 'RIFF');
-  out.setUint32(4, 36 + samples.length * 2, true);
+  out.setUint32(4, 36 + count * 2, true);
   ascii(8, 'WAVE');
   ascii(12, 'fmt ');
   out.setUint32(16, 16, true);
@@ -70,7 +80,13 @@ function encodeWav(samples, rate) {
   out.setUint16(32, 2, true);
   out.setUint16(34, 16, true);
   ascii(36, 'data');
-  out.setUint32(40, samples.length * 2, true);
+  out.setUint32(40, count * 2, true);
+  return out;
+}
+
+/** Mono 16-bit PCM WAV of `samples` (floats in [-1, 1]) at `rate`. */
+function encodeWav(samples, rate) {
+  const out = wavView(samples.length, rate);
   for (let i = 0; i < samples.length; i++) {
     const v = Math.max(-1, Math.min(1, samples[i]));
     out.setInt16(44 + i * 2, v < 0 ? v * 0x8000 : v * 0x7fff, true);
@@ -268,11 +284,150 @@ async function ask(event) {
     }
     $('timings').textContent = parts.join(' · ');
     $('answer').dataset.done = 'true';
+    if (state.speech && text.trim()) {
+      $('speak-text').value = text.trim();
+      refreshSpeak();
+    }
   } catch (e) {
     showError(e.message);
   } finally {
     state.busy = false;
     refresh();
+  }
+}
+
+/** Shows the Speak controls when the server has a speech model. */
+async function loadSpeech() {
+  try {
+    const res = await fetch('/health');
+    const body = await res.json();
+    state.speech = body.speech ?? null;
+  } catch {
+    state.speech = null;
+  }
+  const s = state.speech;
+  $('speech').hidden = !s;
+  if (!s) return;
+  const select = $('voice');
+  select.replaceChildren();
+  const names = s.voices.length > 0 ? s.voices : ['default'];
+  for (const name of names) {
+    const option = document.createElement('option');
+    option.value = name;
+    option.textContent = name === 'default' ? `${s.model}'s own voice` : name;
+    option.selected = name === (s.default_voice ?? 'default');
+    select.append(option);
+  }
+  refreshSpeak();
+}
+
+function refreshSpeak() {
+  const button = $('speak');
+  button.disabled = !state.speech || (!state.speaking && !$('speak-text').value.trim());
+  button.textContent = state.speaking ? '■ Stop' : 'Speak';
+  button.setAttribute('aria-pressed', state.speaking ? 'true' : 'false');
+}
+
+/**
+ * Sends the text to /v1/audio/speech as 16-bit PCM and plays each piece as it arrives (queued on
+ * one AudioContext clock); at the end the whole sound goes into the player, to replay or save.
+ */
+async function speak() {
+  if (state.speaking) {
+    state.speaking.abort();
+    return;
+  }
+  const text = $('speak-text').value.trim();
+  if (!text || !state.speech) return;
+  const ac = new AbortController();
+  state.speaking = ac;
+  refreshSpeak();
+  showError('');
+  $('speech-timings').textContent = '';
+  const player = $('speech-audio');
+  if (player.src) URL.revokeObjectURL(player.src);
+  player.removeAttribute('src');
+  player.hidden = true;
+  const t0 = performance.now();
+  let first = 0;
+  let ctx = null;
+  const pieces = [];
+  let count = 0;
+  try {
+    const res = await fetch('/v1/audio/speech', {
+      method: 'POST',
+      headers: headers(),
+      signal: ac.signal,
+      body: JSON.stringify({
+        model: state.speech.model,
+        input: text,
+        voice: $('voice').value,
+        response_format: 'pcm',
+      }),
+    });
+    if (!res.ok) {
+      const body = await res.json().catch(() => ({}));
+      throw new Error(body.error?.message ?? `HTTP ${res.status}`);
+    }
+    const rate = Number(res.headers.get('x-sample-rate')) || state.speech.sample_rate;
+    ctx = new AudioContext({ sampleRate: rate });
+    let at = 0;
+    let carry = null; // a byte of a sample split between two reads
+    const reader = res.body.getReader();
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      let bytes = value;
+      if (carry) {
+        bytes = new Uint8Array(value.length + 1);
+        bytes[0] = carry;
+        bytes.set(value, 1);
+        carry = null;
+      }
+      if (bytes.length % 2 === 1) {
+        carry = bytes[bytes.length - 1];
+        bytes = bytes.subarray(0, bytes.length - 1);
+      }
+      if (bytes.length === 0) continue;
+      if (!first) first = performance.now();
+      const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+      const n = bytes.length / 2;
+      const buffer = ctx.createBuffer(1, n, rate);
+      const samples = buffer.getChannelData(0);
+      for (let i = 0; i < n; i++) samples[i] = view.getInt16(i * 2, true) / 32768;
+      const source = ctx.createBufferSource();
+      source.buffer = buffer;
+      source.connect(ctx.destination);
+      at = Math.max(at, ctx.currentTime + 0.05);
+      source.start(at);
+      at += n / rate;
+      pieces.push(bytes.slice());
+      count += n;
+    }
+    const wav = wavView(count, rate);
+    const out = new Uint8Array(wav.buffer);
+    let off = 44;
+    for (const p of pieces) {
+      out.set(p, off);
+      off += p.length;
+    }
+    player.src = URL.createObjectURL(new Blob([out], { type: 'audio/wav' }));
+    player.hidden = false;
+    const seconds = count / rate;
+    const total = performance.now() - t0;
+    $('speech-timings').textContent = [
+      `first audio ${Math.round((first || performance.now()) - t0)} ms`,
+      `total ${Math.round(total)} ms`,
+      `${seconds.toFixed(2)} s of speech at ${rate} Hz`,
+      `${(seconds / (total / 1000)).toFixed(2)}× real time`,
+    ].join(' · ');
+    $('speech').dataset.done = 'true';
+  } catch (e) {
+    if (e.name !== 'AbortError') showError(e.message);
+    ctx?.close();
+  } finally {
+    state.speaking = null;
+    refreshSpeak();
   }
 }
 
@@ -295,5 +450,8 @@ if (!navigator.mediaDevices?.getUserMedia || typeof MediaRecorder === 'undefined
   $('record').disabled = true;
   $('record').title = 'Recording needs a browser with MediaRecorder, on https or localhost';
 }
+$('speak').addEventListener('click', speak);
+$('speak-text').addEventListener('input', refreshSpeak);
 $('answer').dataset.done = 'false';
 loadModel();
+loadSpeech();

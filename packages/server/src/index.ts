@@ -10,3 +10,19 @@ export {
   startServer,
 } from './server.js';
 export { SlotPool } from './slots.js';
+export {
+  type SpeechServeOptions,
+  SpeechService,
+  sendSpeech,
+  streamingWavHeader,
+  toS16le,
+} from './speech.js';
+export {
+  DEFAULT_SPEECH_LIMITS,
+  OPENAI_VOICES,
+  parseSpeechRequest,
+  type SpeechFormat,
+  type SpeechLimits,
+  type SpeechRequest,
+  type VoiceTable,
+} from './speech-shapes.js';

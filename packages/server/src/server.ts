@@ -10,7 +10,7 @@ import {
   MultimodalModel,
 } from '@mm/core';
 import { ErrorCode, MmError, MmInvalidArgumentError } from '@mm/errors';
-import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { BatchedEngine } from './batched-engine.js';
 import { HttpError, toHttpError } from './http-error.js';
 import { DEFAULT_LIMITS, type ServerLimits } from './limits.js';
@@ -23,6 +23,8 @@ import {
 } from './openai-shapes.js';
 import { fetchRemoteMedia } from './remote-image.js';
 import { SlotPool } from './slots.js';
+import { type SpeechServeOptions, SpeechService, sendSpeech } from './speech.js';
+import { parseSpeechRequest } from './speech-shapes.js';
 import { loadStaticFiles, type StaticFile } from './static-files.js';
 
 /** What answers one request at a time: a MultimodalModel (or anything shaped like one). */
@@ -63,6 +65,8 @@ export interface ServeOptions {
   staticDir?: string | false;
   /** Fastify's logger (default off). */
   logger?: boolean;
+  /** A text-to-speech model beside the chat model: `POST /v1/audio/speech`. */
+  speech?: SpeechServeOptions;
 }
 
 export interface MmServer {
@@ -71,6 +75,8 @@ export interface MmServer {
   readonly url: string;
   readonly modelId: string;
   readonly pool: SlotPool<ChatSlot>;
+  /** The speech model, when one is served. */
+  readonly speech: SpeechService | undefined;
   /** Stops accepting requests, waits for those in flight, frees the models. */
   close(): Promise<void>;
 }
@@ -99,6 +105,27 @@ export async function startServer(options: ServeOptions): Promise<MmServer> {
     maxAudioSeconds: options.limits?.maxAudioSeconds ?? DEFAULT_LIMITS.maxAudioSeconds,
     jinja: options.jinja ?? true,
   };
+  const speech =
+    options.speech &&
+    (await SpeechService.load(options.speech, {
+      threads,
+      maxQueue: options.limits?.maxQueue ?? DEFAULT_LIMITS.maxQueue,
+    }));
+  try {
+    return await startChat(options, parallel, threads, components, speech);
+  } catch (e) {
+    speech?.dispose();
+    throw e;
+  }
+}
+
+async function startChat(
+  options: ServeOptions,
+  parallel: number,
+  threads: number,
+  components: Parameters<typeof MultimodalModel.load>[0],
+  speech: SpeechService | undefined,
+): Promise<MmServer> {
   if ((options.engine ?? 'batch') === 'batch') {
     const engine = await BatchedEngine.load({
       ...components,
@@ -107,7 +134,7 @@ export async function startServer(options: ServeOptions): Promise<MmServer> {
       contextSize: options.contextSize,
     });
     try {
-      return await listen(engine.slots(), options, () => engine.stats());
+      return await listen(engine.slots(), options, () => engine.stats(), speech);
     } catch (e) {
       engine.dispose();
       throw e;
@@ -130,18 +157,22 @@ export async function startServer(options: ServeOptions): Promise<MmServer> {
     throw e;
   }
   try {
-    return await listen(slots, options);
+    return await listen(slots, options, undefined, speech);
   } catch (e) {
     for (const s of slots) s.dispose();
     throw e;
   }
 }
 
-/** Serves already-loaded slots (the server owns them from here on and disposes them on close). */
+/**
+ * Serves already-loaded slots and speech model (the server owns them from here on and disposes
+ * them on close).
+ */
 export async function listen(
   slots: readonly ChatSlot[],
   options: ServeOptions,
   batchStats?: () => object,
+  speech?: SpeechService,
 ): Promise<MmServer> {
   const limits: ServerLimits = { ...DEFAULT_LIMITS, ...options.limits };
   const modelId = options.modelId ?? basename(options.model).replace(/\.gguf$/i, '');
@@ -150,6 +181,12 @@ export async function listen(
   const files: Map<string, StaticFile> = staticDir ? loadStaticFiles(staticDir) : new Map();
   const created = Math.floor(Date.now() / 1000);
   const counters = { served: 0, failed: 0, aborted: 0 };
+  if (speech && speech.modelId === modelId) {
+    throw new MmInvalidArgumentError(
+      'speech.modelId',
+      `'${modelId}' is already the chat model's id: give the speech model another`,
+    );
+  }
 
   const app = Fastify({
     logger: options.logger ?? false,
@@ -202,19 +239,28 @@ export async function listen(
     queue: { depth: pool.queued, max: pool.maxQueue },
     requests: { served: counters.served, failed: counters.failed, aborted: counters.aborted },
     ...(batchStats && { batch: batchStats() }),
+    ...(speech && { speech: speech.info() }),
   }));
 
   const modelObject = { id: modelId, object: 'model', created, owned_by: 'mm' };
-  app.get('/v1/models', async () => ({ object: 'list', data: [modelObject] }));
+  const models = [modelObject];
+  if (speech) models.push({ id: speech.modelId, object: 'model', created, owned_by: 'mm' });
+  app.get('/v1/models', async () => ({ object: 'list', data: models }));
   app.get<{ Params: { id: string } }>('/v1/models/:id', async (request) => {
-    if (request.params.id !== modelId) throw unknownModel(request.params.id);
-    return modelObject;
+    const m = models.find((o) => o.id === request.params.id);
+    if (!m) throw unknownModel(request.params.id);
+    return m;
   });
 
-  app.post('/v1/chat/completions', async (request, reply) => {
-    const arrived = performance.now();
-    const req = parseChatRequest(request.body, limits);
-    if (req.model !== modelId) throw unknownModel(req.model);
+  /**
+   * Runs a request's work under one signal, aborted when the client goes away or the request
+   * takes longer than the server allows; counts and maps what it throws.
+   */
+  const guarded = async (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    work: (signal: AbortSignal) => Promise<void>,
+  ): Promise<FastifyReply> => {
     const ac = new AbortController();
     let timedOut = false;
     const timer = setTimeout(() => {
@@ -227,11 +273,36 @@ export async function listen(
     };
     reply.raw.on('close', onClose);
     try {
-      await fetchRemoteMedia(req, limits, ac.signal);
-      const slot = await pool.acquire(ac.signal);
+      await work(ac.signal);
+      counters.served++;
+    } catch (e) {
+      const h = toHttpError(e, timedOut);
+      if (h.status === 500) request.log.error(e);
+      if (h.status === 499) counters.aborted++;
+      if (!reply.sent) throw h;
+      counters.failed++;
+    } finally {
+      clearTimeout(timer);
+      reply.raw.off('close', onClose);
+    }
+    return reply;
+  };
+
+  app.post('/v1/chat/completions', async (request, reply) => {
+    const arrived = performance.now();
+    const req = parseChatRequest(request.body, limits);
+    if (req.model !== modelId) {
+      if (speech && req.model === speech.modelId) {
+        throw wrongKind(req.model, 'a speech model: use POST /v1/audio/speech');
+      }
+      throw unknownModel(req.model);
+    }
+    return guarded(request, reply, async (signal) => {
+      await fetchRemoteMedia(req, limits, signal);
+      const slot = await pool.acquire(signal);
       const queuedMs = performance.now() - arrived;
       try {
-        const options = { ...req.options, signal: ac.signal };
+        const options = { ...req.options, signal };
         if (req.stream) {
           await streamAnswer(slot.stream(req.messages, options), req, reply, modelId, queuedMs);
         } else {
@@ -253,21 +324,32 @@ export async function listen(
             timings: timings(r.stats, queuedMs),
           });
         }
-        counters.served++;
       } finally {
         pool.release(slot);
       }
-    } catch (e) {
-      const h = toHttpError(e, timedOut);
-      if (h.status === 500) request.log.error(e);
-      if (h.status === 499) counters.aborted++;
-      if (!reply.sent) throw h;
-      counters.failed++;
-    } finally {
-      clearTimeout(timer);
-      reply.raw.off('close', onClose);
+    });
+  });
+
+  app.post('/v1/audio/speech', async (request, reply) => {
+    if (!speech) {
+      throw new HttpError(404, 'this server has no speech model (mm serve --tts-model)', {
+        type: 'not_found_error',
+        code: 'no_speech_model',
+      });
     }
-    return reply;
+    const req = parseSpeechRequest(request.body, speech.limits, speech.voices);
+    if (req.model !== speech.modelId) {
+      if (req.model === modelId) throw wrongKind(req.model, 'not a speech model');
+      throw unknownModel(req.model);
+    }
+    return guarded(request, reply, async (signal) => {
+      const model = await speech.pool.acquire(signal);
+      try {
+        await sendSpeech(speech, model, req, reply, signal);
+      } finally {
+        speech.pool.release(model);
+      }
+    });
   });
 
   if (files.size > 0) {
@@ -292,13 +374,22 @@ export async function listen(
     url,
     modelId,
     pool,
+    speech,
     async close() {
       if (closed) return;
       closed = true;
       await app.close();
       for (const s of slots) s.dispose();
+      speech?.dispose();
     },
   };
+}
+
+function wrongKind(id: string, what: string): HttpError {
+  return new HttpError(400, `the model '${id}' is ${what}`, {
+    code: 'model_not_supported',
+    param: 'model',
+  });
 }
 
 function unknownModel(id: string): HttpError {
