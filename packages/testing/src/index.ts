@@ -266,6 +266,7 @@ export {
   tinyShapesPaths,
 } from './paths.js';
 export {
+  benchPocketTtsPair,
   POCKETTTS_DOWNSAMPLE,
   POCKETTTS_SAMPLE_RATE,
   POCKETTTS_SAMPLES_PER_FRAME,
@@ -274,6 +275,7 @@ export {
   POCKETTTS_VARIANTS,
   type PocketTtsSpecialIds,
   pocketTtsVocab,
+  REALISTIC_POCKETTTS,
   type ResolvedTinyPocketTtsOptions,
   resolveTinyPocketTtsOptions,
   type TinyPocketTts,
@@ -317,17 +319,23 @@ export {
   writeTinyQwenVlMmproj,
 } from './qwen2vl.js';
 export {
+  benchQwen3TtsPair,
   QWEN3TTS_CODEBOOKS,
   QWEN3TTS_CODEC_IDS,
   QWEN3TTS_CODEC_VOCAB,
   QWEN3TTS_SAMPLE_RATE,
   QWEN3TTS_SPEAKER_MELS,
   QWEN3TTS_TEXT_SPECIALS,
+  QWEN3TTS_TINY_SPEAKER,
+  QWEN3TTS_TINY_WAV,
   QWEN3TTS_WAV_HEADS,
   QWEN3TTS_WAV_LAYERS,
   QWEN3TTS_WINDOW_FRAMES,
+  type Qwen3TtsSpeakerWidths,
+  type Qwen3TtsWavWidths,
   qwen3ttsCodecTokens,
   qwen3ttsSamplesPerFrame,
+  REALISTIC_QWEN3TTS,
   type ResolvedTinyQwen3TtsOptions,
   resolveTinyQwen3TtsOptions,
   type TinyQwen3TtsOptions,
@@ -392,3 +400,4 @@ export {
   tinyShapesItems,
   writeTinyShapesDataset,
 } from './tiny-shapes-world.js';
+export { type LlamaTtsOptions, type LlamaTtsResult, llamaTts } from './tts-oracle.js';
