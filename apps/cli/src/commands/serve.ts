@@ -1,5 +1,11 @@
 import { spawn } from 'node:child_process';
-import { DEFAULT_LIMITS, type ServerLimits, startServer } from '@mm/server';
+import {
+  DEFAULT_LIMITS,
+  DEFAULT_SPEECH_LIMITS,
+  type ServerLimits,
+  type SpeechServeOptions,
+  startServer,
+} from '@mm/server';
 import { type CliIo, ExitCode, UsageError } from '../io.js';
 
 export const serveHelp = `mm serve — OpenAI-compatible HTTP server (chat completions with images and audio) and the web demo
@@ -24,7 +30,20 @@ Options:
       --allow-remote-images fetch http(s) image URLs (off by default)
       --no-demo             do not serve the web demo at /
 
-Endpoints: POST /v1/chat/completions, GET /v1/models, GET /health, GET / (demo).`;
+Text to speech (POST /v1/audio/speech, beside the chat model):
+      --tts-model <file>    talker GGUF (llama.cpp arch qwen3tts or pockettts)
+      --tts-mmproj <file>   its speech-generation mmproj (needed with --tts-model)
+      --tts-voice <name=file>
+                            a named voice: a reference recording (wav/mp3/flac) encoded at start;
+                            repeat for more. The first (or --tts-default-voice) is what requests
+                            without a voice, 'default' and OpenAI's names (alloy, nova...) get;
+                            with none, those get the model's own voice
+      --tts-default-voice <name>
+      --tts-max-chars <n>   characters of input per request (default ${DEFAULT_SPEECH_LIMITS.maxInputChars})
+      --tts-max-frames <n>  frames per request, 12.5 a second of speech (default ${DEFAULT_SPEECH_LIMITS.maxFrames})
+
+Endpoints: POST /v1/chat/completions, POST /v1/audio/speech (with --tts-model), GET /v1/models,
+GET /health, GET / (demo).`;
 
 export const serveFlags = {
   model: { type: 'string', short: 'm' },
@@ -42,9 +61,15 @@ export const serveFlags = {
   'body-limit': { type: 'string' },
   'allow-remote-images': { type: 'boolean' },
   'no-demo': { type: 'boolean' },
+  'tts-model': { type: 'string' },
+  'tts-mmproj': { type: 'string' },
+  'tts-voice': { type: 'string', multiple: true },
+  'tts-default-voice': { type: 'string' },
+  'tts-max-chars': { type: 'string' },
+  'tts-max-frames': { type: 'string' },
 } as const;
 
-type Values = { [K in keyof typeof serveFlags]?: string | boolean };
+type Values = { [K in keyof typeof serveFlags]?: string | boolean | string[] };
 
 function int(values: Values, name: keyof Values, min: number): number | undefined {
   const v = values[name];
@@ -53,6 +78,48 @@ function int(values: Values, name: keyof Values, min: number): number | undefine
   if (!Number.isInteger(n) || n < min)
     throw new UsageError(`--${name} must be an integer >= ${min}, got '${v}'`);
   return n;
+}
+
+/** The speech model's options from the --tts-* flags, or undefined without --tts-model. */
+function speechOptions(values: Values): SpeechServeOptions | undefined {
+  const model = values['tts-model'];
+  const mmproj = values['tts-mmproj'];
+  if (model === undefined) {
+    for (const f of ['tts-mmproj', 'tts-voice', 'tts-default-voice'] as const) {
+      if (values[f] !== undefined) throw new UsageError(`--${f} needs --tts-model`);
+    }
+    return undefined;
+  }
+  if (typeof model !== 'string' || model === '') throw new UsageError('--tts-model needs a file');
+  if (typeof mmproj !== 'string' || mmproj === '')
+    throw new UsageError('--tts-model needs --tts-mmproj <file>');
+  const voices: Record<string, string> = {};
+  const given = values['tts-voice'];
+  for (const v of Array.isArray(given) ? given : []) {
+    const eq = v.indexOf('=');
+    const name = v.slice(0, eq);
+    if (eq < 1 || eq === v.length - 1 || !/^[A-Za-z0-9_.-]{1,64}$/.test(name))
+      throw new UsageError(
+        `--tts-voice takes <name>=<file> (name: 1-64 of A-Z a-z 0-9 _ . -), got '${v}'`,
+      );
+    if (Object.hasOwn(voices, name)) throw new UsageError(`--tts-voice ${name} is given twice`);
+    voices[name] = v.slice(eq + 1);
+  }
+  const def = values['tts-default-voice'];
+  if (typeof def === 'string' && !Object.hasOwn(voices, def))
+    throw new UsageError(`--tts-default-voice ${def} is not one of the --tts-voice names`);
+  const limits: SpeechServeOptions['limits'] = {};
+  const maxChars = int(values, 'tts-max-chars', 1);
+  if (maxChars !== undefined) limits.maxInputChars = maxChars;
+  const maxFrames = int(values, 'tts-max-frames', 1);
+  if (maxFrames !== undefined) limits.maxFrames = maxFrames;
+  return {
+    model,
+    mmproj,
+    voices,
+    ...(typeof def === 'string' && { defaultVoice: def }),
+    limits,
+  };
 }
 
 /**
@@ -90,7 +157,9 @@ export async function runServe(io: CliIo, values: Values): Promise<number> {
   if (typeof model !== 'string' || model === '') throw new UsageError('-m/--model is required');
   const parallel = int(values, 'parallel', 1) ?? 1;
   if (parallel > 64) throw new UsageError('--parallel must be at most 64');
-  const pool = needsBiggerPool(parallel);
+  const speech = speechOptions(values);
+  // the speech model's generation holds one more worker
+  const pool = needsBiggerPool(parallel + (speech ? 1 : 0));
   if (pool !== undefined) return respawn(pool);
   // In a respawned child, the IPC channel is only there to tell us when the parent dies.
   process.channel?.unref();
@@ -119,9 +188,14 @@ export async function runServe(io: CliIo, values: Values): Promise<number> {
     contextSize: int(values, 'ctx-size', 8),
     limits,
     ...(values['no-demo'] === true && { staticDir: false }),
+    ...(speech && { speech }),
   });
+  const voices = server.speech?.voices.names ?? [];
   io.err(
     `mm serve: ${server.modelId} on ${server.url} (${parallel} slot${parallel === 1 ? '' : 's'})\n` +
+      (server.speech
+        ? `  speech: ${server.speech.modelId} (${server.speech.model.pipeline}, ${server.speech.sampleRate} Hz; voices: ${voices.join(', ') || "the model's own"}) at ${server.url}/v1/audio/speech\n`
+        : '') +
       `  demo: ${server.url}/   API: ${server.url}/v1   health: ${server.url}/health\n`,
   );
   await new Promise<void>((resolve) => {
