@@ -13,6 +13,7 @@ const state = {
   recorder: null,
   speech: null,
   speaking: null,
+  audioContext: null,
 };
 const AUDIO_RATE = 16000;
 
@@ -344,13 +345,22 @@ async function speak() {
   refreshSpeak();
   showError('');
   $('speech-timings').textContent = '';
+  $('speech').dataset.done = 'false';
   const player = $('speech-audio');
   if (player.src) URL.revokeObjectURL(player.src);
   player.removeAttribute('src');
   player.hidden = true;
   const t0 = performance.now();
   let first = 0;
-  let ctx = null;
+  // made here, in the click, so that the browser lets it play
+  state.audioContext ??= new AudioContext();
+  const ctx = state.audioContext;
+  ctx.resume?.();
+  const sources = [];
+  const stop = () => {
+    for (const source of sources) source.stop();
+  };
+  ac.signal.addEventListener('abort', stop);
   const pieces = [];
   let count = 0;
   try {
@@ -370,7 +380,6 @@ async function speak() {
       throw new Error(body.error?.message ?? `HTTP ${res.status}`);
     }
     const rate = Number(res.headers.get('x-sample-rate')) || state.speech.sample_rate;
-    ctx = new AudioContext({ sampleRate: rate });
     let at = 0;
     let carry = null; // a byte of a sample split between two reads
     const reader = res.body.getReader();
@@ -400,6 +409,7 @@ async function speak() {
       source.connect(ctx.destination);
       at = Math.max(at, ctx.currentTime + 0.05);
       source.start(at);
+      sources.push(source);
       at += n / rate;
       pieces.push(bytes.slice());
       count += n;
@@ -424,8 +434,9 @@ async function speak() {
     $('speech').dataset.done = 'true';
   } catch (e) {
     if (e.name !== 'AbortError') showError(e.message);
-    ctx?.close();
+    stop();
   } finally {
+    ac.signal.removeEventListener('abort', stop);
     state.speaking = null;
     refreshSpeak();
   }

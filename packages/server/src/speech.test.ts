@@ -1,12 +1,15 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SpeechModel } from '@mm/core';
 import { encodeWav, synthAudio, tinyPocketTtsFixture, tinyQwen3TtsPair } from '@mm/testing';
+import { chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { answerOf, ask, dataUrl, health, postJson, startTiny } from './helpers.test-util.js';
 import type { MmServer } from './server.js';
 import { streamingWavHeader, toS16le } from './speech.js';
+
+const CHROMIUM = '/usr/bin/chromium';
 
 interface SpeechReply {
   status: number;
@@ -14,6 +17,9 @@ interface SpeechReply {
   bytes: Buffer;
   /** Reads that brought bytes: more than one when the reply was streamed chunk by chunk. */
   reads: number;
+  /** performance.now() when the headers came, and when the last byte did. */
+  headersAt: number;
+  endAt: number;
 }
 
 async function speech(base: string, body: unknown): Promise<SpeechReply> {
@@ -22,6 +28,7 @@ async function speech(base: string, body: unknown): Promise<SpeechReply> {
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify(body),
   });
+  const headersAt = performance.now();
   const parts: Buffer[] = [];
   const reader = (res.body as ReadableStream<Uint8Array>).getReader();
   for (;;) {
@@ -34,6 +41,8 @@ async function speech(base: string, body: unknown): Promise<SpeechReply> {
     headers: res.headers,
     bytes: Buffer.concat(parts),
     reads: parts.length,
+    headersAt,
+    endAt: performance.now(),
   };
 }
 
@@ -304,6 +313,9 @@ describe('POST /v1/audio/speech: Pocket TTS (tiny) beside tiny-shapes', () => {
         r.bytes.equals(toS16le(await expected(texts[i] as string, 'ref', s0 + i), 24000)),
       ).toBe(true);
     }
+    // one at a time: the later reply's first bytes came after the other's last
+    const [a, b] = replies as [SpeechReply, SpeechReply];
+    expect(Math.max(a.headersAt, b.headersAt)).toBeGreaterThan(Math.min(a.endAt, b.endAt));
     const c = await chat;
     expect(c.status).toBe(200);
     expect(c.body.choices[0].message.content.trim()).toBe(answerOf(0, 'What color is the shape?'));
@@ -359,6 +371,65 @@ describe('POST /v1/audio/speech: Pocket TTS (tiny) beside tiny-shapes', () => {
     expect(ok.status).toBe(200);
     expect(ok.bytes.equals(toS16le(await expected('Hi.', 'ref', seed), 24000))).toBe(true);
   });
+
+  it.skipIf(!existsSync(CHROMIUM))(
+    'the demo (headless chromium) shows Speak, sends the answer text and plays the streamed pcm',
+    async () => {
+      const profile = mkdtempSync(join(tmpdir(), 'mm-chromium-'));
+      const browser = await chromium.launchPersistentContext(profile, {
+        executablePath: CHROMIUM,
+        headless: true,
+        args: [
+          '--headless',
+          '--no-sandbox',
+          '--disable-gpu',
+          '--no-first-run',
+          '--disable-background-networking',
+          '--disable-component-update',
+          '--disable-sync',
+          '--autoplay-policy=no-user-gesture-required',
+        ],
+      });
+      try {
+        const page = await browser.newPage();
+        const bodies: string[] = [];
+        page.on('request', (r) => {
+          if (r.url().endsWith('/v1/audio/speech')) bodies.push(r.postData() ?? '');
+        });
+        await page.goto(`${server.url}/`);
+        await expect.poll(() => page.isVisible('#speech')).toBe(true);
+        expect(await page.$$eval('#voice option', (o) => o.map((x) => x.textContent))).toEqual([
+          'ref',
+          'low',
+        ]);
+        const text = 'Spoken by the demo.';
+        await page.fill('#speak-text', text);
+        await page.selectOption('#voice', 'low');
+        await page.click('#speak');
+        await page.waitForSelector('#speech[data-done="true"]', { timeout: 60_000 });
+        expect(await page.isHidden('#error')).toBe(true);
+        expect(JSON.parse(bodies[0] as string)).toEqual({
+          model: 'tiny-pocket',
+          input: text,
+          voice: 'low',
+          response_format: 'pcm',
+        });
+        // the page's WAV of what it played: as long as a direct speakAll of the text (the tiny
+        // model always runs to its frame budget; the demo sends no seed)
+        const bytes = (await page.evaluate(
+          'fetch(document.getElementById("speech-audio").src).then((r) => r.arrayBuffer()).then((b) => b.byteLength)',
+        )) as number;
+        const pcm = await expected(text, 'low', fresh());
+        expect(bytes).toBe(44 + pcm.length * 2);
+        expect(await page.textContent('#speech-timings')).toMatch(
+          /first audio \d+ ms .* s of speech at 24000 Hz/,
+        );
+      } finally {
+        await browser.close();
+        rmSync(profile, { recursive: true, force: true });
+      }
+    },
+  );
 
   it('the web demo has the Speak control', async () => {
     const html = await (await fetch(`${server.url}/`)).text();
