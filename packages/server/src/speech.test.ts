@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SpeechModel } from '@mm/core';
 import { encodeWav, synthAudio, tinyPocketTtsFixture, tinyQwen3TtsPair } from '@mm/testing';
+import OpenAI from 'openai';
 import { chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { answerOf, ask, dataUrl, health, postJson, startTiny } from './helpers.test-util.js';
@@ -168,6 +169,23 @@ describe('POST /v1/audio/speech: Pocket TTS (tiny) beside tiny-shapes', () => {
     expect(r.reads).toBeGreaterThan(1);
     expect(r.bytes.equals(toS16le(pcm, 24000))).toBe(true);
     expect(r.bytes.equals(SpeechModel.toWav(pcm, 24000).subarray(44))).toBe(true);
+  });
+
+  it("the official openai client's audio.speech.create gets the same bytes", async () => {
+    const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    const text = 'Through the client.';
+    const seed = fresh();
+    const res = await client.audio.speech.create({
+      model: 'tiny-pocket',
+      input: text,
+      voice: 'ref',
+      response_format: 'pcm',
+      // @ts-expect-error: the seed extension
+      seed,
+    });
+    expect(res.headers.get('x-sample-rate')).toBe('24000');
+    const bytes = Buffer.from(await res.arrayBuffer());
+    expect(bytes.equals(toS16le(await expected(text, 'ref', seed), 24000))).toBe(true);
   });
 
   it('wav not streamed is byte for byte SpeechModel.toWav (llama-tts bytes), with a Content-Length', async () => {
