@@ -2,6 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MmInvalidArgumentError } from '@mm/errors';
 import { type GgufMetadata, type GgufWriteSpec, gv, writeGguf } from '@mm/gguf';
+import { inBenchDir } from './bench-models.js';
 import { FIXTURE_GENERATOR_VERSION, fixturePath } from './fixtures.js';
 import { Prng } from './prng.js';
 import { TokenType } from './tiny-llama.js';
@@ -504,4 +505,36 @@ export async function tinyPocketTtsFixture(
     ids: pocketTtsVocab(o.bosBeforeVoice).ids,
     options: o,
   };
+}
+
+/**
+ * Pocket TTS's shapes (kyutai's pocket-tts, for benchmarks; random F32 weights): backbone 1024 wide,
+ * 16 heads, FFN 4096 (2 layers: the talker runs in libllama on both sides of a comparison); latents
+ * of 32; the flow head 512 wide with 6 AdaLN blocks and 128 frequencies per time embedder; Mimi
+ * 512 wide (SEANet filters 64), 8 heads, FFN 2048, 2 transformer layers each side.
+ */
+export const REALISTIC_POCKETTTS: TinyPocketTtsOptions = {
+  seed: 7,
+  nEmbd: 1024,
+  nHead: 16,
+  nLayers: 2,
+  nFf: 4096,
+  nCtx: 4096,
+  latentDim: 32,
+  flowDim: 512,
+  flowBlocks: 6,
+  flowFreqs: 128,
+  seanetFilters: 64,
+  mimiHeads: 8,
+  mimiFf: 2048,
+  mimiLayers: 2,
+  eosBias: -40,
+  name: 'bench-pockettts',
+};
+
+/** The Pocket TTS pair at REALISTIC_POCKETTTS's shapes (unless `options` say otherwise), written once into benchDir(). */
+export function benchPocketTtsPair(
+  options: TinyPocketTtsOptions = REALISTIC_POCKETTTS,
+): Promise<TinyPocketTts> {
+  return inBenchDir(() => tinyPocketTtsFixture(options));
 }

@@ -1,5 +1,6 @@
 import { MmInvalidArgumentError } from '@mm/errors';
 import { type GgufMetadata, type GgufWriteSpec, ggufToBuffer, gv, writeGguf } from '@mm/gguf';
+import { inBenchDir } from './bench-models.js';
 import { FIXTURE_GENERATOR_VERSION, fixturePath } from './fixtures.js';
 import { qwen2vlRopeSections } from './qwen2vl.js';
 import { bpeTokenizerKeys } from './text-spec.js';
@@ -95,11 +96,96 @@ export interface TinyQwen3TtsOptions {
   semanticVocab?: number;
   /** Strides of the 4 DAC blocks (kernel = 2 x stride). Default [2, 3, 2, 2]: 96 samples per frame. */
   dacStrides?: readonly [number, number, number, number];
+  /** Code predictor FFN width. Default 2 x predictorEmbd. */
+  predictorFf?: number;
+  /** code2wav widths (benchmarks: the real model's). Default QWEN3TTS_TINY_WAV. */
+  wav?: Qwen3TtsWavWidths;
+  /** Speaker encoder (ECAPA-TDNN) widths. Default QWEN3TTS_TINY_SPEAKER. */
+  speaker?: Qwen3TtsSpeakerWidths;
   /** `clip.gen.audio.model_variant`. Default 'tiny'. */
   variant?: string;
   /** general.name. Default `tiny-qwen3tts-s<seed>`. */
   name?: string;
 }
+
+/** Widths of code2wav (libmtmd fixes only the counts: 8 layers, 16 heads, 2 + 4 blocks). */
+export interface Qwen3TtsWavWidths {
+  /** RVQ codebook width (real: 256). */
+  codeDim: number;
+  /** Quantizer output (real: 512). */
+  latent: number;
+  /** Pre-conv output (real: 1024). */
+  preConv: number;
+  /** Pre-transformer width (real: 512) and head width (real: 64, x 16 heads). */
+  tfm: number;
+  tfmHeadDim: number;
+  /** Pre-transformer FFN width (real: 1024). */
+  tfmFf: number;
+  /** ConvNeXt pointwise width (real: 4 x 1024). */
+  upFf: number;
+  /** DAC entry output, then each of the 4 blocks' outputs (real: 1536, 768, 384, 192, 96). */
+  dac: readonly [number, number, number, number, number];
+}
+
+/** ECAPA-TDNN widths: channels (real 512; the MFA width is 3x), SE, attention, Res2Net scale. */
+export interface Qwen3TtsSpeakerWidths {
+  channels: number;
+  se: number;
+  attn: number;
+  scale: number;
+}
+
+/** The tiny fixture's code2wav widths (the default). */
+export const QWEN3TTS_TINY_WAV: Readonly<Qwen3TtsWavWidths> = {
+  codeDim: 8,
+  latent: 16,
+  preConv: 32,
+  tfm: 16,
+  tfmHeadDim: 4,
+  tfmFf: 32,
+  upFf: 64,
+  dac: [48, 24, 16, 8, 4],
+};
+export const QWEN3TTS_TINY_SPEAKER: Readonly<Qwen3TtsSpeakerWidths> = {
+  channels: 32,
+  se: 8,
+  attn: 16,
+  scale: 8,
+};
+
+/**
+ * Qwen3-TTS-12Hz-0.6B's shapes for the mmproj parts (benchmarks; random F32 weights): code
+ * predictor 1024 wide, 5 layers, 16 heads / 8 KV heads, FFN 3072, 2048-code codebooks; code2wav
+ * with the speech tokenizer's decoder widths and strides 8, 5, 4, 3 (1920 samples per frame, 12.5
+ * frames/s); the ECAPA-TDNN speaker encoder at 512 channels. The talker is 1024 wide with `nLayers`
+ * layers (the talker runs in libllama on both sides of a comparison).
+ */
+export const REALISTIC_QWEN3TTS: TinyQwen3TtsOptions = {
+  seed: 7,
+  nEmbd: 1024,
+  nLayers: 2,
+  predictorEmbd: 1024,
+  predictorLayers: 5,
+  predictorHeads: 16,
+  predictorHeadsKv: 8,
+  predictorFf: 3072,
+  codeVocab: 2048,
+  semanticVocab: 2048,
+  dacStrides: [8, 5, 4, 3],
+  wav: {
+    codeDim: 256,
+    latent: 512,
+    preConv: 1024,
+    tfm: 512,
+    tfmHeadDim: 64,
+    tfmFf: 1024,
+    upFf: 4096,
+    dac: [1536, 768, 384, 192, 96],
+  },
+  speaker: { channels: 512, se: 128, attn: 128, scale: 8 },
+  variant: 'bench',
+  name: 'bench-qwen3tts-0.6b',
+};
 
 export type ResolvedTinyQwen3TtsOptions = Required<TinyQwen3TtsOptions>;
 
@@ -118,6 +204,9 @@ export function resolveTinyQwen3TtsOptions(
     codeVocab: positiveInt('codeVocab', o.codeVocab ?? 64),
     semanticVocab: positiveInt('semanticVocab', o.semanticVocab ?? 2048),
     dacStrides: o.dacStrides ?? [2, 3, 2, 2],
+    predictorFf: positiveInt('predictorFf', o.predictorFf ?? 2 * (o.predictorEmbd ?? 32)),
+    wav: o.wav ?? QWEN3TTS_TINY_WAV,
+    speaker: o.speaker ?? QWEN3TTS_TINY_SPEAKER,
     variant: o.variant ?? 'tiny',
     name: o.name ?? `tiny-qwen3tts-s${seed}`,
   };
@@ -125,6 +214,16 @@ export function resolveTinyQwen3TtsOptions(
     throw new MmInvalidArgumentError('dacStrides', 'libmtmd runs exactly 4 DAC blocks');
   }
   for (const s of r.dacStrides) positiveInt('dacStrides', s);
+  for (const [k, v] of Object.entries(r.wav)) {
+    for (const x of Array.isArray(v) ? v : [v]) positiveInt(`wav.${k}`, x);
+  }
+  if (r.wav.dac.length !== 5) {
+    throw new MmInvalidArgumentError('wav.dac', 'the entry width then 4 block widths');
+  }
+  for (const [k, v] of Object.entries(r.speaker)) positiveInt(`speaker.${k}`, v);
+  if (r.speaker.channels % r.speaker.scale !== 0) {
+    throw new MmInvalidArgumentError('speaker.scale', 'must divide speaker.channels');
+  }
   if (r.nEmbd % 4 !== 0 || (r.nEmbd / 4) % 2 !== 0) {
     throw new MmInvalidArgumentError('nEmbd', 'must be a multiple of 8 (4 heads of even width)');
   }
@@ -234,19 +333,6 @@ export function tinyQwen3TtsTalkerSpec(options: TinyQwen3TtsOptions = {}): GgufW
 
 // ---- gen mmproj -------------------------------------------------------------------------------
 
-/** Widths of the tiny code2wav and speaker encoder (fixed: only the counts libmtmd fixes matter). */
-const WAV = {
-  codeDim: 8, // RVQ codebook width ("256")
-  latent: 16, // quantizer output ("512")
-  preConv: 32, // pre_conv output ("1024")
-  tfm: 16, // pre-transformer width ("512")
-  tfmHeadDim: 4,
-  tfmFf: 32,
-  upFf: 64, // ConvNeXt pointwise width
-  dac: [48, 24, 16, 8, 4] as const, // DAC entry output, then each block's output
-};
-const SPK = { channels: 32, se: 8, attn: 16, scale: 8 };
-
 export function tinyQwen3TtsMmprojSpec(options: TinyQwen3TtsOptions = {}): GgufWriteSpec {
   const o = resolveTinyQwen3TtsOptions(options);
   const E = o.nEmbd;
@@ -254,7 +340,8 @@ export function tinyQwen3TtsMmprojSpec(options: TinyQwen3TtsOptions = {}): GgufW
   const ph = o.predictorHeads;
   const phkv = o.predictorHeadsKv;
   const pdh = P / ph;
-  const pFf = 2 * P;
+  const pFf = o.predictorFf;
+  const SPK = o.speaker;
   const C = SPK.channels;
   const Cs = C / SPK.scale;
   const Cm = 3 * C;
@@ -341,7 +428,7 @@ export function tinyQwen3TtsMmprojSpec(options: TinyQwen3TtsOptions = {}): GgufW
   }
 
   // ---- code2wav
-  const W = WAV;
+  const W = o.wav;
   b.matrix('a.gen.wav.quant.first.in_proj.weight', 'F32', W.latent, W.codeDim);
   b.matrix('a.gen.wav.quant.first.out_proj.weight', 'F32', W.codeDim, W.latent);
   b.add('a.gen.wav.quant.first.codebook.weight', 'F32', [W.codeDim, o.semanticVocab], 1);
@@ -421,10 +508,15 @@ export function tinyQwen3TtsMmprojBuffer(options: TinyQwen3TtsOptions = {}): Uin
 
 function fixtureStem(options: TinyQwen3TtsOptions): string {
   const o = resolveTinyQwen3TtsOptions(options);
+  // the widths appear only when they are not the defaults (the tiny fixtures keep their names)
+  const sizes =
+    (o.predictorFf !== 2 * o.predictorEmbd ? `-pf${o.predictorFf}` : '') +
+    (o.wav !== QWEN3TTS_TINY_WAV ? `-w${Object.values(o.wav).flat().join('_')}` : '') +
+    (o.speaker !== QWEN3TTS_TINY_SPEAKER ? `-sp${Object.values(o.speaker).join('_')}` : '');
   return (
     `s${o.seed}-e${o.nEmbd}-l${o.nLayers}-p${o.predictorEmbd}-pl${o.predictorLayers}` +
     `-ph${o.predictorHeads}_${o.predictorHeadsKv}-v${o.codeVocab}_${o.semanticVocab}` +
-    `-d${o.dacStrides.join('_')}-${fileSafe(o.variant)}-${fileSafe(o.name)}`
+    `-d${o.dacStrides.join('_')}${sizes}-${fileSafe(o.variant)}-${fileSafe(o.name)}`
   );
 }
 
@@ -461,4 +553,11 @@ export async function tinyQwen3TtsPair(
     fixturePath(`qwen3tts-mmproj-${stem}.gguf`, (p) => writeGguf(p, tinyQwen3TtsMmprojSpec(o))),
   ]);
   return { model, mmproj, nEmbd: o.nEmbd, samplesPerFrame: qwen3ttsSamplesPerFrame(o) };
+}
+
+/** The Qwen3-TTS pair at REALISTIC_QWEN3TTS's shapes (unless `options` say otherwise), written once into benchDir(). */
+export function benchQwen3TtsPair(
+  options: TinyQwen3TtsOptions = REALISTIC_QWEN3TTS,
+): Promise<TinyQwen3TtsPair> {
+  return inBenchDir(() => tinyQwen3TtsPair(options));
 }
