@@ -33,6 +33,7 @@ export const oracleTargets = [
   'mm-ref-mtmd-audio-decode',
   'mm-bench-vision',
   'mm-bench-audio',
+  'mm-bench-gen',
   'mm-peak-rss',
 ];
 
