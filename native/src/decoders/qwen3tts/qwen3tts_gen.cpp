@@ -267,15 +267,18 @@ void read_code2wav(const gguf_file & f, qwen3tts_hparams & hp, std::vector<std::
     keep("a.gen.wav.dac.post_snake.beta", tensor_use::vector, {ch});
     keep("a.gen.wav.dac.post_conv.weight", tensor_use::rows, {-1, ch, 1});
     keep("a.gen.wav.dac.post_conv.bias", tensor_use::vector, {1});
-    for (const char * n : {"a.gen.wav.pre_conv.weight", "a.gen.wav.dac.entry.weight", "a.gen.wav.dac.post_conv.weight"}) {
+    for (const char * n :
+         {"a.gen.wav.pre_conv.weight", "a.gen.wav.dac.entry.weight", "a.gen.wav.dac.post_conv.weight"}) {
         check_range(f, n, f.tensor(n)->ne[0], 1, 64);
     }
     for (int il = 0; il < 2; ++il) {
-        check_range(f, "the upsample depthwise kernel", f.tensor(qwen3tts::up_blk(il, "dwconv", "weight"))->ne[0], 1, 64);
+        check_range(f, "the upsample depthwise kernel", f.tensor(qwen3tts::up_blk(il, "dwconv", "weight"))->ne[0], 1,
+                    64);
     }
     for (int il = 0; il < 4; ++il) {
         for (int ir = 0; ir < 3; ++ir) {
-            check_range(f, "the DAC residual kernel", f.tensor(qwen3tts::dac_res(il, ir, "conv1", "weight"))->ne[0], 1, 64);
+            check_range(f, "the DAC residual kernel", f.tensor(qwen3tts::dac_res(il, ir, "conv1", "weight"))->ne[0], 1,
+                        64);
         }
     }
     hp.d_wav_head        = static_cast<int32_t>(q / hp.wav_heads);
@@ -299,8 +302,8 @@ void read_speaker(const gguf_file & f, qwen3tts_hparams & hp, std::vector<std::s
         f.invalid(std::string(qwen3tts::k_a_n_block) + " = " + std::to_string(n_block) +
                   ": the ECAPA-TDNN speaker encoder has 3 SE-Res2Net blocks");
     }
-    int32_t             max_pad = 0;
-    auto                pad_of  = [&](const ggml_tensor * t, int d) {
+    int32_t max_pad = 0;
+    auto    pad_of  = [&](const ggml_tensor * t, int d) {
         max_pad = std::max<int32_t>(max_pad, static_cast<int32_t>(((t->ne[0] - 1) * d) / 2));
     };
     const ggml_tensor * stem = keep("a.conv1d.0.weight", tensor_use::matrix, {-1, n_mel, -1});
@@ -410,11 +413,11 @@ qwen3tts_hparams read_qwen3tts_hparams(const gguf_file & f) {
 // ---- loading -----------------------------------------------------------------------------------
 
 std::shared_ptr<qwen3tts_gen> qwen3tts_gen::load(const std::string & path, const qwen3tts_params & params) {
-    auto                     f = gguf_file::open(path);
-    std::vector<std::string> code, wav, spk;
+    auto                          f = gguf_file::open(path);
+    std::vector<std::string>      code, wav, spk;
     std::shared_ptr<qwen3tts_gen> g(new qwen3tts_gen());
-    g->hp_    = read_all(*f, &code, &wav, &spk);
-    g->slots_ = qwen3tts::state_slots(g->hp_, *f);
+    g->hp_         = read_all(*f, &code, &wav, &spk);
+    g->slots_      = qwen3tts::state_slots(g->hp_, *f);
     bool want_code = params.code, want_wav = params.wav, want_spk = params.speaker;
     if (!params.parts_set) {
         want_code = want_wav = true;
@@ -454,14 +457,14 @@ std::shared_ptr<qwen3tts_gen> qwen3tts_gen::load(const std::string & path, const
     runtime & first = *(g->code_ ? g->code_ : g->wav_ ? g->wav_ : g->spk_)->rt;
     g->weights_     = std::make_unique<weight_set>(*f, names, first.weights_buffer_type(), params.cancel);
     if (want_spk) {
-        const int   n_fft = g->hp_.spk_n_fft;
-        mel_params  mp;
-        mp.n_mel         = g->hp_.spk_mels;
-        mp.n_fft         = n_fft;
-        mp.window_len    = n_fft;
-        mp.hop_len       = g->hp_.spk_hop;
-        mp.sample_rate   = g->hp_.spk_sample_rate;
-        g->mel_filters_  = mel_filterbank(mp);
+        const int  n_fft = g->hp_.spk_n_fft;
+        mel_params mp;
+        mp.n_mel              = g->hp_.spk_mels;
+        mp.n_fft              = n_fft;
+        mp.window_len         = n_fft;
+        mp.hop_len            = g->hp_.spk_hop;
+        mp.sample_rate        = g->hp_.spk_sample_rate;
+        g->mel_filters_       = mel_filterbank(mp);
         constexpr double k_pi = 3.14159265358979323846;
         g->sin_.resize(n_fft);
         g->cos_.resize(n_fft);
@@ -515,7 +518,7 @@ size_t qwen3tts_gen::state_bytes() const {
 
 qwen3tts_frame qwen3tts_gen::gen_code(const float * hidden, size_t n_hidden, int32_t code0, int32_t top_k, float top_p,
                                       float temp, uint32_t seed, const std::atomic<bool> * cancel) {
-    (void) temp;  // libmtmd leaves the temperature to the backbone ("TODO: handle this on graph")
+    (void)temp;  // libmtmd leaves the temperature to the backbone ("TODO: handle this on graph")
     if (!code_) {
         fail(error_code::invalid_argument, "genCode: the code predictor was not loaded (parts)");
     }
@@ -533,8 +536,8 @@ qwen3tts_frame qwen3tts_gen::gen_code(const float * hidden, size_t n_hidden, int
         rng_.seed(seed == UINT32_MAX ? std::random_device{}() : seed);
     }
     if (code0 < 0 || code0 >= hp_.code0_vocab) {
-        fail(error_code::invalid_argument, "genCode: code0 " + std::to_string(code0) + " is outside [0, " +
-                                               std::to_string(hp_.code0_vocab) + ")");
+        fail(error_code::invalid_argument,
+             "genCode: code0 " + std::to_string(code0) + " is outside [0, " + std::to_string(hp_.code0_vocab) + ")");
     }
     std::uniform_real_distribution<float> dist(0.0f, 1.0f);
     std::vector<float>                    rand(hp_.n_acoustic);
@@ -559,7 +562,7 @@ qwen3tts_frame qwen3tts_gen::gen_code(const float * hidden, size_t n_hidden, int
     }
     cached_graph & g = *it->second;
     code_->rt->use(g.holder->gf());
-    const int          n = hp_.n_codes();
+    const int            n = hp_.n_codes();
     std::vector<int32_t> pos(n);
     std::vector<float>   mask(static_cast<size_t>(n) * n);
     for (int p = 0; p < n; ++p) {
@@ -597,8 +600,8 @@ qwen3tts_pcm qwen3tts_gen::gen_wav(const int32_t * codes, size_t n_codes, const 
         fail(error_code::invalid_argument, "genWav: no frames");
     }
     if (n_codes % per_frame != 0) {
-        fail(error_code::invalid_argument, "genWav: " + std::to_string(n_codes) + " codes are not whole frames of " +
-                                               std::to_string(per_frame));
+        fail(error_code::invalid_argument,
+             "genWav: " + std::to_string(n_codes) + " codes are not whole frames of " + std::to_string(per_frame));
     }
     const size_t n_frames = n_codes / per_frame;
     for (size_t fi = 0; fi < n_frames; ++fi) {
@@ -648,7 +651,8 @@ qwen3tts_pcm qwen3tts_gen::gen_wav(const int32_t * codes, size_t n_codes, const 
         }
         wav_->rt->compute(g.holder->gf(), cancel);
         ggml_backend_tensor_get(g.out.at("audio"), audio.data(), 0, audio.size() * sizeof(float));
-        out.pcm.insert(out.pcm.end(), audio.begin(), audio.begin() + static_cast<ptrdiff_t>(nf * hp_.samples_per_frame));
+        out.pcm.insert(out.pcm.end(), audio.begin(),
+                       audio.begin() + static_cast<ptrdiff_t>(nf * hp_.samples_per_frame));
         off = 0;
         for (const auto & so : g.state_out) {
             const size_t nb = ggml_nbytes(so.second);
@@ -704,11 +708,11 @@ void fft_real(const std::vector<float> & sn, const std::vector<float> & cs, floa
     fft_real(sn, cs, odd, half_N, odd_fft);
     const int step = static_cast<int>(sn.size()) / N;
     for (int k = 0; k < half_N; k++) {
-        const int   idx    = k * step;
-        const float re     = cs[idx];
-        const float im     = -1.0f * sn[idx];
-        const float re_odd = odd_fft[2 * k + 0];
-        const float im_odd = odd_fft[2 * k + 1];
+        const int   idx           = k * step;
+        const float re            = cs[idx];
+        const float im            = -1.0f * sn[idx];
+        const float re_odd        = odd_fft[2 * k + 0];
+        const float im_odd        = odd_fft[2 * k + 1];
         out[2 * k + 0]            = even_fft[2 * k + 0] + re * re_odd - im * im_odd;
         out[2 * k + 1]            = even_fft[2 * k + 1] + re * im_odd + im * re_odd;
         out[2 * (k + half_N) + 0] = even_fft[2 * k + 0] - re * re_odd + im * im_odd;
@@ -721,7 +725,7 @@ void fft_real(const std::vector<float> & sn, const std::vector<float> & cs, floa
 // mtmd_audio_preprocessor_qwen3tts_spk::preprocess: [n_mel][n_frames] row-major.
 std::vector<float> qwen3tts_gen::speaker_mel(const float * pcm, size_t n, int64_t & n_frames,
                                              const std::atomic<bool> * cancel) const {
-    const int pad = (hp_.spk_n_fft - hp_.spk_hop) / 2;
+    const int          pad = (hp_.spk_n_fft - hp_.spk_hop) / 2;
     std::vector<float> padded(n + 2 * static_cast<size_t>(pad), 0.0f);
     for (int i = 0; i < pad; i++) {
         padded[i] = pcm[pad - i];
@@ -730,12 +734,12 @@ std::vector<float> qwen3tts_gen::speaker_mel(const float * pcm, size_t n, int64_
     for (int i = 0; i < pad; i++) {
         padded[n + pad + i] = pcm[n - 2 - i];
     }
-    const int     frame = hp_.spk_n_fft;
-    const int     hop   = hp_.spk_hop;
-    const int64_t ns    = static_cast<int64_t>(padded.size());
-    n_frames            = (ns - frame) / hop + 1;
-    const int64_t n_mel = hp_.spk_mels;
-    const int64_t bins  = frame / 2 + 1;
+    const int     frame      = hp_.spk_n_fft;
+    const int     hop        = hp_.spk_hop;
+    const int64_t ns         = static_cast<int64_t>(padded.size());
+    n_frames                 = (ns - frame) / hop + 1;
+    const int64_t      n_mel = hp_.spk_mels;
+    const int64_t      bins  = frame / 2 + 1;
     std::vector<float> out(static_cast<size_t>(n_mel * n_frames));
     std::vector<float> fft_in(static_cast<size_t>(frame) * 2, 0.0f);
     std::vector<float> fft_out(static_cast<size_t>(frame) * 8);
@@ -765,7 +769,7 @@ std::vector<float> qwen3tts_gen::speaker_mel(const float * pcm, size_t n, int64_
             for (; k < bins; k++) {
                 sum += fft_out[k] * flt[k];
             }
-            sum                                         = std::max(sum, static_cast<double>(1e-5f));
+            sum                                        = std::max(sum, static_cast<double>(1e-5f));
             out[static_cast<size_t>(j * n_frames + i)] = static_cast<float>(log(sum));
         }
     }

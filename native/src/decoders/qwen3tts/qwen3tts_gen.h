@@ -57,14 +57,14 @@ struct qwen3tts_hparams {
     int32_t code_vocab    = 0;     // rows of each acoustic codebook / head
     int32_t code0_vocab   = 0;     // rows of out_embd (the talker's codec vocabulary)
     // code2wav (libmtmd hard-codes the counts)
-    int32_t              wav_layers  = 8;
-    int32_t              wav_heads   = 16;
-    int32_t              d_wav_head  = 0;
-    float                wav_eps     = 1e-5f;
-    float                wav_theta   = 1e4f;
-    int32_t              window      = 72;
-    int32_t              sem_vocab   = 0;  // rows of the semantic (codebook 0) codebook
-    int32_t              rest_vocab  = 0;  // rows of the acoustic codebooks
+    int32_t              wav_layers = 8;
+    int32_t              wav_heads  = 16;
+    int32_t              d_wav_head = 0;
+    float                wav_eps    = 1e-5f;
+    float                wav_theta  = 1e4f;
+    int32_t              window     = 72;
+    int32_t              sem_vocab  = 0;  // rows of the semantic (codebook 0) codebook
+    int32_t              rest_vocab = 0;  // rows of the acoustic codebooks
     std::vector<int32_t> dac_strides;
     int32_t              samples_per_frame = 0;
     // speaker encoder
@@ -91,7 +91,7 @@ struct qwen3tts_params {
     bool                      use_gpu   = true;
     bool                      code      = true;
     bool                      wav       = true;
-    bool                      speaker   = true;  // when the file has one
+    bool                      speaker   = true;   // when the file has one
     bool                      parts_set = false;  // false: every part the file has
     const std::atomic<bool> * cancel    = nullptr;
 };
@@ -140,8 +140,8 @@ class qwen3tts_gen {
     std::unique_ptr<qwen3tts::cached_graph> build_code_graph(int32_t top_k, float top_p, bool flash_attn) const;
     std::unique_ptr<qwen3tts::cached_graph> build_wav_graph(bool flash_attn) const;
     std::unique_ptr<qwen3tts::cached_graph> build_spk_graph(int64_t n_frames) const;
-    std::vector<float> speaker_mel(const float * pcm, size_t n, int64_t & n_frames,
-                                   const std::atomic<bool> * cancel) const;
+    std::vector<float>                      speaker_mel(const float * pcm, size_t n, int64_t & n_frames,
+                                                        const std::atomic<bool> * cancel) const;
 
     qwen3tts_hparams                 hp_;
     std::vector<qwen3tts_state_slot> slots_;

@@ -40,9 +40,9 @@ ggml_tensor * attention(ggml_context * ctx, ggml_tensor * o_w, ggml_tensor * q_c
         ggml_flash_attn_ext_set_prec(cur, GGML_PREC_F32);
         cur = ggml_reshape_2d(ctx, cur, cur->ne[0] * cur->ne[1], cur->ne[2] * cur->ne[3]);
     } else {
-        ggml_tensor * v  = ggml_cont(ctx, ggml_permute(ctx, v_cur, 1, 2, 0, 3));
-        ggml_tensor * kq = ggml_mul_mat(ctx, k, q);
-        kq               = ggml_soft_max_ext(ctx, kq, mask, scale, 0.0f);
+        ggml_tensor * v   = ggml_cont(ctx, ggml_permute(ctx, v_cur, 1, 2, 0, 3));
+        ggml_tensor * kq  = ggml_mul_mat(ctx, k, q);
+        kq                = ggml_soft_max_ext(ctx, kq, mask, scale, 0.0f);
         ggml_tensor * kqv = ggml_mul_mat(ctx, v, kq);
         cur               = ggml_permute(ctx, kqv, 0, 2, 1, 3);
         cur               = ggml_cont_2d(ctx, cur, cur->ne[0] * cur->ne[1], cur->ne[2] * cur->ne[3]);
@@ -76,15 +76,16 @@ ggml_tensor * sample(ggml_context * ctx, ggml_tensor * logits, ggml_tensor * ran
         idxf                        = ggml_clamp(ctx, idxf, 0.0f, static_cast<float>(keep->ne[0] - 1));
         ggml_tensor * ones          = ggml_scale_bias(ctx, idxf, 0.0f, 1.0f);
         ggml_tensor * keep_2d       = ggml_reshape_2d(ctx, keep, 1, keep->ne[0]);
-        keep_2d = ggml_set_rows(ctx, keep_2d, ones, ggml_cast(ctx, idxf, GGML_TYPE_I32));
-        keep    = ggml_reshape_1d(ctx, keep_2d, keep->ne[0]);
-        cur     = ggml_add(ctx, sorted_logits, ggml_log(ctx, keep));
+        keep_2d                     = ggml_set_rows(ctx, keep_2d, ones, ggml_cast(ctx, idxf, GGML_TYPE_I32));
+        keep                        = ggml_reshape_1d(ctx, keep_2d, keep->ne[0]);
+        cur                         = ggml_add(ctx, sorted_logits, ggml_log(ctx, keep));
     }
-    ggml_tensor * probs  = ggml_soft_max(ctx, cur);
-    ggml_tensor * cdf    = ggml_cumsum(ctx, probs);
-    ggml_tensor * cross  = ggml_step(ctx, ggml_sub(ctx, cdf, rand));
-    ggml_tensor * idxf   = ggml_sum(ctx, cross);
-    ggml_tensor * idx    = ggml_cast(ctx, ggml_scale_bias(ctx, idxf, -1.0f, static_cast<float>(cross->ne[0])), GGML_TYPE_I32);
+    ggml_tensor * probs = ggml_soft_max(ctx, cur);
+    ggml_tensor * cdf   = ggml_cumsum(ctx, probs);
+    ggml_tensor * cross = ggml_step(ctx, ggml_sub(ctx, cdf, rand));
+    ggml_tensor * idxf  = ggml_sum(ctx, cross);
+    ggml_tensor * idx =
+        ggml_cast(ctx, ggml_scale_bias(ctx, idxf, -1.0f, static_cast<float>(cross->ne[0])), GGML_TYPE_I32);
     if (candidates != nullptr) {
         idx = ggml_get_rows(ctx, ggml_reshape_2d(ctx, candidates, 1, candidates->ne[0]), idx);
     }
@@ -96,12 +97,12 @@ ggml_tensor * sample(ggml_context * ctx, ggml_tensor * logits, ggml_tensor * ran
 // ---- code predictor ---------------------------------------------------------------------------
 
 std::unique_ptr<cached_graph> qwen3tts_gen::build_code_graph(int32_t top_k, float top_p, bool flash_attn) const {
-    auto g    = std::make_unique<cached_graph>();
-    g->holder = std::make_unique<graph_holder>();
-    ggml_context *     ctx = g->holder->ctx();
-    ggml_cgraph *      gf  = g->holder->gf();
-    const weight_set & w   = *weights_;
-    const auto &       hp  = hp_;
+    auto g                     = std::make_unique<cached_graph>();
+    g->holder                  = std::make_unique<graph_holder>();
+    ggml_context *     ctx     = g->holder->ctx();
+    ggml_cgraph *      gf      = g->holder->gf();
+    const weight_set & w       = *weights_;
+    const auto &       hp      = hp_;
     const int          n_codes = hp.n_codes();
     const int64_t      dh      = hp.d_pred_head;
     const int64_t      dkv     = dh * hp.n_pred_headkv;
@@ -142,13 +143,13 @@ std::unique_ptr<cached_graph> qwen3tts_gen::build_code_graph(int32_t top_k, floa
         ggml_tensor * v        = ggml_mul_mat(ctx, w.get(qwen3tts::code_blk(il, "attn_v")), h);
         q                      = ggml_reshape_3d(ctx, q, dh, hp.n_pred_head, 1);
         k                      = ggml_reshape_3d(ctx, k, dh, hp.n_pred_headkv, 1);
-        q = ggml_mul(ctx, ggml_rms_norm(ctx, q, eps), w.get(qwen3tts::code_blk(il, "attn_q_norm")));
-        k = ggml_mul(ctx, ggml_rms_norm(ctx, k, eps), w.get(qwen3tts::code_blk(il, "attn_k_norm")));
+        q                 = ggml_mul(ctx, ggml_rms_norm(ctx, q, eps), w.get(qwen3tts::code_blk(il, "attn_q_norm")));
+        k                 = ggml_mul(ctx, ggml_rms_norm(ctx, k, eps), w.get(qwen3tts::code_blk(il, "attn_k_norm")));
         ggml_tensor * p_t = ggml_view_1d(ctx, pos, 1, static_cast<size_t>(p) * pos->nb[0]);
-        q = ggml_rope_ext(ctx, q, p_t, nullptr, static_cast<int>(dh), GGML_ROPE_TYPE_NEOX, 0, hp.pred_theta, 1.0f,
-                          0.0f, 1.0f, 0.0f, 0.0f);
-        k = ggml_rope_ext(ctx, k, p_t, nullptr, static_cast<int>(dh), GGML_ROPE_TYPE_NEOX, 0, hp.pred_theta, 1.0f,
-                          0.0f, 1.0f, 0.0f, 0.0f);
+        q = ggml_rope_ext(ctx, q, p_t, nullptr, static_cast<int>(dh), GGML_ROPE_TYPE_NEOX, 0, hp.pred_theta, 1.0f, 0.0f,
+                          1.0f, 0.0f, 0.0f);
+        k = ggml_rope_ext(ctx, k, p_t, nullptr, static_cast<int>(dh), GGML_ROPE_TYPE_NEOX, 0, hp.pred_theta, 1.0f, 0.0f,
+                          1.0f, 0.0f, 0.0f);
         ggml_tensor * k_row = ggml_reshape_2d(ctx, k, dkv, 1);
         ggml_tensor * v_row = ggml_reshape_2d(ctx, v, dkv, 1);
         k_rows[il]          = k_rows[il] == nullptr ? k_row : ggml_concat(ctx, k_rows[il], k_row, 1);
@@ -160,18 +161,19 @@ std::unique_ptr<cached_graph> qwen3tts_gen::build_code_graph(int32_t top_k, floa
             k_cache = ggml_pad(ctx, k_cache, 0, n_codes - (p + 1), 0, 0);
             v_cache = ggml_pad(ctx, v_cache, 0, n_codes - (p + 1), 0, 0);
         }
-        ggml_tensor * q_cur  = ggml_reshape_4d(ctx, q, dh, hp.n_pred_head, 1, 1);
-        ggml_tensor * k_cur  = ggml_reshape_4d(ctx, k_cache, dh, hp.n_pred_headkv, n_codes, 1);
-        ggml_tensor * v_cur  = ggml_reshape_4d(ctx, v_cache, dh, hp.n_pred_headkv, n_codes, 1);
-        ggml_tensor * m_row  = ggml_view_2d(ctx, mask, n_codes, 1, mask->nb[1], static_cast<size_t>(p) * mask->nb[1]);
-        m_row                = ggml_reshape_4d(ctx, m_row, n_codes, 1, 1, 1);
-        ggml_tensor * attn   = attention(ctx, w.get(qwen3tts::code_blk(il, "attn_out")), q_cur, k_cur, v_cur, m_row,
-                                         scale, flash_attn);
-        cur                  = ggml_add(ctx, residual, attn);
-        ggml_tensor * h2     = ggml_mul(ctx, ggml_rms_norm(ctx, cur, eps), w.get(qwen3tts::code_blk(il, "ln2")));
-        ggml_tensor * gate   = ggml_mul_mat(ctx, w.get(qwen3tts::code_blk(il, "ffn_gate")), h2);
-        ggml_tensor * up     = ggml_mul_mat(ctx, w.get(qwen3tts::code_blk(il, "ffn_up")), h2);
-        ggml_tensor * down   = ggml_mul_mat(ctx, w.get(qwen3tts::code_blk(il, "ffn_down")), ggml_swiglu_split(ctx, gate, up));
+        ggml_tensor * q_cur = ggml_reshape_4d(ctx, q, dh, hp.n_pred_head, 1, 1);
+        ggml_tensor * k_cur = ggml_reshape_4d(ctx, k_cache, dh, hp.n_pred_headkv, n_codes, 1);
+        ggml_tensor * v_cur = ggml_reshape_4d(ctx, v_cache, dh, hp.n_pred_headkv, n_codes, 1);
+        ggml_tensor * m_row = ggml_view_2d(ctx, mask, n_codes, 1, mask->nb[1], static_cast<size_t>(p) * mask->nb[1]);
+        m_row               = ggml_reshape_4d(ctx, m_row, n_codes, 1, 1, 1);
+        ggml_tensor * attn =
+            attention(ctx, w.get(qwen3tts::code_blk(il, "attn_out")), q_cur, k_cur, v_cur, m_row, scale, flash_attn);
+        cur                = ggml_add(ctx, residual, attn);
+        ggml_tensor * h2   = ggml_mul(ctx, ggml_rms_norm(ctx, cur, eps), w.get(qwen3tts::code_blk(il, "ln2")));
+        ggml_tensor * gate = ggml_mul_mat(ctx, w.get(qwen3tts::code_blk(il, "ffn_gate")), h2);
+        ggml_tensor * up   = ggml_mul_mat(ctx, w.get(qwen3tts::code_blk(il, "ffn_up")), h2);
+        ggml_tensor * down =
+            ggml_mul_mat(ctx, w.get(qwen3tts::code_blk(il, "ffn_down")), ggml_swiglu_split(ctx, gate, up));
         return ggml_add(ctx, cur, down);
     };
     auto table = [&](ggml_tensor * t, int64_t i) {
@@ -250,7 +252,8 @@ struct c2w_builder {
     }
 
     // causal conv1d, stride 1: x [T, IC], w [K, IC, OC] -> [T, OC]
-    ggml_tensor * causal_conv1d(ggml_tensor * x, ggml_tensor * wt, ggml_tensor * b, int dilation, const std::string & name) {
+    ggml_tensor * causal_conv1d(ggml_tensor * x, ggml_tensor * wt, ggml_tensor * b, int dilation,
+                                const std::string & name) {
         const int     pad = static_cast<int>(wt->ne[0] - 1) * dilation;
         ggml_tensor * x_full;
         left_context(x, pad, name, x_full);
@@ -283,7 +286,8 @@ struct c2w_builder {
 
     // causal ConvTranspose1d: x [T, IC], w [K, OC, IC] -> [T * stride, OC]; the (K - stride) tail
     // is added to the next call's head
-    ggml_tensor * conv_transpose(ggml_tensor * x, ggml_tensor * wt, ggml_tensor * b, int stride, const std::string & name) {
+    ggml_tensor * conv_transpose(ggml_tensor * x, ggml_tensor * wt, ggml_tensor * b, int stride,
+                                 const std::string & name) {
         const int     K        = static_cast<int>(wt->ne[0]);
         const int     OC       = static_cast<int>(wt->ne[1]);
         const int     trim     = K - stride;
@@ -298,14 +302,14 @@ struct c2w_builder {
             ggml_tensor * tail = state_in.at(name);
             ggml_tensor * head = ggml_add(ctx, ggml_view_2d(ctx, y, trim, y->ne[1], y->nb[1], 0), tail);
             if (emit_len > trim) {
-                ggml_tensor * middle = ggml_view_2d(ctx, y, emit_len - trim, y->ne[1], y->nb[1],
-                                                    static_cast<size_t>(trim) * y->nb[0]);
-                out                  = ggml_concat(ctx, head, middle, 0);
+                ggml_tensor * middle =
+                    ggml_view_2d(ctx, y, emit_len - trim, y->ne[1], y->nb[1], static_cast<size_t>(trim) * y->nb[0]);
+                out = ggml_concat(ctx, head, middle, 0);
             } else {
                 out = head;
             }
-            ggml_tensor * new_tail =
-                ggml_cont(ctx, ggml_view_2d(ctx, y, trim, y->ne[1], y->nb[1], static_cast<size_t>(emit_len) * y->nb[0]));
+            ggml_tensor * new_tail = ggml_cont(
+                ctx, ggml_view_2d(ctx, y, trim, y->ne[1], y->nb[1], static_cast<size_t>(emit_len) * y->nb[0]));
             state_out.emplace_back(name, new_tail);
         }
         if (b != nullptr) {
@@ -328,10 +332,8 @@ struct c2w_builder {
 
     ggml_tensor * quant_decode(ggml_tensor * codes) {
         const int64_t T     = codes->ne[0];
-        auto          group = [&](int g) {
-            return ggml_view_1d(ctx, codes, T, static_cast<size_t>(g) * codes->nb[1]);
-        };
-        ggml_tensor * sem     = ggml_get_rows(ctx, w.get("a.gen.wav.quant.first.codebook.weight"), group(0));
+        auto          group = [&](int g) { return ggml_view_1d(ctx, codes, T, static_cast<size_t>(g) * codes->nb[1]); };
+        ggml_tensor * sem   = ggml_get_rows(ctx, w.get("a.gen.wav.quant.first.codebook.weight"), group(0));
         ggml_tensor * sem_out = ggml_mul_mat(ctx, w.get("a.gen.wav.quant.first.out_proj.weight"), sem);
         ggml_tensor * rest    = w.get("a.gen.wav.quant.rest.codebook.weight");
         ggml_tensor * acc     = nullptr;
@@ -371,21 +373,23 @@ struct c2w_builder {
         k = ggml_rope_ext(ctx, k, pos, nullptr, static_cast<int>(dh), GGML_ROPE_TYPE_NEOX, 0, hp.wav_theta, 1.0f, 0.0f,
                           1.0f, 0.0f, 0.0f);
         if (il == 0) {
-            state_out.emplace_back("tfm_pos", ggml_scale_bias(ctx, state_in.at("tfm_pos"), 1.0f, static_cast<float>(N)));
+            state_out.emplace_back("tfm_pos",
+                                   ggml_scale_bias(ctx, state_in.at("tfm_pos"), 1.0f, static_cast<float>(N)));
         }
-        ggml_tensor * k_new  = ggml_reshape_2d(ctx, k, dh * H, N);
-        ggml_tensor * v_new  = ggml_reshape_2d(ctx, v, dh * H, N);
-        const std::string kn = "tfm_k_" + std::to_string(il);
-        const std::string vn = "tfm_v_" + std::to_string(il);
-        ggml_tensor * k_full = ggml_concat(ctx, state_in.at(kn), k_new, 1);
-        ggml_tensor * v_full = ggml_concat(ctx, state_in.at(vn), v_new, 1);
+        ggml_tensor *     k_new  = ggml_reshape_2d(ctx, k, dh * H, N);
+        ggml_tensor *     v_new  = ggml_reshape_2d(ctx, v, dh * H, N);
+        const std::string kn     = "tfm_k_" + std::to_string(il);
+        const std::string vn     = "tfm_v_" + std::to_string(il);
+        ggml_tensor *     k_full = ggml_concat(ctx, state_in.at(kn), k_new, 1);
+        ggml_tensor *     v_full = ggml_concat(ctx, state_in.at(vn), v_new, 1);
         state_out.emplace_back(kn, ggml_cont(ctx, ggml_view_2d(ctx, k_full, k_full->ne[0], prefix, k_full->nb[1],
                                                                static_cast<size_t>(N) * k_full->nb[1])));
         state_out.emplace_back(vn, ggml_cont(ctx, ggml_view_2d(ctx, v_full, v_full->ne[0], prefix, v_full->nb[1],
                                                                static_cast<size_t>(N) * v_full->nb[1])));
 
         // banded causal mask, keys before a cold start masked (libmtmd's tfm_layer_forward)
-        ggml_tensor * pos_k = ggml_reshape_2d(ctx, ggml_arange(ctx, 0.0f, static_cast<float>(total_kv), 1.0f), total_kv, 1);
+        ggml_tensor * pos_k =
+            ggml_reshape_2d(ctx, ggml_arange(ctx, 0.0f, static_cast<float>(total_kv), 1.0f), total_kv, 1);
         ggml_tensor * pos_q = ggml_reshape_2d(
             ctx, ggml_arange(ctx, static_cast<float>(prefix), static_cast<float>(prefix + N), 1.0f), 1, N);
         ggml_tensor * grid   = ggml_repeat_4d(ctx, pos_q, total_kv, N, 1, 1);
@@ -393,8 +397,8 @@ struct c2w_builder {
         ggml_tensor * causal = ggml_step(ctx, ggml_scale_bias(ctx, diff, 1.0f, 0.5f));
         ggml_tensor * in_win = ggml_step(ctx, ggml_scale_bias(ctx, diff, -1.0f, static_cast<float>(W) - 0.5f));
         ggml_tensor * keep   = ggml_mul(ctx, causal, in_win);
-        ggml_tensor * warm   = ggml_step(
-            ctx, ggml_scale_bias(ctx, ggml_add(ctx, pos_k, base), 1.0f, 0.5f - static_cast<float>(prefix)));
+        ggml_tensor * warm =
+            ggml_step(ctx, ggml_scale_bias(ctx, ggml_add(ctx, pos_k, base), 1.0f, 0.5f - static_cast<float>(prefix)));
         keep              = ggml_mul(ctx, keep, warm);
         ggml_tensor * msk = ggml_reshape_4d(ctx, ggml_log(ctx, keep), total_kv, N, 1, 1);
 
@@ -410,16 +414,18 @@ struct c2w_builder {
         ggml_tensor * h2        = ggml_mul(ctx, ggml_rms_norm(ctx, cur, eps), w.get(qwen3tts::tfm_blk(il, "ln2")));
         ggml_tensor * gate      = ggml_mul_mat(ctx, w.get(qwen3tts::tfm_blk(il, "ffn_gate")), h2);
         ggml_tensor * up        = ggml_mul_mat(ctx, w.get(qwen3tts::tfm_blk(il, "ffn_up")), h2);
-        ggml_tensor * down = ggml_mul_mat(ctx, w.get(qwen3tts::tfm_blk(il, "ffn_down")), ggml_swiglu_split(ctx, gate, up));
-        down               = ggml_mul(ctx, down, w.get(qwen3tts::tfm_blk(il, "ls2")));
+        ggml_tensor * down =
+            ggml_mul_mat(ctx, w.get(qwen3tts::tfm_blk(il, "ffn_down")), ggml_swiglu_split(ctx, gate, up));
+        down = ggml_mul(ctx, down, w.get(qwen3tts::tfm_blk(il, "ls2")));
         return ggml_add(ctx, residual2, down);
     }
 
     // dwconv -> LayerNorm -> pw1 -> GELU -> pw2 -> gamma, residual; x [T, C]
     ggml_tensor * convnext(ggml_tensor * x, int il) {
         ggml_tensor * residual = x;
-        ggml_tensor * h  = causal_conv1d_dw(x, w.get(qwen3tts::up_blk(il, "dwconv", "weight")),
-                                            w.get(qwen3tts::up_blk(il, "dwconv", "bias")), "up" + std::to_string(il) + "_dwconv");
+        ggml_tensor * h =
+            causal_conv1d_dw(x, w.get(qwen3tts::up_blk(il, "dwconv", "weight")),
+                             w.get(qwen3tts::up_blk(il, "dwconv", "bias")), "up" + std::to_string(il) + "_dwconv");
         ggml_tensor * hc = ggml_cont(ctx, ggml_transpose(ctx, h));
         hc               = ggml_norm(ctx, hc, 1e-6f);
         hc               = ggml_mul(ctx, hc, w.get(qwen3tts::up_blk(il, "norm", "weight")));
@@ -450,8 +456,8 @@ struct c2w_builder {
 
         x = ggml_cont(ctx, ggml_transpose(ctx, cur));
         for (int il = 0; il < 2; ++il) {
-            x = conv_transpose(x, w.get(qwen3tts::up_blk(il, "conv", "weight")), w.get(qwen3tts::up_blk(il, "conv", "bias")),
-                               2, "");
+            x = conv_transpose(x, w.get(qwen3tts::up_blk(il, "conv", "weight")),
+                               w.get(qwen3tts::up_blk(il, "conv", "bias")), 2, "");
             x = convnext(x, il);
         }
         x = causal_conv1d(x, w.get("a.gen.wav.dac.entry.weight"), w.get("a.gen.wav.dac.entry.bias"), 1, "dac_entry");
@@ -463,15 +469,16 @@ struct c2w_builder {
                                w.get(qwen3tts::dac_blk(il, "conv", "bias")), stride, blk + "_tail");
             for (int ir = 0; ir < 3; ++ir) {
                 ggml_tensor * residual = x;
-                ggml_tensor * h =
-                    snake(x, w.get(qwen3tts::dac_res(il, ir, "act1", "alpha")), w.get(qwen3tts::dac_res(il, ir, "act1", "beta")));
-                h = causal_conv1d(h, w.get(qwen3tts::dac_res(il, ir, "conv1", "weight")),
-                                  w.get(qwen3tts::dac_res(il, ir, "conv1", "bias")), qwen3tts::k_dac_dilations[ir],
-                                  blk + "_res" + std::to_string(ir));
-                h = snake(h, w.get(qwen3tts::dac_res(il, ir, "act2", "alpha")), w.get(qwen3tts::dac_res(il, ir, "act2", "beta")));
-                h = causal_conv1d(h, w.get(qwen3tts::dac_res(il, ir, "conv2", "weight")),
-                                  w.get(qwen3tts::dac_res(il, ir, "conv2", "bias")), 1, "");
-                x = ggml_add(ctx, residual, h);
+                ggml_tensor * h        = snake(x, w.get(qwen3tts::dac_res(il, ir, "act1", "alpha")),
+                                               w.get(qwen3tts::dac_res(il, ir, "act1", "beta")));
+                h                      = causal_conv1d(h, w.get(qwen3tts::dac_res(il, ir, "conv1", "weight")),
+                                                       w.get(qwen3tts::dac_res(il, ir, "conv1", "bias")), qwen3tts::k_dac_dilations[ir],
+                                                       blk + "_res" + std::to_string(ir));
+                h                      = snake(h, w.get(qwen3tts::dac_res(il, ir, "act2", "alpha")),
+                                               w.get(qwen3tts::dac_res(il, ir, "act2", "beta")));
+                h                      = causal_conv1d(h, w.get(qwen3tts::dac_res(il, ir, "conv2", "weight")),
+                                                       w.get(qwen3tts::dac_res(il, ir, "conv2", "bias")), 1, "");
+                x                      = ggml_add(ctx, residual, h);
             }
         }
         x = snake(x, w.get("a.gen.wav.dac.post_snake.alpha"), w.get("a.gen.wav.dac.post_snake.beta"));
@@ -485,8 +492,8 @@ struct c2w_builder {
 }  // namespace
 
 std::unique_ptr<cached_graph> qwen3tts_gen::build_wav_graph(bool flash_attn) const {
-    auto g    = std::make_unique<cached_graph>();
-    g->holder = std::make_unique<graph_holder>();
+    auto g             = std::make_unique<cached_graph>();
+    g->holder          = std::make_unique<graph_holder>();
     ggml_context * ctx = g->holder->ctx();
     c2w_builder    b{ctx, g->holder->gf(), *weights_, hp_, {}, {}};
     ggml_tensor *  codes = input(*g, ggml_new_tensor_2d(ctx, GGML_TYPE_I32, hp_.window, hp_.n_codes()), "inp_codes");
@@ -572,9 +579,9 @@ struct spk_builder {
                 outs.push_back(c);
                 continue;
             }
-            ggml_tensor * in = i >= 2 ? ggml_add(ctx, c, prev) : c;
+            ggml_tensor *     in   = i >= 2 ? ggml_add(ctx, c, prev) : c;
             const std::string name = "a.blk." + std::to_string(bid) + ".res2." + std::to_string(i - 1);
-            ggml_tensor * y  = ggml_relu(ctx, conv(in, name, dilation));
+            ggml_tensor *     y    = ggml_relu(ctx, conv(in, name, dilation));
             outs.push_back(y);
             prev = y;
         }
@@ -609,15 +616,17 @@ struct spk_builder {
         ggml_tensor * c        = ggml_concat(ctx, ggml_concat(ctx, x, mean_rep, 0), sd_rep, 0);
         ggml_tensor * a        = ggml_tanh(ctx, ggml_relu(ctx, conv(c, "a.asp_tdnn", 1)));
         a                      = conv(a, "a.asp_attn", 1);
-        ggml_tensor * wts      = ggml_cont(ctx, ggml_transpose(ctx, ggml_soft_max(ctx, ggml_cont(ctx, ggml_transpose(ctx, a)))));
-        ggml_tensor * w_mean   = ggml_mean(ctx, ggml_cont(ctx, ggml_transpose(ctx, ggml_mul(ctx, wts, x))));
-        w_mean                 = ggml_scale(ctx, w_mean, static_cast<float>(T));
-        w_mean                 = ggml_cont(ctx, ggml_transpose(ctx, w_mean));
-        ggml_tensor * dev      = ggml_sub(ctx, x, ggml_repeat(ctx, w_mean, x));
-        ggml_tensor * w_var    = ggml_mean(ctx, ggml_cont(ctx, ggml_transpose(ctx, ggml_mul(ctx, wts, ggml_sqr(ctx, dev)))));
-        w_var                  = ggml_scale(ctx, w_var, static_cast<float>(T));
-        w_var                  = ggml_cont(ctx, ggml_transpose(ctx, w_var));
-        w_var                  = ggml_scale_bias(ctx, w_var, 1.0f, 1e-12f);
+        ggml_tensor * wts =
+            ggml_cont(ctx, ggml_transpose(ctx, ggml_soft_max(ctx, ggml_cont(ctx, ggml_transpose(ctx, a)))));
+        ggml_tensor * w_mean = ggml_mean(ctx, ggml_cont(ctx, ggml_transpose(ctx, ggml_mul(ctx, wts, x))));
+        w_mean               = ggml_scale(ctx, w_mean, static_cast<float>(T));
+        w_mean               = ggml_cont(ctx, ggml_transpose(ctx, w_mean));
+        ggml_tensor * dev    = ggml_sub(ctx, x, ggml_repeat(ctx, w_mean, x));
+        ggml_tensor * w_var =
+            ggml_mean(ctx, ggml_cont(ctx, ggml_transpose(ctx, ggml_mul(ctx, wts, ggml_sqr(ctx, dev)))));
+        w_var = ggml_scale(ctx, w_var, static_cast<float>(T));
+        w_var = ggml_cont(ctx, ggml_transpose(ctx, w_var));
+        w_var = ggml_scale_bias(ctx, w_var, 1.0f, 1e-12f);
         return ggml_concat(ctx, w_mean, ggml_sqrt(ctx, w_var), 0);
     }
 };
@@ -625,14 +634,14 @@ struct spk_builder {
 }  // namespace
 
 std::unique_ptr<cached_graph> qwen3tts_gen::build_spk_graph(int64_t n_frames) const {
-    auto g    = std::make_unique<cached_graph>();
-    g->holder = std::make_unique<graph_holder>();
+    auto g             = std::make_unique<cached_graph>();
+    g->holder          = std::make_unique<graph_holder>();
     ggml_context * ctx = g->holder->ctx();
     spk_builder    b{ctx, *weights_};
     ggml_tensor *  inp = input(*g, ggml_new_tensor_3d(ctx, GGML_TYPE_F32, n_frames, hp_.spk_mels, 1), "inp_raw");
     ggml_tensor *  mel = ggml_reshape_2d(ctx, inp, inp->ne[0], inp->ne[1]);
     mel                = ggml_cont(ctx, ggml_transpose(ctx, mel));
-    ggml_tensor * cur  = ggml_relu(ctx, b.conv(mel, "a.conv1d.0", 1));
+    ggml_tensor *              cur = ggml_relu(ctx, b.conv(mel, "a.conv1d.0", 1));
     std::vector<ggml_tensor *> outs;
     for (int il = 0; il < 3; ++il) {
         cur = b.block(cur, il + 1, qwen3tts::k_spk_dilations[il]);

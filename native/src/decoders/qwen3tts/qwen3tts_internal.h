@@ -32,7 +32,7 @@ inline constexpr const char * k_a_num_mel     = "clip.audio.num_mel_bins";
 inline constexpr const char * k_gen_type = "qwen3tts_gen";
 inline constexpr const char * k_spk_type = "qwen3tts_spkenc";
 
-inline constexpr int k_res2net_scale  = 8;
+inline constexpr int k_res2net_scale    = 8;
 inline constexpr int k_spk_dilations[3] = {2, 3, 4};
 inline constexpr int k_dac_dilations[3] = {1, 3, 9};
 
@@ -76,9 +76,9 @@ std::vector<qwen3tts_state_slot> state_slots(const qwen3tts_hparams & hp, const 
 
 // One graph kept with its named inputs and outputs.
 struct cached_graph {
-    std::unique_ptr<graph_holder>         holder;
-    std::map<std::string, ggml_tensor *>  in;
-    std::map<std::string, ggml_tensor *>  out;
+    std::unique_ptr<graph_holder>                      holder;
+    std::map<std::string, ggml_tensor *>               in;
+    std::map<std::string, ggml_tensor *>               out;
     std::vector<std::pair<std::string, ggml_tensor *>> state_out;  // code2wav, in slot order
 };
 
@@ -87,9 +87,9 @@ struct cached_graph {
 namespace mm {
 
 struct qwen3tts_gen::stage {
-    std::unique_ptr<runtime>                                            rt;
-    bool                                                                flash_attn = true;
-    std::map<std::string, std::unique_ptr<qwen3tts::cached_graph>>      graphs;
+    std::unique_ptr<runtime>                                       rt;
+    bool                                                           flash_attn = true;
+    std::map<std::string, std::unique_ptr<qwen3tts::cached_graph>> graphs;
 
     // Drops every cached graph (when the cache is full).
     void clear() {
