@@ -6,9 +6,9 @@ import { encodeWav, synthAudio, tinyPocketTtsFixture, tinyQwen3TtsPair } from '@
 import OpenAI from 'openai';
 import { chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { answerOf, ask, dataUrl, health, postJson, startTiny } from './helpers.test-util.js';
+import { answerOf, ask, dataUrl, health, postJson, startTiny, tiny } from './helpers.test-util.js';
 import type { MmServer } from './server.js';
-import { streamingWavHeader, toS16le } from './speech.js';
+import { type SpeechServeOptions, streamingWavHeader, toS16le } from './speech.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 
@@ -102,7 +102,9 @@ describe('POST /v1/audio/speech: Pocket TTS (tiny) beside tiny-shapes', () => {
         { sampleRate: 16000 },
       ),
     );
+    // one thread: on a busy 2-core machine a second ggml thread mostly waits at a barrier
     server = await startTiny({
+      threads: 1,
       speech: {
         model: tts.model,
         mmproj: tts.mmproj,
@@ -465,7 +467,9 @@ describe('POST /v1/audio/speech: Qwen3-TTS (tiny), no voices configured', () => 
 
   beforeAll(async () => {
     const pair = await tinyQwen3TtsPair();
+    // one thread: on a busy 2-core machine a second ggml thread mostly waits at a barrier
     server = await startTiny({
+      threads: 1,
       speech: {
         model: pair.model,
         mmproj: pair.mmproj,
@@ -537,10 +541,39 @@ describe('POST /v1/audio/speech: Qwen3-TTS (tiny), no voices configured', () => 
   });
 });
 
+describe('a speech model that cannot be served stops the start with a typed error', () => {
+  it('a vision mmproj, a chat model as talker, bad voice names and files', async () => {
+    const tts = await tinyPocketTtsFixture({ eosBias: -100 });
+    const cases: [Partial<SpeechServeOptions>, string][] = [
+      [{ mmproj: tiny.mmproj }, 'MM_MODALITY_UNSUPPORTED'],
+      [{ model: tiny.llm }, 'MM_MODEL_MISMATCH'],
+      [{ voices: { 'a b': tiny.llm } }, 'MM_INVALID_ARGUMENT'],
+      [{ voices: { a: '/nonexistent/ref.wav' } }, 'MM_FILE_NOT_FOUND'],
+      [{ voices: { a: tiny.llm } }, 'MM_AUDIO_DECODE'],
+      [{ defaultVoice: 'nobody' }, 'MM_INVALID_ARGUMENT'],
+      [{ limits: { maxFrames: 0 } }, 'MM_INVALID_ARGUMENT'],
+      [{ modelId: 'tiny-shapes-llm' }, 'MM_INVALID_ARGUMENT'],
+    ];
+    for (const [edit, code] of cases) {
+      const err = await startTiny({
+        threads: 1,
+        speech: { model: tts.model, mmproj: tts.mmproj, threads: 1, ...edit },
+      }).then(
+        async (s) => {
+          await s.close();
+          return undefined;
+        },
+        (e: unknown) => e as { code?: string },
+      );
+      expect({ edit, code: err?.code }).toEqual({ edit, code });
+    }
+  });
+});
+
 describe('POST /v1/audio/speech without a speech model', () => {
   let server: MmServer;
   beforeAll(async () => {
-    server = await startTiny();
+    server = await startTiny({ threads: 1 });
   });
   afterAll(async () => {
     await server?.close();

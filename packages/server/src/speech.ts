@@ -71,7 +71,10 @@ export class SpeechService {
     options: SpeechServeOptions,
     defaults: { threads: number; maxQueue: number },
   ): Promise<SpeechService> {
-    const limits = { ...DEFAULT_SPEECH_LIMITS, ...options.limits };
+    const limits: SpeechLimits = { ...DEFAULT_SPEECH_LIMITS };
+    for (const [key, v] of Object.entries(options.limits ?? {})) {
+      if (v !== undefined && Object.hasOwn(limits, key)) limits[key as keyof SpeechLimits] = v;
+    }
     for (const [key, v] of Object.entries(limits)) {
       if (!Number.isInteger(v) || v < 1)
         throw new MmInvalidArgumentError(`speech.limits.${key}`, 'must be an integer >= 1');
