@@ -541,6 +541,39 @@ describe('POST /v1/audio/speech: Qwen3-TTS (tiny), no voices configured', () => 
   });
 });
 
+describe('POST /v1/audio/speech with a full queue', () => {
+  it('a request beyond the line is 429 queue_full; the one running is answered', async () => {
+    const tts = await tinyPocketTtsFixture({ eosBias: -100 });
+    const dir = mkdtempSync(join(tmpdir(), 'mm-speech-'));
+    const ref = join(dir, 'ref.wav');
+    writeFileSync(
+      ref,
+      encodeWav(synthAudio(1, 24000, [{ kind: 'tone', hz: 220, amplitude: 0.3 }]), {
+        sampleRate: 24000,
+      }),
+    );
+    const server = await startTiny({
+      threads: 1,
+      limits: { maxQueue: 0 },
+      speech: { model: tts.model, mmproj: tts.mmproj, modelId: 'p', voices: { ref }, threads: 1 },
+    });
+    try {
+      const body = { model: 'p', input: 'Only one at a time, please.', response_format: 'pcm' };
+      const [a, b] = await Promise.all([speech(server.url, body), speech(server.url, body)]);
+      const statuses = [a.status, b.status].sort();
+      expect(statuses).toEqual([200, 429]);
+      const full = a.status === 429 ? a : b;
+      expect(JSON.parse(full.bytes.toString()).error.code).toBe('queue_full');
+      expect((a.status === 200 ? a : b).bytes.length).toBeGreaterThan(0);
+      const again = await speech(server.url, body);
+      expect(again.status).toBe(200);
+    } finally {
+      await server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('a speech model that cannot be served stops the start with a typed error', () => {
   it('a vision mmproj, a chat model as talker, bad voice names and files', async () => {
     const tts = await tinyPocketTtsFixture({ eosBias: -100 });
