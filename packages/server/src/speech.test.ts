@@ -441,6 +441,23 @@ describe('POST /v1/audio/speech: Pocket TTS (tiny) beside tiny-shapes', () => {
         )) as number;
         const pcm = await expected(text, 'low', fresh());
         expect(bytes).toBe(44 + pcm.length * 2);
+        // a streamed wav (sizes 0xFFFFFFFF) plays in the browser for its whole length
+        const played = (await page.evaluate(`(async () => {
+          const res = await fetch('/v1/audio/speech', {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ model: 'tiny-pocket', input: ${JSON.stringify(text)}, voice: 'low' }),
+          });
+          const blob = await res.blob();
+          const a = new Audio(URL.createObjectURL(blob));
+          await new Promise((ok, bad) => {
+            a.onloadedmetadata = ok;
+            a.onerror = () => bad(new Error('cannot play: ' + a.error?.code));
+          });
+          return { size: blob.size, duration: a.duration };
+        })()`)) as { size: number; duration: number };
+        expect(played.size).toBe(44 + pcm.length * 2);
+        expect(played.duration).toBeCloseTo(pcm.length / 24000, 3);
         expect(await page.textContent('#speech-timings')).toMatch(
           /first audio \d+ ms .* s of speech at 24000 Hz/,
         );
