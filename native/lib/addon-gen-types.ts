@@ -80,6 +80,8 @@ export interface NativeGenAudio {
   ): NativeOperation<{ pcm: Float32Array; state: Uint8Array }>;
   /** Mono PCM at info().speakerSampleRate → rows [rows][nEmbd]. */
   encodeSpeaker(pcm: Float32Array): NativeOperation<{ rows: number; embd: Float32Array }>;
+  /** The next genCode reseeds with its seed even when it equals the last one. */
+  forgetSeed(): void;
   dispose(): void;
 }
 

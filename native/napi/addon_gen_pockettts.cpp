@@ -30,6 +30,7 @@ class AddonGenPocketTts : public Napi::ObjectWrap<AddonGenPocketTts> {
     Napi::Value gen_code(const Napi::CallbackInfo & info);
     Napi::Value gen_wav(const Napi::CallbackInfo & info);
     Napi::Value encode_speaker(const Napi::CallbackInfo & info);
+    Napi::Value forget_seed(const Napi::CallbackInfo & info);
     Napi::Value dispose(const Napi::CallbackInfo & info);
 
     std::shared_ptr<pt::generator> gen_;
@@ -238,6 +239,7 @@ Napi::Function AddonGenPocketTts::define(Napi::Env env) {
                                        InstanceMethod("genCode", &G::guarded<&G::gen_code>),
                                        InstanceMethod("genWav", &G::guarded<&G::gen_wav>),
                                        InstanceMethod("encodeSpeaker", &G::guarded<&G::encode_speaker>),
+                                       InstanceMethod("forgetSeed", &G::guarded<&G::forget_seed>),
                                        InstanceMethod("dispose", &G::guarded<&G::dispose>),
                                    });
     ctor(env)        = Napi::Persistent(f);
@@ -356,6 +358,12 @@ Napi::Value AddonGenPocketTts::encode_speaker(const Napi::CallbackInfo & info) {
         throw_error(env, error_code::invalid_argument, "pcm is empty (no samples)");
     }
     return promise_worker::start(env, new speaker_worker(env, std::move(g), std::move(pcm)));
+}
+
+// forgetSeed(): the next genCode reseeds with its seed (see gen_code's reseed rule)
+Napi::Value AddonGenPocketTts::forget_seed(const Napi::CallbackInfo & info) {
+    get(info.Env())->forget_seed();
+    return info.Env().Undefined();
 }
 
 Napi::Value AddonGenPocketTts::dispose(const Napi::CallbackInfo & info) {

@@ -35,6 +35,7 @@ class AddonQwen3TtsGen : public Napi::ObjectWrap<AddonQwen3TtsGen> {
     Napi::Value gen_code(const Napi::CallbackInfo & info);
     Napi::Value gen_wav(const Napi::CallbackInfo & info);
     Napi::Value encode_speaker(const Napi::CallbackInfo & info);
+    Napi::Value forget_seed(const Napi::CallbackInfo & info);
     Napi::Value dispose(const Napi::CallbackInfo & info);
 
     std::shared_ptr<qwen3tts_gen> gen_;
@@ -211,10 +212,10 @@ class speaker_worker : public promise_worker {
 Napi::Value load_qwen3tts_gen_js(const Napi::CallbackInfo & info) {
     Napi::Env       env  = info.Env();
     std::string     path = require_string(info, 0, "path");
-    Napi::Object    o    = info.Length() > 1 && info[1].IsObject() ? info[1].As<Napi::Object>() : Napi::Object::New(env);
+    Napi::Object    o = info.Length() > 1 && info[1].IsObject() ? info[1].As<Napi::Object>() : Napi::Object::New(env);
     qwen3tts_params p;
-    p.n_threads = threads_arg(env, o);
-    p.use_gpu   = optional_bool(o, "gpu", true);
+    p.n_threads       = threads_arg(env, o);
+    p.use_gpu         = optional_bool(o, "gpu", true);
     Napi::Value parts = o.Get("parts");
     if (!parts.IsUndefined()) {
         if (!parts.IsArray()) {
@@ -250,6 +251,7 @@ Napi::Function AddonQwen3TtsGen::define(Napi::Env env) {
                                        InstanceMethod("genCode", &E::guarded<&E::gen_code>),
                                        InstanceMethod("genWav", &E::guarded<&E::gen_wav>),
                                        InstanceMethod("encodeSpeaker", &E::guarded<&E::encode_speaker>),
+                                       InstanceMethod("forgetSeed", &E::guarded<&E::forget_seed>),
                                        InstanceMethod("dispose", &E::guarded<&E::dispose>),
                                    });
     ctor(env)        = Napi::Persistent(f);
@@ -308,7 +310,7 @@ Napi::Value AddonQwen3TtsGen::gen_code(const Napi::CallbackInfo & info) {
     if (c0 != static_cast<double>(static_cast<int64_t>(c0)) || c0 < -2147483648.0 || c0 > 2147483647.0) {
         throw_error(env, error_code::invalid_argument, "code0 must be an integer");
     }
-    Napi::Object o = info.Length() > 2 && info[2].IsObject() ? info[2].As<Napi::Object>() : Napi::Object::New(env);
+    Napi::Object o   = info.Length() > 2 && info[2].IsObject() ? info[2].As<Napi::Object>() : Napi::Object::New(env);
     auto         num = [&](const char * key, double fallback) {
         Napi::Value v = o.Get(key);
         if (v.IsUndefined()) {
@@ -333,9 +335,9 @@ Napi::Value AddonQwen3TtsGen::gen_code(const Napi::CallbackInfo & info) {
         throw_error(env, error_code::invalid_argument, "seed must be an integer in [0, 2^32)");
     }
     std::vector<float> hidden(h.Data(), h.Data() + h.ElementLength());
-    return promise_worker::start(
-        env, new code_worker(env, std::move(g), std::move(hidden), static_cast<int32_t>(c0), static_cast<int32_t>(top_k),
-                             static_cast<float>(top_p), static_cast<float>(temp), static_cast<uint32_t>(seed)));
+    return promise_worker::start(env, new code_worker(env, std::move(g), std::move(hidden), static_cast<int32_t>(c0),
+                                                      static_cast<int32_t>(top_k), static_cast<float>(top_p),
+                                                      static_cast<float>(temp), static_cast<uint32_t>(seed)));
 }
 
 // genWav(frames: Int32Array, state: Uint8Array | null) -> op<{ pcm, state }>
@@ -381,6 +383,12 @@ Napi::Value AddonQwen3TtsGen::encode_speaker(const Napi::CallbackInfo & info) {
     }
     std::vector<float> pcm(a.Data(), a.Data() + a.ElementLength());
     return promise_worker::start(env, new speaker_worker(env, std::move(g), std::move(pcm)));
+}
+
+// forgetSeed(): the next genCode reseeds with its seed (see gen_code's reseed rule)
+Napi::Value AddonQwen3TtsGen::forget_seed(const Napi::CallbackInfo & info) {
+    get(info.Env())->forget_seed();
+    return info.Env().Undefined();
 }
 
 Napi::Value AddonQwen3TtsGen::dispose(const Napi::CallbackInfo & info) {

@@ -237,7 +237,7 @@ describe('Pocket TTS: SpeechModel vs llama-tts', () => {
       const ids = model.parts.backbone.tokenize(pocketttsPrepareText(text, false), {
         addBos: false,
       });
-      expect(pocketttsChunks(model.parts.backbone, [...ids]).length).toBe(2);
+      expect(pocketttsChunks(model.parts.backbone, [...ids]).length).toBeGreaterThanOrEqual(2);
       const r = await model.speakAll(text, {
         voice: voicePath,
         sampling: { seed: 7 },

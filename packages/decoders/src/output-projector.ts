@@ -1,5 +1,5 @@
 import { MmInvalidArgumentError } from '@mm/errors';
-import { runNative } from '@mm/native';
+import { callNative, runNative } from '@mm/native';
 import { GenComponent } from './gen-model.js';
 import { type GenLoadOptions, type GenSampling, samplingArgs } from './options.js';
 
@@ -45,6 +45,18 @@ export class OutputProjector extends GenComponent {
   /** Width of the hidden state a step takes (the talker's n_embd). */
   get nEmbd(): number {
     return this.info.nEmbd;
+  }
+
+  /**
+   * The next step reseeds its generator with its seed even if it is the seed of the last step
+   * (libmtmd reseeds only on a change, so a second utterance with the same seed would go on from
+   * where the first stopped): call it before each utterance that must repeat a seeded one.
+   */
+  restartSeed(): Promise<void> {
+    return this.serial.run(() => {
+      const native = this.native;
+      callNative(() => native.forgetSeed());
+    });
   }
 
   step(hidden: Float32Array, options: OutputStepOptions = {}): Promise<OutputFrame> {

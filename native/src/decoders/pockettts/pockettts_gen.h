@@ -70,6 +70,9 @@ class generator {
     size_t          weights_bytes() const;
     size_t          state_size() const { return state_bytes_; }
 
+    // The next gen_code reseeds with its seed whatever the last one was (a new utterance that must
+    // repeat: libmtmd's rule alone keeps drawing from where the previous call left off).
+    void forget_seed() { rng_seed_ = UINT32_MAX; }
     // `hidden` holds n_embd values. The noise is drawn after a reseed when `seed` differs from the
     // last seed given (the first call reseeds unless its seed is random). An aborted call leaves the
     // generator's random state as it was.

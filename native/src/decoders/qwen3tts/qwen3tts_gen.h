@@ -123,6 +123,9 @@ class qwen3tts_gen {
     std::vector<std::string> parts() const;
     size_t                   state_bytes() const;
 
+    // The next gen_code reseeds with its seed whatever the last one was (a new utterance that must
+    // repeat: libmtmd's rule alone keeps drawing from where the previous call left off).
+    void forget_seed() { rng_seed_ = UINT32_MAX; }
     // GEN_CODE. hidden: [n_embd]. seed 0xFFFFFFFF = random. temp is accepted and unused (libmtmd).
     qwen3tts_frame gen_code(const float * hidden, size_t n_hidden, int32_t code0, int32_t top_k, float top_p,
                             float temp, uint32_t seed, const std::atomic<bool> * cancel);

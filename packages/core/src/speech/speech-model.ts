@@ -229,6 +229,8 @@ export class SpeechModel {
         }
       }
       const talker: TalkerSampling = { ...TALKER_SAMPLING, ...o.sampling };
+      // every utterance starts its seeded draws afresh, as a new llama-tts process does
+      await p.projector.restartSeed();
       p.context.setSampler(TALKER_SLOT, talker);
       try {
         if (this.pipeline === 'qwen3tts') {
