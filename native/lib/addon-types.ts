@@ -177,9 +177,7 @@ export interface NativeModel {
 export interface NativeContext {
   readonly [brand]: 'NativeContext';
   info(): { contextSize: number; batchSize: number; sequences: number };
-  decode(
-    input: NativeDecodeInput,
-  ): NativeOperation<{
+  decode(input: NativeDecodeInput): NativeOperation<{
     nVocab: number;
     logits?: Float32Array;
     hidden?: Float32Array;

@@ -54,8 +54,8 @@ sampler_ptr make_sampler(const model & m, const sampling_params & p) {
             for (int32_t i = 0; i < n_suppress; ++i) {
                 bias.push_back({suppress[i], -INFINITY});
             }
-            llama_sampler_chain_add(chain.get(),
-                                    llama_sampler_init_logit_bias(m.n_vocab(), static_cast<int32_t>(bias.size()), bias.data()));
+            llama_sampler_chain_add(chain.get(), llama_sampler_init_logit_bias(
+                                                     m.n_vocab(), static_cast<int32_t>(bias.size()), bias.data()));
         }
     }
     if (p.repeat_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) {

@@ -182,7 +182,8 @@ export class ModelComponents implements PromptSource {
     }
     const progress = options.onProgress;
     // Which encoders the file holds (an unreadable header: the vision path reports it).
-    const has = options.mmproj === undefined ? undefined : await mmprojModalities(options.mmproj, signal);
+    const has =
+      options.mmproj === undefined ? undefined : await mmprojModalities(options.mmproj, signal);
     if (has?.speech && !has.vision) {
       throw new MmError(
         ErrorCode.MM_MODALITY_UNSUPPORTED,
