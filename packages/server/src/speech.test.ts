@@ -69,8 +69,8 @@ describe('POST /v1/audio/speech: Pocket TTS (tiny) beside tiny-shapes', () => {
   let dir: string;
   const voices: Record<string, string> = {};
   const encoded = new Map<string, Awaited<ReturnType<SpeechModel['encodeVoice']>>>();
-  // The output projector's generator is reseeded only when the seed differs from its last call's
-  // (libmtmd's rule), on the server's model as on the reference: every call here takes a new seed.
+  // Seeds are fresh per call only to keep the cases apart: each utterance restarts its seeded
+  // draws (checked below), so a repeated seed repeats the audio.
   let seeds = 100;
   const fresh = () => seeds++;
 
@@ -208,6 +208,21 @@ describe('POST /v1/audio/speech: Pocket TTS (tiny) beside tiny-shapes', () => {
     expect(r.headers.get('content-length')).toBe(String(want.length));
     expect(Number(r.headers.get('x-audio-frames'))).toBeGreaterThan(8);
     expect(r.bytes.equals(want)).toBe(true);
+  });
+
+  it('the same seed twice gives the same audio (each request starts its seeded draws afresh)', async () => {
+    const body = {
+      model: 'tiny-pocket',
+      input: 'Again and again.',
+      voice: 'ref',
+      response_format: 'pcm',
+      seed: 7,
+    };
+    const a = await speech(server.url, body);
+    const b = await speech(server.url, body);
+    expect(a.status).toBe(200);
+    expect(a.bytes.length).toBeGreaterThan(0);
+    expect(b.bytes.equals(a.bytes)).toBe(true);
   });
 
   it('wav streamed: a header with unknown sizes (0xFFFFFFFF), then the same samples', async () => {
