@@ -43,7 +43,7 @@ describe('tiny Pocket TTS fixture', () => {
   });
 
   it('libllama and libmtmd load it; its tokenizer and every stage run in range', {
-    timeout: 60_000,
+    timeout: 300_000,
   }, async () => {
     const dir = mkdtempSync(join(tmpdir(), 'mm-pockettts-'));
     try {
