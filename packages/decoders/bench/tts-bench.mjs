@@ -5,7 +5,8 @@
 // 1. whole runs: @mm/core's SpeechModel (talker through @mm/backbone-gguf + @mm/decoders' output
 //    projector and audio decoder, in this process, loaded once) against llama-tts (llama.cpp's own
 //    tool: libllama + libmtmd's gen pipeline, a child process per run, its own "timings:" line read,
-//    so its model load is not counted), same text, seed, frame budget, voice and threads, interleaved
+//    so its model load and voice encoding are not counted; ours gets the voice encoded beforehand),
+//    same text, seed, frame budget, voice and threads, interleaved
 //    A B B A after one warm-up each. Prints frames/s, the real-time factor (seconds of audio per
 //    second of compute) and the ratios, and checks that both wrote the same WAV bytes.
 // 2. per stage: native/tools/gen-bench.cpp (mm-bench-gen): GEN_CODE per frame, GEN_WAV per window
@@ -99,12 +100,14 @@ async function whole(pipeline, pair, voice) {
     `[bench] ${pipeline}: SpeechModel vs llama-tts, ${threads} threads, ${maxFrames} frames max, ${reps} reps...`,
   );
   const model = await SpeechModel.load({ model: pair.model, mmproj: pair.mmproj, threads });
+  // encoded once: llama-tts encodes its --tts-speaker-file before its timers start
+  const rows = await model.encodeVoice(voice);
   const ours = { ms: [], frames: 0, seconds: 0 };
   const ref = { ms: [], wallMs: [], frames: 0, seconds: 0 };
   let identical = true;
   let maxSampleDiff = 0;
   const runOurs = async (record) => {
-    const r = await model.speakAll(values.text, { voice, maxFrames, sampling: { seed } });
+    const r = await model.speakAll(values.text, { voice: rows, maxFrames, sampling: { seed } });
     if (record) ours.ms.push(r.totalMs);
     ours.frames = r.frames;
     ours.seconds = r.pcm.length / r.sampleRate;
