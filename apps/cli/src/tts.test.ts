@@ -137,9 +137,15 @@ describe('mm tts', () => {
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
     let err = '';
+    let sent = false;
     child.stderr.on('data', (d) => {
       err += String(d);
-      if (/\[mm tts\] \d+ frames/.test(err)) child.kill('SIGINT');
+      // once: the summary line after the abort would match too, and a second Ctrl-C during the
+      // exit is the default handler's (killed by the signal)
+      if (!sent && /\[mm tts\] \d+ frames/.test(err)) {
+        sent = true;
+        child.kill('SIGINT');
+      }
     });
     const code = await new Promise<number | null>((res) => child.on('exit', (c) => res(c)));
     expect(code).toBe(130);
