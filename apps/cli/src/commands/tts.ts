@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { type SpeakOptions, SpeechModel } from '@mm/core';
 import { toWav } from '@mm/decoders';
 import { ErrorCode, MmError } from '@mm/errors';
@@ -109,7 +109,16 @@ export async function runTts(io: CliIo, values: Record<string, unknown>): Promis
       signal: interrupt.signal,
     });
     const rate = model.sampleRate;
-    const chunks: Buffer[] = [];
+    // The file is written as chunks come: a WAV header with open sizes first (0xFFFFFFFF, as
+    // streamed WAVs say), patched with the real sizes at the end when the output is a file.
+    const fd = out === '-' ? 1 : openSync(out, 'w');
+    const header = Buffer.from(toWav(new Float32Array(0), rate).subarray(0, 44));
+    if (format === 'wav') {
+      header.writeUInt32LE(0xffffffff, 4);
+      header.writeUInt32LE(0xffffffff, 40);
+      writeSync(fd, header);
+    }
+    let bytes = 0;
     let samples = 0;
     let frames = 0;
     let firstMs = -1;
@@ -118,11 +127,12 @@ export async function runTts(io: CliIo, values: Record<string, unknown>): Promis
     try {
       for await (const c of model.speak(v.prompt, { ...options, signal: interrupt.signal })) {
         if (firstMs < 0) firstMs = c.elapsedMs;
-        chunks.push(
+        const data =
           format === 'wav'
             ? pcm16(c.pcm)
-            : Buffer.from(c.pcm.buffer, c.pcm.byteOffset, c.pcm.byteLength),
-        );
+            : Buffer.from(c.pcm.buffer, c.pcm.byteOffset, c.pcm.byteLength);
+        writeSync(fd, data);
+        bytes += data.length;
         samples += c.pcm.length;
         frames = c.totalFrames;
         const now = performance.now();
@@ -134,20 +144,20 @@ export async function runTts(io: CliIo, values: Record<string, unknown>): Promis
         }
       }
     } catch (e) {
-      if (!(MmError.isInstance(e) && e.code === ErrorCode.MM_ABORTED)) throw e;
+      if (!(MmError.isInstance(e) && e.code === ErrorCode.MM_ABORTED)) {
+        if (fd !== 1) closeSync(fd);
+        throw e;
+      }
       aborted = true;
     }
-    const body = Buffer.concat(chunks);
-    const file =
-      format === 'wav'
-        ? Buffer.concat([toWav(new Float32Array(0), rate).subarray(0, 44), body])
-        : body;
-    if (format === 'wav') {
-      file.writeUInt32LE(36 + body.length, 4);
-      file.writeUInt32LE(body.length, 40);
+    if (fd !== 1) {
+      if (format === 'wav') {
+        header.writeUInt32LE(36 + bytes, 4);
+        header.writeUInt32LE(bytes, 40);
+        writeSync(fd, header, 0, 44, 0);
+      }
+      closeSync(fd);
     }
-    if (out === '-') process.stdout.write(file);
-    else writeFileSync(out, file);
     const totalMs = performance.now() - t0;
     const genMs = performance.now() - tGen;
     const seconds = samples / rate;
