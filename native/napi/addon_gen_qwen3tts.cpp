@@ -43,27 +43,10 @@ class AddonQwen3TtsGen : public Napi::ObjectWrap<AddonQwen3TtsGen> {
 
 namespace {
 
-// The class constructor per environment (napi instance data is the backbone glue's).
-std::mutex                                              g_mu;
-std::unordered_map<napi_env, Napi::FunctionReference *> g_ctor;
+env_ctor g_ctor;
 
 Napi::FunctionReference & ctor(Napi::Env env) {
-    std::lock_guard<std::mutex> lock(g_mu);
-    auto                        it = g_ctor.find(env);
-    if (it != g_ctor.end()) {
-        return *it->second;
-    }
-    auto *   r   = new Napi::FunctionReference();
-    napi_env key = env;
-    g_ctor[key]  = r;
-    env.AddCleanupHook([key, r]() {
-        {
-            std::lock_guard<std::mutex> lock(g_mu);
-            g_ctor.erase(key);
-        }
-        delete r;
-    });
-    return *r;
+    return g_ctor.get(env);
 }
 
 Napi::Float32Array f32(Napi::Env env, const std::vector<float> & v) {

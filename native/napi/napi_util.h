@@ -7,8 +7,10 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <string>
+#include <unordered_map>
 
 #include "common/abort_guard.h"
 #include "common/error.h"
@@ -135,6 +137,34 @@ class promise_worker : public Napi::AsyncWorker {
     Napi::Promise::Deferred            deferred_;
     std::shared_ptr<std::atomic<bool>> cancelled_;
     error_code                         code_ = error_code::internal;
+};
+
+// A class constructor kept per napi environment (the napi instance data is the backbone glue's):
+// one static per addon file, freed by the environment's cleanup hook.
+class env_ctor {
+  public:
+    Napi::FunctionReference & get(Napi::Env env) {
+        std::lock_guard<std::mutex> lock(mu_);
+        auto                        it = refs_.find(env);
+        if (it != refs_.end()) {
+            return *it->second;
+        }
+        auto *   r   = new Napi::FunctionReference();
+        napi_env key = env;
+        refs_[key]   = r;
+        env.AddCleanupHook([this, key, r]() {
+            {
+                std::lock_guard<std::mutex> lock(mu_);
+                refs_.erase(key);
+            }
+            delete r;
+        });
+        return *r;
+    }
+
+  private:
+    std::mutex                                              mu_;
+    std::unordered_map<napi_env, Napi::FunctionReference *> refs_;
 };
 
 }  // namespace mm::napi
