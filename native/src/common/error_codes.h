@@ -32,6 +32,8 @@ enum class error_code : int {
     not_cached = 24,
     audio_decode = 25,
     audio_too_long = 26,
+    rpc_connect = 27,
+    rpc_lost = 28,
 };
 
 inline const char * error_code_name(error_code c) {
@@ -63,6 +65,8 @@ inline const char * error_code_name(error_code c) {
         case error_code::not_cached: return "MM_NOT_CACHED";
         case error_code::audio_decode: return "MM_AUDIO_DECODE";
         case error_code::audio_too_long: return "MM_AUDIO_TOO_LONG";
+        case error_code::rpc_connect: return "MM_RPC_CONNECT";
+        case error_code::rpc_lost: return "MM_RPC_LOST";
     }
     return "MM_INTERNAL";
 }

@@ -27,6 +27,8 @@ export const ErrorCode = {
   MM_NOT_CACHED: 'MM_NOT_CACHED',
   MM_AUDIO_DECODE: 'MM_AUDIO_DECODE',
   MM_AUDIO_TOO_LONG: 'MM_AUDIO_TOO_LONG',
+  MM_RPC_CONNECT: 'MM_RPC_CONNECT',
+  MM_RPC_LOST: 'MM_RPC_LOST',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -59,6 +61,8 @@ export const ErrorCodeId: Readonly<Record<ErrorCode, number>> = {
   MM_NOT_CACHED: 24,
   MM_AUDIO_DECODE: 25,
   MM_AUDIO_TOO_LONG: 26,
+  MM_RPC_CONNECT: 27,
+  MM_RPC_LOST: 28,
 };
 
 export const ErrorCodeMessage: Readonly<Record<ErrorCode, string>> = {
@@ -88,4 +92,6 @@ export const ErrorCodeMessage: Readonly<Record<ErrorCode, string>> = {
   MM_NOT_CACHED: "Offline, and the files asked for are not in the local cache",
   MM_AUDIO_DECODE: "Audio bytes could not be decoded",
   MM_AUDIO_TOO_LONG: "Audio is longer or larger than allowed",
+  MM_RPC_CONNECT: "A ggml RPC worker cannot be reached, does not answer, or speaks another protocol version",
+  MM_RPC_LOST: "The connection to a ggml RPC worker was lost (the worker stopped or the network failed)",
 };
