@@ -3,6 +3,7 @@
 
 import type { NativeFusedAddon } from './addon-fused-types.js';
 import type { NativeGenAddon } from './addon-gen-types.js';
+import type { NativeRpcAddon } from './addon-rpc-types.js';
 
 /** What every asynchronous native operation returns: a promise and a cooperative cancel. */
 export interface NativeOperation<T> {
@@ -218,18 +219,87 @@ export interface NativeBatch {
   dispose(): void;
 }
 
+/** One prompt piece for the scheduler: text tokens, or an embedding span, at explicit positions. */
+export type NativeScheduleItem =
+  | { tokens: Int32Array; pos0: number }
+  | {
+      embeddings: Float32Array;
+      nEmbd: number;
+      /** n or 4·n (M-RoPE, [dim][token]) entries; absent: pos0, pos0 + 1, ... */
+      positions?: Int32Array;
+      causal: boolean;
+      pos0: number;
+    };
+
+export interface NativeScheduleRequest {
+  id: number;
+  seq: number;
+  /** Cells of `seq` kept (positions [0, keep)); the rest are dropped first. */
+  keep: number;
+  /** The rest of the prompt; the last item is text. */
+  items: NativeScheduleItem[];
+  maxTokens: number;
+  /** Positions of the sequence: generation stops before it. */
+  limit: number;
+  ignoreEog?: boolean;
+  sampling?: NativeSamplingParams;
+}
+
+export type NativeScheduleEnd =
+  | {
+      id: number;
+      error?: undefined;
+      reason: 'eog' | 'length' | 'context' | 'cancel';
+      generated: number;
+      /** Generated tokens decoded into the KV cache (all but the last, while generating). */
+      decoded: number;
+      /** Whether the whole prompt reached the KV cache. */
+      prefilled: boolean;
+      queueMs: number;
+      prefillMs: number;
+      decodeMs: number;
+    }
+  | { id: number; error: Error };
+
+export interface NativeScheduleStats {
+  iterations: number;
+  tokenSteps: number;
+  decodeRows: number;
+  prefillRows: number;
+  spans: number;
+  maxRows: number;
+  active: number;
+}
+
+/**
+ * The native batching thread over one context (src/backbone/scheduler.h). It calls `onEvents`
+ * (no arguments) when events wait; `drain()` takes them: [id, token] pairs, then ends.
+ */
+export interface NativeScheduler {
+  readonly [brand]: 'NativeScheduler';
+  submit(request: NativeScheduleRequest): void;
+  cancel(id: number): void;
+  drain(): { tokens: Int32Array; ends: NativeScheduleEnd[] };
+  stats(): NativeScheduleStats;
+  ref(): void;
+  unref(): void;
+  dispose(): void;
+}
+
 export interface NativeAddon
   extends NativeVisionAddon,
     NativeAudioAddon,
     NativeFusedAddon,
     NativeGenAddon,
+    NativeRpcAddon,
     NativeTrainAddon {
   AddonBatch: new (context: NativeContext) => NativeBatch;
+  AddonScheduler: new (context: NativeContext, onEvents: () => void) => NativeScheduler;
   systemInfo(): SystemInfo;
   probeModel(path: string, options?: { vocabOnly?: boolean }): NativeOperation<ModelInfo>;
   loadModel(
     path: string,
-    options: { gpuLayers?: number; mmap?: boolean; vocabOnly?: boolean },
+    options: { gpuLayers?: number; mmap?: boolean; vocabOnly?: boolean; rpc?: string[] },
     onProgress?: (progress: number) => void,
   ): NativeOperation<NativeModel>;
   /** GBNF for a JSON schema (llama.cpp's converter). */

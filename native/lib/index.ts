@@ -18,6 +18,11 @@ export type {
   NativeQwen3TtsInfo,
 } from './addon-gen-types.js';
 export type {
+  NativeRpcAddon,
+  NativeRpcDevice,
+  NativeRpcWorkerOptions,
+} from './addon-rpc-types.js';
+export type {
   CpuBackendInfo,
   DeviceInfo,
   ModelInfo,
@@ -45,6 +50,11 @@ export type {
   NativeResizeAlgo,
   NativeRgbImage,
   NativeSamplingParams,
+  NativeScheduleEnd,
+  NativeScheduleItem,
+  NativeScheduleRequest,
+  NativeScheduler,
+  NativeScheduleStats,
   NativeSliceLayout,
   NativeSliceTemplate,
   NativeTensor,

@@ -50,7 +50,8 @@ class AddonContext : public Napi::ObjectWrap<AddonContext> {
     explicit AddonContext(const Napi::CallbackInfo & info);
 
   private:
-    friend class AddonBatch;  // addon_batch.cpp: batched steps over this context
+    friend class AddonBatch;      // addon_batch.cpp: batched steps over this context
+    friend class AddonScheduler;  // addon_scheduler.cpp: the batching thread over this context
     MM_GUARDED_METHODS(AddonContext)
     std::shared_ptr<context> get(Napi::Env env) const;
     std::shared_ptr<context> begin(Napi::Env env);  // for async operations: marks the context busy

@@ -108,6 +108,7 @@ class context {
 
   private:
     friend class batch_stepper;  // backbone/batch.h: one decode per step for many sequences
+    friend class scheduler;      // backbone/scheduler.h: the batching thread
 
     void check_seq(int32_t seq) const;
     void run_batch(::llama_batch & batch, const std::atomic<bool> * cancel);

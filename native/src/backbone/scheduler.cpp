@@ -1,0 +1,423 @@
+#include "backbone/scheduler.h"
+
+#include <llama.h>
+
+#include <algorithm>
+#include <unordered_set>
+
+#include "backbone/context.h"
+#include "backbone/model.h"
+#include "common/abort_guard.h"
+
+namespace mm {
+
+struct scheduler::active {
+    sched_request     req;
+    sampler_ptr       smpl;
+    size_t            item       = 0;  // the prompt item being decoded
+    size_t            offset     = 0;  // its tokens already decoded
+    bool              generating = false;
+    int32_t           token      = 0;  // generating: the token to decode next, at `pos`
+    int32_t           pos        = 0;
+    int32_t           generated  = 0;
+    bool              started    = false;
+    clock::time_point submitted, prefill_start, first_token;
+
+    bool prompt_left() const { return item < req.items.size(); }
+};
+
+namespace {
+
+double ms(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
+    return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+}  // namespace
+
+scheduler::scheduler(std::shared_ptr<context> ctx, std::function<void()> notify) :
+    ctx_(std::move(ctx)),
+    notify_(std::move(notify)) {
+    thread_ = std::thread([this] { loop(); });
+}
+
+scheduler::~scheduler() {
+    stop();
+}
+
+void scheduler::stop() {
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (stop_ && !thread_.joinable()) {
+            return;
+        }
+        stop_ = true;
+    }
+    abort_.store(true);
+    cv_.notify_all();
+    if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) {
+        thread_.join();
+    }
+}
+
+void scheduler::submit(sched_request r) {
+    ctx_->check_seq(r.seq);
+    if (r.items.empty() || r.items.back().is_embd() || r.items.back().tokens.empty()) {
+        fail(error_code::invalid_argument, "a request's prompt must end with text");
+    }
+    if (r.keep < 0 || r.max_tokens < 0 || r.limit <= 0 || r.limit > static_cast<int32_t>(ctx_->n_ctx())) {
+        fail(error_code::invalid_argument, "bad keep, maxTokens or limit");
+    }
+    const model & m = ctx_->get_model();
+    for (const sched_item & it : r.items) {
+        if (it.is_embd()) {
+            if (it.n_embd != m.n_embd_inp()) {
+                fail(error_code::model_mismatch, "embeddings have width " + std::to_string(it.n_embd) +
+                                                     " but the model's is " + std::to_string(m.n_embd_inp()));
+            }
+            const size_t n = it.embd.size() / static_cast<size_t>(it.n_embd);
+            if (n == 0 || it.embd.size() % static_cast<size_t>(it.n_embd) != 0) {
+                fail(error_code::invalid_argument, "embeddings must be a non-empty [n, n_embd] matrix");
+            }
+            if (!it.positions.empty() && it.positions.size() != n && it.positions.size() != 4 * n) {
+                fail(error_code::invalid_argument, "positions must have n or 4*n entries");
+            }
+        } else {
+            if (it.tokens.empty()) {
+                fail(error_code::invalid_argument, "an empty text item");
+            }
+            for (int32_t t : it.tokens) {
+                m.check_token(t);
+            }
+            if (it.pos0 < 0 || it.pos0 + static_cast<int64_t>(it.tokens.size()) > r.limit) {
+                fail(error_code::out_of_context, "the prompt does not fit the sequence's " + std::to_string(r.limit) +
+                                                     " positions");
+            }
+        }
+    }
+    sampler_ptr probe = make_sampler(m, r.sampling);  // a bad grammar fails here, synchronously
+    probe.reset();
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (stop_) {
+            fail(error_code::disposed, "the scheduler was stopped");
+        }
+        incoming_.push_back(std::move(r));
+    }
+    cv_.notify_one();
+}
+
+void scheduler::cancel(int32_t id) {
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        cancels_.push_back(id);
+    }
+    cv_.notify_one();
+}
+
+std::vector<sched_event> scheduler::drain() {
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_ = false;
+    std::vector<sched_event> out;
+    out.swap(events_);
+    return out;
+}
+
+sched_stats scheduler::stats() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stats_;
+}
+
+void scheduler::push(sched_event ev) {
+    std::lock_guard<std::mutex> lock(mu_);
+    events_.push_back(std::move(ev));
+}
+
+void scheduler::end(std::unique_ptr<active> & a, const std::string & reason) {
+    const auto  now = clock::now();
+    sched_event ev;
+    ev.id         = a->req.id;
+    ev.kind       = sched_event::done;
+    ev.value      = a->generated;
+    ev.reason     = reason;
+    ev.prefilled  = a->generating;
+    // the last sampled token is never decoded; while generating, every other one is
+    ev.decoded    = a->generating ? std::max(0, a->generated - 1) : 0;
+    ev.queue_ms   = a->started ? ms(a->submitted, a->prefill_start) : ms(a->submitted, now);
+    ev.prefill_ms = a->generating ? ms(a->prefill_start, a->first_token) : 0;
+    ev.decode_ms  = a->generating ? ms(a->first_token, now) : 0;
+    if (!a->generating) {
+        // a prompt decoded in part: nothing of it is reusable
+        ctx_->remove(a->req.seq, 0, -1);
+    }
+    push(std::move(ev));
+    a.reset();
+}
+
+void scheduler::fail_request(std::unique_ptr<active> & a, error_code code, const std::string & message) {
+    sched_event ev;
+    ev.id      = a->req.id;
+    ev.kind    = sched_event::failed;
+    ev.code    = code;
+    ev.message = message;
+    try {
+        ctx_->remove(a->req.seq, 0, -1);
+    } catch (...) {
+        // the context is unusable; the error says why
+    }
+    push(std::move(ev));
+    a.reset();
+}
+
+void scheduler::loop() {
+    std::vector<std::unique_ptr<active>> run;
+    for (;;) {
+        std::deque<sched_request> in;
+        std::vector<int32_t>      cancels;
+        {
+            std::unique_lock<std::mutex> lock(mu_);
+            cv_.wait(lock, [&] { return stop_ || !incoming_.empty() || !cancels_.empty() || !run.empty(); });
+            if (stop_) {
+                break;
+            }
+            in.swap(incoming_);
+            cancels.swap(cancels_);
+        }
+        const auto now = clock::now();
+        for (sched_request & r : in) {
+            auto a       = std::make_unique<active>();
+            a->submitted = now;
+            a->req       = std::move(r);
+            bool busy    = std::any_of(run.begin(), run.end(), [&](const auto & x) { return x->req.seq == a->req.seq; });
+            if (busy) {
+                sched_event ev;
+                ev.id      = a->req.id;
+                ev.kind    = sched_event::failed;
+                ev.code    = error_code::invalid_argument;
+                ev.message = "sequence " + std::to_string(a->req.seq) + " is in use by another request";
+                push(std::move(ev));
+                continue;
+            }
+            try {
+                abort_guard guard;
+                ctx_->remove(a->req.seq, a->req.keep, -1);
+                a->smpl = make_sampler(ctx_->get_model(), a->req.sampling);
+            } catch (const error & e) {
+                fail_request(a, e.code(), e.what());
+                continue;
+            }
+            run.push_back(std::move(a));
+        }
+        for (int32_t id : cancels) {
+            for (auto & a : run) {
+                if (a && a->req.id == id) {
+                    end(a, "cancel");
+                }
+            }
+        }
+        run.erase(std::remove(run.begin(), run.end(), nullptr), run.end());
+        if (!run.empty()) {
+            try {
+                abort_guard guard;
+                iterate(run);
+            } catch (const error & e) {
+                for (auto & a : run) {
+                    if (a) {
+                        fail_request(a, e.code(), e.what());
+                    }
+                }
+            } catch (const std::bad_alloc &) {
+                for (auto & a : run) {
+                    if (a) {
+                        fail_request(a, error_code::out_of_memory, "out of memory");
+                    }
+                }
+            } catch (const std::exception & e) {
+                for (auto & a : run) {
+                    if (a) {
+                        fail_request(a, error_code::internal, e.what());
+                    }
+                }
+            }
+            run.erase(std::remove(run.begin(), run.end(), nullptr), run.end());
+        }
+        bool wake = false;
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            stats_.active = static_cast<int32_t>(run.size());
+            if (!events_.empty() && !pending_) {
+                pending_ = true;
+                wake     = true;
+            }
+        }
+        if (wake && notify_) {
+            notify_();
+        }
+    }
+    // stopped: whatever still runs ends with the disposal (the JS side rejects them itself)
+    for (auto & a : run) {
+        sched_event ev;
+        ev.id      = a->req.id;
+        ev.kind    = sched_event::failed;
+        ev.code    = error_code::disposed;
+        ev.message = "the scheduler was stopped";
+        push(std::move(ev));
+    }
+}
+
+void scheduler::iterate(std::vector<std::unique_ptr<active>> & run) {
+    llama_context * lctx = ctx_->ctx_;
+    const model &   m    = ctx_->get_model();
+
+    // 1. At most one embedding span, decoded alone.
+    for (auto & a : run) {
+        if (a->generating || !a->prompt_left() || !a->req.items[a->item].is_embd()) {
+            continue;
+        }
+        if (!a->started) {
+            a->started       = true;
+            a->prefill_start = clock::now();
+        }
+        const sched_item & it = a->req.items[a->item];
+        try {
+            ctx_->decode_embeddings(it.embd, it.n_embd, it.positions, it.pos0, a->req.seq, it.causal, logits_mode::none,
+                                    &abort_, false);
+        } catch (const error & e) {
+            if (e.code() == error_code::aborted) {
+                throw;
+            }
+            fail_request(a, e.code(), e.what());
+            break;
+        }
+        a->item++;
+        a->offset = 0;
+        std::lock_guard<std::mutex> lock(mu_);
+        stats_.spans++;
+        break;
+    }
+
+    // 2. One token batch: decode rows first, then prefill rows in arrival order.
+    const int32_t               cap = static_cast<int32_t>(ctx_->n_batch());
+    std::vector<llama_token>    tokens;
+    std::vector<llama_pos>      pos;
+    std::vector<llama_seq_id>   seqs;
+    std::vector<int8_t>         logits;
+    std::vector<active *>       owner;  // the request of each row
+    std::unordered_set<active *> in_batch;
+    auto                        add = [&](active * a, int32_t tok, int32_t p, bool want) {
+        tokens.push_back(tok);
+        pos.push_back(p);
+        seqs.push_back(a->req.seq);
+        logits.push_back(want ? 1 : 0);
+        owner.push_back(a);
+        in_batch.insert(a);
+    };
+    int32_t n_decode = 0;
+    for (auto & a : run) {
+        if (a && a->generating && static_cast<int32_t>(tokens.size()) < cap) {
+            add(a.get(), a->token, a->pos, true);
+            n_decode++;
+        }
+    }
+    int32_t n_prefill = 0;
+    for (auto & a : run) {
+        if (!a || a->generating) {
+            continue;
+        }
+        while (a->prompt_left() && !a->req.items[a->item].is_embd() && static_cast<int32_t>(tokens.size()) < cap) {
+            if (!a->started) {
+                a->started       = true;
+                a->prefill_start = clock::now();
+            }
+            const sched_item & it   = a->req.items[a->item];
+            const size_t       n    = it.tokens.size();
+            const size_t       take = std::min(n - a->offset, static_cast<size_t>(cap) - tokens.size());
+            const bool last_item    = a->item + 1 == a->req.items.size();
+            for (size_t i = 0; i < take; ++i) {
+                const size_t k = a->offset + i;
+                add(a.get(), it.tokens[k], it.pos0 + static_cast<int32_t>(k), last_item && k + 1 == n);
+            }
+            n_prefill += static_cast<int32_t>(take);
+            a->offset += take;
+            if (a->offset == n) {
+                a->item++;
+                a->offset = 0;
+            }
+        }
+    }
+    if (tokens.empty()) {
+        return;
+    }
+    const int32_t               n = static_cast<int32_t>(tokens.size());
+    std::vector<int32_t>        n_seq_id(n, 1);
+    std::vector<llama_seq_id *> seq_ptrs(n);
+    for (int32_t i = 0; i < n; ++i) {
+        seq_ptrs[i] = &seqs[i];
+    }
+    llama_batch batch{};
+    batch.n_tokens = n;
+    batch.token    = tokens.data();
+    batch.pos      = pos.data();
+    batch.n_seq_id = n_seq_id.data();
+    batch.seq_id   = seq_ptrs.data();
+    batch.logits   = logits.data();
+    try {
+        ctx_->run_batch(batch, &abort_);
+    } catch (const error & e) {
+        if (e.code() == error_code::aborted) {
+            throw;
+        }
+        for (auto & a : run) {
+            if (a && in_batch.count(a.get()) != 0) {
+                fail_request(a, e.code(), e.what());
+            }
+        }
+        return;
+    }
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        stats_.iterations++;
+        stats_.token_steps++;
+        stats_.decode_rows += n_decode;
+        stats_.prefill_rows += n_prefill;
+        stats_.max_rows = std::max(stats_.max_rows, n_decode);
+    }
+
+    // 3. Sample every row with logits.
+    const auto now = clock::now();
+    for (int32_t i = 0; i < n; ++i) {
+        if (logits[i] == 0) {
+            continue;
+        }
+        active * a   = owner[i];
+        auto     it  = std::find_if(run.begin(), run.end(), [&](const auto & x) { return x.get() == a; });
+        auto &   ref = *it;
+        if (!a->generating) {
+            a->generating  = true;
+            a->first_token = now;
+        }
+        const int32_t tok = llama_sampler_sample(a->smpl.get(), lctx, i);
+        const int32_t at  = pos[i] + 1;  // where the sampled token would be decoded
+        if (!a->req.ignore_eog && m.is_eog(tok)) {
+            end(ref, "eog");
+            continue;
+        }
+        a->generated++;
+        {
+            sched_event ev;
+            ev.id    = a->req.id;
+            ev.kind  = sched_event::token;
+            ev.value = tok;
+            push(std::move(ev));
+        }
+        if (a->generated >= a->req.max_tokens) {
+            end(ref, "length");
+        } else if (at >= a->req.limit) {
+            end(ref, "context");
+        } else {
+            a->token = tok;
+            a->pos   = at;
+        }
+    }
+}
+
+}  // namespace mm

@@ -1,0 +1,131 @@
+// A native scheduler thread over one context: continuous batching of many requests, as
+// llama-server's loop does it, without a hop to JS per step.
+//
+// Each request owns one sequence of the context. It brings the part of its prompt the sequence
+// does not hold yet (text token runs and embedding spans, each at explicit positions), a sampler
+// chain and its limits. Every iteration of the thread:
+//   1. takes new requests and cancellations (a new request first drops its sequence's cells from
+//      `keep` on: what it kept is a prefix it shares with the sequence's previous request);
+//   2. decodes at most one embedding span of a request in prefill, alone (spans may be
+//      non-causal and carry M-RoPE positions; llama-server decodes media chunks alone too);
+//   3. decodes ONE token batch: the next token of every generating request (one row each, with
+//      logits) and then text prefill rows of requests in arrival order, up to the batch size;
+//   4. samples each row with logits with its request's sampler and queues events (tokens, ends),
+//      then calls `notify` (from this thread) so the JS side drains them.
+// A request ends on end-of-generation, its token budget, its position limit, a cancel (between
+// iterations) or an error; its cells stay in the KV cache for the next request's prefix.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "backbone/sampling.h"
+#include "common/error.h"
+
+namespace mm {
+
+class context;
+
+struct sched_item {
+    // Text: tokens at pos0, pos0+1, ...
+    std::vector<int32_t> tokens;
+    // Or an embedding span [n, n_embd] at explicit positions (n or 4n entries; empty: pos0...).
+    std::vector<float>   embd;
+    int32_t              n_embd = 0;
+    std::vector<int32_t> positions;
+    bool                 causal = true;
+    int32_t              pos0   = 0;
+
+    bool is_embd() const { return !embd.empty(); }
+};
+
+struct sched_request {
+    int32_t                 id   = 0;
+    int32_t                 seq  = 0;
+    int32_t                 keep = 0;  // cells of `seq` kept: positions [0, keep)
+    std::vector<sched_item> items;     // the rest of the prompt; the last is text (its last row gets logits)
+    int32_t                 max_tokens = 256;
+    int32_t                 limit      = 0;  // positions of the sequence; generation stops before it
+    bool                    ignore_eog = false;
+    sampling_params         sampling;
+};
+
+struct sched_event {
+    enum kind_t : int32_t { token = 0, done = 1, failed = 2 };
+    int32_t     id    = 0;
+    kind_t      kind  = token;
+    int32_t     value = 0;  // token: the token; done: tokens generated
+    std::string reason;     // done: eog | length | context | cancel
+    error_code  code = error_code::internal;
+    std::string message;
+    double      queue_ms   = 0;  // done: submit -> first prefill row
+    double      prefill_ms = 0;  // done: first prefill row -> first token
+    double      decode_ms  = 0;  // done: first token -> end
+    int32_t     decoded    = 0;      // done: generated tokens decoded into the KV cache
+    bool        prefilled  = false;  // done: the whole prompt is in the KV cache
+};
+
+struct sched_stats {
+    uint64_t iterations  = 0;
+    uint64_t token_steps = 0;  // token batches decoded
+    uint64_t decode_rows = 0;  // generating rows in them
+    uint64_t prefill_rows = 0;
+    uint64_t spans        = 0;
+    int32_t  max_rows     = 0;  // most generating rows in one batch
+    int32_t  active       = 0;
+};
+
+class scheduler {
+  public:
+    // `notify` runs on the scheduler thread whenever events are queued (at most once per
+    // iteration); it must be cheap and must not call back into the scheduler.
+    scheduler(std::shared_ptr<context> ctx, std::function<void()> notify);
+    ~scheduler();
+
+    scheduler(const scheduler &)             = delete;
+    scheduler & operator=(const scheduler &) = delete;
+
+    // Any thread. Validates what can be checked up front (throws mm::error); the rest fails the
+    // request through a `failed` event.
+    void submit(sched_request r);
+    void cancel(int32_t id);
+    // Takes the queued events.
+    std::vector<sched_event> drain();
+    sched_stats              stats() const;
+    // Stops the thread (requests still running end with MM_DISPOSED events) and joins it.
+    void                     stop();
+
+  private:
+    struct active;
+    using clock = std::chrono::steady_clock;
+
+    void loop();
+    void iterate(std::vector<std::unique_ptr<active>> & run);
+    void end(std::unique_ptr<active> & a, const std::string & reason);
+    void fail_request(std::unique_ptr<active> & a, error_code code, const std::string & message);
+    void push(sched_event ev);
+
+    std::shared_ptr<context>             ctx_;
+    std::function<void()>                notify_;
+    mutable std::mutex                   mu_;
+    std::condition_variable              cv_;
+    std::deque<sched_request>            incoming_;
+    std::vector<int32_t>                 cancels_;
+    std::vector<sched_event>             events_;
+    bool                                 stop_    = false;
+    bool                                 pending_ = false;  // events queued since the last notify
+    std::atomic<bool>                    abort_{false};     // stops a decode in flight (stop())
+    sched_stats                          stats_;
+    std::thread                          thread_;
+};
+
+}  // namespace mm

@@ -1,0 +1,197 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Backbone } from './backbone.js';
+import type { Context } from './context.js';
+import { testModels } from './helpers.test-util.js';
+import { type ScheduleResult, Scheduler } from './scheduler.js';
+
+const PROMPTS = [
+  'Hello world',
+  '<|im_start|>user\nWhat color is the shape?<|im_end|>\n<|im_start|>assistant\n',
+  'The quick brown fox jumps over the lazy dog',
+  '<|im_start|>user\nWhere is it?<|im_end|>\n<|im_start|>assistant\n a',
+];
+const N = 24;
+const PER_SEQ = 128;
+
+const models = await testModels();
+
+describe.each(models)('Scheduler (native continuous batching) on $name', ({ path }) => {
+  let backbone: Backbone;
+  let single: Context;
+  let shared: Context;
+  let sched: Scheduler;
+  let prompts: Int32Array[];
+  const expected: number[][] = [];
+
+  const alone = async (tokens: Int32Array, n = N) => {
+    single.clear();
+    return (await single.generate({ tokens, maxTokens: n, ignoreEndOfGeneration: true }).result)
+      .tokens;
+  };
+  const whole = (seq: number, tokens: Int32Array, maxTokens = N, keep = 0) =>
+    sched.submit({
+      seq,
+      keep,
+      items: [{ tokens: tokens.subarray(keep), pos0: keep }],
+      maxTokens,
+      limit: PER_SEQ,
+      ignoreEndOfGeneration: true,
+    });
+
+  beforeAll(async () => {
+    backbone = await Backbone.load(path);
+    single = await backbone.createContext({ contextSize: PER_SEQ, threads: 2 });
+    shared = await backbone.createContext({
+      contextSize: PER_SEQ * PROMPTS.length,
+      sequences: PROMPTS.length,
+      threads: 2,
+    });
+    sched = Scheduler.create(shared);
+    prompts = PROMPTS.map((p) => backbone.tokenize(p, { parseSpecial: true }));
+    for (const t of prompts) expected.push(await alone(t));
+  });
+  afterAll(() => {
+    sched.dispose();
+    shared.dispose();
+    single.dispose();
+    backbone.dispose();
+  });
+
+  it('requests joining a running batch get the greedy tokens each prompt gives alone; prompts and decode rows share steps', async () => {
+    const before = sched.stats();
+    const seen: number[][] = prompts.map(() => []);
+    const results: Promise<ScheduleResult>[] = [];
+    const submit = (seq: number) => {
+      const r = whole(seq, prompts[seq] as Int32Array);
+      results[seq] = r.result;
+    };
+    submit(0);
+    submit(1);
+    // the others join once the first two are generating
+    await new Promise<void>((resolve) => {
+      const t = setInterval(() => {
+        if (sched.stats().decodeRows - before.decodeRows >= 4) {
+          clearInterval(t);
+          resolve();
+        }
+      }, 0);
+    });
+    submit(2);
+    submit(3);
+    const got = await Promise.all(results);
+    for (const [i, r] of got.entries()) {
+      expect(Array.from(r.tokens)).toEqual(expected[i]);
+      expect(r.stopReason).toBe('length');
+      expect(r.decoded).toBe(N - 1);
+      expect(r.prefilled).toBe(true);
+      expect(r.prefillMs).toBeGreaterThanOrEqual(0);
+    }
+    void seen;
+    const after = sched.stats();
+    const promptRows = prompts.reduce((a, p) => a + p.length, 0);
+    expect(after.prefillRows - before.prefillRows).toBe(promptRows);
+    // the first token of each comes from its prompt's last row
+    expect(after.decodeRows - before.decodeRows).toBe((N - 1) * PROMPTS.length);
+    expect(after.maxRows).toBeGreaterThanOrEqual(3);
+    expect(after.tokenSteps - before.tokenSteps).toBeLessThan((N + 1) * PROMPTS.length);
+  });
+
+  it('keeps a prefix the sequence holds: only the new tokens are decoded, the answer is unchanged', async () => {
+    const base = prompts[1] as Int32Array;
+    const more = backbone.tokenize(' and where is it?', {});
+    const longer = new Int32Array([...base, ...more]);
+    const want = await alone(longer, 8);
+    await whole(2, base, 4).result;
+    const before = sched.stats();
+    const r = await whole(2, longer, 8, base.length).result;
+    expect(Array.from(r.tokens)).toEqual(want);
+    expect(sched.stats().prefillRows - before.prefillRows).toBe(more.length);
+  });
+
+  it('streams tokens in order through onToken; a cancel ends one request and leaves the others exact', async () => {
+    const streamed: number[] = [];
+    const a = sched.submit({
+      seq: 0,
+      keep: 0,
+      items: [{ tokens: prompts[0] as Int32Array, pos0: 0 }],
+      maxTokens: 10_000,
+      limit: PER_SEQ,
+      ignoreEndOfGeneration: true,
+      onToken: (t) => {
+        streamed.push(t);
+        if (streamed.length === 5) a.cancel();
+      },
+    });
+    const b = whole(1, prompts[1] as Int32Array);
+    const [ra, rb] = await Promise.all([a.result, b.result]);
+    expect(ra.stopReason).toBe('cancel');
+    expect(Array.from(ra.tokens)).toEqual(streamed);
+    expect(streamed.length).toBeGreaterThanOrEqual(5);
+    expect(streamed.slice(0, 5)).toEqual(expected[0]!.slice(0, 5));
+    expect(Array.from(rb.tokens)).toEqual(expected[1]);
+  });
+
+  it('stops at the sequence limit with "context"', async () => {
+    const t = prompts[2] as Int32Array;
+    const r = await sched.submit({
+      seq: 3,
+      keep: 0,
+      items: [{ tokens: t, pos0: 0 }],
+      maxTokens: 1000,
+      limit: t.length + 5,
+      ignoreEndOfGeneration: true,
+    }).result;
+    expect(r.stopReason).toBe('context');
+    expect(Array.from(r.tokens)).toEqual(expected[2]!.slice(0, r.tokens.length));
+    expect(r.tokens.length).toBe(6);
+  });
+
+  it('gives typed errors: bad arguments synchronously, a busy sequence as a rejection; the context is owned', async () => {
+    expect(() => whole(PROMPTS.length, prompts[0] as Int32Array)).toThrow(
+      expect.objectContaining({ code: 'MM_INVALID_ARGUMENT' }),
+    );
+    expect(() =>
+      sched.submit({
+        seq: 0,
+        keep: 0,
+        items: [{ tokens: new Int32Array([1 << 30]), pos0: 0 }],
+        maxTokens: 1,
+        limit: PER_SEQ,
+      }),
+    ).toThrow(expect.objectContaining({ code: expect.stringMatching(/^MM_/) }));
+    expect(() =>
+      sched.submit({ seq: 0, keep: 0, items: [], maxTokens: 1, limit: PER_SEQ }),
+    ).toThrow(expect.objectContaining({ code: 'MM_INVALID_ARGUMENT' }));
+    const first = whole(0, prompts[0] as Int32Array, 50);
+    const second = whole(0, prompts[1] as Int32Array, 2);
+    await expect(second.result).rejects.toMatchObject({ code: 'MM_INVALID_ARGUMENT' });
+    expect(Array.from((await first.result).tokens)).toEqual(
+      await alone(prompts[0] as Int32Array, 50),
+    );
+    await expect(shared.decode({ tokens: prompts[0] as Int32Array, seq: 1 })).rejects.toMatchObject(
+      {
+        code: 'MM_INVALID_ARGUMENT',
+      },
+    );
+  });
+
+  it('rejects running requests with MM_DISPOSED on dispose, and the context is usable again after', async () => {
+    const s = await backbone.createContext({ contextSize: PER_SEQ * 2, sequences: 2, threads: 1 });
+    const sc = Scheduler.create(s);
+    const r = sc.submit({
+      seq: 0,
+      keep: 0,
+      items: [{ tokens: prompts[0] as Int32Array, pos0: 0 }],
+      maxTokens: 100,
+      limit: PER_SEQ,
+      ignoreEndOfGeneration: true,
+    });
+    sc.dispose();
+    await expect(r.result).rejects.toMatchObject({ code: 'MM_DISPOSED' });
+    expect(() => sc.stats()).toThrow(expect.objectContaining({ code: 'MM_DISPOSED' }));
+    s.clear();
+    const d = await s.decode({ tokens: prompts[0] as Int32Array, seq: 0 });
+    expect(d.logits?.length).toBe(backbone.info.nVocab);
+    s.dispose();
+  });
+});
