@@ -26,6 +26,7 @@ export const oracleTargets = [
   'mm-ref-generate',
   'llama-mtmd-cli',
   'llama-tts',
+  'llama-server',
   'mm-ref-mtmd-embed',
   'mm-ref-mtmd-gen',
   'mm-ref-stb-decode',

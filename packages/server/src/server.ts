@@ -12,6 +12,7 @@ import {
 import { ErrorCode, MmError, MmInvalidArgumentError } from '@mm/errors';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { BatchedEngine } from './batched-engine.js';
+import { EventLoopLagMonitor } from './event-loop-lag.js';
 import { HttpError, toHttpError } from './http-error.js';
 import { DEFAULT_LIMITS, type ServerLimits } from './limits.js';
 import {
@@ -232,12 +233,16 @@ export async function listen(
     });
   }
 
-  app.get('/health', async () => ({
+  // Event-loop lag since the start or the last `/health?reset_lag=1` (which reads, then resets).
+  const lag = new EventLoopLagMonitor();
+  app.addHook('onClose', async () => lag.dispose());
+  app.get<{ Querystring: { reset_lag?: string } }>('/health', async (request) => ({
     status: 'ok',
     model: modelId,
     slots: { total: pool.size, in_use: pool.inUse },
     queue: { depth: pool.queued, max: pool.maxQueue },
     requests: { served: counters.served, failed: counters.failed, aborted: counters.aborted },
+    event_loop: lag.take(request.query.reset_lag === '1'),
     ...(batchStats && { batch: batchStats() }),
     ...(speech && { speech: speech.info() }),
   }));

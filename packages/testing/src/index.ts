@@ -137,6 +137,13 @@ export {
   syntheticImage,
 } from './images.js';
 export {
+  freePort,
+  type LlamaServer,
+  type LlamaServerOptions,
+  startLlamaServer,
+  stopChild,
+} from './llama-server.js';
+export {
   benchLlava16Mmproj,
   LLAVA16_PINPOINTS,
   LLAVA16_TEST_IMAGE_SIZES,
