@@ -1,0 +1,812 @@
+#!/usr/bin/env node
+// `mm serve` and llama.cpp's llama-server side by side: same model files, same requests (images as
+// data URLs), same slots, threads and context, greedy. Loopback only; stops both servers and exits.
+//
+//   node packages/server/scripts/vs-llama-server.mjs [--scenario distinct,repeat | all | realistic]
+//        [--requests 64] [--clients 1,4,8] [--parallel 8] [--threads N] [--max-tokens 32]
+//        [--repeats 30] [--pairs 4] [--ctx N] [--seed 1] [--timeout 3600] [--json]
+//
+// Scenarios:
+//   distinct   tiny-shapes, --requests questions about as many distinct pictures (@mm/testing's
+//              tinyShapesItems, PNG data URLs), streamed (SSE), sent by each --clients count in turn.
+//              One server runs at a time (a fresh start per count, so no cache carries over), mm
+//              first then llama-server, then the other way round for the next count. Prints
+//              aggregate completion tok/s, TTFT p50/p99, latency p50/p95, errors, mm / llama-server
+//              ratios; checks every answer: same as the other server, same as its own 1-client
+//              answer, right for the scene; mm's event-loop lag (GET /health event_loop) idle
+//              and under load; and "same picture after another system prompt" (--pairs pictures,
+//              each asked twice with different system prompts: TTFT of the second, encode time).
+//   repeat     tiny-shapes, both servers up at once, one client, the same picture and question
+//              --repeats times, alternating mm / llama-server request by request (ABBA), not
+//              streamed: median and worst latency of each, ratios.
+//   realistic  a CLIP ViT-L/14-336 mmproj (projection to 2048) and BENCH_LLAMA_1B, random F16
+//              weights made by @mm/testing into benchDir() (once), distinct 336x336 pictures,
+//              otherwise as distinct (default --clients 1,8, --ctx 1024 per slot).
+//
+// Tokens are the generated tokens without the end-of-generation one (llama-server's
+// completion_tokens counts it, mm's does not), so tok/s compare the same tokens.
+//
+// Exit status 1 when an answer is lost (an HTTP error, a broken stream, a time-out) on either
+// side, or when mm's answers differ from its own 1-client answers, or (tiny-shapes) from
+// llama-server's; llama-server's own differences are printed, not counted.
+import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { availableParallelism, cpus } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import {
+  BENCH_LLAMA_1B,
+  benchLlama,
+  benchMmproj,
+  encodePng,
+  REALISTIC_CLIP_L14_336,
+  startLlamaServer,
+  stopChild,
+  syntheticImage,
+  tinyShapesItems,
+} from '@mm/testing';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const mmBin = join(here, '..', '..', '..', 'apps', 'cli', 'bin', 'mm.js');
+const require = createRequire(import.meta.url);
+const tinyDir = join(dirname(require.resolve('@mm/demo/package.json')), 'models', 'tiny-shapes');
+
+const { values } = parseArgs({
+  options: {
+    scenario: { type: 'string', default: 'distinct,repeat' },
+    requests: { type: 'string' },
+    clients: { type: 'string' },
+    parallel: { type: 'string', default: '8' },
+    threads: { type: 'string', default: String(availableParallelism()) },
+    'max-tokens': { type: 'string', default: '32' },
+    repeats: { type: 'string', default: '30' },
+    pairs: { type: 'string', default: '4' },
+    ctx: { type: 'string' },
+    seed: { type: 'string', default: '1' },
+    timeout: { type: 'string', default: '3600' },
+    'request-timeout': { type: 'string', default: '300' },
+    json: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+if (values.help) {
+  const src = (await import('node:fs')).readFileSync(fileURLToPath(import.meta.url), 'utf8');
+  console.log(
+    src
+      .split('\n')
+      .slice(1)
+      .filter((l) => l.startsWith('//'))
+      .map((l) => l.slice(3))
+      .join('\n'),
+  );
+  process.exit(0);
+}
+
+const int = (name, min = 1) => {
+  const n = Number(values[name]);
+  if (!Number.isInteger(n) || n < min) {
+    console.error(`--${name} must be an integer >= ${min}, got '${values[name]}'`);
+    process.exit(2);
+  }
+  return n;
+};
+const scenarios = new Set(
+  values.scenario === 'all' ? ['distinct', 'repeat', 'realistic'] : values.scenario.split(','),
+);
+for (const s of scenarios) {
+  if (!['distinct', 'repeat', 'realistic'].includes(s)) {
+    console.error(
+      `--scenario takes distinct, repeat, realistic (comma-separated) or all, got '${s}'`,
+    );
+    process.exit(2);
+  }
+}
+const parallel = int('parallel');
+const threads = int('threads');
+const maxTokens = int('max-tokens');
+const seed = int('seed', 0);
+const requestTimeoutMs = int('request-timeout') * 1000;
+
+// Every child server, so that a time-out or Ctrl-C stops them all.
+const children = new Set();
+const stopAll = () => Promise.all([...children].map((c) => c.stop()));
+const deadline = setTimeout(async () => {
+  console.error(`vs-llama-server: gave up after ${values.timeout} s`);
+  await stopAll();
+  process.exit(1);
+}, int('timeout') * 1000);
+deadline.unref();
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, async () => {
+    await stopAll();
+    process.exit(130);
+  });
+}
+const log = (msg) => process.stderr.write(`[vs] ${msg}\n`);
+
+// --- servers -----------------------------------------------------------------------------
+
+/** `mm serve` as a user starts it (the CLI), on a free port; resolves when /health answers. */
+async function startMm({ model, mmproj, ctxPerSlot }) {
+  const argv = [mmBin, 'serve', '-m', model, '--mmproj', mmproj, '--parallel', String(parallel)];
+  argv.push('--threads', String(threads), '-c', String(ctxPerSlot), '--port', '0', '--no-demo');
+  argv.push('--max-queue', '1024', '--timeout', String(requestTimeoutMs / 1000));
+  const child = spawn(process.execPath, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  const url = await new Promise((resolve, reject) => {
+    child.stderr.on('data', (d) => {
+      err += d.toString('utf8');
+      const m = /mm serve: \S+ on (http:\/\/\S+)/.exec(err);
+      if (m) resolve(m[1]);
+    });
+    child.once('exit', (code, sig) =>
+      reject(new Error(`mm serve exited (${sig ?? code}) before listening:\n${err}`)),
+    );
+  });
+  const server = {
+    name: 'mm',
+    url,
+    argv: argv.slice(1),
+    stop: async () => {
+      children.delete(server);
+      await stopChild(child);
+    },
+  };
+  children.add(server);
+  server.modelId = await modelIdOf(url);
+  return server;
+}
+
+/** llama-server from the vendored tree (test-only build), same files, slots, threads, context. */
+async function startLlama({ model, mmproj, ctxPerSlot }) {
+  const s = await startLlamaServer({
+    model,
+    mmproj,
+    parallel,
+    threads,
+    contextSize: ctxPerSlot * parallel,
+  });
+  const server = {
+    name: 'llama-server',
+    countsEndToken: true,
+    url: s.url,
+    argv: s.argv,
+    stop: async () => {
+      children.delete(server);
+      await s.stop();
+    },
+  };
+  children.add(server);
+  server.modelId = await modelIdOf(s.url);
+  return server;
+}
+
+async function modelIdOf(url) {
+  const r = await fetch(`${url}/v1/models`);
+  const body = await r.json();
+  return body.data?.[0]?.id ?? 'model';
+}
+
+const starters = { mm: startMm, 'llama-server': startLlama };
+
+// --- requests ----------------------------------------------------------------------------
+
+function messagesOf(job, system) {
+  const messages = [];
+  if (system !== undefined) messages.push({ role: 'system', content: system });
+  messages.push({
+    role: 'user',
+    content: [
+      { type: 'image_url', image_url: { url: job.image } },
+      { type: 'text', text: job.question },
+    ],
+  });
+  return messages;
+}
+
+/**
+ * One chat completion. Streamed: TTFT is the first chunk with content; latency is the whole
+ * stream. Returns { ok, ms, ttftMs, text, tokens, timings } or { ok: false, why }.
+ */
+async function ask(server, job, { stream, system } = {}) {
+  const t0 = performance.now();
+  const body = {
+    model: server.modelId,
+    temperature: 0,
+    max_tokens: maxTokens,
+    messages: messagesOf(job, system),
+    ...(stream && { stream: true, stream_options: { include_usage: true } }),
+  };
+  try {
+    const res = await fetch(`${server.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(requestTimeoutMs),
+    });
+    if (res.status !== 200) {
+      const text = await res.text();
+      return { ok: false, ms: performance.now() - t0, why: `HTTP ${res.status} ${text}` };
+    }
+    // llama-server counts the end-of-generation token it sampled in completion_tokens, mm does not:
+    // both are counted without it.
+    const generated = (n, finish) => n - (server.countsEndToken && finish === 'stop' ? 1 : 0);
+    if (!stream) {
+      const r = await res.json();
+      const ms = performance.now() - t0;
+      const text = r.choices?.[0]?.message?.content;
+      if (typeof text !== 'string') return { ok: false, ms, why: 'no message content' };
+      return {
+        ok: true,
+        ms,
+        ttftMs: null,
+        text,
+        tokens: generated(r.usage?.completion_tokens ?? 0, r.choices[0].finish_reason),
+        timings: r.timings,
+      };
+    }
+    let text = '';
+    let ttftMs = null;
+    let tokens = null;
+    let finish = null;
+    let timings;
+    let done = false;
+    let pending = '';
+    const decoder = new TextDecoder();
+    const onEvent = (data) => {
+      if (data === '[DONE]') {
+        done = true;
+        return;
+      }
+      const c = JSON.parse(data);
+      if (c.error) throw new Error(`stream error ${JSON.stringify(c.error)}`);
+      const piece = c.choices?.[0]?.delta?.content;
+      if (typeof piece === 'string' && piece.length > 0) {
+        if (ttftMs === null) ttftMs = performance.now() - t0;
+        text += piece;
+      }
+      if (c.choices?.[0]?.finish_reason) finish = c.choices[0].finish_reason;
+      if (c.usage) tokens = c.usage.completion_tokens;
+      if (c.timings) timings = c.timings;
+    };
+    for await (const chunk of res.body) {
+      pending += decoder.decode(chunk, { stream: true });
+      let i = pending.indexOf('\n');
+      while (i >= 0) {
+        const line = pending.slice(0, i).replace(/\r$/, '');
+        pending = pending.slice(i + 1);
+        if (line.startsWith('data:')) onEvent(line.slice(5).trim());
+        i = pending.indexOf('\n');
+      }
+    }
+    const ms = performance.now() - t0;
+    if (!done) return { ok: false, ms, why: 'the stream ended without [DONE]' };
+    if (tokens === null) return { ok: false, ms, why: 'no usage in the stream' };
+    return { ok: true, ms, ttftMs: ttftMs ?? ms, text, tokens: generated(tokens, finish), timings };
+  } catch (e) {
+    return { ok: false, ms: performance.now() - t0, why: String(e?.message ?? e) };
+  }
+}
+
+async function lagOf(server, reset) {
+  if (server.name !== 'mm') return null;
+  const h = await (await fetch(`${server.url}/health${reset ? '?reset_lag=1' : ''}`)).json();
+  return h.event_loop ?? null;
+}
+
+/** `jobs` sent by `clients` concurrent clients; results in job order, wall time. */
+async function load(server, jobs, clients, stream) {
+  const results = new Array(jobs.length);
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      for (;;) {
+        const i = next++;
+        if (i >= jobs.length) return;
+        results[i] = await ask(server, jobs[i], { stream });
+      }
+    }),
+  );
+  return { results, wallMs: performance.now() - t0 };
+}
+
+// --- statistics --------------------------------------------------------------------------
+
+function percentile(xs, p) {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (s.length === 0) return Number.NaN;
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
+}
+const median = (xs) => {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (s.length === 0) return Number.NaN;
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+const same = (a, b) => a.trim() === b.trim();
+
+function summarise(results, wallMs) {
+  const ok = results.filter((r) => r?.ok);
+  const tokens = ok.reduce((n, r) => n + r.tokens, 0);
+  return {
+    requests: results.length,
+    answered: ok.length,
+    errors: results
+      .map((r, i) => (r?.ok ? null : `#${i}: ${r?.why ?? 'lost'}`))
+      .filter((x) => x !== null),
+    wallMs,
+    tokens,
+    tokPerS: (tokens * 1000) / wallMs,
+    ttftP50: percentile(
+      ok.map((r) => r.ttftMs),
+      50,
+    ),
+    ttftP99: percentile(
+      ok.map((r) => r.ttftMs),
+      99,
+    ),
+    latP50: percentile(
+      ok.map((r) => r.ms),
+      50,
+    ),
+    latP95: percentile(
+      ok.map((r) => r.ms),
+      95,
+    ),
+  };
+}
+
+// --- printing ----------------------------------------------------------------------------
+
+const fmt = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '-');
+const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? a / b : Number.NaN);
+const fmtRatio = (r) => (Number.isFinite(r) ? `${r.toFixed(2)}×` : '-');
+
+function table(title, rows) {
+  const widths = [0, 1, 2, 3].map((c) => Math.max(...rows.map((r) => String(r[c] ?? '').length)));
+  console.log(title);
+  for (const [i, r] of rows.entries()) {
+    console.log(
+      `  ${String(r[0]).padEnd(widths[0])}  ${[1, 2, 3].map((c) => String(r[c] ?? '').padStart(widths[c])).join('  ')}`,
+    );
+    if (i === 0) console.log(`  ${'-'.repeat(widths.reduce((a, b) => a + b + 2, 0))}`);
+  }
+}
+
+// --- scenarios ---------------------------------------------------------------------------
+
+function tinyModels() {
+  return {
+    name: 'tiny-shapes (apps/demo/models/tiny-shapes)',
+    model: join(tinyDir, 'tiny-shapes-llm.gguf'),
+    mmproj: join(tinyDir, 'mmproj-tiny-shapes.gguf'),
+    ctxPerSlot: values.ctx ? int('ctx') : 256,
+    tiny: true,
+  };
+}
+
+/** Distinct tiny-shapes pictures, one question each (cycling through the 13 kinds). */
+function tinyJobs(n, s) {
+  return tinyShapesItems(n, s).map((item, i) => {
+    const q = item.questions[(i * 5) % item.questions.length];
+    return {
+      image: `data:image/png;base64,${Buffer.from(encodePng(item.image)).toString('base64')}`,
+      question: q.question,
+      answer: q.answer,
+    };
+  });
+}
+
+/** Distinct 336x336 pictures for the realistic shape (answers are whatever random weights say). */
+function realisticJobs(n, s) {
+  return Array.from({ length: n }, (_, i) => ({
+    image: `data:image/png;base64,${Buffer.from(encodePng(syntheticImage(336, 336, s * 1000 + i))).toString('base64')}`,
+    question: 'Describe the image.',
+    answer: null,
+  }));
+}
+
+/**
+ * The throughput scenario shared by distinct and realistic: for each client count, each server
+ * in turn (fresh start, warm-up, the load), then the "same picture after another system prompt"
+ * pairs on the first count's servers.
+ */
+async function throughput(scenario, models, makeJobs, clientsList) {
+  const nRequests = values.requests ? int('requests') : 64;
+  const jobs = makeJobs(nRequests, seed);
+  const warm = makeJobs(Math.max(parallel, 2), seed + 7919);
+  const pairJobs = makeJobs(int('pairs'), seed + 104729);
+  const systems = [
+    'You are a helpful assistant.',
+    'You answer questions about pictures in a few words.',
+  ];
+  const runs = [];
+  const serial = {};
+  const pairs = {};
+  const lag = { idle: null };
+  const argv = {};
+  for (const [k, clients] of clientsList.entries()) {
+    const order = k % 2 === 0 ? ['mm', 'llama-server'] : ['llama-server', 'mm'];
+    const run = { clients };
+    for (const name of order) {
+      log(`${scenario}: ${name}, ${clients} client(s), ${jobs.length} requests...`);
+      const server = await starters[name](models);
+      argv[name] = server.argv;
+      try {
+        await load(server, warm.slice(0, Math.max(2, Math.min(clients, parallel))), clients, true);
+        let idle = null;
+        if (name === 'mm') {
+          await lagOf(server, true);
+          await new Promise((r) => setTimeout(r, 2000));
+          idle = await lagOf(server, true);
+        }
+        const { results, wallMs } = await load(server, jobs, clients, true);
+        const busy = await lagOf(server, true);
+        const s = summarise(results, wallMs);
+        s.results = results;
+        s.lag = busy;
+        s.idleLag = idle;
+        if (idle) lag.idle = idle;
+        run[name] = s;
+        if (k === 0) {
+          serial[name] = results;
+          // The same picture asked twice, after two different system prompts, one at a time.
+          const rows = [];
+          for (const job of pairJobs) {
+            const first = await ask(server, job, { stream: true, system: systems[0] });
+            const second = await ask(server, job, { stream: true, system: systems[1] });
+            rows.push({ first, second });
+          }
+          pairs[name] = rows;
+        }
+      } finally {
+        await server.stop();
+      }
+    }
+    // Answers: against the other server, against the 1st count's (serial) answers, against the scene.
+    const mm = run.mm.results;
+    const ll = run['llama-server'].results;
+    const checks = { mmVsLlama: [], mmVsSerial: [], llamaVsSerial: [], wrong: { mm: 0, ll: 0 } };
+    for (let i = 0; i < jobs.length; i++) {
+      const a = mm[i];
+      const b = ll[i];
+      if (a?.ok && b?.ok && !same(a.text, b.text))
+        checks.mmVsLlama.push(
+          `#${i}: mm ${JSON.stringify(a.text)} | llama ${JSON.stringify(b.text)}`,
+        );
+      if (k > 0) {
+        const sa = serial.mm[i];
+        const sb = serial['llama-server'][i];
+        if (a?.ok && sa?.ok && !same(a.text, sa.text))
+          checks.mmVsSerial.push(
+            `#${i}: ${JSON.stringify(a.text)} vs serial ${JSON.stringify(sa.text)}`,
+          );
+        if (b?.ok && sb?.ok && !same(b.text, sb.text))
+          checks.llamaVsSerial.push(
+            `#${i}: ${JSON.stringify(b.text)} vs serial ${JSON.stringify(sb.text)}`,
+          );
+      }
+      if (jobs[i].answer !== null) {
+        if (a?.ok && !same(a.text, jobs[i].answer)) checks.wrong.mm++;
+        if (b?.ok && !same(b.text, jobs[i].answer)) checks.wrong.ll++;
+      }
+    }
+    run.checks = checks;
+    runs.push(run);
+  }
+  return { scenario, models, requests: nRequests, runs, pairs, lag, systems, argv };
+}
+
+function printThroughput(r) {
+  const first = r.runs[0];
+  console.log(
+    `\n== ${r.scenario}: ${r.models.name}, ${r.requests} requests with distinct pictures, --parallel ${parallel}, ${threads} threads, max_tokens ${maxTokens}, greedy, streamed`,
+  );
+  console.log(`   mm: mm ${r.argv.mm.join(' ')}`);
+  console.log(`   llama-server: llama-server ${r.argv['llama-server'].join(' ')}`);
+  for (const run of r.runs) {
+    const a = run.mm;
+    const b = run['llama-server'];
+    const rows = [
+      [`${run.clients} client(s)`, 'mm serve', 'llama-server', 'mm/llama'],
+      ['answered', `${a.answered}/${a.requests}`, `${b.answered}/${b.requests}`, ''],
+      ['aggregate tok/s', fmt(a.tokPerS), fmt(b.tokPerS), fmtRatio(ratio(a.tokPerS, b.tokPerS))],
+      ['TTFT p50 ms', fmt(a.ttftP50), fmt(b.ttftP50), fmtRatio(ratio(a.ttftP50, b.ttftP50))],
+      ['TTFT p99 ms', fmt(a.ttftP99), fmt(b.ttftP99), fmtRatio(ratio(a.ttftP99, b.ttftP99))],
+      ['latency p50 ms', fmt(a.latP50), fmt(b.latP50), fmtRatio(ratio(a.latP50, b.latP50))],
+      ['latency p95 ms', fmt(a.latP95), fmt(b.latP95), fmtRatio(ratio(a.latP95, b.latP95))],
+      ['tokens', String(a.tokens), String(b.tokens), ''],
+      ['errors', String(a.errors.length), String(b.errors.length), ''],
+    ];
+    if (run !== first) {
+      rows.push([
+        `tok/s vs ${first.clients} client(s)`,
+        fmtRatio(ratio(a.tokPerS, first.mm.tokPerS)),
+        fmtRatio(ratio(b.tokPerS, first['llama-server'].tokPerS)),
+        '',
+      ]);
+    }
+    if (a.lag) {
+      rows.push([
+        'mm event-loop lag p99 / max ms',
+        `${fmt(a.lag.p99_ms, 2)} / ${fmt(a.lag.max_ms, 2)}`,
+        '',
+        '',
+      ]);
+      rows.push([
+        '  idle, before the load',
+        `${fmt(a.idleLag?.p99_ms, 2)} / ${fmt(a.idleLag?.max_ms, 2)}`,
+        '',
+        '',
+      ]);
+    }
+    table('', rows);
+    const c = run.checks;
+    const n = r.requests;
+    let line = `  answers: mm = llama-server in ${Math.min(a.answered, b.answered) - c.mmVsLlama.length}/${n}`;
+    if (run !== first) {
+      line += `; same as ${first.clients}-client: mm ${a.answered - c.mmVsSerial.length}/${n}, llama-server ${b.answered - c.llamaVsSerial.length}/${n}`;
+    }
+    if (r.models.tiny)
+      line += `; right for the scene: mm ${a.answered - c.wrong.mm}/${n}, llama-server ${b.answered - c.wrong.ll}/${n}`;
+    console.log(line);
+    for (const m of c.mmVsLlama.slice(0, 8)) console.log(`    differ ${m}`);
+    for (const m of c.mmVsSerial.slice(0, 8)) console.log(`    mm not serial ${m}`);
+    for (const m of c.llamaVsSerial.slice(0, 8)) console.log(`    llama-server not serial ${m}`);
+    for (const e of a.errors.slice(0, 8)) console.log(`    mm lost ${e}`);
+    for (const e of b.errors.slice(0, 8)) console.log(`    llama-server lost ${e}`);
+  }
+  // Same picture after another system prompt.
+  const p = r.pairs;
+  const ttft = (name, which) =>
+    median(
+      p[name]
+        .map((x) => x[which])
+        .filter((x) => x.ok)
+        .map((x) => x.ttftMs),
+    );
+  const enc = (name, which) =>
+    median(
+      p[name]
+        .map((x) => x[which])
+        .filter((x) => x.ok && x.timings)
+        .map((x) => x.timings.encode_ms ?? Number.NaN),
+    );
+  const hits = p.mm.filter(
+    (x) => x.second.ok && (x.second.timings?.image_cache_hits ?? 0) > 0,
+  ).length;
+  const promptN = (which) =>
+    median(
+      p['llama-server']
+        .map((x) => x[which])
+        .filter((x) => x.ok && x.timings)
+        .map((x) => x.timings.prompt_n ?? Number.NaN),
+    );
+  const cacheN = median(
+    p['llama-server']
+      .map((x) => x.second)
+      .filter((x) => x.ok && x.timings)
+      .map((x) => x.timings.cache_n ?? Number.NaN),
+  );
+  const lost = [...p.mm, ...p['llama-server']]
+    .flatMap((x) => [x.first, x.second])
+    .filter((x) => !x.ok);
+  const k = p.mm.length;
+  table(
+    `  same picture after another system prompt (${k} pictures, 1 client, ${r.runs[0].clients}-client servers, medians)`,
+    [
+      ['', 'mm serve', 'llama-server', 'mm/llama'],
+      [
+        'TTFT, 1st ask ms',
+        fmt(ttft('mm', 'first')),
+        fmt(ttft('llama-server', 'first')),
+        fmtRatio(ratio(ttft('mm', 'first'), ttft('llama-server', 'first'))),
+      ],
+      [
+        'TTFT, 2nd ask ms',
+        fmt(ttft('mm', 'second')),
+        fmt(ttft('llama-server', 'second')),
+        fmtRatio(ratio(ttft('mm', 'second'), ttft('llama-server', 'second'))),
+      ],
+      [
+        '2nd / 1st',
+        fmtRatio(ratio(ttft('mm', 'second'), ttft('mm', 'first'))),
+        fmtRatio(ratio(ttft('llama-server', 'second'), ttft('llama-server', 'first'))),
+        '',
+      ],
+      [
+        'encode ms, 1st / 2nd (mm timings)',
+        `${fmt(enc('mm', 'first'), 2)} / ${fmt(enc('mm', 'second'), 2)}`,
+        '',
+        '',
+      ],
+      ['2nd asks with an image cache hit (mm)', `${hits}/${k}`, '', ''],
+      [
+        'prompt tokens evaluated, 1st / 2nd (llama)',
+        '',
+        `${fmt(promptN('first'), 0)} / ${fmt(promptN('second'), 0)}`,
+        '',
+      ],
+      ['prompt tokens reused on the 2nd (llama cache_n)', '', fmt(cacheN, 0), ''],
+    ],
+  );
+  for (const x of lost) console.log(`    lost ${x.why}`);
+}
+
+async function repeat() {
+  const models = tinyModels();
+  const n = int('repeats');
+  const [job] = tinyJobs(1, seed + 31337);
+  log(`repeat: starting both servers (--parallel ${parallel}, ${threads} threads)...`);
+  const servers = { mm: await startMm(models), 'llama-server': await startLlama(models) };
+  try {
+    for (const s of Object.values(servers)) {
+      await ask(s, job);
+      await ask(s, job);
+    }
+    await lagOf(servers.mm, true);
+    const out = { mm: [], 'llama-server': [] };
+    for (let i = 0; i < n; i++) {
+      const order = i % 2 === 0 ? ['mm', 'llama-server'] : ['llama-server', 'mm'];
+      for (const name of order) out[name].push(await ask(servers[name], job));
+    }
+    const lag = await lagOf(servers.mm, true);
+    return {
+      scenario: 'repeat',
+      models,
+      job: { question: job.question, answer: job.answer },
+      n,
+      out,
+      lag,
+    };
+  } finally {
+    await stopAll();
+  }
+}
+
+function printRepeat(r) {
+  const a = r.out.mm.filter((x) => x.ok).map((x) => x.ms);
+  const b = r.out['llama-server'].filter((x) => x.ok).map((x) => x.ms);
+  const [ma, mb] = [median(a), median(b)];
+  const [wa, wb] = [Math.max(...a), Math.max(...b)];
+  console.log(
+    `\n== repeat: ${r.models.name}, one client, the same picture and question ${r.n}× per server, alternating request by request (ABBA), not streamed, --parallel ${parallel}, ${threads} threads, max_tokens ${maxTokens}`,
+  );
+  table('', [
+    ['latency ms', 'mm serve', 'llama-server', 'mm/llama'],
+    ['median', fmt(ma), fmt(mb), fmtRatio(ratio(ma, mb))],
+    [
+      'min',
+      fmt(Math.min(...a)),
+      fmt(Math.min(...b)),
+      fmtRatio(ratio(Math.min(...a), Math.min(...b))),
+    ],
+    [
+      'p95',
+      fmt(percentile(a, 95)),
+      fmt(percentile(b, 95)),
+      fmtRatio(ratio(percentile(a, 95), percentile(b, 95))),
+    ],
+    ['worst', fmt(wa), fmt(wb), fmtRatio(ratio(wa, wb))],
+    ['answered', `${a.length}/${r.n}`, `${b.length}/${r.n}`, ''],
+    [
+      'mm event-loop lag p99 / max ms',
+      r.lag ? `${fmt(r.lag.p99_ms, 2)} / ${fmt(r.lag.max_ms, 2)}` : '-',
+      '',
+      '',
+    ],
+  ]);
+  const texts = new Set(
+    [...r.out.mm, ...r.out['llama-server']].filter((x) => x.ok).map((x) => x.text.trim()),
+  );
+  console.log(
+    `  answers: ${texts.size === 1 ? 'all identical' : `${texts.size} different`} (${[...texts].map((t) => JSON.stringify(t)).join(', ')}; the scene says ${JSON.stringify(r.job.answer)})`,
+  );
+  console.log(
+    `  issue 14 targets: median ≤ 1.2× llama-server's: ${ma <= 1.2 * mb ? 'yes' : 'no'}; worst ≤ 2× llama-server's worst + 20 ms (${fmt(2 * wb + 20)}): ${wa <= 2 * wb + 20 ? 'yes' : 'no'}`,
+  );
+  for (const x of [...r.out.mm, ...r.out['llama-server']].filter((x) => !x.ok))
+    console.log(`    lost ${x.why}`);
+}
+
+async function realisticModels() {
+  log('realistic: making the models once into benchDir() (minutes the first time)...');
+  const mmproj = await benchMmproj({
+    ...REALISTIC_CLIP_L14_336,
+    projectionDim: BENCH_LLAMA_1B.nEmbd,
+    hiddenDim: BENCH_LLAMA_1B.nEmbd,
+  });
+  const model = await benchLlama(BENCH_LLAMA_1B);
+  return {
+    name: `CLIP ViT-L/14-336 mmproj (projection ${BENCH_LLAMA_1B.nEmbd}) + BENCH_LLAMA_1B (16 layers, n_embd 2048), random F16`,
+    model,
+    mmproj,
+    ctxPerSlot: values.ctx ? int('ctx') : 1024,
+    tiny: false,
+  };
+}
+
+// --- main --------------------------------------------------------------------------------
+
+const clientsOf = (fallback) =>
+  (values.clients ?? fallback).split(',').map((c) => {
+    const n = Number(c);
+    if (!Number.isInteger(n) || n < 1) {
+      console.error(
+        `--clients takes a comma-separated list of integers >= 1, got '${values.clients}'`,
+      );
+      process.exit(2);
+    }
+    return n;
+  });
+
+const report = { threads, parallel, maxTokens, cpu: cpus()[0]?.model ?? 'unknown', scenarios: [] };
+let failed = false;
+try {
+  if (scenarios.has('distinct')) {
+    const r = await throughput('distinct', tinyModels(), tinyJobs, clientsOf('1,4,8'));
+    report.scenarios.push(r);
+  }
+  if (scenarios.has('repeat')) report.scenarios.push(await repeat());
+  if (scenarios.has('realistic')) {
+    const r = await throughput(
+      'realistic',
+      await realisticModels(),
+      realisticJobs,
+      clientsOf('1,8'),
+    );
+    report.scenarios.push(r);
+  }
+} finally {
+  await stopAll();
+}
+
+for (const r of report.scenarios) {
+  if (r.scenario === 'repeat') {
+    if ([...r.out.mm, ...r.out['llama-server']].some((x) => !x.ok)) failed = true;
+    continue;
+  }
+  for (const run of r.runs) {
+    if (run.mm.errors.length > 0 || run['llama-server'].errors.length > 0) failed = true;
+    if (run.checks.mmVsSerial.length > 0) failed = true;
+    if (r.models.tiny && run.checks.mmVsLlama.length > 0) failed = true;
+  }
+  const p = r.pairs;
+  if ([...p.mm, ...p['llama-server']].some((x) => !x.first.ok || !x.second.ok)) failed = true;
+}
+
+if (values.json) {
+  // Per-request results are kept out of the JSON except texts of differing answers (in checks).
+  const strip = (r) =>
+    r.scenario === 'repeat'
+      ? {
+          ...r,
+          out: Object.fromEntries(
+            Object.entries(r.out).map(([k, v]) => [
+              k,
+              v.map(({ ok, ms, text, why }) => ({ ok, ms, text, why })),
+            ]),
+          ),
+        }
+      : {
+          ...r,
+          runs: r.runs.map((run) => ({
+            ...run,
+            mm: { ...run.mm, results: undefined },
+            'llama-server': { ...run['llama-server'], results: undefined },
+          })),
+        };
+  console.log(
+    JSON.stringify({ ...report, scenarios: report.scenarios.map(strip), failed }, null, 2),
+  );
+} else {
+  console.log(
+    `mm serve vs llama-server (llama.cpp from the vendored tree, test-only build), loopback, CPU ${report.cpu}`,
+  );
+  for (const r of report.scenarios) (r.scenario === 'repeat' ? printRepeat : printThroughput)(r);
+  console.log(failed ? '\nFAILED: answers lost or different (see above)' : '\nok: no answer lost');
+}
+clearTimeout(deadline);
+process.exit(failed ? 1 : 0);
