@@ -264,6 +264,8 @@ export type NativeScheduleEnd =
 export interface NativeScheduleStats {
   iterations: number;
   tokenSteps: number;
+  /** Token batches with at least one generating row. */
+  decodeSteps: number;
   decodeRows: number;
   prefillRows: number;
   spans: number;

@@ -176,10 +176,10 @@ class AddonScheduler : public Napi::ObjectWrap<AddonScheduler> {
         for (const auto & e : events) {
             n_tok += e.kind == sched_event::token ? 1 : 0;
         }
-        auto      tokens = Napi::Int32Array::New(env, n_tok * 2);
-        auto      ends   = Napi::Array::New(env);
-        size_t    t      = 0;
-        uint32_t  k      = 0;
+        auto     tokens = Napi::Int32Array::New(env, n_tok * 2);
+        auto     ends   = Napi::Array::New(env);
+        size_t   t      = 0;
+        uint32_t k      = 0;
         for (const auto & e : events) {
             if (e.kind == sched_event::token) {
                 tokens[t++] = e.id;
@@ -212,6 +212,7 @@ class AddonScheduler : public Napi::ObjectWrap<AddonScheduler> {
         Napi::Object o = Napi::Object::New(info.Env());
         o.Set("iterations", static_cast<double>(s.iterations));
         o.Set("tokenSteps", static_cast<double>(s.token_steps));
+        o.Set("decodeSteps", static_cast<double>(s.decode_steps));
         o.Set("decodeRows", static_cast<double>(s.decode_rows));
         o.Set("prefillRows", static_cast<double>(s.prefill_rows));
         o.Set("spans", static_cast<double>(s.spans));

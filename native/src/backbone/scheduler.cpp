@@ -35,8 +35,7 @@ double ms(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::ti
 }  // namespace
 
 scheduler::scheduler(std::shared_ptr<context> ctx, std::function<void()> notify) :
-    ctx_(std::move(ctx)),
-    notify_(std::move(notify)) {
+    ctx_(std::move(ctx)), notify_(std::move(notify)) {
     thread_ = std::thread([this] { loop(); });
 }
 
@@ -89,8 +88,8 @@ void scheduler::submit(sched_request r) {
                 m.check_token(t);
             }
             if (it.pos0 < 0 || it.pos0 + static_cast<int64_t>(it.tokens.size()) > r.limit) {
-                fail(error_code::out_of_context, "the prompt does not fit the sequence's " + std::to_string(r.limit) +
-                                                     " positions");
+                fail(error_code::out_of_context,
+                     "the prompt does not fit the sequence's " + std::to_string(r.limit) + " positions");
             }
         }
     }
@@ -135,11 +134,11 @@ void scheduler::push(sched_event ev) {
 void scheduler::end(std::unique_ptr<active> & a, const std::string & reason) {
     const auto  now = clock::now();
     sched_event ev;
-    ev.id         = a->req.id;
-    ev.kind       = sched_event::done;
-    ev.value      = a->generated;
-    ev.reason     = reason;
-    ev.prefilled  = a->generating;
+    ev.id        = a->req.id;
+    ev.kind      = sched_event::done;
+    ev.value     = a->generated;
+    ev.reason    = reason;
+    ev.prefilled = a->generating;
     // the last sampled token is never decoded; while generating, every other one is
     ev.decoded    = a->generating ? std::max(0, a->generated - 1) : 0;
     ev.queue_ms   = a->started ? ms(a->submitted, a->prefill_start) : ms(a->submitted, now);
@@ -187,7 +186,7 @@ void scheduler::loop() {
             auto a       = std::make_unique<active>();
             a->submitted = now;
             a->req       = std::move(r);
-            bool busy    = std::any_of(run.begin(), run.end(), [&](const auto & x) { return x->req.seq == a->req.seq; });
+            bool busy = std::any_of(run.begin(), run.end(), [&](const auto & x) { return x->req.seq == a->req.seq; });
             if (busy) {
                 sched_event ev;
                 ev.id      = a->req.id;
@@ -296,14 +295,14 @@ void scheduler::iterate(std::vector<std::unique_ptr<active>> & run) {
     }
 
     // 2. One token batch: decode rows first, then prefill rows in arrival order.
-    const int32_t               cap = static_cast<int32_t>(ctx_->n_batch());
-    std::vector<llama_token>    tokens;
-    std::vector<llama_pos>      pos;
-    std::vector<llama_seq_id>   seqs;
-    std::vector<int8_t>         logits;
-    std::vector<active *>       owner;  // the request of each row
+    const int32_t                cap = static_cast<int32_t>(ctx_->n_batch());
+    std::vector<llama_token>     tokens;
+    std::vector<llama_pos>       pos;
+    std::vector<llama_seq_id>    seqs;
+    std::vector<int8_t>          logits;
+    std::vector<active *>        owner;  // the request of each row
     std::unordered_set<active *> in_batch;
-    auto                        add = [&](active * a, int32_t tok, int32_t p, bool want) {
+    auto                         add = [&](active * a, int32_t tok, int32_t p, bool want) {
         tokens.push_back(tok);
         pos.push_back(p);
         seqs.push_back(a->req.seq);
@@ -328,10 +327,10 @@ void scheduler::iterate(std::vector<std::unique_ptr<active>> & run) {
                 a->started       = true;
                 a->prefill_start = clock::now();
             }
-            const sched_item & it   = a->req.items[a->item];
-            const size_t       n    = it.tokens.size();
-            const size_t       take = std::min(n - a->offset, static_cast<size_t>(cap) - tokens.size());
-            const bool last_item    = a->item + 1 == a->req.items.size();
+            const sched_item & it        = a->req.items[a->item];
+            const size_t       n         = it.tokens.size();
+            const size_t       take      = std::min(n - a->offset, static_cast<size_t>(cap) - tokens.size());
+            const bool         last_item = a->item + 1 == a->req.items.size();
             for (size_t i = 0; i < take; ++i) {
                 const size_t k = a->offset + i;
                 add(a.get(), it.tokens[k], it.pos0 + static_cast<int32_t>(k), last_item && k + 1 == n);
@@ -377,6 +376,7 @@ void scheduler::iterate(std::vector<std::unique_ptr<active>> & run) {
         std::lock_guard<std::mutex> lock(mu_);
         stats_.iterations++;
         stats_.token_steps++;
+        stats_.decode_steps += n_decode > 0 ? 1 : 0;
         stats_.decode_rows += n_decode;
         stats_.prefill_rows += n_prefill;
         stats_.max_rows = std::max(stats_.max_rows, n_decode);

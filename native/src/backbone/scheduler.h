@@ -67,17 +67,18 @@ struct sched_event {
     std::string reason;     // done: eog | length | context | cancel
     error_code  code = error_code::internal;
     std::string message;
-    double      queue_ms   = 0;  // done: submit -> first prefill row
-    double      prefill_ms = 0;  // done: first prefill row -> first token
-    double      decode_ms  = 0;  // done: first token -> end
+    double      queue_ms   = 0;      // done: submit -> first prefill row
+    double      prefill_ms = 0;      // done: first prefill row -> first token
+    double      decode_ms  = 0;      // done: first token -> end
     int32_t     decoded    = 0;      // done: generated tokens decoded into the KV cache
     bool        prefilled  = false;  // done: the whole prompt is in the KV cache
 };
 
 struct sched_stats {
-    uint64_t iterations  = 0;
-    uint64_t token_steps = 0;  // token batches decoded
-    uint64_t decode_rows = 0;  // generating rows in them
+    uint64_t iterations   = 0;
+    uint64_t token_steps  = 0;  // token batches decoded
+    uint64_t decode_steps = 0;  // those with at least one generating row
+    uint64_t decode_rows  = 0;  // generating rows in them
     uint64_t prefill_rows = 0;
     uint64_t spans        = 0;
     int32_t  max_rows     = 0;  // most generating rows in one batch
@@ -102,7 +103,7 @@ class scheduler {
     std::vector<sched_event> drain();
     sched_stats              stats() const;
     // Stops the thread (requests still running end with MM_DISPOSED events) and joins it.
-    void                     stop();
+    void stop();
 
   private:
     struct active;
@@ -114,18 +115,18 @@ class scheduler {
     void fail_request(std::unique_ptr<active> & a, error_code code, const std::string & message);
     void push(sched_event ev);
 
-    std::shared_ptr<context>             ctx_;
-    std::function<void()>                notify_;
-    mutable std::mutex                   mu_;
-    std::condition_variable              cv_;
-    std::deque<sched_request>            incoming_;
-    std::vector<int32_t>                 cancels_;
-    std::vector<sched_event>             events_;
-    bool                                 stop_    = false;
-    bool                                 pending_ = false;  // events queued since the last notify
-    std::atomic<bool>                    abort_{false};     // stops a decode in flight (stop())
-    sched_stats                          stats_;
-    std::thread                          thread_;
+    std::shared_ptr<context>  ctx_;
+    std::function<void()>     notify_;
+    mutable std::mutex        mu_;
+    std::condition_variable   cv_;
+    std::deque<sched_request> incoming_;
+    std::vector<int32_t>      cancels_;
+    std::vector<sched_event>  events_;
+    bool                      stop_    = false;
+    bool                      pending_ = false;  // events queued since the last notify
+    std::atomic<bool>         abort_{false};     // stops a decode in flight (stop())
+    sched_stats               stats_;
+    std::thread               thread_;
 };
 
 }  // namespace mm

@@ -41,6 +41,7 @@ export {
   type PromptSource,
   preparePrompt,
   reusablePrefix,
+  scheduleItems,
   usesMrope,
 } from './media.js';
 export {

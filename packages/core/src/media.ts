@@ -1,4 +1,4 @@
-import type { Backbone, Context } from '@mm/backbone-gguf';
+import type { Backbone, Context, ScheduleItem } from '@mm/backbone-gguf';
 import { ErrorCode, MmError } from '@mm/errors';
 import { spanPositionIds, spanPositions } from '@mm/projectors';
 import type { CachedMedia, MediaChunk } from './image-cache.js';
@@ -171,6 +171,24 @@ export function reusablePrefix(held: readonly PromptChunk[], next: readonly Prom
   return keep;
 }
 
+/** Each chunk with the position it starts at, from the one that reaches position `from` on. */
+function* chunksFrom(
+  chunks: readonly PromptChunk[],
+  from: number,
+): Generator<{ c: PromptChunk; pos: number; skip: number }> {
+  let pos = 0;
+  for (const c of chunks) {
+    const n = c.kind === 'text' ? c.tokens.length : c.nPos;
+    if (pos + n > from) {
+      const skip = Math.max(0, from - pos);
+      if (c.kind === 'media' && skip !== 0)
+        throw new MmError(ErrorCode.MM_INTERNAL, 'a media span was cut by the KV reuse');
+      yield { c, pos, skip };
+    }
+    pos += n;
+  }
+}
+
 /**
  * Decodes `chunks` into sequence `seq` from position `from` on (what is before is already in the
  * KV cache; `from` must not cut a media span). Media spans go with their positions (M-RoPE (t, y,
@@ -182,38 +200,54 @@ export async function decodeChunks(
   options: { seq?: number; from?: number; signal?: AbortSignal },
 ): Promise<number> {
   const seq = options.seq ?? 0;
-  const from = options.from ?? 0;
   const mrope = usesMrope(ctx.backbone);
-  let pos = 0;
-  for (const c of chunks) {
-    const n = c.kind === 'text' ? c.tokens.length : c.nPos;
-    if (pos + n > from) {
-      const skip = Math.max(0, from - pos);
-      if (c.kind === 'text') {
-        await ctx.decode({
-          tokens: c.tokens.subarray(skip),
-          pos: pos + skip,
-          seq,
-          logits: 'none',
-          signal: options.signal,
-        });
-      } else {
-        if (skip !== 0)
-          throw new MmError(ErrorCode.MM_INTERNAL, 'a media span was cut by the KV reuse');
-        // pictures: M-RoPE (t, y, x) from the grid; sound: one line of positions (1-D sections)
-        await ctx.decode({
-          embeddings: c.chunk.rows,
-          positions: mrope ? spanPositionIds(c.chunk, pos, true) : undefined,
-          nPos: c.nPos,
-          causal: c.chunk.causal,
-          pos,
-          seq,
-          logits: 'none',
-          signal: options.signal,
-        });
-      }
+  for (const { c, pos, skip } of chunksFrom(chunks, options.from ?? 0)) {
+    if (c.kind === 'text') {
+      await ctx.decode({
+        tokens: c.tokens.subarray(skip),
+        pos: pos + skip,
+        seq,
+        logits: 'none',
+        signal: options.signal,
+      });
+    } else {
+      // pictures: M-RoPE (t, y, x) from the grid; sound: one line of positions (1-D sections)
+      await ctx.decode({
+        embeddings: c.chunk.rows,
+        positions: mrope ? spanPositionIds(c.chunk, pos, true) : undefined,
+        nPos: c.nPos,
+        causal: c.chunk.causal,
+        pos,
+        seq,
+        logits: 'none',
+        signal: options.signal,
+      });
     }
-    pos += n;
   }
-  return pos;
+  return chunks.reduce((n, c) => n + (c.kind === 'text' ? c.tokens.length : c.nPos), 0);
+}
+
+/**
+ * The prompt from position `from` on as items for @mm/backbone-gguf's `Scheduler` (each at its
+ * explicit positions, as decodeChunks decodes them); `from` must not cut a media span.
+ */
+export function scheduleItems(
+  backbone: Backbone,
+  chunks: readonly PromptChunk[],
+  from: number,
+): ScheduleItem[] {
+  const mrope = usesMrope(backbone);
+  const items: ScheduleItem[] = [];
+  for (const { c, pos, skip } of chunksFrom(chunks, from)) {
+    if (c.kind === 'text') items.push({ tokens: c.tokens.subarray(skip), pos0: pos + skip });
+    else
+      items.push({
+        embeddings: c.chunk.rows,
+        nEmbd: c.chunk.rows.length / c.chunk.nTokens,
+        positions: mrope ? spanPositionIds(c.chunk, pos, true) : undefined,
+        causal: c.chunk.causal,
+        pos0: pos,
+      });
+  }
+  return items;
 }

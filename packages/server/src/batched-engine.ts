@@ -1,72 +1,83 @@
-import { BatchDecoder, type Context, TextStream } from '@mm/backbone-gguf';
+import { type Context, Scheduler, type SchedulerStats, TextStream } from '@mm/backbone-gguf';
 import {
   type ChatOptions,
   type ChatResult,
   type ChatStats,
   type ChatStream,
   chatStats,
-  decodeChunks,
   type Message,
   ModelComponents,
   type ModelComponentsLoadOptions,
   type PromptChunk,
-  type PromptStats,
   preparePrompt,
+  reusablePrefix,
   samplingOf,
+  scheduleItems,
   streamChat,
 } from '@mm/core';
-import { checkSignal, ErrorCode, MmError, SerialQueue } from '@mm/errors';
+import { checkSignal, ErrorCode, MmError } from '@mm/errors';
 import type { ChatSlot } from './server.js';
 
 /** What ModelComponents.load takes, and how the context is cut into sequences. */
 export interface BatchedEngineOptions extends ModelComponentsLoadOptions {
-  /** Sequences decoded together (one per request). */
+  /** Sequences decoded together (one per running request). */
   parallel: number;
   /** KV positions per sequence (default: the model's, at most 4096). */
   contextSize?: number;
 }
 
-interface Job {
-  seq: number;
-  signal: AbortSignal | undefined;
-  /** Next token to decode and its position. */
-  token: number;
-  pos: number;
-  generated: number;
-  maxTokens: number;
-  text: TextStream;
-  onText: (t: string) => void;
-  prompt: PromptStats;
-  /** When the request began, its prefill began and its first token came (0: not yet). */
-  start: number;
-  prefill: number;
-  firstToken: number;
-  resolve: (r: ChatResult) => void;
-  reject: (e: unknown) => void;
+/** What a sequence's KV cells hold, in prompt chunks (text grows with the decoded answer). */
+interface Sequence {
+  held: PromptChunk[];
+  busy: boolean;
+  lastUsed: number;
+}
+
+/** Counters for /health. */
+export interface EngineStats {
+  /** Steps that decoded generating rows, the rows they carried, the most in one. */
+  steps: number;
+  tokens: number;
+  max_batch: number;
+  /** Prompt rows decoded in token batches (shared with decode rows), media spans decoded. */
+  prefill_rows: number;
+  media_spans: number;
+  /** Prompt positions served from a sequence's KV cells (another request's prefix). */
+  reused_positions: number;
 }
 
 /**
- * Continuous batching: N sequences of one context decode together, one native decode per step
- * with the next token of every active request; a new request is prefilled (its media embedded,
- * its prompt decoded into its own sequence) between steps and joins the next one.
+ * Continuous batching on mm's native scheduler thread (`Scheduler` of @mm/backbone-gguf):
+ * requests join and leave a running batch; each step is one decode carrying the next token of
+ * every generating request and prompt rows of requests in prefill; media spans are decoded
+ * alone between steps. No libuv thread is held by a generation: JS only prepares prompts (media
+ * decode/encode in the pool, overlapping the decodes) and receives tokens.
+ *
+ * A request goes to the free sequence whose cells share the longest prefix with its prompt
+ * (whole media spans or text tokens), as llama-server picks a slot by prompt similarity, and
+ * decodes only the rest; media come from the shared embedding cache, so a picture asked about
+ * after a different text is encoded once.
  */
 export class BatchedEngine {
   readonly components: ModelComponents;
   readonly context: Context;
-  readonly batch: BatchDecoder;
+  readonly scheduler: Scheduler;
   readonly perSequence: number;
-  readonly #active = new Map<number, Job>();
-  /** The context: prefills and steps take turns. */
-  readonly #serial = new SerialQueue();
-  #looping = false;
+  readonly #seqs: Sequence[];
   #disposed = false;
-  readonly #counts = { steps: 0, rows: 0, maxRows: 0 };
+  #reused = 0;
+  #clock = 0;
 
   private constructor(components: ModelComponents, context: Context, perSequence: number) {
     this.components = components;
     this.context = context;
-    this.batch = BatchDecoder.create(context);
+    this.scheduler = Scheduler.create(context);
     this.perSequence = perSequence;
+    this.#seqs = Array.from({ length: context.sequences }, () => ({
+      held: [],
+      busy: false,
+      lastUsed: 0,
+    }));
   }
 
   static async load(o: BatchedEngineOptions): Promise<BatchedEngine> {
@@ -82,34 +93,61 @@ export class BatchedEngine {
         threads: components.threads,
         signal: o.signal,
       });
-      return new BatchedEngine(components, context, perSequence);
+      try {
+        return new BatchedEngine(components, context, perSequence);
+      } catch (e) {
+        context.dispose();
+        throw e;
+      }
     } catch (e) {
       components.dispose();
       throw e;
     }
   }
 
-  /** Decode steps so far, the sequences they carried in all, and the most in one step. */
-  stats(): { steps: number; tokens: number; max_batch: number } {
-    const c = this.#counts;
-    return { steps: c.steps, tokens: c.rows, max_batch: c.maxRows };
+  stats(): EngineStats {
+    const s: SchedulerStats | undefined = this.#disposed ? undefined : this.scheduler.stats();
+    return {
+      steps: s?.decodeSteps ?? 0,
+      tokens: s?.decodeRows ?? 0,
+      max_batch: s?.maxRows ?? 0,
+      prefill_rows: s?.prefillRows ?? 0,
+      media_spans: s?.spans ?? 0,
+      reused_positions: this.#reused,
+    };
   }
 
-  /** One ChatSlot per sequence, for the server's pool. */
+  /** One ChatSlot per sequence, for the server's pool (it bounds the running requests). */
   slots(): ChatSlot[] {
-    return Array.from({ length: this.context.sequences }, (_, seq) => ({
+    return Array.from({ length: this.context.sequences }, (_, i) => ({
       chat: (messages: readonly Message[], options?: ChatOptions) =>
-        this.#respond(seq, messages, options ?? {}, () => undefined),
+        this.#respond(messages, options ?? {}, () => undefined),
       stream: (messages: readonly Message[], options: ChatOptions = {}): ChatStream =>
-        streamChat(options, (o, onText) => this.#respond(seq, messages, o, onText)),
+        streamChat(options, (o, onText) => this.#respond(messages, o, onText)),
       dispose: () => {
-        if (seq === 0) this.dispose();
+        if (i === 0) this.dispose();
       },
     }));
   }
 
+  /** The free sequence holding the longest prefix of `chunks` (least recently used on a tie). */
+  #pick(chunks: readonly PromptChunk[], positions: number): { seq: number; keep: number } {
+    let best = -1;
+    let keep = -1;
+    for (const [i, s] of this.#seqs.entries()) {
+      if (s.busy) continue;
+      const k = Math.min(reusablePrefix(s.held, chunks), positions - 1);
+      const b = this.#seqs[best];
+      if (k > keep || (k === keep && b !== undefined && s.lastUsed < b.lastUsed)) {
+        best = i;
+        keep = k;
+      }
+    }
+    if (best < 0) throw new MmError(ErrorCode.MM_INTERNAL, 'no free sequence for a request');
+    return { seq: best, keep };
+  }
+
   async #respond(
-    seq: number,
     messages: readonly Message[],
     options: ChatOptions,
     onText: (t: string) => void,
@@ -118,146 +156,84 @@ export class BatchedEngine {
     const signal = checkSignal(options.signal);
     signal?.throwIfAborted();
     const start = performance.now();
-    // Media: outside the queue (the encoder is not the context), so steps go on meanwhile.
+    // Media: decoded and encoded in the pool while the scheduler thread decodes other requests.
     const { chunks, ...prompt } = await preparePrompt(
       this.components,
       messages,
       { positions: this.perSequence, what: 'a sequence' },
       signal,
     );
-
-    return new Promise<ChatResult>((resolve, reject) => {
-      const job: Job = {
+    if (this.#disposed) throw new MmError(ErrorCode.MM_DISPOSED, 'the server is closing');
+    signal?.throwIfAborted();
+    const { seq, keep } = this.#pick(chunks, prompt.positions);
+    const s = this.#seqs[seq] as Sequence;
+    s.busy = true;
+    s.lastUsed = ++this.#clock;
+    s.held = [];
+    const text = new TextStream(options.stop ?? []);
+    let generated = 0;
+    let firstToken = 0;
+    const submitted = performance.now();
+    try {
+      const req = this.scheduler.submit({
         seq,
-        signal,
-        token: 0,
-        pos: prompt.positions - 1,
-        generated: 0,
-        maxTokens: options.maxTokens ?? Number.POSITIVE_INFINITY,
-        text: new TextStream(options.stop ?? []),
-        onText,
-        prompt,
-        start,
-        prefill: 0,
-        firstToken: 0,
-        resolve,
-        reject,
-      };
-      this.#serial
-        .run(() => this.#prefill(job, chunks, options))
-        .then(
-          () => this.#run(),
-          (e) => reject(e),
-        );
-    });
-  }
-
-  /** Decodes the prompt but its last token into the job's sequence; the next step decodes that one. */
-  async #prefill(job: Job, chunks: PromptChunk[], options: ChatOptions): Promise<void> {
-    job.signal?.throwIfAborted();
-    const ctx = this.context;
-    job.prefill = performance.now();
-    ctx.removeRange(job.seq, 0);
-    try {
-      const last = chunks[chunks.length - 1] as { kind: 'text'; tokens: Int32Array };
-      const head: PromptChunk[] = [
-        ...chunks.slice(0, -1),
-        { kind: 'text', tokens: last.tokens.subarray(0, last.tokens.length - 1) },
-      ];
-      await decodeChunks(ctx, head, { seq: job.seq, signal: job.signal });
-      job.token = last.tokens[last.tokens.length - 1] as number;
-      this.batch.start(job.seq, samplingOf(options));
-    } catch (e) {
-      ctx.removeRange(job.seq, 0);
-      throw e;
-    }
-    this.#active.set(job.seq, job);
-  }
-
-  /** Steps while any sequence is active. Only one loop runs; prefills slip in between steps. */
-  async #run(): Promise<void> {
-    if (this.#looping) return;
-    this.#looping = true;
-    try {
-      while (this.#active.size > 0 && !this.#disposed) {
-        await this.#serial.run(() => this.#step());
+        keep,
+        items: scheduleItems(this.components.backbone, chunks, keep),
+        maxTokens: Math.min(options.maxTokens ?? this.perSequence, this.perSequence),
+        limit: this.perSequence,
+        sampling: samplingOf(options),
+        onToken: (tok) => {
+          if (text.done) return;
+          if (firstToken === 0) firstToken = performance.now();
+          generated++;
+          const t = text.push(this.components.backbone.tokenBytes(tok));
+          if (t) onText(t);
+          if (text.done) req.cancel();
+        },
+      });
+      const onAbort = () => req.cancel();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      let r: Awaited<typeof req.result>;
+      try {
+        r = await req.result;
+      } finally {
+        signal?.removeEventListener('abort', onAbort);
       }
+      this.#reused += keep;
+      // What the sequence now holds: the prompt, then the answer's tokens decoded so far.
+      if (r.prefilled) {
+        const last = chunks[chunks.length - 1] as { kind: 'text'; tokens: Int32Array };
+        const tail = new Int32Array(last.tokens.length + r.decoded);
+        tail.set(last.tokens);
+        tail.set(r.tokens.subarray(0, r.decoded), last.tokens.length);
+        s.held = [...chunks.slice(0, -1), { kind: 'text', tokens: tail }];
+      }
+      if (r.stopReason === 'cancel' && !text.done) throw signal?.reason ?? new Error('cancelled');
+      const rest = text.end();
+      if (rest) onText(rest);
+      const reason: ChatStats['stopReason'] = text.done
+        ? 'stop'
+        : r.stopReason === 'cancel'
+          ? 'stop'
+          : r.stopReason;
+      const prefill = submitted + r.queueMs;
+      return {
+        text: text.text,
+        stats: chatStats(
+          prompt,
+          { start, prefill, firstToken, end: performance.now() },
+          { cachedTokens: keep, generatedTokens: generated, stopReason: reason },
+        ),
+      };
     } finally {
-      this.#looping = false;
+      s.busy = false;
     }
-  }
-
-  async #step(): Promise<void> {
-    for (const job of this.#active.values()) {
-      if (job.signal?.aborted) this.#end(job, undefined, job.signal.reason);
-    }
-    const jobs = [...this.#active.values()];
-    if (jobs.length === 0) return;
-    let out: Int32Array;
-    try {
-      out = await this.batch.step(jobs.map((j) => ({ seq: j.seq, token: j.token, pos: j.pos })));
-      this.#counts.steps++;
-      this.#counts.rows += jobs.length;
-      this.#counts.maxRows = Math.max(this.#counts.maxRows, jobs.length);
-    } catch (e) {
-      for (const j of jobs) this.#end(j, undefined, e);
-      return;
-    }
-    for (const [i, job] of jobs.entries()) {
-      const tok = out[i] as number;
-      if (job.firstToken === 0) job.firstToken = performance.now();
-      const reason = this.#advance(job, tok);
-      if (reason) this.#end(job, reason);
-    }
-  }
-
-  /** Takes a sampled token; says why the job ends, if it does. */
-  #advance(job: Job, tok: number): ChatStats['stopReason'] | undefined {
-    const backbone = this.components.backbone;
-    if (backbone.isEndOfGeneration(tok)) return 'eog';
-    job.generated++;
-    const t = job.text.push(backbone.tokenBytes(tok));
-    if (t) job.onText(t);
-    if (job.text.done) return 'stop';
-    if (job.generated >= job.maxTokens) return 'length';
-    if (job.pos + 2 >= this.perSequence) return 'context';
-    job.token = tok;
-    job.pos++;
-    return undefined;
-  }
-
-  #end(job: Job, reason: ChatStats['stopReason'] | undefined, error?: unknown): void {
-    this.#active.delete(job.seq);
-    try {
-      this.batch.finish(job.seq);
-      this.context.removeRange(job.seq, 0);
-    } catch {
-      // disposed: nothing left to free
-    }
-    if (reason === undefined) {
-      job.reject(error);
-      return;
-    }
-    const rest = job.text.end();
-    if (rest) job.onText(rest);
-    const { start, prefill, firstToken } = job;
-    job.resolve({
-      text: job.text.text,
-      stats: chatStats(
-        job.prompt,
-        { start, prefill, firstToken, end: performance.now() },
-        { cachedTokens: 0, generatedTokens: job.generated, stopReason: reason },
-      ),
-    });
   }
 
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
-    for (const job of this.#active.values())
-      job.reject(new MmError(ErrorCode.MM_DISPOSED, 'the server is closing'));
-    this.#active.clear();
-    this.batch.dispose();
+    this.scheduler.dispose();
     this.context.dispose();
     this.components.dispose();
   }
