@@ -264,9 +264,23 @@ bool model::is_eog(int32_t token) const {
 std::string model::apply_chat_template(const std::vector<chat_message> & messages, bool add_generation_prompt,
                                        const std::string & template_override, bool use_jinja) const {
     try {
-        common_chat_templates_ptr tmpls = common_chat_templates_init(model_, template_override);
-        if (!tmpls) {
-            fail(error_code::chat_template, "the model has no usable chat template");
+        std::shared_ptr<common_chat_templates> tmpls;
+        {
+            std::lock_guard<std::mutex> lock(templates_mu_);
+            auto                        it = templates_.find(template_override);
+            if (it != templates_.end()) {
+                tmpls = it->second;
+            } else {
+                tmpls = std::shared_ptr<common_chat_templates>(
+                    common_chat_templates_init(model_, template_override).release(), common_chat_templates_deleter());
+                if (!tmpls) {
+                    fail(error_code::chat_template, "the model has no usable chat template");
+                }
+                if (templates_.size() >= 8) {
+                    templates_.clear();  // overrides are rare: keep the cache small
+                }
+                templates_.emplace(template_override, tmpls);
+            }
         }
         common_chat_templates_inputs inputs;
         inputs.add_generation_prompt = add_generation_prompt;

@@ -5,7 +5,9 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -95,6 +97,10 @@ class model {
     llama_model *       model_ = nullptr;
     const llama_vocab * vocab_ = nullptr;
     text_model_header   header_;
+    // Parsed chat templates by override ("" = the model's): parsing a Jinja template costs
+    // milliseconds, and every prompt renders one.
+    mutable std::mutex                                                    templates_mu_;
+    mutable std::map<std::string, std::shared_ptr<common_chat_templates>> templates_;
 };
 
 }  // namespace mm
