@@ -11,6 +11,7 @@ void register_fused(Napi::Env env, Napi::Object exports);
 void register_audio(Napi::Env env, Napi::Object exports);
 void register_gen_qwen3tts(Napi::Env env, Napi::Object exports);
 void register_gen_pockettts(Napi::Env env, Napi::Object exports);
+void register_rpc(Napi::Env env, Napi::Object exports);
 }  // namespace mm::napi
 
 static Napi::Object init(Napi::Env env, Napi::Object exports) {
@@ -23,6 +24,7 @@ static Napi::Object init(Napi::Env env, Napi::Object exports) {
     mm::napi::register_audio(env, exports);
     mm::napi::register_gen_qwen3tts(env, exports);
     mm::napi::register_gen_pockettts(env, exports);
+    mm::napi::register_rpc(env, exports);
     return exports;
 }
 

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "common/rpc.h"
 #include "napi_util.h"
 
 namespace mm::napi {
@@ -466,15 +467,28 @@ Napi::Value probe_model_js(const Napi::CallbackInfo & info) {
     return promise_worker::start(env, new probe_model_worker(env, std::move(path), vocab_only));
 }
 
-// loadModel(path, { gpuLayers, mmap, vocabOnly }, onProgress?) -> { promise<AddonModel>, cancel }
+// loadModel(path, { gpuLayers, mmap, vocabOnly, rpc? }, onProgress?) -> { promise<AddonModel>, cancel }
 Napi::Value load_model_js(const Napi::CallbackInfo & info) {
     Napi::Env         env  = info.Env();
     std::string       path = require_string(info, 0, "path");
     Napi::Object      o    = object_arg(info, 1);
     model_load_params p;
-    p.gpu_layers         = get_i32(o, "gpuLayers", 0);
-    p.use_mmap           = optional_bool(o, "mmap", true);
-    p.vocab_only         = optional_bool(o, "vocabOnly", false);
+    p.gpu_layers = get_i32(o, "gpuLayers", 0);
+    p.use_mmap   = optional_bool(o, "mmap", true);
+    p.vocab_only = optional_bool(o, "vocabOnly", false);
+    if (o.Has("rpc") && !o.Get("rpc").IsUndefined()) {
+        if (!o.Get("rpc").IsArray()) {
+            throw_error(env, error_code::invalid_argument, "rpc must be an array of 'host:port' strings");
+        }
+        Napi::Array rpc = o.Get("rpc").As<Napi::Array>();
+        for (uint32_t i = 0; i < rpc.Length(); ++i) {
+            if (!rpc.Get(i).IsString()) {
+                throw_error(env, error_code::invalid_argument, "rpc must be an array of 'host:port' strings");
+            }
+            p.rpc.push_back(rpc.Get(i).As<Napi::String>().Utf8Value());
+            check_rpc_endpoint(p.rpc.back());
+        }
+    }
     Napi::Value progress = info.Length() > 2 ? info[2] : env.Undefined();
     return promise_worker::start(env, new load_model_worker(env, std::move(path), std::move(p), progress));
 }

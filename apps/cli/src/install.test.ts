@@ -155,6 +155,8 @@ describe.skipIf(!canRun)(
       const prebuilt = packed.find((p) => p.name === platformPackage) as Packed;
       expect(prebuilt.files).toContain('mm.node');
       expect(prebuilt.files.filter((f) => /ggml-cpu-/.test(f)).length).toBeGreaterThan(1);
+      // ggml's RPC backend (mm rpc-worker, --rpc), loaded at run time beside the CPU variants
+      expect(prebuilt.files.some((f) => /ggml-rpc\.(so|dylib|dll)$/.test(f))).toBe(true);
       expect(prebuilt.files.some((f) => /\.(cpp|h)$/.test(f))).toBe(false);
       const native = packed.find((p) => p.name === '@mm/native') as Packed;
       expect(native.files.some((f) => f.endsWith('.node') || f.endsWith('.so'))).toBe(false);

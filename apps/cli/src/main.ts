@@ -9,6 +9,7 @@ import { demoHelp, runDemo } from './commands/demo.js';
 import { infoHelp, runInfo } from './commands/info.js';
 import { inspectHelp, runInspect } from './commands/inspect.js';
 import { pullFlags, pullHelp, runPull } from './commands/pull.js';
+import { rpcWorkerFlags, rpcWorkerHelp, runRpcWorker } from './commands/rpc-worker.js';
 import { type MediaFlag, runHelp, runRun } from './commands/run.js';
 import { runServe, serveFlags, serveHelp } from './commands/serve.js';
 import {
@@ -24,6 +25,7 @@ import {
   hubHelp,
   modelFlags,
   resolveHubModel,
+  rpcFlags,
   samplingFlags,
 } from './model-options.js';
 
@@ -49,6 +51,9 @@ Commands:
                      a WAV file, as llama-tts (-m talker, --mmproj, -p, -o, --voice)
   train-projector    train an input projector between an mmproj's vision encoder and a
                      llama GGUF on LLaVA-style JSONL data; writes a new mmproj
+  rpc-worker         serve this machine's CPU/GPU as a ggml RPC worker (run, chat and serve
+                     take --rpc host:port,... to put the model's layers on workers);
+                     unauthenticated: loopback by default, never expose it
 
 Options:
   -h, --help         show help (also: mm <command> --help)
@@ -116,6 +121,7 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
         {
           help,
           ...modelFlags,
+          ...rpcFlags,
           ...hubFlags,
           ...samplingFlags,
           image: { type: 'string', multiple: true },
@@ -139,6 +145,7 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
         {
           help,
           ...modelFlags,
+          ...rpcFlags,
           ...hubFlags,
           ...samplingFlags,
           system: { type: 'string', short: 's' },
@@ -196,6 +203,13 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
       if (positionals.length > 0)
         throw new UsageError(`unexpected argument '${positionals[0]}'\n\n${ttsHelp}`);
       return runTts(io, values);
+    }
+    case 'rpc-worker': {
+      const { values, positionals } = parse(rest, { help, ...rpcWorkerFlags }, true);
+      if (values.help) return showHelp(io, rpcWorkerHelp);
+      if (positionals.length > 0)
+        throw new UsageError(`unexpected argument '${positionals[0]}'\n\n${rpcWorkerHelp}`);
+      return runRpcWorker(io, values);
     }
     case 'train-projector': {
       const { values, positionals } = parse(rest, { help, ...trainProjectorFlags }, true);

@@ -21,6 +21,28 @@ export const modelFlags = {
   jinja: { type: 'boolean' },
 } as const;
 
+/** `--rpc` for run, chat and serve: ggml RPC workers that take the model's layers. */
+export const rpcFlags = {
+  rpc: { type: 'string' },
+} as const;
+
+export const rpcHelp = `      --rpc <host:port,...>  ggml RPC workers (mm rpc-worker, or llama.cpp's rpc-server) that
+                            take the text model's layers (all of them unless -g says otherwise);
+                            the encoder stays here. The protocol is unauthenticated: use workers
+                            on loopback or a trusted network only`;
+
+/** The endpoints of --rpc (comma-separated host:port), or undefined. */
+export function rpcEndpoints(v: string | undefined): string[] | undefined {
+  if (v === undefined) return undefined;
+  const list = v.split(',').map((e) => e.trim());
+  for (const e of list) {
+    const m = /^([^:\s]+):(\d{1,5})$/.exec(e);
+    if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535)
+      throw new UsageError(`--rpc takes host:port[,host:port...], got '${e}'`);
+  }
+  return list;
+}
+
 /** `-hf` for run, chat and serve: the model and its mmproj come from the hub (see `mm pull`). */
 export const hubFlags = {
   'hf-repo': { type: 'string' },
@@ -171,6 +193,7 @@ export function loadOptions(values: Values, requireMmproj: boolean): MultimodalM
   if (requireMmproj && !mmproj)
     throw new UsageError('--mmproj <file.gguf> is required with --image and --audio');
   const gpu = values['n-gpu-layers'] as string | undefined;
+  const rpc = rpcEndpoints(values.rpc as string | undefined);
   return {
     model,
     mmproj,
@@ -178,6 +201,7 @@ export function loadOptions(values: Values, requireMmproj: boolean): MultimodalM
     contextSize: int('ctx-size', values['ctx-size'] as string | undefined, 8),
     gpuLayers: gpu === 'all' ? 'all' : int('n-gpu-layers', gpu, 0),
     ...(values.jinja === true && { jinja: true }),
+    ...(rpc && { rpc }),
   };
 }
 

@@ -9,6 +9,7 @@
 #include "chat.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/rpc.h"
 #include "common/system_info.h"
 #include "ggml.h"
 #include "graph/gguf_file.h"
@@ -24,10 +25,25 @@ std::shared_ptr<model> model::load(const std::string & path, const model_load_pa
         const model_load_params * params;
     } state{&params};
 
-    llama_model_params mp          = llama_model_default_params();
-    mp.n_gpu_layers                = params.gpu_layers;
-    mp.load_mode                   = params.use_mmap ? LLAMA_LOAD_MODE_MMAP : LLAMA_LOAD_MODE_NONE;
-    mp.vocab_only                  = params.vocab_only;
+    llama_model_params mp = llama_model_default_params();
+    mp.n_gpu_layers       = params.gpu_layers;
+    mp.load_mode          = params.use_mmap ? LLAMA_LOAD_MODE_MMAP : LLAMA_LOAD_MODE_NONE;
+    mp.vocab_only         = params.vocab_only;
+    // Workers' devices first, then this machine's GPUs: llama.cpp splits the offloaded layers across
+    // them by free memory (what `llama-cli --rpc` does). The list must outlive the load.
+    std::vector<ggml_backend_dev_t> devices;
+    if (!params.rpc.empty() && !params.vocab_only) {
+        devices = rpc_devices(params.rpc);
+        for (size_t i = 0; i < ggml_backend_dev_count(); ++i) {
+            ggml_backend_dev_t dev = ggml_backend_dev_get(i);
+            const auto         t   = ggml_backend_dev_type(dev);
+            if (t == GGML_BACKEND_DEVICE_TYPE_GPU || t == GGML_BACKEND_DEVICE_TYPE_IGPU) {
+                devices.push_back(dev);
+            }
+        }
+        devices.push_back(nullptr);
+        mp.devices = devices.data();
+    }
     mp.progress_callback_user_data = &state;
     mp.progress_callback           = [](float progress, void * user) -> bool {
         const auto * s = static_cast<progress_state *>(user);

@@ -20,9 +20,12 @@ struct common_chat_templates;
 namespace mm {
 
 struct model_load_params {
-    int32_t                    gpu_layers = 0;  // -1: all
-    bool                       use_mmap   = true;
-    bool                       vocab_only = false;
+    int32_t gpu_layers = 0;  // -1: all
+    bool    use_mmap   = true;
+    bool    vocab_only = false;
+    // ggml RPC workers ("host:port") whose devices take the offloaded layers, before any local GPU
+    // (as llama.cpp's --rpc); connecting to them can fail with MM_RPC_CONNECT.
+    std::vector<std::string>   rpc;
     std::function<void(float)> on_progress;  // called on the loading thread
     const std::atomic<bool> *  cancel = nullptr;
 };

@@ -10,8 +10,19 @@ import { callNative, loadAddon, type ModelInfo, type NativeModel, runNative } fr
 import { Context, type ContextOptions } from './context.js';
 
 export interface BackboneLoadOptions {
-  /** Layers to offload to the GPU: a count, or 'all'. Default 0 (CPU). */
+  /**
+   * Layers to offload to the GPU (and to the `rpc` workers): a count, or 'all'. Default 0 (CPU);
+   * 'all' when `rpc` is given.
+   */
   gpuLayers?: number | 'all';
+  /**
+   * ggml RPC workers (`mm rpc-worker`, or llama.cpp's `rpc-server`) as 'host:port': the offloaded
+   * layers are split across their devices (and this machine's GPUs) by free memory, as llama.cpp's
+   * `--rpc` does. A worker serves one client process at a time; one that cannot be reached or does
+   * not answer within 5 s is MM_RPC_CONNECT, one lost later fails calls with MM_RPC_LOST. The
+   * protocol has no authentication: use workers on trusted networks only.
+   */
+  rpc?: readonly string[];
   /** Memory-map the file (default true). */
   mmap?: boolean;
   /** Load only the vocabulary (tokenizer, template), no weights. */
@@ -62,6 +73,29 @@ export interface ChatTemplateOptions {
    * (they differ for some templates, e.g. Qwen's default system message).
    */
   jinja?: boolean;
+}
+
+/**
+ * Checks ggml RPC endpoints ('host:port', IPv4 address or host name, port 1-65535): the list, a copy,
+ * or MM_INVALID_ARGUMENT. Nothing is connected to.
+ */
+export function checkRpcEndpoints(rpc: readonly string[] | undefined, name = 'rpc'): string[] {
+  if (rpc === undefined) return [];
+  if (!Array.isArray(rpc))
+    throw new MmInvalidArgumentError(name, "must be an array of 'host:port'");
+  const seen = new Set<string>();
+  for (const e of rpc) {
+    const m = typeof e === 'string' ? /^([^:\s]+):(\d{1,5})$/.exec(e) : null;
+    if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) {
+      throw new MmInvalidArgumentError(
+        name,
+        `'${String(e)}' is not 'host:port' (an IPv4 address or host name, and a port in 1-65535)`,
+      );
+    }
+    if (seen.has(e)) throw new MmInvalidArgumentError(name, `'${e}' is given twice`);
+    seen.add(e);
+  }
+  return [...rpc];
 }
 
 function throttle(fn: (p: number) => void, hz: number): (p: number) => void {
@@ -123,7 +157,9 @@ export class Backbone {
     }
     const signal = checkSignal(options.signal);
     signal?.throwIfAborted();
-    const gpuLayers = options.gpuLayers === 'all' ? -1 : (options.gpuLayers ?? 0);
+    const rpc = checkRpcEndpoints(options.rpc);
+    const gpuLayers =
+      options.gpuLayers === 'all' ? -1 : (options.gpuLayers ?? (rpc.length > 0 ? -1 : 0));
     if (!Number.isInteger(gpuLayers) || gpuLayers < -1) {
       throw new MmInvalidArgumentError('gpuLayers', "must be a non-negative integer or 'all'");
     }
@@ -148,7 +184,12 @@ export class Backbone {
       () =>
         loadAddon().loadModel(
           path,
-          { gpuLayers, mmap: options.mmap ?? true, vocabOnly: options.vocabOnly ?? false },
+          {
+            gpuLayers,
+            mmap: options.mmap ?? true,
+            vocabOnly: options.vocabOnly ?? false,
+            ...(rpc.length > 0 ? { rpc } : {}),
+          },
           onProgress,
         ),
       signal,

@@ -46,6 +46,13 @@ export interface ModelComponentsLoadOptions {
   mmproj?: string;
   /** Layers of the LLM to offload to the GPU (a count or 'all'); the mmproj goes to the GPU when > 0. */
   gpuLayers?: number | 'all';
+  /**
+   * ggml RPC workers ('host:port', started with `mm rpc-worker`) that take the LLM's layers (all of
+   * them unless `gpuLayers` says otherwise), as llama.cpp's `--rpc`. The encoder and projector stay
+   * in this process. MM_RPC_CONNECT when a worker cannot be reached, MM_RPC_LOST when one is lost
+   * later. The protocol is unauthenticated: trusted networks only.
+   */
+  rpc?: readonly string[];
   /** CPU threads for every component (default: all hardware threads). */
   threads?: number;
   /**
@@ -195,6 +202,7 @@ export class ModelComponents implements PromptSource {
     try {
       const backbone = await Backbone.load(options.model, {
         gpuLayers: options.gpuLayers,
+        rpc: options.rpc,
         signal,
         onProgress: progress ? (p) => progress({ component: 'model', progress: p }) : undefined,
       });

@@ -59,6 +59,11 @@ export interface ServeOptions {
   threads?: number;
   /** KV cache positions per slot (default: the model's, at most 4096). */
   contextSize?: number;
+  /**
+   * ggml RPC workers ('host:port', `mm rpc-worker`) that take the chat model's layers; the encoder
+   * stays here. A lost worker fails that model's requests (MM_RPC_LOST); the server keeps running.
+   */
+  rpc?: readonly string[];
   /** The id clients send as `model` (default: the model file's name without `.gguf`). */
   modelId?: string;
   limits?: Partial<ServerLimits>;
@@ -105,6 +110,7 @@ export async function startServer(options: ServeOptions): Promise<MmServer> {
     maxImagePixels: options.limits?.maxImagePixels ?? DEFAULT_LIMITS.maxImagePixels,
     maxAudioSeconds: options.limits?.maxAudioSeconds ?? DEFAULT_LIMITS.maxAudioSeconds,
     jinja: options.jinja ?? true,
+    rpc: options.rpc,
   };
   const speech =
     options.speech &&

@@ -1,6 +1,12 @@
 import { type ContentPart, MultimodalModel } from '@mm/core';
 import { type CliIo, ExitCode, UsageError } from '../io.js';
-import { chatOptions, interruptSignal, loadOptions, progressBar } from '../model-options.js';
+import {
+  chatOptions,
+  interruptSignal,
+  loadOptions,
+  progressBar,
+  rpcHelp,
+} from '../model-options.js';
 
 export const runHelp = `mm run -m <model.gguf> [--mmproj <mmproj.gguf>] [--image <file>]... [--audio <file>]... -p <prompt> [options]
 
@@ -20,6 +26,7 @@ Answers one prompt about zero or more images and sounds and prints only the answ
   -t, --threads <n>         CPU threads
   -c, --ctx-size <n>        context size
   -g, --n-gpu-layers <n|all>
+${rpcHelp}
       --jinja               render the chat template with llama.cpp's Jinja engine
                             (default: as llama-mtmd-cli, without it)
       --json                print { text, stats } as JSON instead

@@ -7,6 +7,7 @@ import {
   startServer,
 } from '@mm/server';
 import { type CliIo, ExitCode, UsageError } from '../io.js';
+import { rpcEndpoints } from '../model-options.js';
 
 export const serveHelp = `mm serve — OpenAI-compatible HTTP server (chat completions with images and audio) and the web demo
 
@@ -21,6 +22,10 @@ Options:
       --api-key <key>       require "Authorization: Bearer <key>" on /v1/*
   -t, --threads <n>         CPU threads in all, shared by the slots (default: all)
   -c, --ctx-size <n>        KV cache positions per slot (default: the model's, at most 4096)
+      --rpc <host:port,...>  ggml RPC workers (mm rpc-worker) that take the text model's layers;
+                            the encoder stays here. Unauthenticated protocol: loopback or a
+                            trusted network only. A lost worker fails that model's requests
+                            (MM_RPC_LOST); the server keeps running
       --max-queue <n>       requests waiting for a slot before 429 (default ${DEFAULT_LIMITS.maxQueue})
       --timeout <s>         per-request time limit, seconds (default ${DEFAULT_LIMITS.requestTimeoutMs / 1000})
       --max-images <n>      images per request (default ${DEFAULT_LIMITS.maxImages})
@@ -54,6 +59,7 @@ export const serveFlags = {
   'api-key': { type: 'string' },
   threads: { type: 'string', short: 't' },
   'ctx-size': { type: 'string', short: 'c' },
+  rpc: { type: 'string' },
   'max-queue': { type: 'string' },
   timeout: { type: 'string' },
   'max-images': { type: 'string' },
@@ -186,6 +192,7 @@ export async function runServe(io: CliIo, values: Values): Promise<number> {
     apiKey: typeof values['api-key'] === 'string' ? values['api-key'] : undefined,
     threads: int(values, 'threads', 1),
     contextSize: int(values, 'ctx-size', 8),
+    ...(typeof values.rpc === 'string' && { rpc: rpcEndpoints(values.rpc) }),
     limits,
     ...(values['no-demo'] === true && { staticDir: false }),
     ...(speech && { speech }),
