@@ -530,6 +530,8 @@ export interface NativeProjector {
 
 export interface NativeVisionAddon {
   decodeImage(bytes: Uint8Array, maxPixels: number): NativeOperation<NativeRgbImage>;
+  /** The same decode on the calling thread (for small pictures). */
+  decodeImageSync(bytes: Uint8Array, maxPixels: number): NativeRgbImage;
   /** Format and size from the header only (synchronous). */
   probeImage(bytes: Uint8Array): { width: number; height: number; format: string };
   resizeImage(

@@ -84,6 +84,21 @@ Napi::Value decode_image_js(const Napi::CallbackInfo & info) {
                                      max_pixels >= 1.8e19 ? UINT64_MAX : static_cast<uint64_t>(max_pixels)));
 }
 
+// decodeImageSync(bytes: Uint8Array, maxPixels: number) -> { width, height, data }: on the calling
+// thread, for small pictures (a worker hop costs more than decoding a few thousand pixels).
+Napi::Value decode_image_sync_js(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 2 || !info[0].IsTypedArray() ||
+        info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array || !info[1].IsNumber() ||
+        !(info[1].As<Napi::Number>().DoubleValue() >= 1)) {
+        throw_error(env, error_code::invalid_argument, "decodeImageSync(bytes: Uint8Array, maxPixels >= 1)");
+    }
+    auto         a          = info[0].As<Napi::Uint8Array>();
+    const double max_pixels = info[1].As<Napi::Number>().DoubleValue();
+    return image_object(env, decode_image(a.Data(), a.ElementLength(),
+                                          max_pixels >= 1.8e19 ? UINT64_MAX : static_cast<uint64_t>(max_pixels)));
+}
+
 // probeImage(bytes: Uint8Array) -> { width, height, format } (header only, synchronous)
 Napi::Value probe_image_js(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
@@ -123,6 +138,7 @@ Napi::Value preprocess_image_js(const Napi::CallbackInfo & info) {
 
 void register_image(Napi::Env env, Napi::Object exports) {
     exports.Set("decodeImage", Napi::Function::New(env, guarded<decode_image_js>, "decodeImage"));
+    exports.Set("decodeImageSync", Napi::Function::New(env, guarded<decode_image_sync_js>, "decodeImageSync"));
     exports.Set("probeImage", Napi::Function::New(env, guarded<probe_image_js>, "probeImage"));
     exports.Set("resizeImage", Napi::Function::New(env, guarded<resize_image_js>, "resizeImage"));
     exports.Set("preprocessImage", Napi::Function::New(env, guarded<preprocess_image_js>, "preprocessImage"));

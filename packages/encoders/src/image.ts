@@ -33,6 +33,10 @@ function checkMaxPixels(v: number | undefined): number {
   return m;
 }
 
+/** Pictures up to this size are decoded on the calling thread (well under a millisecond). */
+const SMALL_IMAGE_BYTES = 64 * 1024;
+const SMALL_IMAGE_PIXELS = 128 * 128;
+
 /**
  * A decoded image: 8-bit RGB, row-major, `width * height * 3` bytes. Decoding is native
  * (stb_image, the decoder libmtmd uses) and runs off the JS thread; the size is checked on the
@@ -78,7 +82,22 @@ export class Image {
     const bytes = toBytes(buffer);
     const maxPixels = checkMaxPixels(options.maxPixels);
     const signal = checkSignal(options.signal);
-    const img = await runNative(() => loadAddon().decodeImage(bytes, maxPixels), signal);
+    signal?.throwIfAborted();
+    const addon = loadAddon();
+    if (bytes.length <= SMALL_IMAGE_BYTES) {
+      // A small picture decodes on this thread: the hop to a worker and back costs more.
+      let header: { width: number; height: number } | undefined;
+      try {
+        header = addon.probeImage(bytes);
+      } catch {
+        // not a header stb reads: the worker's decode gives the typed error
+      }
+      if (header && header.width * header.height <= SMALL_IMAGE_PIXELS) {
+        const img = callNative(() => addon.decodeImageSync(bytes, maxPixels));
+        return new Image(img.width, img.height, img.data);
+      }
+    }
+    const img = await runNative(() => addon.decodeImage(bytes, maxPixels), signal);
     if (signal?.aborted) throw signal.reason;
     return new Image(img.width, img.height, img.data);
   }
