@@ -58,6 +58,9 @@ const STATUS: Partial<Record<ErrorCode, [number, string]>> = {
   MM_GRAMMAR: [400, 'invalid_response_format'],
   MM_MODALITY_UNSUPPORTED: [400, 'modality_unsupported'],
   MM_CHAT_TEMPLATE: [400, 'invalid_messages'],
+  // a ggml RPC worker holding the model's layers (--rpc) is gone or unreachable
+  MM_RPC_LOST: [503, 'rpc_worker_lost'],
+  MM_RPC_CONNECT: [503, 'rpc_worker_unreachable'],
 };
 
 /**
