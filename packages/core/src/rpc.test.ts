@@ -143,9 +143,9 @@ describe('ggml RPC workers (tiny-shapes)', () => {
         code: 'MM_RPC_LOST',
       });
       // the process and its other models keep answering
-      const [{ image, q }] = questions;
-      const again = await local.chat(ask(image!, q!.question), { maxTokens: 16 });
-      expect(again.text.trim()).toBe(q!.answer);
+      const { image, q } = questions[0]!;
+      const again = await local.chat(ask(image, q.question), { maxTokens: 16 });
+      expect(again.text.trim()).toBe(q.answer);
     } finally {
       // disposing what ran on the lost worker neither aborts nor hangs
       ctx.dispose();
