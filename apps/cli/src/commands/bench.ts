@@ -29,6 +29,10 @@ sides. Files on the fused path (libmtmd's own encoder + projector) have nothing 
 compare. Defaults: the bundled tiny-shapes model and its first sample. Needs the test-only
 reference tools: npm run build:oracle -w @mm/native.
   -t, --threads <n>    threads for both sides (default: all cores but one)
+  -g, --n-gpu-layers <n|all>
+                       backbone layers on the GPU for both sides (llama-mtmd-cli's -ngl); any
+                       value but 0 puts the encoder and projector on the GPU too, on both sides
+                       (default 0: everything on the CPU, also in a GPU build)
   -r, --reps <n>       repetitions, at least 10 (default 10)
       --json           the same figures as JSON
 
@@ -122,6 +126,11 @@ export async function runBench(io: CliIo, values: Record<string, unknown>): Prom
   const reps = Math.max(10, Number(v.reps ?? 10));
   if (!Number.isInteger(threads) || threads < 1)
     throw new UsageError('--threads must be an integer >= 1');
+  const g = v['n-gpu-layers'];
+  const gpuLayers: number | 'all' = g === undefined ? 0 : g === 'all' ? 'all' : Number(g);
+  if (gpuLayers !== 'all' && (!Number.isInteger(gpuLayers) || gpuLayers < 0))
+    throw new UsageError("--n-gpu-layers must be an integer >= 0 or 'all'");
+  const gpu = gpuLayers !== 0;
   const json = values.json === true;
   const log = (s: string) => {
     if (!json) io.err(`${s}\n`);
@@ -142,6 +151,11 @@ export async function runBench(io: CliIo, values: Record<string, unknown>): Prom
     '32',
     '-t',
     String(threads),
+    // the same placement as ours: llama-mtmd-cli's default would offload whatever fits, and with
+    // -ngl 0 a GPU build still sends large prompt batches to the GPU (op offload)
+    '-ngl',
+    String(gpuLayers),
+    ...(gpu ? [] : ['--no-mmproj-offload', '--no-op-offload']),
     '-v',
   ];
 
@@ -166,13 +180,14 @@ export async function runBench(io: CliIo, values: Record<string, unknown>): Prom
           String(reps),
           '--json',
         ],
-        { maxBuffer: 1 << 24 },
+        // MM_BENCH_GPU: both sides' encoder + projector on the GPU
+        { maxBuffer: 1 << 24, env: gpu ? { ...process.env, MM_BENCH_GPU: '1' } : process.env },
       )
     ).stdout,
   );
 
   // 2. The whole pipeline, ours in-process and llama-mtmd-cli, interleaved.
-  const m = await MultimodalModel.load({ model, mmproj, threads });
+  const m = await MultimodalModel.load({ model, mmproj, threads, gpuLayers });
   const question = (text: string) => [
     {
       role: 'user',
@@ -252,6 +267,8 @@ export async function runBench(io: CliIo, values: Record<string, unknown>): Prom
     '-q',
     '-t',
     String(threads),
+    '-g',
+    String(gpuLayers),
   ];
   const rssOf = async (cmd: string[]) => median([await rss(cmd), await rss(cmd), await rss(cmd)]);
   const rssOurs = await rssOf(ourCmd);
@@ -315,6 +332,7 @@ export async function runBench(io: CliIo, values: Record<string, unknown>): Prom
       image,
       question: q1,
       threads,
+      gpuLayers,
       reps,
       backend: si.backends.join('+'),
       llamaCommit: si.llamaCommit,
@@ -350,7 +368,7 @@ export async function runBench(io: CliIo, values: Record<string, unknown>): Prom
     `mm bench: ${c.model.split('/').pop()} + ${c.mmproj.split('/').pop()}, ${c.image.split('/').pop()}, "${c.question}"\n`,
   );
   io.out(
-    `threads ${c.threads}, backend ${c.backend}, llama.cpp ${c.llamaCommit.slice(0, 8)}, CPU ${c.cpu}, ${c.reps} interleaved reps (medians)\n\n`,
+    `threads ${c.threads}, GPU layers ${c.gpuLayers}, backend ${c.backend}, llama.cpp ${c.llamaCommit.slice(0, 8)}, CPU ${c.cpu}, ${c.reps} interleaved reps (medians)\n\n`,
   );
   io.out(
     `${'metric'.padEnd(46)}${'mm'.padStart(11)}${'llama.cpp'.padStart(11)}${'ratio'.padStart(8)}\n`,
