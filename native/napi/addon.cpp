@@ -18,8 +18,8 @@ static Napi::Object init(Napi::Env env, Napi::Object exports) {
     mm::napi::register_system(env, exports);
     mm::napi::register_backbone(env, exports);
     mm::napi::register_batch(env, exports);
-    mm::napi::register_vision(env, exports);
     mm::napi::register_scheduler(env, exports);
+    mm::napi::register_vision(env, exports);
     mm::napi::register_fused(env, exports);
     mm::napi::register_audio(env, exports);
     mm::napi::register_gen_qwen3tts(env, exports);

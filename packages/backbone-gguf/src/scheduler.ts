@@ -1,4 +1,4 @@
-import { MmDisposedError, MmInvalidArgumentError } from '@mm/errors';
+import { fromNative, MmDisposedError, MmInvalidArgumentError } from '@mm/errors';
 import {
   callNative,
   loadAddon,
@@ -157,7 +157,7 @@ export class Scheduler {
       const p = this.#pending.get(e.id);
       if (!p) continue;
       this.#pending.delete(e.id);
-      if (e.error) p.reject(e.error);
+      if (e.error) p.reject(fromNative(e.error));
       else
         p.resolve({
           stopReason: e.reason,

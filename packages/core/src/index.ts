@@ -1,3 +1,4 @@
+export { Answerer } from './answerer.js';
 export {
   type AnswerTimes,
   type ChatOptions,

@@ -1,26 +1,12 @@
 import type { Backbone, Context } from '@mm/backbone-gguf';
 import type { AudioEncoder, VisionEncoder } from '@mm/encoders';
-import { checkSignal, MmDisposedError, SerialQueue } from '@mm/errors';
+import { MmDisposedError, SerialQueue } from '@mm/errors';
 import type { FusedMedia, MmprojInfo, Projector } from '@mm/projectors';
-import {
-  type ChatOptions,
-  type ChatResult,
-  type ChatStream,
-  chatStats,
-  samplingOf,
-  streamChat,
-} from './chat.js';
+import { Answerer } from './answerer.js';
+import { type ChatOptions, type ChatResult, type ChatStream, streamChat } from './chat.js';
 import { ModelComponents, type ModelComponentsLoadOptions } from './components.js';
 import type { EmbeddingCache } from './image-cache.js';
-import {
-  decodeChunks,
-  type EmbeddedMedia,
-  type MediaPath,
-  type PromptChunk,
-  type PromptSource,
-  preparePrompt,
-  reusablePrefix,
-} from './media.js';
+import type { EmbeddedMedia, MediaPath, PromptSource } from './media.js';
 import type { AudioInput, ImageInput, MediaRef, Message, Modality } from './messages.js';
 import type { MediaPromptInfo } from './prompt.js';
 
@@ -40,13 +26,15 @@ export class MultimodalModel implements PromptSource {
   /** The backbone, media encoder and projector (with the embedding cache) this model answers with. */
   readonly components: ModelComponents;
   readonly #context: Context;
+  /** Prompts are decoded and answers generated on the native scheduler thread (one sequence). */
+  readonly #answerer: Answerer;
   readonly #serial = new SerialQueue();
-  #cached: PromptChunk[] = [];
   #disposed = false;
 
   private constructor(components: ModelComponents, context: Context) {
     this.components = components;
     this.#context = context;
+    this.#answerer = new Answerer(components, context, context.contextSize);
   }
 
   /**
@@ -66,7 +54,12 @@ export class MultimodalModel implements PromptSource {
         threads: components.threads,
         signal: options.signal,
       });
-      return new MultimodalModel(components, context);
+      try {
+        return new MultimodalModel(components, context);
+      } catch (e) {
+        context.dispose();
+        throw e;
+      }
     } catch (e) {
       components.dispose();
       throw e;
@@ -153,10 +146,7 @@ export class MultimodalModel implements PromptSource {
 
   /** Forgets the KV cache of the conversation (the image cache stays). */
   reset(): Promise<void> {
-    return this.#queue(async () => {
-      this.#context.clear();
-      this.#cached = [];
-    });
+    return this.#queue(async () => this.#answerer.forget());
   }
 
   #queue<T>(fn: () => Promise<T>): Promise<T> {
@@ -170,56 +160,7 @@ export class MultimodalModel implements PromptSource {
     onText: ((text: string) => void) | undefined,
   ): Promise<ChatResult> {
     this.#check();
-    const signal = checkSignal(options.signal);
-    signal?.throwIfAborted();
-    const start = performance.now();
-    const prep = await preparePrompt(
-      this.components,
-      messages,
-      { positions: this.contextSize, what: 'the context' },
-      signal,
-    );
-    const { chunks } = prep;
-    const last = chunks[chunks.length - 1] as { kind: 'text'; tokens: Int32Array };
-
-    // Reuse the longest prefix the KV cache already holds (whole media spans only).
-    const ctx = this.#context;
-    const keep = Math.min(reusablePrefix(this.#cached, chunks), prep.positions - 1, ctx.nPast());
-    try {
-      if (keep < ctx.nPast()) ctx.removeRange(0, keep);
-      const prefill = performance.now();
-      const pos = await decodeChunks(ctx, chunks.slice(0, -1), { from: keep, signal });
-      const gen = ctx.generate({
-        tokens: last.tokens.subarray(Math.max(0, keep - pos)),
-        append: true,
-        maxTokens: options.maxTokens,
-        stop: options.stop,
-        signal,
-        sampling: samplingOf(options),
-      });
-      let firstToken = 0;
-      for await (const t of gen) {
-        if (firstToken === 0) firstToken = performance.now();
-        if (t.text) onText?.(t.text);
-      }
-      const r = await gen.result;
-      const stats = chatStats(
-        prep,
-        { start, prefill, firstToken, end: performance.now() },
-        { cachedTokens: keep, generatedTokens: r.tokens.length, stopReason: r.stopReason },
-      );
-      // What the KV cache now holds: the prompt chunks, then the generated tokens decoded so far.
-      const tail = ctx.sequenceTokens(0).slice(pos);
-      this.#cached = [...chunks.slice(0, -1), { kind: 'text', tokens: Int32Array.from(tail) }];
-      return { text: r.text, stats };
-    } catch (e) {
-      // The KV cache may hold part of this prompt: start clean next time.
-      if (!this.#disposed) {
-        ctx.clear();
-        this.#cached = [];
-      }
-      throw e;
-    }
+    return this.#answerer.respond(messages, options, onText);
   }
 
   /** The loaded media encoder's prompt facts (markers, fixed token count); undefined without one. */
@@ -265,6 +206,7 @@ export class MultimodalModel implements PromptSource {
   dispose(): void {
     this.#check();
     this.#disposed = true;
+    this.#answerer.dispose();
     this.#context.dispose();
     this.components.dispose();
   }
