@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
+#include <string>
 
 #include "common/backends.h"
 #include "common/error.h"
@@ -20,7 +22,12 @@ runtime::runtime(const runtime_params & params) {
         fail(error_code::internal, "failed to initialise the ggml CPU backend");
     }
     cpu_set_n_threads(cpu_, n_threads_);
-    if (params.use_gpu) {
+    // mm's own graphs (encoders, projectors, speech decoders) have not passed their parity tests on
+    // a GPU: on CUDA (H200, 2026-11-30) the CLIP encoder read out of bounds in GET_ROWS. They stay
+    // on the CPU unless MM_OWN_GRAPHS_GPU=1 asks for the GPU (to debug that); the backbone
+    // (llama.cpp) and libmtmd's fused graphs offload as asked.
+    const char * own_gpu = std::getenv("MM_OWN_GRAPHS_GPU");
+    if (params.use_gpu && own_gpu != nullptr && std::string(own_gpu) == "1") {
         gpu_ = ggml_backend_init_by_type(GGML_BACKEND_DEVICE_TYPE_GPU, nullptr);
         if (gpu_ == nullptr) {
             gpu_ = ggml_backend_init_by_type(GGML_BACKEND_DEVICE_TYPE_IGPU, nullptr);
