@@ -69,7 +69,6 @@ async function runOne(parallel, jobs, clients, threads) {
     fileURLToPath(import.meta.url),
     ['--serve-child', String(parallel), '--threads', String(threads), '--engine', values.engine],
     {
-      env: { ...process.env, UV_THREADPOOL_SIZE: String(Math.max(4, parallel + 4)) },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     },
   );

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import {
   DEFAULT_LIMITS,
   DEFAULT_SPEECH_LIMITS,
@@ -128,35 +127,6 @@ function speechOptions(values: Values): SpeechServeOptions | undefined {
   };
 }
 
-/**
- * Each running generation holds one libuv worker thread; libuv reads UV_THREADPOOL_SIZE once,
- * before any user code runs. So when the pool is too small for --parallel, run `mm` again with
- * a bigger one.
- */
-function needsBiggerPool(parallel: number): number | undefined {
-  const want = Math.max(4, parallel + 2);
-  const have = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
-  return have >= want || process.env.MM_SERVE_CHILD ? undefined : want;
-}
-
-function respawn(poolSize: number): Promise<number> {
-  const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
-    // The IPC channel closes when this process dies, however it dies: the child then stops too.
-    stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
-    env: { ...process.env, UV_THREADPOOL_SIZE: String(poolSize), MM_SERVE_CHILD: '1' },
-  });
-  const forward = (s: NodeJS.Signals) => child.kill(s);
-  process.on('SIGINT', forward);
-  process.on('SIGTERM', forward);
-  return new Promise((resolve) => {
-    child.on('exit', (code, signal) => {
-      process.off('SIGINT', forward);
-      process.off('SIGTERM', forward);
-      resolve(code ?? (signal === 'SIGINT' ? ExitCode.aborted : ExitCode.error));
-    });
-  });
-}
-
 /** Runs the server until SIGINT or SIGTERM. */
 export async function runServe(io: CliIo, values: Values): Promise<number> {
   const model = values.model;
@@ -164,11 +134,6 @@ export async function runServe(io: CliIo, values: Values): Promise<number> {
   const parallel = int(values, 'parallel', 1) ?? 1;
   if (parallel > 64) throw new UsageError('--parallel must be at most 64');
   const speech = speechOptions(values);
-  // the speech model's generation holds one more worker
-  const pool = needsBiggerPool(parallel + (speech ? 1 : 0));
-  if (pool !== undefined) return respawn(pool);
-  // In a respawned child, the IPC channel is only there to tell us when the parent dies.
-  process.channel?.unref();
 
   const limits: Partial<ServerLimits> = {};
   const timeout = int(values, 'timeout', 1);
