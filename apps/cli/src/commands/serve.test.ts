@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 const bin = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'mm.js');
 
 describe('mm serve', () => {
-  it('serves 6 parallel requests on loopback with libuv's default pool of 4 (no generation holds a worker), and stops on SIGTERM', async () => {
+  it("serves 6 parallel requests on loopback with libuv's default pool of 4 (no generation holds a worker), and stops on SIGTERM", async () => {
     const tiny = tinyShapesPaths();
     const child = spawn(
       process.execPath,
