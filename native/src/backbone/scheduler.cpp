@@ -8,6 +8,7 @@
 #include "backbone/context.h"
 #include "backbone/model.h"
 #include "common/abort_guard.h"
+#include "common/compute_gate.h"
 
 namespace mm {
 
@@ -278,6 +279,7 @@ void scheduler::iterate(std::vector<std::unique_ptr<active>> & run) {
         }
         const sched_item & it = a->req.items[a->item];
         try {
+            compute_turn turn;
             ctx_->decode_embeddings(it.embd, it.n_embd, it.positions, it.pos0, a->req.seq, it.causal, logits_mode::none,
                                     &abort_, false);
         } catch (const error & e) {
@@ -360,6 +362,7 @@ void scheduler::iterate(std::vector<std::unique_ptr<active>> & run) {
     batch.seq_id   = seq_ptrs.data();
     batch.logits   = logits.data();
     try {
+        compute_turn turn;
         ctx_->run_batch(batch, &abort_);
     } catch (const error & e) {
         if (e.code() == error_code::aborted) {

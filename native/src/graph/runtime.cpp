@@ -7,6 +7,7 @@
 #include <string>
 
 #include "common/backends.h"
+#include "common/compute_gate.h"
 #include "common/error.h"
 #include "common/system_info.h"
 #include "ggml-alloc.h"
@@ -157,7 +158,11 @@ void runtime::compute(ggml_cgraph * gf, const std::atomic<bool> * cancel) {
     }
     cpu_set_abort_callback(cpu_, cancel != nullptr ? abort_requested : nullptr,
                            const_cast<std::atomic<bool> *>(cancel));
-    ggml_status status = ggml_backend_sched_graph_compute(sched_, gf);
+    ggml_status status;
+    {
+        compute_turn turn;  // one graph at a time in the process (common/compute_gate.h)
+        status = ggml_backend_sched_graph_compute(sched_, gf);
+    }
     cpu_set_abort_callback(cpu_, nullptr, nullptr);
     if (status == GGML_STATUS_ABORTED || (cancel != nullptr && cancel->load())) {
         fail(error_code::aborted, "aborted");

@@ -1,0 +1,43 @@
+// One ggml graph computes at a time in the process, in the order they asked (a ticket lock).
+//
+// Every graph uses all the threads it is given, and ggml's workers spin at barriers: two graphs
+// at once on the same cores (an image encode on a libuv worker beside the scheduler thread's
+// decode step) make both slower than one after the other, as on a 2-core machine the encode of
+// a CLIP-L picture and a batch of decode rows did. llama-server runs one thing at a time in its
+// loop for the same reason. mm's own graphs (runtime::compute) and the scheduler's decodes take
+// the gate; MM_COMPUTE_GATE=0 turns it off (e.g. when the encoder and the backbone run on
+// different devices).
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+
+namespace mm {
+
+class compute_gate {
+  public:
+    static compute_gate & global();
+
+    void lock();
+    void unlock();
+
+  private:
+    std::mutex              mu_;
+    std::condition_variable cv_;
+    uint64_t                next_    = 0;
+    uint64_t                serving_ = 0;
+    bool                    enabled_ = true;
+    compute_gate();
+};
+
+// RAII: holds the global gate for its scope.
+class compute_turn {
+  public:
+    compute_turn() { compute_gate::global().lock(); }
+    ~compute_turn() { compute_gate::global().unlock(); }
+    compute_turn(const compute_turn &)             = delete;
+    compute_turn & operator=(const compute_turn &) = delete;
+};
+
+}  // namespace mm
