@@ -157,6 +157,12 @@ export class Answerer {
           prompt,
           { start, prefill: submitted + r.queueMs, firstToken, end: performance.now() },
           { cachedTokens: keep, generatedTokens: generated, stopReason: reason },
+          // the tokens after a stop string may have been generated too: the timer's share of them
+          {
+            prefillMs: r.prefillMs,
+            decodeMs:
+              r.tokens.length > 1 ? (r.decodeMs * (generated - 1)) / (r.tokens.length - 1) : 0,
+          },
         ),
       };
     } finally {

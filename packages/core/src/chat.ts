@@ -36,9 +36,12 @@ export interface ChatStats {
   imageCacheHits: number;
   /** Media decode + encoder + projector, ms (0 when every part was cached). */
   encodeMs: number;
-  /** Decoding the new part of the prompt, ms. */
+  /**
+   * Decoding the new part of the prompt, ms: from its first decode to the first token, on the
+   * native scheduler's clock (llama.cpp's "prompt eval" likewise times its own loop).
+   */
   prefillMs: number;
-  /** Generating the answer, ms. */
+  /** Generating the answer, ms: from the first token to the last, on the scheduler's clock. */
   decodeMs: number;
   /** From the call to the first generated token, ms. */
   timeToFirstTokenMs: number;
@@ -93,10 +96,13 @@ export function chatStats(
   prompt: PromptStats,
   times: AnswerTimes,
   answer: { cachedTokens: number; generatedTokens: number; stopReason: ChatStats['stopReason'] },
+  /** The generation loop's own prefill and decode times, when it has them (else from `times`). */
+  timers?: { prefillMs: number; decodeMs: number },
 ): ChatStats {
   const { end } = times;
   const first = times.firstToken || end;
   const generated = answer.generatedTokens;
+  const decodeMs = timers?.decodeMs ?? end - first;
   return {
     promptTokens: prompt.positions,
     cachedTokens: answer.cachedTokens,
@@ -104,12 +110,12 @@ export function chatStats(
     imageTokens: prompt.mediaTokens,
     imageCacheHits: prompt.cacheHits,
     encodeMs: prompt.encodeMs,
-    prefillMs: first - times.prefill,
-    decodeMs: end - first,
+    prefillMs: timers?.prefillMs ?? first - times.prefill,
+    decodeMs,
     timeToFirstTokenMs: first - times.start,
     generatedTokens: generated,
     // The first token comes from the prefill: the decode rate counts the ones after it.
-    tokensPerSecond: generated > 1 ? ((generated - 1) * 1000) / Math.max(end - first, 1e-3) : 0,
+    tokensPerSecond: generated > 1 ? ((generated - 1) * 1000) / Math.max(decodeMs, 1e-3) : 0,
     stopReason: answer.stopReason,
     ...(prompt.mediaPath !== undefined && { mediaPath: prompt.mediaPath }),
   };
