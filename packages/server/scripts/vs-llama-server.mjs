@@ -218,16 +218,31 @@ async function ask(server, job, { stream, system } = {}) {
     messages: messagesOf(job, system),
     ...(stream && { stream: true, stream_options: { include_usage: true } }),
   };
+  let retries = 0;
   try {
-    const res = await fetch(`${server.url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-      signal: AbortSignal.timeout(requestTimeoutMs),
-    });
+    const signal = AbortSignal.timeout(requestTimeoutMs);
+    let res;
+    for (;;) {
+      try {
+        res = await fetch(`${server.url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+          signal,
+        });
+        break;
+      } catch (e) {
+        // A kept-alive connection the server closed as it was reused (llama-server's HTTP library
+        // drops idle connections after 5 s; on a busy machine the client can pick one just then):
+        // nothing was answered, and OpenAI's own client retries such a request too. Counted.
+        const code = e?.cause?.code;
+        if (retries >= 2 || !(code === 'UND_ERR_SOCKET' || code === 'ECONNRESET')) throw e;
+        retries++;
+      }
+    }
     if (res.status !== 200) {
       const text = await res.text();
-      return { ok: false, ms: performance.now() - t0, why: `HTTP ${res.status} ${text}` };
+      return { ok: false, ms: performance.now() - t0, retries, why: `HTTP ${res.status} ${text}` };
     }
     // llama-server counts the end-of-generation token it sampled in completion_tokens, mm does not:
     // both are counted without it.
@@ -241,6 +256,7 @@ async function ask(server, job, { stream, system } = {}) {
         ok: true,
         ms,
         ttftMs: null,
+        retries,
         text,
         tokens: generated(r.usage?.completion_tokens ?? 0, r.choices[0].finish_reason),
         timings: r.timings,
@@ -283,9 +299,18 @@ async function ask(server, job, { stream, system } = {}) {
     const ms = performance.now() - t0;
     if (!done) return { ok: false, ms, why: 'the stream ended without [DONE]' };
     if (tokens === null) return { ok: false, ms, why: 'no usage in the stream' };
-    return { ok: true, ms, ttftMs: ttftMs ?? ms, text, tokens: generated(tokens, finish), timings };
+    return {
+      ok: true,
+      ms,
+      ttftMs: ttftMs ?? ms,
+      retries,
+      text,
+      tokens: generated(tokens, finish),
+      timings,
+    };
   } catch (e) {
-    return { ok: false, ms: performance.now() - t0, why: String(e?.message ?? e) };
+    const cause = e?.cause ? ` (${e.cause.code ?? ''} ${e.cause.message ?? e.cause})` : '';
+    return { ok: false, ms: performance.now() - t0, retries, why: `${e?.message ?? e}${cause}` };
   }
 }
 
@@ -338,6 +363,7 @@ function summarise(results, wallMs) {
       .filter((x) => x !== null),
     wallMs,
     tokens,
+    retries: results.reduce((n, r) => n + (r?.retries ?? 0), 0),
     tokPerS: (tokens * 1000) / wallMs,
     ttftP50: percentile(
       ok.map((r) => r.ttftMs),
@@ -519,6 +545,7 @@ function printThroughput(r) {
       ['latency p95 ms', fmt(a.latP95), fmt(b.latP95), fmtRatio(ratio(a.latP95, b.latP95))],
       ['tokens', String(a.tokens), String(b.tokens), ''],
       ['errors', String(a.errors.length), String(b.errors.length), ''],
+      ['requests resent (connection closed)', String(a.retries), String(b.retries), ''],
     ];
     if (run !== first) {
       rows.push([
@@ -691,6 +718,12 @@ function printRepeat(r) {
     ],
     ['worst', fmt(wa), fmt(wb), fmtRatio(ratio(wa, wb))],
     ['answered', `${a.length}/${r.n}`, `${b.length}/${r.n}`, ''],
+    [
+      'requests resent (connection closed)',
+      String(r.out.mm.reduce((n, x) => n + (x.retries ?? 0), 0)),
+      String(r.out['llama-server'].reduce((n, x) => n + (x.retries ?? 0), 0)),
+      '',
+    ],
     [
       'mm event-loop lag p99 / max ms',
       r.lag ? `${fmt(r.lag.p99_ms, 2)} / ${fmt(r.lag.max_ms, 2)}` : '-',
