@@ -129,6 +129,7 @@ sched_stats scheduler::stats() const {
 
 void scheduler::push(sched_event ev) {
     std::lock_guard<std::mutex> lock(mu_);
+    urgent_ = urgent_ || ev.kind != sched_event::token;
     events_.push_back(std::move(ev));
 }
 
@@ -240,13 +241,19 @@ void scheduler::loop() {
             }
             run.erase(std::remove(run.begin(), run.end(), nullptr), run.end());
         }
+        // Wake JS at most once a millisecond for plain tokens (each wake-up of the JS thread takes
+        // CPU from the decode on a small machine); at once for first tokens, ends, or when idle.
         bool wake = false;
         {
             std::lock_guard<std::mutex> lock(mu_);
-            stats_.active = static_cast<int32_t>(run.size());
-            if (!events_.empty() && !pending_) {
-                pending_ = true;
-                wake     = true;
+            stats_.active   = static_cast<int32_t>(run.size());
+            const auto now2 = clock::now();
+            const bool due  = urgent_ || run.empty() || now2 - last_notify_ >= std::chrono::milliseconds(1);
+            if (!events_.empty() && !pending_ && due) {
+                pending_     = true;
+                urgent_      = false;
+                last_notify_ = now2;
+                wake         = true;
             }
         }
         if (wake && notify_) {
@@ -397,6 +404,8 @@ void scheduler::iterate(std::vector<std::unique_ptr<active>> & run) {
         if (!a->generating) {
             a->generating  = true;
             a->first_token = now;
+            std::lock_guard<std::mutex> lock(mu_);
+            urgent_ = true;  // time to first token: no coalescing
         }
         const int32_t tok = llama_sampler_sample(a->smpl.get(), lctx, i);
         const int32_t at  = pos[i] + 1;  // where the sampled token would be decoded

@@ -123,8 +123,10 @@ class scheduler {
     std::vector<int32_t>      cancels_;
     std::vector<sched_event>  events_;
     bool                      stop_    = false;
-    bool                      pending_ = false;  // events queued since the last notify
-    std::atomic<bool>         abort_{false};     // stops a decode in flight (stop())
+    bool                      pending_ = false;  // a notify is out, not yet drained
+    bool                      urgent_  = false;  // a first token or an end is queued
+    clock::time_point         last_notify_{};
+    std::atomic<bool>         abort_{false};  // stops a decode in flight (stop())
     sched_stats               stats_;
     std::thread               thread_;
 };
