@@ -15,7 +15,9 @@
 #
 # Environment for `run`: GPU_CHECK_BUDGET (seconds the whole run may take, default 560: stages
 # that would not fit are skipped and said so), MM_CUDA_ARCHS (default 90-real, Hopper),
-# MM_BUILD_JOBS (default: all cores), GPU_CHECK_REAL=0 to skip the realistic-shape bench.
+# MM_BUILD_JOBS (default: all cores), GPU_CHECK_REAL=0 to skip the realistic-shape bench,
+# GPU_CHECK_ONLY=bench-tiny for the short run: build, mm info, `mm bench -g all` on tiny-shapes,
+# then the backbone parity test if time is left (nothing else).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -148,7 +150,7 @@ bench_json() { # FILE ARGS...: mm bench --json into $out/FILE, its table into th
   node -e '
     const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
     const c = r.conditions;
-    console.log(`${c.model.split("/").pop()} + ${c.mmproj.split("/").pop()}: threads ${c.threads}, GPU layers ${c.gpuLayers}, backend ${c.backend}, ${c.reps} reps`);
+    console.log(`${c.model.split("/").pop()} + ${c.mmproj.split("/").pop()}: threads ${c.threads}, GPU layers ${c.gpuLayers}, encoders on ${c.encoders ?? "?"}, backend ${c.backend}, ${c.reps} reps`);
     for (const x of r.rows) console.log(`  ${x.metric.padEnd(46)} ${x.ours.toFixed(2).padStart(10)} ${x.ref.toFixed(2).padStart(10)} ${x.ratio.toFixed(3).padStart(7)}`);
     const ie = r.imageEncode;
     console.log(`  encode spread: mm ${ie.oursMs.min.toFixed(2)}-${ie.oursMs.max.toFixed(2)} ms, libmtmd ${ie.refMs.min.toFixed(2)}-${ie.refMs.max.toFixed(2)} ms, pair ratio ${ie.pairRatio.median.toFixed(3)} (${ie.pairRatio.min.toFixed(3)}-${ie.pairRatio.max.toFixed(3)}), max |diff| ${ie.maxAbsDiff}`);
@@ -208,11 +210,20 @@ run() {
     stage build-mm.node-head 100 "${lock[@]}" node native/scripts/build.mjs || exit 1
   fi
   # only the reference tools these checks use (build.mjs --oracle builds all of them)
+  local tools=(llama-mtmd-cli mm-bench-vision mm-peak-rss mm-ref-generate)
+  [ "${GPU_CHECK_ONLY:-}" = bench-tiny ] || tools+=(mm-ref-mtmd-embed)
   stage build-tools 60 "${lock[@]}" cmake --build native/build --parallel "$MM_BUILD_JOBS" --target \
-    llama-mtmd-cli mm-bench-vision mm-ref-mtmd-embed mm-ref-generate mm-peak-rss
+    "${tools[@]}"
   ls -l native/build/bin
   stage mm-info 20 mm info
   stage bench-tiny-gpu 60 bench_json bench-tiny-gpu.json -g all -r 10
+  if [ "${GPU_CHECK_ONLY:-}" = bench-tiny ]; then
+    stage parity-backbone 20 vitest packages/backbone-gguf src/parity.test.ts
+    stamp "summary"
+    printf '  %s\n' "${summary[@]}"
+    [ -n "$MM_GPU" ] && nvidia-smi --query-gpu=name,memory.used --format=csv
+    return 0
+  fi
   # ours on the GPU (encoders default to the GPU) vs libmtmd on the CPU, the usual tolerances
   stage parity-projectors 90 vitest packages/projectors src/parity.test.ts
   # greedy tokens vs llama.cpp's own generation (both on the CPU: the CUDA build's CPU path)

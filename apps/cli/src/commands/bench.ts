@@ -30,9 +30,11 @@ compare. Defaults: the bundled tiny-shapes model and its first sample. Needs the
 reference tools: npm run build:oracle -w @mm/native.
   -t, --threads <n>    threads for both sides (default: all cores but one)
   -g, --n-gpu-layers <n|all>
-                       backbone layers on the GPU for both sides (llama-mtmd-cli's -ngl); any
-                       value but 0 puts the encoder and projector on the GPU too, on both sides
-                       (default 0: everything on the CPU, also in a GPU build)
+                       backbone layers on the GPU for both sides (llama-mtmd-cli's -ngl)
+                       (default 0: everything on the CPU, also in a GPU build); the encoder and
+                       projector stay on the CPU on both sides (mm's own graphs do not run on a
+                       GPU yet, so llama-mtmd-cli gets --no-mmproj-offload), unless
+                       MM_OWN_GRAPHS_GPU=1 puts both sides' on the GPU
   -r, --reps <n>       repetitions, at least 10 (default 10)
       --json           the same figures as JSON
 
@@ -131,6 +133,9 @@ export async function runBench(io: CliIo, values: Record<string, unknown>): Prom
   if (gpuLayers !== 'all' && (!Number.isInteger(gpuLayers) || gpuLayers < 0))
     throw new UsageError("--n-gpu-layers must be an integer >= 0 or 'all'");
   const gpu = gpuLayers !== 0;
+  // mm's own graphs stay on the CPU in a GPU build unless MM_OWN_GRAPHS_GPU=1 (native
+  // src/graph/runtime.cpp): libmtmd's encoder is placed alike, so only the backbone differs
+  const encodersOnGpu = gpu && process.env.MM_OWN_GRAPHS_GPU === '1';
   const json = values.json === true;
   const log = (s: string) => {
     if (!json) io.err(`${s}\n`);
@@ -155,7 +160,8 @@ export async function runBench(io: CliIo, values: Record<string, unknown>): Prom
     // -ngl 0 a GPU build still sends large prompt batches to the GPU (op offload)
     '-ngl',
     String(gpuLayers),
-    ...(gpu ? [] : ['--no-mmproj-offload', '--no-op-offload']),
+    ...(encodersOnGpu ? [] : ['--no-mmproj-offload']),
+    ...(gpu ? [] : ['--no-op-offload']),
     '-v',
   ];
 
@@ -181,7 +187,10 @@ export async function runBench(io: CliIo, values: Record<string, unknown>): Prom
           '--json',
         ],
         // MM_BENCH_GPU: both sides' encoder + projector on the GPU
-        { maxBuffer: 1 << 24, env: gpu ? { ...process.env, MM_BENCH_GPU: '1' } : process.env },
+        {
+          maxBuffer: 1 << 24,
+          env: encodersOnGpu ? { ...process.env, MM_BENCH_GPU: '1' } : process.env,
+        },
       )
     ).stdout,
   );
@@ -333,6 +342,7 @@ export async function runBench(io: CliIo, values: Record<string, unknown>): Prom
       question: q1,
       threads,
       gpuLayers,
+      encoders: encodersOnGpu ? 'gpu' : 'cpu',
       reps,
       backend: si.backends.join('+'),
       llamaCommit: si.llamaCommit,
@@ -368,7 +378,7 @@ export async function runBench(io: CliIo, values: Record<string, unknown>): Prom
     `mm bench: ${c.model.split('/').pop()} + ${c.mmproj.split('/').pop()}, ${c.image.split('/').pop()}, "${c.question}"\n`,
   );
   io.out(
-    `threads ${c.threads}, GPU layers ${c.gpuLayers}, backend ${c.backend}, llama.cpp ${c.llamaCommit.slice(0, 8)}, CPU ${c.cpu}, ${c.reps} interleaved reps (medians)\n\n`,
+    `threads ${c.threads}, GPU layers ${c.gpuLayers}, encoders on the ${c.encoders.toUpperCase()} (both sides), backend ${c.backend}, llama.cpp ${c.llamaCommit.slice(0, 8)}, CPU ${c.cpu}, ${c.reps} interleaved reps (medians)\n\n`,
   );
   io.out(
     `${'metric'.padEnd(46)}${'mm'.padStart(11)}${'llama.cpp'.padStart(11)}${'ratio'.padStart(8)}\n`,
