@@ -1,7 +1,9 @@
 #include "backbone/model.h"
 
+#include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <vector>
 
@@ -301,13 +303,35 @@ std::string model::apply_chat_template(const std::vector<chat_message> & message
         common_chat_templates_inputs inputs;
         inputs.add_generation_prompt = add_generation_prompt;
         inputs.use_jinja             = use_jinja;
+        const std::time_t day        = std::chrono::system_clock::to_time_t(inputs.now) / 86400;
+        std::string key = std::to_string(day) + (use_jinja ? "|j" : "|l") + (add_generation_prompt ? "g|" : "n|") +
+                          std::to_string(template_override.size()) + "|" + template_override;
+        for (const auto & m : messages) {
+            key +=
+                "|" + std::to_string(m.role.size()) + ":" + m.role + std::to_string(m.content.size()) + ":" + m.content;
+        }
+        {
+            std::lock_guard<std::mutex> lock(templates_mu_);
+            auto                        it = rendered_.find(key);
+            if (it != rendered_.end()) {
+                return it->second;
+            }
+        }
         for (const auto & m : messages) {
             common_chat_msg msg;
             msg.role    = m.role;
             msg.content = m.content;
             inputs.messages.push_back(std::move(msg));
         }
-        return common_chat_templates_apply(tmpls.get(), inputs).prompt;
+        std::string prompt = common_chat_templates_apply(tmpls.get(), inputs).prompt;
+        if (key.size() <= 16384) {
+            std::lock_guard<std::mutex> lock(templates_mu_);
+            if (rendered_.size() >= 256) {
+                rendered_.clear();
+            }
+            rendered_.emplace(std::move(key), prompt);
+        }
+        return prompt;
     } catch (const error &) {
         throw;
     } catch (const std::exception & e) {

@@ -104,6 +104,10 @@ class model {
     // milliseconds, and every prompt renders one.
     mutable std::mutex                                                    templates_mu_;
     mutable std::map<std::string, std::shared_ptr<common_chat_templates>> templates_;
+    // Rendered prompts by their exact inputs (and the day: a template may print the date). With
+    // Jinja, llama.cpp analyses the template on every render (~2 ms); a server asked the same
+    // question about many pictures renders the same text each time (the pictures are markers).
+    mutable std::map<std::string, std::string> rendered_;
 };
 
 }  // namespace mm
