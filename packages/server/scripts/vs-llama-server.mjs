@@ -72,14 +72,12 @@ const { values } = parseArgs({
 });
 if (values.help) {
   const src = (await import('node:fs')).readFileSync(fileURLToPath(import.meta.url), 'utf8');
-  console.log(
-    src
-      .split('\n')
-      .slice(1)
-      .filter((l) => l.startsWith('//'))
-      .map((l) => l.slice(3))
-      .join('\n'),
+  const lines = src.split('\n').slice(1);
+  const head = lines.slice(
+    0,
+    lines.findIndex((l) => !l.startsWith('//')),
   );
+  console.log(head.map((l) => l.slice(3)).join('\n'));
   process.exit(0);
 }
 
