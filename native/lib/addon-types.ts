@@ -206,19 +206,6 @@ export interface NativeContext {
   dispose(): void;
 }
 
-/**
- * Continuous batching over one context (src/backbone/batch.h): each step is one decode holding
- * the next token of every listed sequence; each sequence samples with its own chain.
- */
-export interface NativeBatch {
-  readonly [brand]: 'NativeBatch';
-  start(seq: number, sampling: NativeSamplingParams): void;
-  finish(seq: number): void;
-  /** Decodes token i at positions[i] in seqs[i]; resolves with the token sampled for each. */
-  step(seqs: Int32Array, tokens: Int32Array, positions: Int32Array): NativeOperation<Int32Array>;
-  dispose(): void;
-}
-
 /** One prompt piece for the scheduler: text tokens, or an embedding span, at explicit positions. */
 export type NativeScheduleItem =
   | { tokens: Int32Array; pos0: number }
@@ -295,7 +282,6 @@ export interface NativeAddon
     NativeGenAddon,
     NativeRpcAddon,
     NativeTrainAddon {
-  AddonBatch: new (context: NativeContext) => NativeBatch;
   AddonScheduler: new (context: NativeContext, onEvents: () => void) => NativeScheduler;
   systemInfo(): SystemInfo;
   probeModel(path: string, options?: { vocabOnly?: boolean }): NativeOperation<ModelInfo>;

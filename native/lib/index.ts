@@ -31,7 +31,6 @@ export type {
   NativeAudioEncoder,
   NativeAudioEncoderInfo,
   NativeAudioTowerFacts,
-  NativeBatch,
   NativeContext,
   NativeContextParams,
   NativeDecodeInput,

@@ -4,7 +4,6 @@
 namespace mm::napi {
 void register_system(Napi::Env env, Napi::Object exports);
 void register_backbone(Napi::Env env, Napi::Object exports);
-void register_batch(Napi::Env env, Napi::Object exports);
 void register_scheduler(Napi::Env env, Napi::Object exports);
 void register_vision(Napi::Env env, Napi::Object exports);
 void register_fused(Napi::Env env, Napi::Object exports);
@@ -17,7 +16,6 @@ void register_rpc(Napi::Env env, Napi::Object exports);
 static Napi::Object init(Napi::Env env, Napi::Object exports) {
     mm::napi::register_system(env, exports);
     mm::napi::register_backbone(env, exports);
-    mm::napi::register_batch(env, exports);
     mm::napi::register_scheduler(env, exports);
     mm::napi::register_vision(env, exports);
     mm::napi::register_fused(env, exports);

@@ -501,7 +501,7 @@ Napi::Value json_schema_to_grammar_js(const Napi::CallbackInfo & info) {
 
 }  // namespace
 
-// For addon_batch.cpp: the same sampling arguments as generate().
+// For addon_scheduler.cpp: the same sampling arguments as generate().
 sampling_params sampling_from_js(const Napi::Object & o) {
     return sampling_arg(o);
 }

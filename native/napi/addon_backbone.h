@@ -50,7 +50,6 @@ class AddonContext : public Napi::ObjectWrap<AddonContext> {
     explicit AddonContext(const Napi::CallbackInfo & info);
 
   private:
-    friend class AddonBatch;      // addon_batch.cpp: batched steps over this context
     friend class AddonScheduler;  // addon_scheduler.cpp: the batching thread over this context
     MM_GUARDED_METHODS(AddonContext)
     std::shared_ptr<context> get(Napi::Env env) const;

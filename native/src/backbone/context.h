@@ -107,8 +107,7 @@ class context {
     void                 load_state(const std::vector<uint8_t> & data, int32_t seq);
 
   private:
-    friend class batch_stepper;  // backbone/batch.h: one decode per step for many sequences
-    friend class scheduler;      // backbone/scheduler.h: the batching thread
+    friend class scheduler;  // backbone/scheduler.h: the batching thread
 
     void check_seq(int32_t seq) const;
     void run_batch(::llama_batch & batch, const std::atomic<bool> * cancel);

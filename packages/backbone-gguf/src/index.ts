@@ -9,7 +9,6 @@ export {
   type TokenAttributes,
   type TokenizeOptions,
 } from './backbone.js';
-export { BatchDecoder, type BatchInput } from './batch.js';
 export {
   Context,
   type ContextOptions,

@@ -84,7 +84,7 @@ export class Scheduler {
 
   static create(context: Context): Scheduler {
     const s = new Scheduler(context);
-    // The one place besides BatchDecoder that reaches the context's native handle.
+    // The one place outside Context that reaches its native handle.
     const handle = (context as unknown as { native: NativeContext }).native;
     const addon = loadAddon();
     s.#native = callNative(() => new addon.AddonScheduler(handle, () => s.#drain()));
