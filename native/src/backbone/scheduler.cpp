@@ -3,6 +3,7 @@
 #include <llama.h>
 
 #include <algorithm>
+#include <cmath>
 #include <unordered_set>
 
 #include "backbone/context.h"
@@ -56,6 +57,16 @@ void scheduler::stop() {
     cv_.notify_all();
     if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) {
         thread_.join();
+    }
+}
+
+void scheduler::set_threads(int64_t rows) {
+    // the same measure as mm's own graphs (graph/runtime.cpp): ~4 MFLOP of work per thread; the
+    // values do not depend on the count (ggml computes each output element on one thread)
+    const double  wanted = std::ceil(flops_per_row_ * static_cast<double>(rows) / 4e6);
+    const int32_t n      = static_cast<int32_t>(std::max(1.0, std::min<double>(max_threads_, wanted)));
+    if (n != llama_n_threads(ctx_->ctx_)) {
+        llama_set_n_threads(ctx_->ctx_, n, n);
     }
 }
 
@@ -287,6 +298,7 @@ void scheduler::iterate(std::vector<std::unique_ptr<active>> & run) {
         const sched_item & it = a->req.items[a->item];
         try {
             compute_turn turn;
+            set_threads(static_cast<int64_t>(it.embd.size() / static_cast<size_t>(it.n_embd)));
             ctx_->decode_embeddings(it.embd, it.n_embd, it.positions, it.pos0, a->req.seq, it.causal, logits_mode::none,
                                     &abort_, false);
         } catch (const error & e) {
@@ -370,6 +382,7 @@ void scheduler::iterate(std::vector<std::unique_ptr<active>> & run) {
     batch.logits   = logits.data();
     try {
         compute_turn turn;
+        set_threads(n);
         ctx_->run_batch(batch, &abort_);
     } catch (const error & e) {
         if (e.code() == error_code::aborted) {

@@ -114,8 +114,13 @@ class scheduler {
     void end(std::unique_ptr<active> & a, const std::string & reason);
     void fail_request(std::unique_ptr<active> & a, error_code code, const std::string & message);
     void push(sched_event ev);
+    // Threads for a decode of `rows` rows: as many as its matrix work keeps busy (at most the
+    // context's); a tiny model's step on two threads only adds barrier waits.
+    void set_threads(int64_t rows);
 
     std::shared_ptr<context>  ctx_;
+    int32_t                   max_threads_   = 1;
+    double                    flops_per_row_ = 0;
     std::function<void()>     notify_;
     mutable std::mutex        mu_;
     std::condition_variable   cv_;
