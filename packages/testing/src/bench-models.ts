@@ -27,6 +27,9 @@ export async function inBenchDir<T>(make: () => Promise<T>): Promise<T> {
 }
 
 /** A ~0.7B-parameter llama (16 layers, n_embd 2048, GQA 32/8, n_ff 5632), F16. */
+/** Values tiled into every weight of the bench llama (a prime). */
+const TILE = 65_521;
+
 export const BENCH_LLAMA_1B: TinyLlamaOptions = {
   seed: 11,
   nLayers: 16,
@@ -45,13 +48,16 @@ export const BENCH_LLAMA_1B: TinyLlamaOptions = {
  */
 export async function benchLlama(options: TinyLlamaOptions = BENCH_LLAMA_1B): Promise<string> {
   const o = resolveTinyLlamaOptions(options);
-  const name = `bench-llama-l${o.nLayers}-e${o.nEmbd}-h${o.nHead}-kv${o.nHeadKv}-ff${o.nFf}-${o.weightType.toLowerCase()}-s${o.seed}.gguf`;
+  const name = `bench-llama-l${o.nLayers}-e${o.nEmbd}-h${o.nHead}-kv${o.nHeadKv}-ff${o.nFf}-${o.weightType.toLowerCase()}-s${o.seed}-t${TILE}.gguf`;
   const prev = process.env['MM_FIXTURES_DIR'];
   process.env['MM_FIXTURES_DIR'] = benchDir();
   try {
     return await fixturePath(name, async (path) => {
       const rng = new Prng(o.seed);
-      const block = rng.normals(1 << 16, 1);
+      // A prime length: no two rows of a matrix (n_embd a power of two) repeat the same values, so
+      // the logits of different tokens are not tied (with 65 536, every 32nd output row was equal
+      // and greedy answers depended on how a sampler breaks ties).
+      const block = rng.normals(TILE, 1);
       const tiled = (n: number, std: number, mean = 0) => {
         if (o.weightType === 'F16' && mean === 0 && n > 4096) {
           // Scale once per distinct std, then tile the F16 bits.
