@@ -273,6 +273,9 @@ export async function runBench(io: CliIo, values: Record<string, unknown>): Prom
     image,
     '-p',
     q1,
+    // as many tokens as llama-mtmd-cli's -n (an answer that never ends would run to the context)
+    '-n',
+    '32',
     '-q',
     '-t',
     String(threads),
