@@ -3,8 +3,16 @@
 #include <llama.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <unordered_set>
+
+#if defined(__linux__)
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include "backbone/context.h"
 #include "backbone/model.h"
@@ -30,6 +38,24 @@ struct scheduler::active {
 
 namespace {
 
+// The decode thread (and the ggml workers it starts, which inherit it) yields to the JS thread:
+// when both want a core, the event loop that streams tokens and takes new requests goes first
+// (Linux nice is per thread). MM_SCHEDULER_NICE sets the step (default 5, 0 keeps the priority).
+void lower_priority() {
+#if defined(__linux__)
+    const char * v    = std::getenv("MM_SCHEDULER_NICE");
+    const int    step = v != nullptr ? std::atoi(v) : 5;
+    if (step > 0) {
+        const auto tid = static_cast<id_t>(syscall(SYS_gettid));
+        errno          = 0;
+        const int now  = getpriority(PRIO_PROCESS, tid);
+        if (errno == 0) {
+            setpriority(PRIO_PROCESS, tid, std::min(19, now + step));
+        }
+    }
+#endif
+}
+
 double ms(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
     return std::chrono::duration<double, std::milli>(b - a).count();
 }
@@ -38,7 +64,9 @@ double ms(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::ti
 
 scheduler::scheduler(std::shared_ptr<context> ctx, std::function<void()> notify) :
     ctx_(std::move(ctx)), notify_(std::move(notify)) {
-    thread_ = std::thread([this] { loop(); });
+    max_threads_   = std::max(1, llama_n_threads(ctx_->ctx_));
+    flops_per_row_ = 2.0 * static_cast<double>(llama_model_n_params(ctx_->get_model().get()));
+    thread_        = std::thread([this] { loop(); });
 }
 
 scheduler::~scheduler() {
@@ -181,6 +209,7 @@ void scheduler::fail_request(std::unique_ptr<active> & a, error_code code, const
 }
 
 void scheduler::loop() {
+    lower_priority();
     std::vector<std::unique_ptr<active>> run;
     for (;;) {
         std::deque<sched_request> in;
