@@ -59,25 +59,35 @@ describe.each(models)('Scheduler (native continuous batching) on $name', ({ path
 
   it('requests joining a running batch get the greedy tokens each prompt gives alone; prompts and decode rows share steps', async () => {
     const before = sched.stats();
-    const seen: number[][] = prompts.map(() => []);
     const results: Promise<ScheduleResult>[] = [];
-    const submit = (seq: number) => {
-      const r = whole(seq, prompts[seq] as Int32Array);
+    const submit = (seq: number, onToken?: (t: number) => void) => {
+      const r = sched.submit({
+        seq,
+        keep: 0,
+        items: [{ tokens: prompts[seq] as Int32Array, pos0: 0 }],
+        maxTokens: N,
+        limit: PER_SEQ,
+        ignoreEndOfGeneration: true,
+        onToken,
+      });
       results[seq] = r.result;
     };
-    submit(0);
-    submit(1);
-    // the others join once the first two are generating
-    await new Promise<void>((resolve) => {
-      const t = setInterval(() => {
-        if (sched.stats().decodeRows - before.decodeRows >= 4) {
-          clearInterval(t);
-          resolve();
-        }
-      }, 0);
+    // The others join once the first two are generating (from request 0's second token on, with
+    // 22 of its tokens still to come).
+    let seen = 0;
+    let joined: () => void = () => {};
+    const late = new Promise<void>((resolve) => {
+      joined = resolve;
     });
-    submit(2);
-    submit(3);
+    submit(0, () => {
+      if (++seen === 2) {
+        submit(2);
+        submit(3);
+        joined();
+      }
+    });
+    submit(1);
+    await late;
     const got = await Promise.all(results);
     for (const [i, r] of got.entries()) {
       expect(Array.from(r.tokens)).toEqual(expected[i]);
@@ -86,7 +96,6 @@ describe.each(models)('Scheduler (native continuous batching) on $name', ({ path
       expect(r.prefilled).toBe(true);
       expect(r.prefillMs).toBeGreaterThanOrEqual(0);
     }
-    void seen;
     const after = sched.stats();
     const promptRows = prompts.reduce((a, p) => a + p.length, 0);
     expect(after.prefillRows - before.prefillRows).toBe(promptRows);
