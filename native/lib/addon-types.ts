@@ -258,6 +258,13 @@ export interface NativeScheduleStats {
   spans: number;
   maxRows: number;
   active: number;
+  /**
+   * Token batches with generating rows only (no prompt rows), their rows, and their compute time
+   * (ms, without the wait for the compute gate): the decode throughput of the batching itself.
+   */
+  decodeOnlySteps: number;
+  decodeOnlyRows: number;
+  decodeOnlyMs: number;
 }
 
 /**
@@ -511,6 +518,19 @@ export interface NativeAudioEncoder {
 export interface NativeProjector {
   info(): NativeProjectorInfo;
   project(features: NativeTensor): NativeOperation<{ embeddings: NativeTensor; projectMs: number }>;
+  /** A picture through `encoder` and this projector in one worker: one Embeddings per chunk. */
+  encodeProject(
+    encoder: NativeVisionEncoder,
+    rgb: Uint8Array,
+    width: number,
+    height: number,
+  ): NativeOperation<{
+    embeddings: NativeTensor[];
+    layout: NativeSliceLayout;
+    preprocessMs: number;
+    encodeMs: number;
+    projectMs: number;
+  }>;
   dispose(): void;
 }
 

@@ -203,6 +203,13 @@ Napi::Object AddonVisionEncoder::wrap(Napi::Env env, std::shared_ptr<vision_enco
 
 AddonVisionEncoder::AddonVisionEncoder(const Napi::CallbackInfo & info) : Napi::ObjectWrap<AddonVisionEncoder>(info) {}
 
+std::shared_ptr<vision_encoder> AddonVisionEncoder::from(Napi::Env env, Napi::Value v) {
+    if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(vctors(env).encoder.Value())) {
+        throw_error(env, error_code::invalid_argument, "encoder must be a native VisionEncoder handle");
+    }
+    return Unwrap(v.As<Napi::Object>())->get(env);
+}
+
 std::shared_ptr<vision_encoder> AddonVisionEncoder::get(Napi::Env env) const {
     if (!encoder_) {
         throw_error(env, error_code::disposed, "the vision encoder was used after dispose()");

@@ -217,6 +217,9 @@ class AddonScheduler : public Napi::ObjectWrap<AddonScheduler> {
         o.Set("prefillRows", static_cast<double>(s.prefill_rows));
         o.Set("spans", static_cast<double>(s.spans));
         o.Set("maxRows", s.max_rows);
+        o.Set("decodeOnlySteps", static_cast<double>(s.decode_only_steps));
+        o.Set("decodeOnlyRows", static_cast<double>(s.decode_only_rows));
+        o.Set("decodeOnlyMs", s.decode_only_ms);
         o.Set("active", s.active);
         return o;
     }

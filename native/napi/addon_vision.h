@@ -29,6 +29,9 @@ class AddonVisionEncoder : public Napi::ObjectWrap<AddonVisionEncoder> {
     static Napi::Object   wrap(Napi::Env env, std::shared_ptr<vision_encoder> e);
     explicit AddonVisionEncoder(const Napi::CallbackInfo & info);
     MM_GUARDED_METHODS(AddonVisionEncoder)
+    // The encoder behind a JS handle (MM_INVALID_ARGUMENT when `v` is not one, MM_DISPOSED after
+    // dispose()), for the projector's fused encode + project.
+    static std::shared_ptr<vision_encoder> from(Napi::Env env, Napi::Value v);
 
   private:
     std::shared_ptr<vision_encoder> get(Napi::Env env) const;
@@ -72,6 +75,7 @@ class AddonProjector : public Napi::ObjectWrap<AddonProjector> {
 
     Napi::Value info(const Napi::CallbackInfo & info);
     Napi::Value project(const Napi::CallbackInfo & info);
+    Napi::Value encode_project(const Napi::CallbackInfo & info);
     Napi::Value dispose(const Napi::CallbackInfo & info);
 
     std::shared_ptr<projector> projector_;

@@ -8,6 +8,8 @@ import { runMain } from './main.test-util.js';
 
 interface Row {
   metric: string;
+  oursRange: [number, number];
+  refRange: [number, number];
   ours: number;
   ref: number;
   ratio: number;
@@ -56,15 +58,21 @@ function expectSound(
   }
   expect(report.rows.map((r: Row) => r.metric)).toEqual([
     'image encode: encoder + projector (ms)',
-    'image encode incl. decode + preprocess (ms)',
+    'image encode in the pipeline (ms)',
     'prefill: image span + text (ms)',
     'decode (tok/s)',
     'time to first token, new image (ms)',
+    '  ours from the file (read + decode it too)',
     'peak RSS, fresh process (MiB)',
   ]);
   for (const r of report.rows as Row[]) {
     for (const x of [r.ours, r.ref, r.ratio])
       expect(Number.isFinite(x) && x > 0, r.metric).toBe(true);
+    // the spread of each side holds its median
+    expect(r.oursRange[0]).toBeLessThanOrEqual(r.ours);
+    expect(r.ours).toBeLessThanOrEqual(r.oursRange[1]);
+    expect(r.refRange[0]).toBeLessThanOrEqual(r.ref);
+    expect(r.ref).toBeLessThanOrEqual(r.refRange[1]);
   }
   // the same greedy text as llama-mtmd-cli (the chat template rendered as it renders it), and the
   // second question served from the embedding cache

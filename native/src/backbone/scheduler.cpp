@@ -3,16 +3,9 @@
 #include <llama.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <unordered_set>
-
-#if defined(__linux__)
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-#endif
 
 #include "backbone/context.h"
 #include "backbone/model.h"
@@ -37,24 +30,6 @@ struct scheduler::active {
 };
 
 namespace {
-
-// The decode thread (and the ggml workers it starts, which inherit it) yields to the JS thread:
-// when both want a core, the event loop that streams tokens and takes new requests goes first
-// (Linux nice is per thread). MM_SCHEDULER_NICE sets the step (default 5, 0 keeps the priority).
-void lower_priority() {
-#if defined(__linux__)
-    const char * v    = std::getenv("MM_SCHEDULER_NICE");
-    const int    step = v != nullptr ? std::atoi(v) : 5;
-    if (step > 0) {
-        const auto tid = static_cast<id_t>(syscall(SYS_gettid));
-        errno          = 0;
-        const int now  = getpriority(PRIO_PROCESS, tid);
-        if (errno == 0) {
-            setpriority(PRIO_PROCESS, tid, std::min(19, now + step));
-        }
-    }
-#endif
-}
 
 double ms(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
     return std::chrono::duration<double, std::milli>(b - a).count();
@@ -209,7 +184,7 @@ void scheduler::fail_request(std::unique_ptr<active> & a, error_code code, const
 }
 
 void scheduler::loop() {
-    lower_priority();
+    yield_to_js_thread();
     std::vector<std::unique_ptr<active>> run;
     for (;;) {
         std::deque<sched_request> in;
@@ -402,6 +377,7 @@ void scheduler::iterate(std::vector<std::unique_ptr<active>> & run) {
     for (int32_t i = 0; i < n; ++i) {
         seq_ptrs[i] = &seqs[i];
     }
+    double      step_ms = 0;
     llama_batch batch{};
     batch.n_tokens = n;
     batch.token    = tokens.data();
@@ -412,7 +388,9 @@ void scheduler::iterate(std::vector<std::unique_ptr<active>> & run) {
     try {
         compute_turn turn;
         set_threads(n);
+        const auto t0 = clock::now();
         ctx_->run_batch(batch, &abort_);
+        step_ms = ms(t0, clock::now());
     } catch (const error & e) {
         if (e.code() == error_code::aborted) {
             throw;
@@ -432,6 +410,11 @@ void scheduler::iterate(std::vector<std::unique_ptr<active>> & run) {
         stats_.decode_rows += n_decode;
         stats_.prefill_rows += n_prefill;
         stats_.max_rows = std::max(stats_.max_rows, n_decode);
+        if (n_prefill == 0) {
+            stats_.decode_only_steps++;
+            stats_.decode_only_rows += n_decode;
+            stats_.decode_only_ms += step_ms;
+        }
     }
 
     // 3. Sample every row with logits.

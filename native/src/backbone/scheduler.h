@@ -82,7 +82,12 @@ struct sched_stats {
     uint64_t prefill_rows = 0;
     uint64_t spans        = 0;
     int32_t  max_rows     = 0;  // most generating rows in one batch
-    int32_t  active       = 0;
+    // token batches with generating rows only (no prompt rows): their rows and compute time, the
+    // decode throughput of batching itself
+    uint64_t decode_only_steps = 0;
+    uint64_t decode_only_rows  = 0;
+    double   decode_only_ms    = 0;
+    int32_t  active            = 0;
 };
 
 class scheduler {

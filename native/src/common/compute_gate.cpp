@@ -1,9 +1,37 @@
 #include "common/compute_gate.h"
 
+#include <cerrno>
 #include <cstdlib>
 #include <string>
 
+#if defined(__linux__)
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
 namespace mm {
+
+void yield_to_js_thread() {
+#if defined(__linux__)
+    thread_local bool done = false;
+    if (done) {
+        return;
+    }
+    done              = true;
+    const char * v    = std::getenv("MM_COMPUTE_NICE");
+    const int    step = v != nullptr ? std::atoi(v) : 5;
+    if (step <= 0) {
+        return;
+    }
+    const auto tid = static_cast<id_t>(syscall(SYS_gettid));
+    errno          = 0;
+    const int now  = getpriority(PRIO_PROCESS, tid);
+    if (errno == 0 && now < 19) {
+        setpriority(PRIO_PROCESS, tid, now + step > 19 ? 19 : now + step);
+    }
+#endif
+}
 
 compute_gate::compute_gate() {
     const char * v = std::getenv("MM_COMPUTE_GATE");

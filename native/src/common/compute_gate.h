@@ -31,10 +31,20 @@ class compute_gate {
     compute_gate();
 };
 
-// RAII: holds the global gate for its scope.
+// Lowers the calling thread's CPU priority once (Linux nice is per thread, and the ggml workers a
+// thread starts inherit it): a thread that computes graphs yields to the JS thread when both want
+// a core, so the event loop that takes requests and streams tokens goes first. The step is
+// MM_COMPUTE_NICE (default 5; 0 keeps the priority). Raising it back needs a privilege, so a
+// libuv worker that computed once stays at the lower priority.
+void yield_to_js_thread();
+
+// RAII: holds the global gate for its scope (and lowers the thread's priority the first time).
 class compute_turn {
   public:
-    compute_turn() { compute_gate::global().lock(); }
+    compute_turn() {
+        yield_to_js_thread();
+        compute_gate::global().lock();
+    }
     ~compute_turn() { compute_gate::global().unlock(); }
     compute_turn(const compute_turn &)             = delete;
     compute_turn & operator=(const compute_turn &) = delete;

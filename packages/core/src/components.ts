@@ -369,25 +369,26 @@ export class ModelComponents implements PromptSource {
     const key = pixelKey(image.width, image.height, image.data);
     const hit = this.imageCache.get(key);
     if (hit) return { key, ...hit, cached: true, path: 'own graph' };
-    const { features, layout } = await encoder.encodeMedia(image, { signal: options.signal });
+    // encoder and projector in one native call: one trip off the JS thread, not two
+    const { embeddings, layout } = await projector.encodeAndProject(encoder, image, {
+      signal: options.signal,
+    });
     try {
-      const projected: MediaChunk[] = [];
-      for (const f of features) {
-        using embeddings = await projector.project(f, { signal: options.signal });
-        if (embeddings.nEmbd !== this.backbone.nEmbd) {
+      const projected: MediaChunk[] = embeddings.map((e) => {
+        if (e.nEmbd !== this.backbone.nEmbd) {
           throw new MmError(
             ErrorCode.MM_MODEL_MISMATCH,
-            `the projector gives width ${embeddings.nEmbd}, the model takes ${this.backbone.nEmbd}`,
+            `the projector gives width ${e.nEmbd}, the model takes ${this.backbone.nEmbd}`,
           );
         }
-        projected.push({
-          rows: embeddings.toFloat32Array(),
-          nTokens: embeddings.nTokens,
-          nx: embeddings.nx,
-          ny: embeddings.ny,
-          causal: embeddings.causal,
-        });
-      }
+        return {
+          rows: e.toFloat32Array(),
+          nTokens: e.nTokens,
+          nx: e.nx,
+          ny: e.ny,
+          causal: e.causal,
+        };
+      });
       const value: CachedMedia = layOutSlices(
         this.backbone,
         projector.info.slices,
@@ -397,7 +398,7 @@ export class ModelComponents implements PromptSource {
       if (this.imageCache.maxBytes > 0) this.imageCache.set(key, value);
       return { key, ...value, cached: false, path: 'own graph' };
     } finally {
-      for (const f of features) f.dispose();
+      for (const e of embeddings) e.dispose();
     }
   }
 

@@ -1,6 +1,6 @@
 import { checkSignal, ErrorCode, MmError, MmInvalidArgumentError } from '@mm/errors';
 import { callNative, loadAddon, runNative } from '@mm/native';
-import { checkPath, readFileBounded, toBytes } from './options.js';
+import { checkPath, readFileBounded, readSmallFileSync, toBytes } from './options.js';
 
 /** The default pixel limit: images with more pixels are MM_IMAGE_TOO_LARGE before decoding. */
 export const DEFAULT_MAX_PIXELS = 50_000_000;
@@ -61,6 +61,9 @@ export class Image {
     const signal = checkSignal(options.signal);
     signal?.throwIfAborted();
     const maxBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
+    // a small file is read here, as a small picture is decoded here (see fromBuffer)
+    const small = readSmallFileSync(path, Math.min(maxBytes, SMALL_IMAGE_BYTES));
+    if (small) return Image.fromBuffer(small, options);
     const bytes = await readFileBounded(
       path,
       maxBytes,

@@ -37,6 +37,7 @@ export {
 export {
   type EncodedMedia,
   type EncodeOptions,
+  nativeVisionEncoder,
   type SliceLayout,
   VisionEncoder,
   type VisionEncoderInfo,

@@ -38,6 +38,19 @@ export interface EncodedMedia {
   layout: SliceLayout;
 }
 
+let nativeOfEncoder: (e: VisionEncoder) => NativeVisionEncoder;
+
+/**
+ * @internal The native handle of a VisionEncoder (MM_DISPOSED after dispose()), for @mm/projectors'
+ * fused encode + project.
+ */
+export function nativeVisionEncoder(encoder: VisionEncoder): NativeVisionEncoder {
+  if (!(encoder instanceof VisionEncoder)) {
+    throw new MmInvalidArgumentError('encoder', 'must be a VisionEncoder from @mm/encoders');
+  }
+  return nativeOfEncoder(encoder);
+}
+
 /**
  * The modality encoder of an mmproj (llama.cpp's `v.*` tensors) over ggml, chosen by
  * `clip.projector_type`: CLIP ViT (mlp, mlp_norm, ldp, ldpv2), the Qwen2/2.5-VL ViT
@@ -48,6 +61,9 @@ export interface EncodedMedia {
  * Calls run off the JS thread, one at a time per encoder.
  */
 export class VisionEncoder {
+  static {
+    nativeOfEncoder = (e) => e.native;
+  }
   readonly path: string;
   readonly info: Readonly<VisionEncoderInfo>;
   #native: NativeVisionEncoder | undefined;

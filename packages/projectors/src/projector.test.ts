@@ -133,6 +133,51 @@ describe('Projector', () => {
     );
   });
 
+  it('encodeAndProject gives encodeMedia + project, bit for bit, in one call', async () => {
+    const image = await Image.fromFile(sample);
+    const { features, layout } = await encoder.encodeMedia(image);
+    using f = features[0]!;
+    using two = await projector.project(f);
+    const one = await projector.encodeAndProject(encoder, image);
+    expect(one.embeddings).toHaveLength(1);
+    using e = one.embeddings[0]!;
+    expect(e.nTokens).toBe(36);
+    expect(e.nEmbd).toBe(128);
+    expect([e.nx, e.ny, e.causal]).toEqual([two.nx, two.ny, two.causal]);
+    expect(Buffer.from(e.toFloat32Array().buffer)).toEqual(
+      Buffer.from(two.toFloat32Array().buffer),
+    );
+    expect(one.layout).toEqual(layout);
+    expect(one.timings.encodeMs).toBeGreaterThan(0);
+    expect(one.timings.projectMs).toBeGreaterThan(0);
+
+    // another mmproj's encoder (ldp: 144 x 64 features) is refused as project() refuses them
+    const pair = await tinyMmprojPair({ family: 'ldp' });
+    const other = await VisionEncoder.load(pair.mmproj, { threads: 1 });
+    await expect(projector.encodeAndProject(other, image)).rejects.toMatchObject({
+      code: 'MM_MODEL_MISMATCH',
+      message: expect.stringContaining('another vision encoder'),
+    });
+    other.dispose();
+    await expect(projector.encodeAndProject(other, image)).rejects.toMatchObject({
+      code: 'MM_DISPOSED',
+    });
+    await expect(projector.encodeAndProject({} as VisionEncoder, image)).rejects.toMatchObject({
+      code: 'MM_INVALID_ARGUMENT',
+    });
+    await expect(projector.encodeAndProject(encoder, {} as Image)).rejects.toMatchObject({
+      code: 'MM_INVALID_ARGUMENT',
+    });
+    const reason = new Error('already');
+    await expect(
+      projector.encodeAndProject(encoder, image, { signal: AbortSignal.abort(reason) }),
+    ).rejects.toBe(reason);
+    const c = new AbortController();
+    const p = projector.encodeAndProject(encoder, image, { signal: c.signal });
+    c.abort(new Error('mid-flight'));
+    await expect(p).rejects.toThrow('mid-flight');
+  });
+
   it('use after dispose and double dispose are MM_DISPOSED; projections called before finish', async () => {
     const p = await Projector.load(tinyShapesMmproj, { threads: 1 });
     using features = (await encoder.encodeChunks(await Image.fromFile(sample)))[0]!;

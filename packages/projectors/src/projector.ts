@@ -1,5 +1,12 @@
 import { availableParallelism } from 'node:os';
-import { type Features, nativeFeatures } from '@mm/encoders';
+import {
+  type Features,
+  Image,
+  nativeFeatures,
+  nativeVisionEncoder,
+  type SliceLayout,
+  VisionEncoder,
+} from '@mm/encoders';
 import {
   checkSignal,
   ErrorCode,
@@ -229,6 +236,49 @@ export class Projector {
         throw signal.reason;
       }
       return embeddings;
+    });
+  }
+
+  /**
+   * A picture through `encoder` and this projector in one native call (one trip off the JS thread
+   * instead of two, the features never reaching JS): `encoder.encodeMedia(image)` then
+   * `project()` of each chunk, with the same results. The encoder must give this projector's
+   * features (MM_MODEL_MISMATCH otherwise, as project() says).
+   */
+  async encodeAndProject(
+    encoder: VisionEncoder,
+    image: Image,
+    options: ProjectOptions = {},
+  ): Promise<{
+    embeddings: Embeddings[];
+    layout: SliceLayout;
+    timings: { preprocessMs: number; encodeMs: number; projectMs: number };
+  }> {
+    if (!(encoder instanceof VisionEncoder))
+      throw new MmInvalidArgumentError('encoder', 'must be a VisionEncoder from @mm/encoders');
+    if (!(image instanceof Image)) throw new MmInvalidArgumentError('image', 'must be an Image');
+    if (this.audio)
+      throw new MmInvalidArgumentError('encoder', 'an audio projector takes an AudioEncoder');
+    const signal = checkSignal(options.signal);
+    signal?.throwIfAborted();
+    const native = this.native;
+    const enc = nativeVisionEncoder(encoder);
+    return this.#serial.run(async () => {
+      const r = await runNative(
+        () => native.encodeProject(enc, image.data, image.width, image.height),
+        signal,
+      );
+      const each = r.embeddings.length > 0 ? r.projectMs / r.embeddings.length : 0;
+      const embeddings = r.embeddings.map((t) => new Embeddings(t, each, false));
+      if (signal?.aborted) {
+        for (const e of embeddings) e.dispose();
+        throw signal.reason;
+      }
+      return {
+        embeddings,
+        layout: { ...r.layout },
+        timings: { preprocessMs: r.preprocessMs, encodeMs: r.encodeMs, projectMs: r.projectMs },
+      };
     });
   }
 

@@ -209,6 +209,7 @@ function messagesOf(job, system) {
  */
 async function ask(server, job, { stream, system } = {}) {
   const t0 = performance.now();
+  const at = (ms) => (ms === null ? null : t0 + ms);
   const body = {
     model: server.modelId,
     temperature: 0,
@@ -301,6 +302,9 @@ async function ask(server, job, { stream, system } = {}) {
       ok: true,
       ms,
       ttftMs: ttftMs ?? ms,
+      // when the first piece and the end came (performance.now()), for the decode-phase figure
+      firstAt: at(ttftMs ?? ms),
+      endAt: at(ms),
       retries,
       text,
       tokens: generated(tokens, finish),
@@ -310,6 +314,12 @@ async function ask(server, job, { stream, system } = {}) {
     const cause = e?.cause ? ` (${e.cause.code ?? ''} ${e.cause.message ?? e.cause})` : '';
     return { ok: false, ms: performance.now() - t0, retries, why: `${e?.message ?? e}${cause}` };
   }
+}
+
+/** mm's scheduler counters (GET /health batch); null for llama-server. */
+async function batchOf(server) {
+  if (server.name !== 'mm') return null;
+  return (await (await fetch(`${server.url}/health`)).json()).batch ?? null;
 }
 
 async function lagOf(server, reset) {
@@ -350,10 +360,36 @@ const median = (xs) => {
 };
 const same = (a, b) => a.trim() === b.trim();
 
+/**
+ * Aggregate decode tok/s: the tokens after each answer's first, over the time during which at
+ * least one answer was between its first piece and its end (the union of those spans), so that
+ * prompt processing with nothing to decode does not count. One client: its decode rate.
+ */
+function decodeRate(ok) {
+  const spans = ok
+    .filter((r) => r.firstAt !== undefined && r.firstAt !== null && r.tokens > 1)
+    .map((r) => [r.firstAt, r.endAt])
+    .sort((a, b) => a[0] - b[0]);
+  let busy = 0;
+  let end = Number.NEGATIVE_INFINITY;
+  for (const [a, b] of spans) {
+    if (a > end) {
+      busy += b - a;
+      end = b;
+    } else if (b > end) {
+      busy += b - end;
+      end = b;
+    }
+  }
+  const tokens = ok.reduce((n, r) => n + Math.max(0, r.tokens - 1), 0);
+  return busy > 0 ? (tokens * 1000) / busy : Number.NaN;
+}
+
 function summarise(results, wallMs) {
   const ok = results.filter((r) => r?.ok);
   const tokens = ok.reduce((n, r) => n + r.tokens, 0);
   return {
+    decodeTokPerS: decodeRate(ok),
     requests: results.length,
     answered: ok.length,
     errors: results
@@ -466,9 +502,22 @@ async function throughput(scenario, models, makeJobs, clientsList) {
           await new Promise((r) => setTimeout(r, 2000));
           idle = await lagOf(server, true);
         }
+        const before = await batchOf(server);
         const { results, wallMs } = await load(server, jobs, clients, true);
         const busy = await lagOf(server, true);
+        const after = await batchOf(server);
         const s = summarise(results, wallMs);
+        // mm's steps that carried generating rows only: rows per second of their compute time
+        if (before && after) {
+          const rows = after.decode_only_rows - before.decode_only_rows;
+          const ms = after.decode_only_ms - before.decode_only_ms;
+          s.decodeOnly = {
+            steps: after.decode_only_steps - before.decode_only_steps,
+            rows,
+            ms,
+            tokPerS: ms > 0 ? (rows * 1000) / ms : Number.NaN,
+          };
+        }
         s.results = results;
         s.lag = busy;
         s.idleLag = idle;
@@ -537,6 +586,12 @@ function printThroughput(r) {
       [`${run.clients} client(s)`, 'mm serve', 'llama-server', 'mm/llama'],
       ['answered', `${a.answered}/${a.requests}`, `${b.answered}/${b.requests}`, ''],
       ['aggregate tok/s', fmt(a.tokPerS), fmt(b.tokPerS), fmtRatio(ratio(a.tokPerS, b.tokPerS))],
+      [
+        'aggregate decode tok/s (while decoding)',
+        fmt(a.decodeTokPerS),
+        fmt(b.decodeTokPerS),
+        fmtRatio(ratio(a.decodeTokPerS, b.decodeTokPerS)),
+      ],
       ['TTFT p50 ms', fmt(a.ttftP50), fmt(b.ttftP50), fmtRatio(ratio(a.ttftP50, b.ttftP50))],
       ['TTFT p99 ms', fmt(a.ttftP99), fmt(b.ttftP99), fmtRatio(ratio(a.ttftP99, b.ttftP99))],
       ['latency p50 ms', fmt(a.latP50), fmt(b.latP50), fmtRatio(ratio(a.latP50, b.latP50))],
@@ -551,6 +606,23 @@ function printThroughput(r) {
         fmtRatio(ratio(a.tokPerS, first.mm.tokPerS)),
         fmtRatio(ratio(b.tokPerS, first['llama-server'].tokPerS)),
         '',
+      ]);
+      rows.push([
+        `decode tok/s vs ${first.clients} client(s)`,
+        fmtRatio(ratio(a.decodeTokPerS, first.mm.decodeTokPerS)),
+        fmtRatio(ratio(b.decodeTokPerS, first['llama-server'].decodeTokPerS)),
+        '',
+      ]);
+    }
+    if (a.decodeOnly) {
+      const d = a.decodeOnly;
+      rows.push([
+        'mm decode-only steps: rows/s (steps)',
+        `${fmt(d.tokPerS)} (${d.steps})`,
+        '',
+        run === first
+          ? ''
+          : `${fmtRatio(ratio(d.tokPerS, first.mm.decodeOnly?.tokPerS))} of ${first.clients}`,
       ]);
     }
     if (a.lag) {

@@ -30,6 +30,14 @@ export interface EngineStats {
   media_spans: number;
   /** Prompt positions served from cells an earlier request left in its sequence. */
   reused_positions: number;
+  /**
+   * Steps with generating rows only (no prompt rows): their rows and compute time (ms). Rows per
+   * second of them is the decode throughput of batching, without the prompt work that shares
+   * the other steps.
+   */
+  decode_only_steps: number;
+  decode_only_rows: number;
+  decode_only_ms: number;
 }
 
 /**
@@ -91,6 +99,9 @@ export class BatchedEngine {
         prefill_rows: 0,
         media_spans: 0,
         reused_positions: 0,
+        decode_only_steps: 0,
+        decode_only_rows: 0,
+        decode_only_ms: 0,
       };
     const s = this.answerer.stats();
     return {
@@ -100,6 +111,9 @@ export class BatchedEngine {
       prefill_rows: s.prefillRows,
       media_spans: s.spans,
       reused_positions: s.reusedPositions,
+      decode_only_steps: s.decodeOnlySteps,
+      decode_only_rows: s.decodeOnlyRows,
+      decode_only_ms: s.decodeOnlyMs,
     };
   }
 
