@@ -245,6 +245,8 @@ export type NativeScheduleEnd =
       queueMs: number;
       prefillMs: number;
       decodeMs: number;
+      /** Compute time of the decode steps that carried its generating row (llama_decode only). */
+      decodeComputeMs: number;
     }
   | { id: number; error: Error };
 

@@ -198,6 +198,7 @@ class AddonScheduler : public Napi::ObjectWrap<AddonScheduler> {
                 o.Set("queueMs", e.queue_ms);
                 o.Set("prefillMs", e.prefill_ms);
                 o.Set("decodeMs", e.decode_ms);
+                o.Set("decodeComputeMs", e.decode_compute_ms);
             }
             ends.Set(k++, o);
         }

@@ -61,6 +61,7 @@ function expectSound(
     'image encode in the pipeline (ms)',
     'prefill: image span + text (ms)',
     'decode (tok/s)',
+    '  ours incl. sampling and hand-over to JS',
     'time to first token, new image (ms)',
     '  ours from the file (read + decode it too)',
     'peak RSS, fresh process (MiB)',

@@ -24,6 +24,7 @@ struct scheduler::active {
     int32_t           pos        = 0;
     int32_t           generated  = 0;
     bool              started    = false;
+    double            compute_ms = 0;  // compute time of the decode steps that carried its generating row
     clock::time_point submitted, prefill_start, first_token;
 
     bool prompt_left() const { return item < req.items.size(); }
@@ -156,10 +157,11 @@ void scheduler::end(std::unique_ptr<active> & a, const std::string & reason) {
     ev.reason    = reason;
     ev.prefilled = a->generating;
     // the last sampled token is never decoded; while generating, every other one is
-    ev.decoded    = a->generating ? std::max(0, a->generated - 1) : 0;
-    ev.queue_ms   = a->started ? ms(a->submitted, a->prefill_start) : ms(a->submitted, now);
-    ev.prefill_ms = a->generating ? ms(a->prefill_start, a->first_token) : 0;
-    ev.decode_ms  = a->generating ? ms(a->first_token, now) : 0;
+    ev.decoded           = a->generating ? std::max(0, a->generated - 1) : 0;
+    ev.queue_ms          = a->started ? ms(a->submitted, a->prefill_start) : ms(a->submitted, now);
+    ev.prefill_ms        = a->generating ? ms(a->prefill_start, a->first_token) : 0;
+    ev.decode_ms         = a->generating ? ms(a->first_token, now) : 0;
+    ev.decode_compute_ms = a->compute_ms;
     if (!a->generating) {
         // a prompt decoded in part: nothing of it is reusable
         ctx_->remove(a->req.seq, 0, -1);
@@ -410,6 +412,9 @@ void scheduler::iterate(std::vector<std::unique_ptr<active>> & run) {
         stats_.decode_rows += n_decode;
         stats_.prefill_rows += n_prefill;
         stats_.max_rows = std::max(stats_.max_rows, n_decode);
+        for (int32_t i = 0; i < n_decode; ++i) {
+            owner[i]->compute_ms += step_ms;  // the decode rows come first
+        }
         if (n_prefill == 0) {
             stats_.decode_only_steps++;
             stats_.decode_only_rows += n_decode;

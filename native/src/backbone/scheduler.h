@@ -67,11 +67,14 @@ struct sched_event {
     std::string reason;     // done: eog | length | context | cancel
     error_code  code = error_code::internal;
     std::string message;
-    double      queue_ms   = 0;      // done: submit -> first prefill row
-    double      prefill_ms = 0;      // done: first prefill row -> first token
-    double      decode_ms  = 0;      // done: first token -> end
-    int32_t     decoded    = 0;      // done: generated tokens decoded into the KV cache
-    bool        prefilled  = false;  // done: the whole prompt is in the KV cache
+    double      queue_ms   = 0;  // done: submit -> first prefill row
+    double      prefill_ms = 0;  // done: first prefill row -> first token
+    double      decode_ms  = 0;  // done: first token -> end
+    // done: compute time (llama_decode) of the steps that carried its generating row, as
+    // llama.cpp's eval timer counts (without sampling and hand-over)
+    double  decode_compute_ms = 0;
+    int32_t decoded           = 0;      // done: generated tokens decoded into the KV cache
+    bool    prefilled         = false;  // done: the whole prompt is in the KV cache
 };
 
 struct sched_stats {

@@ -43,6 +43,11 @@ export interface ScheduleResult {
   queueMs: number;
   prefillMs: number;
   decodeMs: number;
+  /**
+   * The compute time (llama_decode) of the decode steps that carried its generating row, without
+   * sampling and the hand-over to JS, as llama.cpp's eval timer counts. Shared steps count whole.
+   */
+  decodeComputeMs: number;
 }
 
 export interface ScheduledRequest {
@@ -167,6 +172,7 @@ export class Scheduler {
           queueMs: e.queueMs,
           prefillMs: e.prefillMs,
           decodeMs: e.decodeMs,
+          decodeComputeMs: e.decodeComputeMs,
         });
     }
     if (this.#pending.size === 0 && ends.length > 0) native.unref();

@@ -162,6 +162,9 @@ export class Answerer {
             prefillMs: r.prefillMs,
             decodeMs:
               r.tokens.length > 1 ? (r.decodeMs * (generated - 1)) / (r.tokens.length - 1) : 0,
+            // the decode steps' compute, for the tokens after the first that were kept
+            decodeComputeMs:
+              r.decoded > 0 ? (r.decodeComputeMs * Math.max(0, generated - 1)) / r.decoded : 0,
           },
         ),
       };

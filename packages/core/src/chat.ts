@@ -43,6 +43,12 @@ export interface ChatStats {
   prefillMs: number;
   /** Generating the answer, ms: from the first token to the last, on the scheduler's clock. */
   decodeMs: number;
+  /**
+   * The share of decodeMs spent computing (llama_decode of the steps that carried this answer,
+   * without sampling and the hand-over to JS: what llama.cpp's eval timer counts); steps shared
+   * with other requests count whole. Absent where no scheduler generated the answer.
+   */
+  decodeComputeMs?: number;
   /** From the call to the first generated token, ms. */
   timeToFirstTokenMs: number;
   generatedTokens: number;
@@ -97,7 +103,7 @@ export function chatStats(
   times: AnswerTimes,
   answer: { cachedTokens: number; generatedTokens: number; stopReason: ChatStats['stopReason'] },
   /** The generation loop's own prefill and decode times, when it has them (else from `times`). */
-  timers?: { prefillMs: number; decodeMs: number },
+  timers?: { prefillMs: number; decodeMs: number; decodeComputeMs?: number },
 ): ChatStats {
   const { end } = times;
   const first = times.firstToken || end;
@@ -112,6 +118,7 @@ export function chatStats(
     encodeMs: prompt.encodeMs,
     prefillMs: timers?.prefillMs ?? first - times.prefill,
     decodeMs,
+    ...(timers?.decodeComputeMs !== undefined && { decodeComputeMs: timers.decodeComputeMs }),
     timeToFirstTokenMs: first - times.start,
     generatedTokens: generated,
     // The first token comes from the prefill: the decode rate counts the ones after it.

@@ -55,6 +55,11 @@ describe('MultimodalModel on tiny-shapes', () => {
     const first = await model.chat(ask(path, 'What color is the shape?'));
     expect(first.stats.imageCacheHits).toBe(0);
     expect(first.stats.encodeMs).toBeGreaterThan(0);
+    // the decode steps' compute is part of the decode time (a one-token answer has none)
+    const { decodeMs, decodeComputeMs, generatedTokens } = first.stats;
+    expect(decodeComputeMs).toBeGreaterThanOrEqual(0);
+    expect(decodeComputeMs as number).toBeLessThanOrEqual(decodeMs);
+    if (generatedTokens > 1) expect(decodeComputeMs).toBeGreaterThan(0);
     const inputs = [
       bytes,
       new Uint8Array(bytes),
