@@ -60,12 +60,8 @@ class encode_worker : public promise_worker {
     }
 
     Napi::Value result(Napi::Env env) override {
-        Napi::Object o    = Napi::Object::New(env);
-        Napi::Array  list = Napi::Array::New(env, features_.size());
-        for (size_t i = 0; i < features_.size(); ++i) {
-            list.Set(static_cast<uint32_t>(i), AddonTensor::wrap(env, std::move(features_[i])));
-        }
-        o.Set("features", list);
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("features", AddonTensor::wrap_all(env, std::move(features_)));
         o.Set("layout", layout_object(env, layout_));
         o.Set("preprocessMs", preprocess_ms_);
         o.Set("encodeMs", encode_ms_);

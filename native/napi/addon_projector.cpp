@@ -161,12 +161,8 @@ class encode_project_worker : public promise_worker {
     }
 
     Napi::Value result(Napi::Env env) override {
-        Napi::Object o    = Napi::Object::New(env);
-        Napi::Array  list = Napi::Array::New(env, embeddings_.size());
-        for (size_t i = 0; i < embeddings_.size(); ++i) {
-            list.Set(static_cast<uint32_t>(i), AddonTensor::wrap(env, std::move(embeddings_[i])));
-        }
-        o.Set("embeddings", list);
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("embeddings", AddonTensor::wrap_all(env, std::move(embeddings_)));
         o.Set("layout", layout_object(env, layout_));
         o.Set("preprocessMs", preprocess_ms_);
         o.Set("encodeMs", encode_ms_);

@@ -67,6 +67,14 @@ Napi::Object AddonTensor::wrap(Napi::Env env, std::shared_ptr<const token_matrix
     return obj;
 }
 
+Napi::Array AddonTensor::wrap_all(Napi::Env env, std::vector<std::shared_ptr<const token_matrix>> && ms) {
+    Napi::Array list = Napi::Array::New(env, ms.size());
+    for (size_t i = 0; i < ms.size(); ++i) {
+        list.Set(static_cast<uint32_t>(i), wrap(env, std::move(ms[i])));
+    }
+    return list;
+}
+
 bool AddonTensor::is(Napi::Env env, Napi::Value v) {
     return v.IsObject() && v.As<Napi::Object>().InstanceOf(vctors(env).tensor.Value());
 }

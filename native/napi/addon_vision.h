@@ -86,7 +86,9 @@ class AddonTensor : public Napi::ObjectWrap<AddonTensor> {
   public:
     static Napi::Function define(Napi::Env env);
     static Napi::Object   wrap(Napi::Env env, std::shared_ptr<const token_matrix> m);
-    static bool           is(Napi::Env env, Napi::Value v);
+    // One handle per matrix, in order (a worker's chunks), as a JS array.
+    static Napi::Array wrap_all(Napi::Env env, std::vector<std::shared_ptr<const token_matrix>> && ms);
+    static bool        is(Napi::Env env, Napi::Value v);
     explicit AddonTensor(const Napi::CallbackInfo & info);
     MM_GUARDED_METHODS(AddonTensor)
 
