@@ -129,7 +129,12 @@ describe('MultimodalModel on tiny-shapes', () => {
     const reason = new Error('already');
     await expect(model.chat(messages, { signal: AbortSignal.abort(reason) })).rejects.toBe(reason);
     const c = new AbortController();
-    const s = model.stream(messages, { signal: c.signal });
+    // a grammar-forced long answer: a short one can reach JS whole (JS hears of tokens at most
+    // once a millisecond), and then there is nothing left to abort
+    const s = model.stream(messages, {
+      signal: c.signal,
+      sampling: { jsonSchema: { type: 'string', minLength: 120 } },
+    });
     const got: string[] = [];
     await expect(
       (async () => {
