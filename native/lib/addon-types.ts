@@ -253,11 +253,16 @@ export type NativeScheduleEnd =
 export interface NativeScheduleStats {
   iterations: number;
   tokenSteps: number;
-  /** Token batches with at least one generating row. */
+  /** Batches (token or mixed) with at least one generating row. */
   decodeSteps: number;
   decodeRows: number;
   prefillRows: number;
   spans: number;
+  /**
+   * Batches of generating rows (their tokens as embedding rows) and a chunk of a media span, made
+   * while other requests generate (MM_PREFILL_CHUNK rows of the span each).
+   */
+  mixedSteps: number;
   maxRows: number;
   active: number;
   /**

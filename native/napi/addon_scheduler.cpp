@@ -217,6 +217,7 @@ class AddonScheduler : public Napi::ObjectWrap<AddonScheduler> {
         o.Set("decodeRows", static_cast<double>(s.decode_rows));
         o.Set("prefillRows", static_cast<double>(s.prefill_rows));
         o.Set("spans", static_cast<double>(s.spans));
+        o.Set("mixedSteps", static_cast<double>(s.mixed_steps));
         o.Set("maxRows", s.max_rows);
         o.Set("decodeOnlySteps", static_cast<double>(s.decode_only_steps));
         o.Set("decodeOnlyRows", static_cast<double>(s.decode_only_rows));

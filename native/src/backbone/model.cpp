@@ -78,41 +78,72 @@ std::shared_ptr<model> model::load(const std::string & path, const model_load_pa
 
 model::model(llama_model * m) : model_(m), vocab_(llama_model_get_vocab(m)) {}
 
+token_row_reader::token_row_reader(const std::string & path, int64_t n_embd, int64_t n_vocab, bool preload) :
+    file_(nullptr, &std::fclose), path_(path), n_embd_(n_embd) {
+    const auto          file = gguf_file::open(path);
+    const ggml_tensor * t    = file->tensor("token_embd.weight");
+    if (t == nullptr) {
+        fail(error_code::gguf_unsupported, "'" + path + "' has no token_embd.weight in its first file");
+    }
+    const ggml_type_traits * traits = ggml_get_type_traits(t->type);
+    if (t->ne[0] != n_embd || t->ne[1] < n_vocab || ggml_n_dims(t) > 2 ||
+        (t->type != GGML_TYPE_F32 && traits->to_float == nullptr)) {
+        file->invalid("token_embd.weight is not a [" + std::to_string(n_embd) + ", n_vocab] matrix of a known type");
+    }
+    type_      = static_cast<int32_t>(t->type);
+    row_bytes_ = ggml_row_size(t->type, n_embd);
+    base_      = file->tensor_file_offset("token_embd.weight");
+    file_.reset(std::fopen(path.c_str(), "rb"));
+    if (!file_) {
+        fail(error_code::file_not_found, "cannot reopen '" + path + "'");
+    }
+    raw_.resize(row_bytes_);
+    if (preload && static_cast<double>(n_vocab) * static_cast<double>(n_embd) * sizeof(float) <= 64.0 * 1024 * 1024) {
+        std::vector<float> all(static_cast<size_t>(n_vocab) * static_cast<size_t>(n_embd));
+        for (int64_t v = 0; v < n_vocab; ++v) {
+            row(static_cast<int32_t>(v), all.data() + static_cast<size_t>(v) * static_cast<size_t>(n_embd));
+        }
+        all_ = std::move(all);
+    }
+}
+
+void token_row_reader::row(int32_t token, float * dst) {
+    const size_t n = static_cast<size_t>(n_embd_);
+    if (!all_.empty()) {
+        std::memcpy(dst, all_.data() + static_cast<size_t>(token) * n, n * sizeof(float));
+        return;
+    }
+    const uint64_t off = base_ + static_cast<uint64_t>(token) * row_bytes_;
+    if (fseeko(file_.get(), static_cast<off_t>(off), SEEK_SET) != 0 ||
+        std::fread(raw_.data(), 1, row_bytes_, file_.get()) != row_bytes_) {
+        fail(error_code::gguf_invalid,
+             "'" + path_ + "': token_embd.weight row " + std::to_string(token) + " cannot be read");
+    }
+    const auto type = static_cast<ggml_type>(type_);
+    if (type == GGML_TYPE_F32) {
+        std::memcpy(dst, raw_.data(), row_bytes_);
+    } else {
+        ggml_get_type_traits(type)->to_float(raw_.data(), dst, n_embd_);
+    }
+}
+
+std::unique_ptr<token_row_reader> model::token_reader(bool preload) const {
+    return std::make_unique<token_row_reader>(path_, n_embd(), n_vocab(), preload);
+}
+
+bool model::token_input_is_row() const {
+    const std::string arch = architecture();
+    return (arch == "llama" || arch == "qwen2" || arch == "qwen3") && n_pos_per_embd() == 1 && n_embd_inp() == n_embd();
+}
+
 std::vector<float> model::token_rows(const std::vector<int32_t> & tokens) const {
     for (int32_t t : tokens) {
         check_token(t);
     }
-    const auto          file = gguf_file::open(path_);
-    const ggml_tensor * t    = file->tensor("token_embd.weight");
-    if (t == nullptr) {
-        fail(error_code::gguf_unsupported, "'" + path_ + "' has no token_embd.weight in its first file");
-    }
-    const int64_t            n_embd = this->n_embd();
-    const ggml_type_traits * traits = ggml_get_type_traits(t->type);
-    if (t->ne[0] != n_embd || t->ne[1] < n_vocab() || ggml_n_dims(t) > 2 ||
-        (t->type != GGML_TYPE_F32 && traits->to_float == nullptr)) {
-        file->invalid("token_embd.weight is not a [" + std::to_string(n_embd) + ", n_vocab] matrix of a known type");
-    }
-    const size_t                           row_bytes = ggml_row_size(t->type, n_embd);
-    const uint64_t                         base      = file->tensor_file_offset("token_embd.weight");
-    std::unique_ptr<FILE, int (*)(FILE *)> f(std::fopen(path_.c_str(), "rb"), &std::fclose);
-    if (!f) {
-        fail(error_code::file_not_found, "cannot reopen '" + path_ + "'");
-    }
-    std::vector<float>   out(tokens.size() * static_cast<size_t>(n_embd));
-    std::vector<uint8_t> raw(row_bytes);
+    token_row_reader   reader(path_, n_embd(), n_vocab(), false);
+    std::vector<float> out(tokens.size() * static_cast<size_t>(n_embd()));
     for (size_t i = 0; i < tokens.size(); ++i) {
-        const uint64_t off = base + static_cast<uint64_t>(tokens[i]) * row_bytes;
-        if (fseeko(f.get(), static_cast<off_t>(off), SEEK_SET) != 0 ||
-            std::fread(raw.data(), 1, row_bytes, f.get()) != row_bytes) {
-            file->invalid("token_embd.weight row " + std::to_string(tokens[i]) + " cannot be read");
-        }
-        float * dst = out.data() + i * static_cast<size_t>(n_embd);
-        if (t->type == GGML_TYPE_F32) {
-            std::memcpy(dst, raw.data(), row_bytes);
-        } else {
-            traits->to_float(raw.data(), dst, n_embd);
-        }
+        reader.row(tokens[i], out.data() + i * static_cast<size_t>(n_embd()));
     }
     return out;
 }

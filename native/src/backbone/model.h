@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <map>
 #include <memory>
@@ -28,6 +29,31 @@ struct model_load_params {
     std::vector<std::string>   rpc;
     std::function<void(float)> on_progress;  // called on the loading thread
     const std::atomic<bool> *  cancel = nullptr;
+};
+
+// token_embd rows of one model file, read from one open handle and converted as llama.cpp's
+// get_rows converts them (to_float of the tensor's type; f16 -> f32 is exact). With `preload`, a
+// table of at most 64 MiB as f32 is read whole once; otherwise rows are read one by one (a few
+// microseconds from the page cache, where the loaded model's pages already are).
+class token_row_reader {
+  public:
+    token_row_reader(const std::string & path, int64_t n_embd, int64_t n_vocab, bool preload);
+    token_row_reader(const token_row_reader &)             = delete;
+    token_row_reader & operator=(const token_row_reader &) = delete;
+
+    // Writes n_embd floats; the token must be checked by the caller (model::check_token).
+    void    row(int32_t token, float * dst);
+    int64_t n_embd() const { return n_embd_; }
+
+  private:
+    std::unique_ptr<FILE, int (*)(FILE *)> file_;
+    std::string                            path_;
+    int64_t                                n_embd_    = 0;
+    int32_t                                type_      = 0;  // ggml_type
+    size_t                                 row_bytes_ = 0;
+    uint64_t                               base_      = 0;
+    std::vector<uint8_t>                   raw_;
+    std::vector<float>                     all_;  // the whole table, when small
 };
 
 struct chat_message {
@@ -81,10 +107,16 @@ class model {
     // The input-embedding rows of these tokens, [n][n_embd] f32, read from the file's token_embd
     // tensor row by row and converted as llama.cpp converts it (a talker builds its prompt from
     // sums of such rows, as llama.cpp's TTS helper does from llama_model_get_tok_embd).
-    std::vector<float> token_rows(const std::vector<int32_t> & tokens) const;
-    uint32_t           token_attr(int32_t token) const;
-    bool               is_eog(int32_t token) const;
-    void               check_token(int32_t token) const;
+    std::vector<float>                token_rows(const std::vector<int32_t> & tokens) const;
+    std::unique_ptr<token_row_reader> token_reader(bool preload) const;
+    // Whether llama.cpp's graph treats a token exactly as its token_embd row given as an embedding
+    // (no scale, padding or M-RoPE for token input only): true for the llama, qwen2 and qwen3
+    // architectures with one position per row. The scheduler then decodes generating rows in the
+    // same batch as a media span, as embedding rows.
+    bool     token_input_is_row() const;
+    uint32_t token_attr(int32_t token) const;
+    bool     is_eog(int32_t token) const;
+    void     check_token(int32_t token) const;
 
     // Renders messages with the model's own template (or `template_override`) through llama.cpp's
     // chat code: the Jinja engine (llama-server's default), or with use_jinja false the built-in

@@ -24,7 +24,8 @@ struct scheduler::active {
     int32_t           pos        = 0;
     int32_t           generated  = 0;
     bool              started    = false;
-    double            compute_ms = 0;  // compute time of the decode steps that carried its generating row
+    double            compute_ms = 0;      // compute time of the decode steps that carried its generating row
+    bool              stepped    = false;  // its generating row was decoded in this iteration's media step
     clock::time_point submitted, prefill_start, first_token;
 
     bool prompt_left() const { return item < req.items.size(); }
@@ -42,7 +43,17 @@ scheduler::scheduler(std::shared_ptr<context> ctx, std::function<void()> notify)
     ctx_(std::move(ctx)), notify_(std::move(notify)) {
     max_threads_   = std::max(1, llama_n_threads(ctx_->ctx_));
     flops_per_row_ = 2.0 * static_cast<double>(llama_model_n_params(ctx_->get_model().get()));
-    thread_        = std::thread([this] { loop(); });
+    if (const char * v = std::getenv("MM_PREFILL_CHUNK")) {
+        prefill_chunk_ = std::max(1, std::atoi(v));
+    }
+    if (ctx_->get_model().token_input_is_row()) {
+        try {
+            tokens_ = ctx_->get_model().token_reader(true);
+        } catch (const error &) {
+            tokens_.reset();  // generating rows then wait for spans, as before
+        }
+    }
+    thread_ = std::thread([this] { loop(); });
 }
 
 scheduler::~scheduler() {
@@ -233,7 +244,8 @@ void scheduler::loop() {
             }
         }
         run.erase(std::remove(run.begin(), run.end(), nullptr), run.end());
-        if (!run.empty()) {
+        const bool iterated = !run.empty();
+        if (iterated) {
             try {
                 abort_guard guard;
                 iterate(run);
@@ -263,6 +275,7 @@ void scheduler::loop() {
         bool wake = false;
         {
             std::lock_guard<std::mutex> lock(mu_);
+            stats_.iterations += iterated ? 1 : 0;
             stats_.active   = static_cast<int32_t>(run.size());
             const auto now2 = clock::now();
             const bool due  = urgent_ || run.empty() || now2 - last_notify_ >= std::chrono::milliseconds(1);
@@ -288,143 +301,90 @@ void scheduler::loop() {
     }
 }
 
-void scheduler::iterate(std::vector<std::unique_ptr<active>> & run) {
-    llama_context * lctx = ctx_->ctx_;
-    const model &   m    = ctx_->get_model();
+namespace {
 
-    // 1. At most one embedding span, decoded alone.
-    for (auto & a : run) {
-        if (a->generating || !a->prompt_left() || !a->req.items[a->item].is_embd()) {
-            continue;
-        }
-        if (!a->started) {
-            a->started       = true;
-            a->prefill_start = clock::now();
-        }
-        const sched_item & it = a->req.items[a->item];
-        try {
-            compute_turn turn;
-            set_threads(static_cast<int64_t>(it.embd.size() / static_cast<size_t>(it.n_embd)));
-            ctx_->decode_embeddings(it.embd, it.n_embd, it.positions, it.pos0, a->req.seq, it.causal, logits_mode::none,
-                                    &abort_, false);
-        } catch (const error & e) {
-            if (e.code() == error_code::aborted) {
-                throw;
-            }
-            fail_request(a, e.code(), e.what());
-            break;
-        }
-        a->item++;
-        a->offset = 0;
-        std::lock_guard<std::mutex> lock(mu_);
-        stats_.spans++;
-        break;
-    }
+// The rows of one llama_batch: token ids or embedding rows, positions, sequences, logit flags.
+struct rows {
+    std::vector<llama_token>    tokens;
+    std::vector<float>          embd;
+    std::vector<llama_pos>      pos;
+    std::vector<llama_seq_id>   seqs;
+    std::vector<int8_t>         logits;
+    std::vector<int32_t>        n_seq_id;
+    std::vector<llama_seq_id *> seq_ptrs;
 
-    // 2. One token batch: decode rows first, then prefill rows in arrival order.
-    const int32_t                cap = static_cast<int32_t>(ctx_->n_batch());
-    std::vector<llama_token>     tokens;
-    std::vector<llama_pos>       pos;
-    std::vector<llama_seq_id>    seqs;
-    std::vector<int8_t>          logits;
-    std::vector<active *>        owner;  // the request of each row
-    std::unordered_set<active *> in_batch;
-    auto                         add = [&](active * a, int32_t tok, int32_t p, bool want) {
-        tokens.push_back(tok);
-        pos.push_back(p);
-        seqs.push_back(a->req.seq);
-        logits.push_back(want ? 1 : 0);
-        owner.push_back(a);
-        in_batch.insert(a);
-    };
-    int32_t n_decode = 0;
-    for (auto & a : run) {
-        if (a && a->generating && static_cast<int32_t>(tokens.size()) < cap) {
-            add(a.get(), a->token, a->pos, true);
-            n_decode++;
+    int32_t size() const { return static_cast<int32_t>(pos.size()); }
+
+    llama_batch view() {
+        const int32_t n = size();
+        n_seq_id.assign(n, 1);
+        seq_ptrs.resize(n);
+        for (int32_t i = 0; i < n; ++i) {
+            seq_ptrs[i] = &seqs[i];
         }
+        llama_batch b{};
+        b.n_tokens = n;
+        b.token    = tokens.empty() ? nullptr : tokens.data();
+        b.embd     = embd.empty() ? nullptr : embd.data();
+        b.pos      = pos.data();
+        b.n_seq_id = n_seq_id.data();
+        b.seq_id   = seq_ptrs.data();
+        b.logits   = logits.data();
+        return b;
     }
-    int32_t n_prefill = 0;
-    for (auto & a : run) {
-        if (!a || a->generating) {
-            continue;
-        }
-        while (a->prompt_left() && !a->req.items[a->item].is_embd() && static_cast<int32_t>(tokens.size()) < cap) {
-            if (!a->started) {
-                a->started       = true;
-                a->prefill_start = clock::now();
-            }
-            const sched_item & it        = a->req.items[a->item];
-            const size_t       n         = it.tokens.size();
-            const size_t       take      = std::min(n - a->offset, static_cast<size_t>(cap) - tokens.size());
-            const bool         last_item = a->item + 1 == a->req.items.size();
-            for (size_t i = 0; i < take; ++i) {
-                const size_t k = a->offset + i;
-                add(a.get(), it.tokens[k], it.pos0 + static_cast<int32_t>(k), last_item && k + 1 == n);
-            }
-            n_prefill += static_cast<int32_t>(take);
-            a->offset += take;
-            if (a->offset == n) {
-                a->item++;
-                a->offset = 0;
-            }
-        }
-    }
-    if (tokens.empty()) {
-        return;
-    }
-    const int32_t               n = static_cast<int32_t>(tokens.size());
-    std::vector<int32_t>        n_seq_id(n, 1);
-    std::vector<llama_seq_id *> seq_ptrs(n);
-    for (int32_t i = 0; i < n; ++i) {
-        seq_ptrs[i] = &seqs[i];
-    }
-    double      step_ms = 0;
-    llama_batch batch{};
-    batch.n_tokens = n;
-    batch.token    = tokens.data();
-    batch.pos      = pos.data();
-    batch.n_seq_id = n_seq_id.data();
-    batch.seq_id   = seq_ptrs.data();
-    batch.logits   = logits.data();
+};
+
+}  // namespace
+
+double scheduler::run_rows(std::vector<std::unique_ptr<active>> & run, llama_batch batch,
+                           const std::vector<active *> & owner, bool & ok) {
+    ok = true;
     try {
         compute_turn turn;
-        set_threads(n);
+        set_threads(batch.n_tokens);
         const auto t0 = clock::now();
         ctx_->run_batch(batch, &abort_);
-        step_ms = ms(t0, clock::now());
+        return ms(t0, clock::now());
     } catch (const error & e) {
         if (e.code() == error_code::aborted) {
             throw;
         }
+        std::unordered_set<active *> in(owner.begin(), owner.end());
         for (auto & a : run) {
-            if (a && in_batch.count(a.get()) != 0) {
+            if (a && in.count(a.get()) != 0) {
                 fail_request(a, e.code(), e.what());
             }
         }
-        return;
+        ok = false;
+        return 0;
     }
-    {
-        std::lock_guard<std::mutex> lock(mu_);
-        stats_.iterations++;
-        stats_.token_steps++;
-        stats_.decode_steps += n_decode > 0 ? 1 : 0;
-        stats_.decode_rows += n_decode;
-        stats_.prefill_rows += n_prefill;
-        stats_.max_rows = std::max(stats_.max_rows, n_decode);
-        for (int32_t i = 0; i < n_decode; ++i) {
-            owner[i]->compute_ms += step_ms;  // the decode rows come first
-        }
-        if (n_prefill == 0) {
-            stats_.decode_only_steps++;
-            stats_.decode_only_rows += n_decode;
-            stats_.decode_only_ms += step_ms;
-        }
-    }
+}
 
-    // 3. Sample every row with logits.
-    const auto now = clock::now();
-    for (int32_t i = 0; i < n; ++i) {
+void scheduler::count_step(const std::vector<active *> & owner, int32_t n_decode, int32_t n_prompt, bool media,
+                           double step_ms) {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.token_steps += media ? 0 : 1;
+    stats_.mixed_steps += media ? 1 : 0;
+    stats_.decode_steps += n_decode > 0 ? 1 : 0;
+    stats_.decode_rows += n_decode;
+    stats_.prefill_rows += media ? 0 : n_prompt;
+    stats_.max_rows = std::max(stats_.max_rows, n_decode);
+    for (int32_t i = 0; i < n_decode; ++i) {
+        owner[i]->compute_ms += step_ms;  // the decode rows come first
+    }
+    if (n_prompt == 0) {
+        stats_.decode_only_steps++;
+        stats_.decode_only_rows += n_decode;
+        stats_.decode_only_ms += step_ms;
+    }
+}
+
+void scheduler::sample_rows(std::vector<std::unique_ptr<active>> & run, const std::vector<active *> & owner,
+                            const std::vector<llama_pos> & pos, const std::vector<int8_t> & logits) {
+    llama_context * lctx = ctx_->ctx_;
+    const model &   m    = ctx_->get_model();
+    const auto      now  = clock::now();
+    for (size_t i = 0; i < owner.size(); ++i) {
         if (logits[i] == 0) {
             continue;
         }
@@ -437,7 +397,7 @@ void scheduler::iterate(std::vector<std::unique_ptr<active>> & run) {
             std::lock_guard<std::mutex> lock(mu_);
             urgent_ = true;  // time to first token: no coalescing
         }
-        const int32_t tok = llama_sampler_sample(a->smpl.get(), lctx, i);
+        const int32_t tok = llama_sampler_sample(a->smpl.get(), lctx, static_cast<int32_t>(i));
         const int32_t at  = pos[i] + 1;  // where the sampled token would be decoded
         if (!a->req.ignore_eog && m.is_eog(tok)) {
             end(ref, "eog");
@@ -460,6 +420,179 @@ void scheduler::iterate(std::vector<std::unique_ptr<active>> & run) {
             a->pos   = at;
         }
     }
+}
+
+bool scheduler::media_step(std::vector<std::unique_ptr<active>> & run) {
+    active * a = nullptr;
+    for (auto & x : run) {
+        if (x && !x->generating && x->prompt_left() && x->req.items[x->item].is_embd()) {
+            a = x.get();
+            break;
+        }
+    }
+    if (a == nullptr) {
+        return false;
+    }
+    if (!a->started) {
+        a->started       = true;
+        a->prefill_start = clock::now();
+    }
+    const sched_item &    it     = a->req.items[a->item];
+    const size_t          n_embd = static_cast<size_t>(it.n_embd);
+    const size_t          n      = it.embd.size() / n_embd;
+    std::vector<active *> decoding;
+    for (auto & x : run) {
+        if (x && x->generating) {
+            decoding.push_back(x.get());
+        }
+    }
+    const int32_t cap = static_cast<int32_t>(ctx_->n_batch());
+    // one position per row (M-RoPE spans have 4n positions and are never mixed)
+    const bool mix = tokens_ != nullptr && it.causal && !decoding.empty() && it.positions.size() != 4 * n &&
+                     static_cast<int32_t>(decoding.size()) < cap;
+    if (!mix) {
+        // Alone: the whole span, or what a mixed step left of it.
+        const size_t         off = a->offset;
+        std::vector<float>   embd(it.embd.begin() + static_cast<std::ptrdiff_t>(off * n_embd), it.embd.end());
+        std::vector<int32_t> positions;
+        if (!it.positions.empty()) {
+            positions = off == 0 ? it.positions
+                                 : std::vector<int32_t>(it.positions.begin() + static_cast<std::ptrdiff_t>(off),
+                                                        it.positions.end());
+        }
+        try {
+            compute_turn turn;
+            set_threads(static_cast<int64_t>(n - off));
+            ctx_->decode_embeddings(embd, it.n_embd, positions, it.pos0 + static_cast<int32_t>(off), a->req.seq,
+                                    it.causal, logits_mode::none, &abort_, false);
+        } catch (const error & e) {
+            if (e.code() == error_code::aborted) {
+                throw;
+            }
+            for (auto & x : run) {
+                if (x.get() == a) {
+                    fail_request(x, e.code(), e.what());
+                }
+            }
+            return true;
+        }
+        a->item++;
+        a->offset = 0;
+        std::lock_guard<std::mutex> lock(mu_);
+        stats_.spans++;
+        return true;
+    }
+    // Mixed: the generating rows, each token as its token_embd row, then a chunk of the span.
+    const int32_t n_dec = static_cast<int32_t>(decoding.size());
+    const size_t  chunk =
+        std::min(n - a->offset, static_cast<size_t>(std::max(1, std::min(prefill_chunk_, cap - n_dec))));
+    rows b;
+    b.embd.resize((static_cast<size_t>(n_dec) + chunk) * n_embd);
+    std::vector<active *> owner;
+    for (int32_t i = 0; i < n_dec; ++i) {
+        active * d = decoding[i];
+        tokens_->row(d->token, b.embd.data() + static_cast<size_t>(i) * n_embd);
+        b.pos.push_back(d->pos);
+        b.seqs.push_back(d->req.seq);
+        b.logits.push_back(1);
+        owner.push_back(d);
+    }
+    std::copy(it.embd.begin() + static_cast<std::ptrdiff_t>(a->offset * n_embd),
+              it.embd.begin() + static_cast<std::ptrdiff_t>((a->offset + chunk) * n_embd),
+              b.embd.begin() + static_cast<std::ptrdiff_t>(static_cast<size_t>(n_dec) * n_embd));
+    for (size_t j = 0; j < chunk; ++j) {
+        const size_t k = a->offset + j;
+        b.pos.push_back(it.positions.empty() ? it.pos0 + static_cast<int32_t>(k) : it.positions[k]);
+        b.seqs.push_back(a->req.seq);
+        b.logits.push_back(0);
+        owner.push_back(a);
+    }
+    bool         ok      = true;
+    const double step_ms = run_rows(run, b.view(), owner, ok);
+    if (!ok) {
+        return true;
+    }
+    // the generating rows were decoded: this iteration's token batch carries prompt rows only
+    for (active * d : decoding) {
+        d->stepped = true;
+    }
+    count_step(owner, n_dec, static_cast<int32_t>(chunk), true, step_ms);
+    a->offset += chunk;
+    if (a->offset == n) {
+        a->item++;
+        a->offset = 0;
+        std::lock_guard<std::mutex> lock(mu_);
+        stats_.spans++;
+    }
+    sample_rows(run, owner, b.pos, b.logits);
+    return true;
+}
+
+void scheduler::iterate(std::vector<std::unique_ptr<active>> & run) {
+    // 1. At most one media span (or a chunk of one, with the generating rows).
+    media_step(run);
+    run.erase(std::remove(run.begin(), run.end(), nullptr), run.end());
+
+    // 2. One token batch: decode rows first, then prefill rows in arrival order (at most
+    //    prefill_chunk_ of them while others generate, so that their next token is not late).
+    const int32_t         cap     = static_cast<int32_t>(ctx_->n_batch());
+    const bool            waiting = std::any_of(run.begin(), run.end(), [](const auto & a) { return a->generating; });
+    rows                  b;
+    std::vector<active *> owner;
+    auto                  add = [&](active * a, int32_t tok, int32_t p, bool want) {
+        b.tokens.push_back(tok);
+        b.pos.push_back(p);
+        b.seqs.push_back(a->req.seq);
+        b.logits.push_back(want ? 1 : 0);
+        owner.push_back(a);
+    };
+    int32_t n_decode = 0;
+    for (auto & a : run) {
+        if (a->generating && !a->stepped && b.size() < cap) {
+            add(a.get(), a->token, a->pos, true);
+            n_decode++;
+        }
+        a->stepped = false;
+    }
+    const int32_t budget    = waiting ? std::min(cap, n_decode + prefill_chunk_) : cap;
+    int32_t       n_prefill = 0;
+    for (auto & a : run) {
+        if (a->generating) {
+            continue;
+        }
+        while (a->prompt_left() && !a->req.items[a->item].is_embd() && b.size() < budget) {
+            if (!a->started) {
+                a->started       = true;
+                a->prefill_start = clock::now();
+            }
+            const sched_item & it        = a->req.items[a->item];
+            const size_t       n         = it.tokens.size();
+            const size_t       take      = std::min(n - a->offset, static_cast<size_t>(budget - b.size()));
+            const bool         last_item = a->item + 1 == a->req.items.size();
+            for (size_t i = 0; i < take; ++i) {
+                const size_t k = a->offset + i;
+                add(a.get(), it.tokens[k], it.pos0 + static_cast<int32_t>(k), last_item && k + 1 == n);
+            }
+            n_prefill += static_cast<int32_t>(take);
+            a->offset += take;
+            if (a->offset == n) {
+                a->item++;
+                a->offset = 0;
+            }
+        }
+    }
+    if (b.size() == 0) {
+        return;
+    }
+    bool         ok      = true;
+    const double step_ms = run_rows(run, b.view(), owner, ok);
+    if (!ok) {
+        return;
+    }
+    count_step(owner, n_decode, n_prefill, false, step_ms);
+
+    // 3. Sample every row with logits.
+    sample_rows(run, owner, b.pos, b.logits);
 }
 
 }  // namespace mm

@@ -6,10 +6,15 @@
 // chain and its limits. Every iteration of the thread:
 //   1. takes new requests and cancellations (a new request first drops its sequence's cells from
 //      `keep` on: what it kept is a prefix it shares with the sequence's previous request);
-//   2. decodes at most one embedding span of a request in prefill, alone (spans may be
-//      non-causal and carry M-RoPE positions; llama-server decodes media chunks alone too);
-//   3. decodes ONE token batch: the next token of every generating request (one row each, with
-//      logits) and then text prefill rows of requests in arrival order, up to the batch size;
+//   2. decodes at most one embedding span of a request in prefill. A causal span with one position
+//      per row, of a model whose graph takes a token as its token_embd row (model::
+//      token_input_is_row), goes in chunks of MM_PREFILL_CHUNK rows (default 128) while other
+//      requests generate, in one batch with their next tokens given as embedding rows: their
+//      answers go on streaming while a picture is read, as text rows ride along prompt chunks in
+//      llama-server. Any other span (non-causal, M-RoPE, or nobody generating) is decoded alone;
+//   3. decodes ONE token batch: the next token of every generating request not decoded in step 2
+//      (one row each, with logits) and then text prefill rows of requests in arrival order, up to
+//      the batch size, or MM_PREFILL_CHUNK rows while others generate;
 //   4. samples each row with logits with its request's sampler and queues events (tokens, ends),
 //      then calls `notify` (from this thread) so the JS side drains them.
 // A request ends on end-of-generation, its token budget, its position limit, a cancel (between
@@ -28,8 +33,10 @@
 #include <thread>
 #include <vector>
 
+#include "backbone/model.h"
 #include "backbone/sampling.h"
 #include "common/error.h"
+#include "llama.h"
 
 namespace mm {
 
@@ -84,6 +91,7 @@ struct sched_stats {
     uint64_t decode_rows  = 0;  // generating rows in them
     uint64_t prefill_rows = 0;
     uint64_t spans        = 0;
+    uint64_t mixed_steps  = 0;  // batches of generating rows and a chunk of a media span
     int32_t  max_rows     = 0;  // most generating rows in one batch
     // token batches with generating rows only (no prompt rows): their rows and compute time, the
     // decode throughput of batching itself
@@ -119,6 +127,17 @@ class scheduler {
 
     void loop();
     void iterate(std::vector<std::unique_ptr<active>> & run);
+    // Step 2 of an iteration; false when no request has a media span next.
+    bool media_step(std::vector<std::unique_ptr<active>> & run);
+    // Decodes one batch whose row i belongs to owner[i]; a failure (not an abort) fails those
+    // requests and clears `ok`. Returns the compute time in ms.
+    double run_rows(std::vector<std::unique_ptr<active>> & run, llama_batch batch, const std::vector<active *> & owner,
+                    bool & ok);
+    void   count_step(const std::vector<active *> & owner, int32_t n_decode, int32_t n_prompt, bool media,
+                      double step_ms);
+    // Samples every row with logits with its request's sampler; queues tokens and ends.
+    void sample_rows(std::vector<std::unique_ptr<active>> & run, const std::vector<active *> & owner,
+                     const std::vector<int32_t> & pos, const std::vector<int8_t> & logits);
     void end(std::unique_ptr<active> & a, const std::string & reason);
     void fail_request(std::unique_ptr<active> & a, error_code code, const std::string & message);
     void push(sched_event ev);
@@ -126,22 +145,24 @@ class scheduler {
     // context's); a tiny model's step on two threads only adds barrier waits.
     void set_threads(int64_t rows);
 
-    std::shared_ptr<context>  ctx_;
-    int32_t                   max_threads_   = 1;
-    double                    flops_per_row_ = 0;
-    std::function<void()>     notify_;
-    mutable std::mutex        mu_;
-    std::condition_variable   cv_;
-    std::deque<sched_request> incoming_;
-    std::vector<int32_t>      cancels_;
-    std::vector<sched_event>  events_;
-    bool                      stop_    = false;
-    bool                      pending_ = false;  // a notify is out, not yet drained
-    bool                      urgent_  = false;  // a first token or an end is queued
-    clock::time_point         last_notify_{};
-    std::atomic<bool>         abort_{false};  // stops a decode in flight (stop())
-    sched_stats               stats_;
-    std::thread               thread_;
+    std::shared_ptr<context>          ctx_;
+    int32_t                           max_threads_   = 1;
+    double                            flops_per_row_ = 0;
+    int32_t                           prefill_chunk_ = 128;
+    std::unique_ptr<token_row_reader> tokens_;  // null: generating rows never ride along media spans
+    std::function<void()>             notify_;
+    mutable std::mutex                mu_;
+    std::condition_variable           cv_;
+    std::deque<sched_request>         incoming_;
+    std::vector<int32_t>              cancels_;
+    std::vector<sched_event>          events_;
+    bool                              stop_    = false;
+    bool                              pending_ = false;  // a notify is out, not yet drained
+    bool                              urgent_  = false;  // a first token or an end is queued
+    clock::time_point                 last_notify_{};
+    std::atomic<bool>                 abort_{false};  // stops a decode in flight (stop())
+    sched_stats                       stats_;
+    std::thread                       thread_;
 };
 
 }  // namespace mm

@@ -4,7 +4,7 @@
 //
 //   node packages/server/scripts/vs-llama-server.mjs [--scenario distinct,repeat | all | realistic]
 //        [--requests 64] [--clients 1,4,8] [--parallel 8] [--threads N] [--max-tokens 32]
-//        [--repeats 30] [--pairs 4] [--ctx N] [--seed 1] [--timeout 3600] [--json]
+//        [--repeats 30] [--pairs 4] [--rounds 3] [--ctx N] [--seed 1] [--timeout 3600] [--json]
 //
 // Scenarios:
 //   distinct   tiny-shapes, --requests questions about as many distinct pictures (@mm/testing's
@@ -22,6 +22,11 @@
 //   realistic  a CLIP ViT-L/14-336 mmproj (projection to 2048) and BENCH_LLAMA_1B, random F16
 //              weights made by @mm/testing into benchDir() (once), distinct 336x336 pictures,
 //              otherwise as distinct (default --clients 1,8, --ctx 1024 per slot).
+//   decode     the realistic models, batched decode as llama-batched-bench measures it: each server
+//              in turn, --rounds times per --clients count (default 1,8), that many requests with
+//              distinct pictures sent at once (max_tokens --max-tokens, 64 unless given); the
+//              aggregate decode tok/s is the tokens that streamed while ALL of them were generating
+//              (after the last first token, before the first end) over that window.
 //
 // Tokens are the generated tokens without the end-of-generation one (llama-server's
 // completion_tokens counts it, mm's does not), so tok/s compare the same tokens.
@@ -59,7 +64,8 @@ const { values } = parseArgs({
     clients: { type: 'string' },
     parallel: { type: 'string', default: '8' },
     threads: { type: 'string', default: String(availableParallelism()) },
-    'max-tokens': { type: 'string', default: '32' },
+    'max-tokens': { type: 'string' },
+    rounds: { type: 'string', default: '3' },
     repeats: { type: 'string', default: '30' },
     pairs: { type: 'string', default: '4' },
     ctx: { type: 'string' },
@@ -90,18 +96,22 @@ const int = (name, min = 1) => {
   return n;
 };
 const scenarios = new Set(
-  values.scenario === 'all' ? ['distinct', 'repeat', 'realistic'] : values.scenario.split(','),
+  values.scenario === 'all'
+    ? ['distinct', 'repeat', 'realistic', 'decode']
+    : values.scenario.split(','),
 );
 for (const s of scenarios) {
-  if (!['distinct', 'repeat', 'realistic'].includes(s)) {
+  if (!['distinct', 'repeat', 'realistic', 'decode'].includes(s)) {
     console.error(
-      `--scenario takes distinct, repeat, realistic (comma-separated) or all, got '${s}'`,
+      `--scenario takes distinct, repeat, realistic, decode (comma-separated) or all, got '${s}'`,
     );
     process.exit(2);
   }
 }
 const parallel = int('parallel');
 const threads = int('threads');
+const maxTokensGiven = values['max-tokens'] !== undefined;
+if (!maxTokensGiven) values['max-tokens'] = '32';
 const maxTokens = int('max-tokens');
 const seed = int('seed', 0);
 const requestTimeoutMs = int('request-timeout') * 1000;
@@ -207,13 +217,13 @@ function messagesOf(job, system) {
  * One chat completion. Streamed: TTFT is the first chunk with content; latency is the whole
  * stream. Returns { ok, ms, ttftMs, text, tokens, timings } or { ok: false, why }.
  */
-async function ask(server, job, { stream, system } = {}) {
+async function ask(server, job, { stream, system, tokens: limit = maxTokens } = {}) {
   const t0 = performance.now();
   const at = (ms) => (ms === null ? null : t0 + ms);
   const body = {
     model: server.modelId,
     temperature: 0,
-    max_tokens: maxTokens,
+    max_tokens: limit,
     messages: messagesOf(job, system),
     ...(stream && { stream: true, stream_options: { include_usage: true } }),
   };
@@ -266,6 +276,7 @@ async function ask(server, job, { stream, system } = {}) {
     let tokens = null;
     let finish = null;
     let timings;
+    const pieceAt = []; // performance.now() of every piece with content
     let done = false;
     let pending = '';
     const decoder = new TextDecoder();
@@ -278,7 +289,9 @@ async function ask(server, job, { stream, system } = {}) {
       if (c.error) throw new Error(`stream error ${JSON.stringify(c.error)}`);
       const piece = c.choices?.[0]?.delta?.content;
       if (typeof piece === 'string' && piece.length > 0) {
-        if (ttftMs === null) ttftMs = performance.now() - t0;
+        const now = performance.now();
+        if (ttftMs === null) ttftMs = now - t0;
+        pieceAt.push(now);
         text += piece;
       }
       if (c.choices?.[0]?.finish_reason) finish = c.choices[0].finish_reason;
@@ -305,6 +318,7 @@ async function ask(server, job, { stream, system } = {}) {
       // when the first piece and the end came (performance.now()), for the decode-phase figure
       firstAt: at(ttftMs ?? ms),
       endAt: at(ms),
+      pieceAt,
       retries,
       text,
       tokens: generated(tokens, finish),
@@ -814,6 +828,166 @@ function printRepeat(r) {
     console.log(`    lost ${x.why}`);
 }
 
+/**
+ * Batched decode, per llama-batched-bench: over the time when all of `results`' streams were
+ * generating (from the last first piece to the first last piece), the tokens that streamed. A piece
+ * is usually one token; each stream's pieces are weighted by its tokens per piece (a token that ends
+ * inside a UTF-8 character streams with the next one).
+ */
+function together(results) {
+  const ok = results.filter((r) => r?.ok && r.pieceAt.length > 1 && r.tokens > 1);
+  if (ok.length !== results.length) return null;
+  const start = Math.max(...ok.map((r) => r.pieceAt[0]));
+  const end = Math.min(...ok.map((r) => r.pieceAt[r.pieceAt.length - 1]));
+  let tokens = 0;
+  if (end > start) {
+    for (const r of ok) {
+      const inside = r.pieceAt.filter((t) => t > start && t <= end).length;
+      tokens += (inside * (r.tokens - 1)) / (r.pieceAt.length - 1);
+    }
+  }
+  return {
+    windowMs: Math.max(0, end - start),
+    tokens,
+    tokPerS: end > start ? (tokens * 1000) / (end - start) : Number.NaN,
+  };
+}
+
+/**
+ * The decode scenario: both servers up at once (idle between turns), each count of --clients,
+ * --rounds rounds, the servers taking turns (ABBA); a round sends `clients` requests at once.
+ */
+async function decodeScenario(models, clientsList) {
+  const nTokens = maxTokensGiven ? maxTokens : 64;
+  const rounds = int('rounds');
+  const top = Math.max(...clientsList);
+  log(`decode: starting both servers (--parallel ${parallel}, ${threads} threads)...`);
+  const servers = { mm: await startMm(models), 'llama-server': await startLlama(models) };
+  try {
+    // every slot used once, so that no first-use cost lands in a round
+    const warm = models.makeJobs(parallel, seed + 7919);
+    for (const s of Object.values(servers)) {
+      await Promise.all(warm.map((j) => ask(s, j, { stream: true, tokens: 4 })));
+    }
+    const out = [];
+    let turn = 0;
+    for (const clients of clientsList) {
+      const row = { clients, mm: [], 'llama-server': [] };
+      for (let round = 0; round < rounds; round++) {
+        const jobs = models.makeJobs(top, seed + 1 + round).slice(0, clients);
+        const order = turn++ % 2 === 0 ? ['mm', 'llama-server'] : ['llama-server', 'mm'];
+        for (const name of order) {
+          log(`decode: ${name}, ${clients} at once, round ${round + 1}/${rounds}...`);
+          const before = await batchOf(servers[name]);
+          const results = await Promise.all(
+            jobs.map((j) => ask(servers[name], j, { stream: true, tokens: nTokens })),
+          );
+          const after = await batchOf(servers[name]);
+          const t = together(results);
+          const decodeOnly =
+            before && after
+              ? ((after.decode_only_rows - before.decode_only_rows) * 1000) /
+                (after.decode_only_ms - before.decode_only_ms)
+              : null;
+          row[name].push({
+            together: t,
+            decodeOnly,
+            texts: results.map((r) => (r?.ok ? r.text : null)),
+            tokens: results.map((r) => (r?.ok ? r.tokens : null)),
+            errors: results.filter((r) => !r?.ok).map((r) => r?.why ?? 'lost'),
+          });
+        }
+      }
+      out.push(row);
+    }
+    return {
+      scenario: 'decode',
+      models,
+      nTokens,
+      rounds,
+      out,
+      argv: { mm: servers.mm.argv, 'llama-server': servers['llama-server'].argv },
+    };
+  } finally {
+    await stopAll();
+  }
+}
+
+function printDecode(r) {
+  console.log(
+    `\n== decode: ${r.models.name}, N requests with distinct pictures sent at once, ${r.rounds} rounds per N (servers alternating), --parallel ${parallel}, ${threads} threads, max_tokens ${r.nTokens}, greedy, streamed`,
+  );
+  console.log(`   mm: mm ${r.argv.mm.join(' ')}`);
+  console.log(`   llama-server: llama-server ${r.argv['llama-server'].join(' ')}`);
+  console.log(
+    '   aggregate decode tok/s: tokens streamed while all N answers were generating, over that window (median of the rounds, [min-max])',
+  );
+  const rate = (name, row) => row[name].map((x) => x.together?.tokPerS ?? Number.NaN);
+  const spread = (xs) => `${fmt(median(xs))} [${fmt(Math.min(...xs))}-${fmt(Math.max(...xs))}]`;
+  const first = r.out[0];
+  const rows = [['N at once', 'mm serve', 'llama-server', 'mm/llama']];
+  for (const row of r.out) {
+    const a = rate('mm', row);
+    const b = rate('llama-server', row);
+    rows.push([
+      `${row.clients}: decode tok/s`,
+      spread(a),
+      spread(b),
+      fmtRatio(ratio(median(a), median(b))),
+    ]);
+    rows.push([
+      '   window ms (median)',
+      fmt(median(row.mm.map((x) => x.together?.windowMs ?? Number.NaN))),
+      fmt(median(row['llama-server'].map((x) => x.together?.windowMs ?? Number.NaN))),
+      '',
+    ]);
+    if (row !== first) {
+      rows.push([
+        `   vs ${first.clients} at once`,
+        fmtRatio(ratio(median(a), median(rate('mm', first)))),
+        fmtRatio(ratio(median(b), median(rate('llama-server', first)))),
+        '',
+      ]);
+    }
+    rows.push([
+      '   mm decode-only steps rows/s',
+      fmt(median(row.mm.map((x) => x.decodeOnly ?? Number.NaN))),
+      '',
+      '',
+    ]);
+  }
+  table('', rows);
+  // answers: mm against llama-server (same pictures), and each N's answers against the first N's
+  let same = 0;
+  let total = 0;
+  let serial = 0;
+  let serialTotal = 0;
+  const lost = [];
+  for (const row of r.out) {
+    for (let k = 0; k < r.rounds; k++) {
+      const a = row.mm[k];
+      const b = row['llama-server'][k];
+      lost.push(...a.errors.map((e) => `mm: ${e}`), ...b.errors.map((e) => `llama-server: ${e}`));
+      a.texts.forEach((t, i) => {
+        const u = b.texts[i];
+        if (t !== null && u !== null) {
+          total++;
+          if (t.trim() === u.trim()) same++;
+        }
+        const f = first.mm[k]?.texts[i];
+        if (row !== first && t !== null && f !== undefined && f !== null) {
+          serialTotal++;
+          if (t.trim() === f.trim()) serial++;
+        }
+      });
+    }
+  }
+  console.log(
+    `  answers: mm = llama-server in ${same}/${total}; mm at N = mm at ${first.clients} (same picture) in ${serial}/${serialTotal}`,
+  );
+  for (const e of lost.slice(0, 8)) console.log(`    lost ${e}`);
+}
+
 async function realisticModels() {
   log('realistic: making the models once into benchDir() (minutes the first time)...');
   const mmproj = await benchMmproj({
@@ -827,6 +1001,7 @@ async function realisticModels() {
     model,
     mmproj,
     ctxPerSlot: values.ctx ? int('ctx') : 1024,
+    makeJobs: realisticJobs,
     tiny: false,
   };
 }
@@ -862,6 +1037,9 @@ try {
     );
     report.scenarios.push(r);
   }
+  if (scenarios.has('decode')) {
+    report.scenarios.push(await decodeScenario(await realisticModels(), clientsOf('1,8')));
+  }
 } finally {
   await stopAll();
 }
@@ -869,6 +1047,12 @@ try {
 for (const r of report.scenarios) {
   if (r.scenario === 'repeat') {
     if ([...r.out.mm, ...r.out['llama-server']].some((x) => !x.ok)) failed = true;
+    continue;
+  }
+  if (r.scenario === 'decode') {
+    for (const row of r.out) {
+      if ([...row.mm, ...row['llama-server']].some((x) => x.errors.length > 0)) failed = true;
+    }
     continue;
   }
   for (const run of r.runs) {
@@ -883,24 +1067,26 @@ for (const r of report.scenarios) {
 if (values.json) {
   // Per-request results are kept out of the JSON except texts of differing answers (in checks).
   const strip = (r) =>
-    r.scenario === 'repeat'
-      ? {
-          ...r,
-          out: Object.fromEntries(
-            Object.entries(r.out).map(([k, v]) => [
-              k,
-              v.map(({ ok, ms, text, why }) => ({ ok, ms, text, why })),
-            ]),
-          ),
-        }
-      : {
-          ...r,
-          runs: r.runs.map((run) => ({
-            ...run,
-            mm: { ...run.mm, results: undefined },
-            'llama-server': { ...run['llama-server'], results: undefined },
-          })),
-        };
+    r.scenario === 'decode'
+      ? r
+      : r.scenario === 'repeat'
+        ? {
+            ...r,
+            out: Object.fromEntries(
+              Object.entries(r.out).map(([k, v]) => [
+                k,
+                v.map(({ ok, ms, text, why }) => ({ ok, ms, text, why })),
+              ]),
+            ),
+          }
+        : {
+            ...r,
+            runs: r.runs.map((run) => ({
+              ...run,
+              mm: { ...run.mm, results: undefined },
+              'llama-server': { ...run['llama-server'], results: undefined },
+            })),
+          };
   console.log(
     JSON.stringify({ ...report, scenarios: report.scenarios.map(strip), failed }, null, 2),
   );
@@ -908,7 +1094,8 @@ if (values.json) {
   console.log(
     `mm serve vs llama-server (llama.cpp from the vendored tree, test-only build), loopback, CPU ${report.cpu}`,
   );
-  for (const r of report.scenarios) (r.scenario === 'repeat' ? printRepeat : printThroughput)(r);
+  const printers = { repeat: printRepeat, decode: printDecode };
+  for (const r of report.scenarios) (printers[r.scenario] ?? printThroughput)(r);
   console.log(failed ? '\nFAILED: answers lost or different (see above)' : '\nok: no answer lost');
 }
 clearTimeout(deadline);

@@ -28,6 +28,11 @@ export interface EngineStats {
   /** Prompt rows decoded in token batches (beside decode rows), media spans decoded. */
   prefill_rows: number;
   media_spans: number;
+  /**
+   * Steps that decoded generating rows together with a chunk of another request's picture (or
+   * audio) span, so that answers go on streaming while it is read.
+   */
+  mixed_steps: number;
   /** Prompt positions served from cells an earlier request left in its sequence. */
   reused_positions: number;
   /**
@@ -98,6 +103,7 @@ export class BatchedEngine {
         max_batch: 0,
         prefill_rows: 0,
         media_spans: 0,
+        mixed_steps: 0,
         reused_positions: 0,
         decode_only_steps: 0,
         decode_only_rows: 0,
@@ -110,6 +116,7 @@ export class BatchedEngine {
       max_batch: s.maxRows,
       prefill_rows: s.prefillRows,
       media_spans: s.spans,
+      mixed_steps: s.mixedSteps,
       reused_positions: s.reusedPositions,
       decode_only_steps: s.decodeOnlySteps,
       decode_only_rows: s.decodeOnlyRows,
