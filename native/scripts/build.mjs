@@ -27,6 +27,7 @@ export const oracleTargets = [
   'llama-mtmd-cli',
   'llama-tts',
   'llama-server',
+  'llama-batched-bench',
   'mm-ref-mtmd-embed',
   'mm-ref-mtmd-gen',
   'mm-ref-stb-decode',

@@ -2,7 +2,7 @@
 // `mm serve` and llama.cpp's llama-server side by side: same model files, same requests (images as
 // data URLs), same slots, threads and context, greedy. Loopback only; stops both servers and exits.
 //
-//   node packages/server/scripts/vs-llama-server.mjs [--scenario distinct,repeat | all | realistic]
+//   node packages/server/scripts/vs-llama-server.mjs [--scenario distinct,repeat | realistic | decode | all]
 //        [--requests 64] [--clients 1,4,8] [--parallel 8] [--threads N] [--max-tokens 32]
 //        [--repeats 30] [--pairs 4] [--rounds 3] [--ctx N] [--seed 1] [--timeout 3600] [--json]
 //
@@ -22,11 +22,13 @@
 //   realistic  a CLIP ViT-L/14-336 mmproj (projection to 2048) and BENCH_LLAMA_1B, random F16
 //              weights made by @mm/testing into benchDir() (once), distinct 336x336 pictures,
 //              otherwise as distinct (default --clients 1,8, --ctx 1024 per slot).
-//   decode     the realistic models, batched decode as llama-batched-bench measures it: each server
-//              in turn, --rounds times per --clients count (default 1,8), that many requests with
-//              distinct pictures sent at once (max_tokens --max-tokens, 64 unless given); the
-//              aggregate decode tok/s is the tokens that streamed while ALL of them were generating
-//              (after the last first token, before the first end) over that window.
+//   decode     the realistic models, batched decode: mm serve gets, for each --clients count
+//              (default 1,8), that many requests with distinct pictures at once (max_tokens
+//              --max-tokens, 64 unless given); its aggregate decode tok/s is the tokens that
+//              streamed while ALL of them were generating (after the last first token, before the
+//              first end) over that window. Each of --rounds rounds then runs llama.cpp's
+//              llama-batched-bench on the same model (same prompt length, tokens and counts): its
+//              S_TG is llama.cpp's own figure for N sequences decoding together.
 //
 // Tokens are the generated tokens without the end-of-generation one (llama-server's
 // completion_tokens counts it, mm's does not), so tok/s compare the same tokens.
@@ -45,6 +47,7 @@ import {
   benchLlama,
   benchMmproj,
   encodePng,
+  oracleTool,
   REALISTIC_CLIP_L14_336,
   startLlamaServer,
   stopChild,
@@ -167,13 +170,14 @@ async function startMm({ model, mmproj, ctxPerSlot }) {
 }
 
 /** llama-server from the vendored tree (test-only build), same files, slots, threads, context. */
-async function startLlama({ model, mmproj, ctxPerSlot }) {
+async function startLlama({ model, mmproj, ctxPerSlot, llamaArgs }) {
   const s = await startLlamaServer({
     model,
     mmproj,
     parallel,
     threads,
     contextSize: ctxPerSlot * parallel,
+    args: llamaArgs,
   });
   const server = {
     name: 'llama-server',
@@ -274,6 +278,7 @@ async function ask(server, job, { stream, system, tokens: limit = maxTokens } = 
     let text = '';
     let ttftMs = null;
     let tokens = null;
+    let promptTokens = null;
     let finish = null;
     let timings;
     const pieceAt = []; // performance.now() of every piece with content
@@ -295,7 +300,10 @@ async function ask(server, job, { stream, system, tokens: limit = maxTokens } = 
         text += piece;
       }
       if (c.choices?.[0]?.finish_reason) finish = c.choices[0].finish_reason;
-      if (c.usage) tokens = c.usage.completion_tokens;
+      if (c.usage) {
+        tokens = c.usage.completion_tokens;
+        promptTokens = c.usage.prompt_tokens;
+      }
       if (c.timings) timings = c.timings;
     };
     for await (const chunk of res.body) {
@@ -319,6 +327,7 @@ async function ask(server, job, { stream, system, tokens: limit = maxTokens } = 
       firstAt: at(ttftMs ?? ms),
       endAt: at(ms),
       pieceAt,
+      promptTokens,
       retries,
       text,
       tokens: generated(tokens, finish),
@@ -854,51 +863,94 @@ function together(results) {
 }
 
 /**
- * The decode scenario: both servers up at once (idle between turns), each count of --clients,
- * --rounds rounds, the servers taking turns (ABBA); a round sends `clients` requests at once.
+ * llama.cpp's own batched decode on the same model file (test-only build): llama-batched-bench with
+ * a shared `npp`-token prompt, `ntg` tokens per sequence, for each count in `npl`; S_TG (generated
+ * tokens over the decode time, every sequence decoding from the first step) per count.
+ */
+async function batchedBench(model, npp, ntg, npl) {
+  const argv = ['-m', model, '-c', String(Math.max(...npl) * (npp + ntg + 16)), '-b', '2048'];
+  argv.push('-ub', '512', '-npp', String(npp), '-ntg', String(ntg), '-npl', npl.join(','), '-pps');
+  argv.push('-t', String(threads), '-tb', String(threads));
+  const out = await new Promise((resolve, reject) => {
+    const child = spawn(oracleTool('llama-batched-bench'), argv, {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let text = '';
+    child.stdout.on('data', (d) => {
+      text += d;
+    });
+    child.stderr.resume();
+    child.on('error', reject);
+    child.on('exit', (code) =>
+      code === 0 ? resolve(text) : reject(new Error(`llama-batched-bench exited ${code}`)),
+    );
+  });
+  const rates = {};
+  for (const line of out.split('\n')) {
+    // | PP | TG | B | N_KV | T_PP s | S_PP t/s | T_TG s | S_TG t/s | T s | S t/s |
+    const cols = line.split('|').map((c) => c.trim());
+    if (cols.length < 10 || !/^\d+$/.test(cols[3] ?? '')) continue;
+    rates[Number(cols[3])] = Number(cols[8]);
+  }
+  return { argv, rates };
+}
+
+/**
+ * The decode scenario: mm serve (fresh, warmed up), --rounds rounds; a round sends each count of
+ * --clients requests at once, then runs llama-batched-bench on the same model for those counts.
  */
 async function decodeScenario(models, clientsList) {
   const nTokens = maxTokensGiven ? maxTokens : 64;
   const rounds = int('rounds');
   const top = Math.max(...clientsList);
-  log(`decode: starting both servers (--parallel ${parallel}, ${threads} threads)...`);
-  const servers = { mm: await startMm(models), 'llama-server': await startLlama(models) };
+  log(`decode: starting mm serve (--parallel ${parallel}, ${threads} threads)...`);
+  const server = await startMm(models);
   try {
     // every slot used once, so that no first-use cost lands in a round
     const warm = models.makeJobs(parallel, seed + 7919);
-    for (const s of Object.values(servers)) {
-      await Promise.all(warm.map((j) => ask(s, j, { stream: true, tokens: 4 })));
-    }
-    const out = [];
-    let turn = 0;
-    for (const clients of clientsList) {
-      const row = { clients, mm: [], 'llama-server': [] };
-      for (let round = 0; round < rounds; round++) {
-        const jobs = models.makeJobs(top, seed + 1 + round).slice(0, clients);
-        const order = turn++ % 2 === 0 ? ['mm', 'llama-server'] : ['llama-server', 'mm'];
-        for (const name of order) {
-          log(`decode: ${name}, ${clients} at once, round ${round + 1}/${rounds}...`);
-          const before = await batchOf(servers[name]);
-          const results = await Promise.all(
-            jobs.map((j) => ask(servers[name], j, { stream: true, tokens: nTokens })),
-          );
-          const after = await batchOf(servers[name]);
-          const t = together(results);
-          const decodeOnly =
-            before && after
-              ? ((after.decode_only_rows - before.decode_only_rows) * 1000) /
-                (after.decode_only_ms - before.decode_only_ms)
-              : null;
-          row[name].push({
-            together: t,
-            decodeOnly,
-            texts: results.map((r) => (r?.ok ? r.text : null)),
-            tokens: results.map((r) => (r?.ok ? r.tokens : null)),
-            errors: results.filter((r) => !r?.ok).map((r) => r?.why ?? 'lost'),
-          });
-        }
+    await Promise.all(warm.map((j) => ask(server, j, { stream: true, tokens: 4 })));
+    const out = clientsList.map((clients) => ({ clients, mm: [], bench: [] }));
+    let bench = null;
+    let npp = 0;
+    const runBench = async (round) => {
+      log(`decode: llama-batched-bench, round ${round + 1}/${rounds}...`);
+      bench = await batchedBench(
+        models.model,
+        npp || 600,
+        nTokens,
+        out.map((r) => r.clients),
+      );
+      for (const row of out) row.bench.push(bench.rates[row.clients] ?? Number.NaN);
+    };
+    // llama-batched-bench goes after mm in even rounds and before it in odd ones (after the first
+    // round, which gives it mm's prompt length): a slow spell of the machine hits both alike
+    for (let round = 0; round < rounds; round++) {
+      const benchFirst = round % 2 === 1;
+      if (benchFirst) await runBench(round);
+      const jobs = models.makeJobs(top, seed + 1 + round);
+      for (const row of out) {
+        log(`decode: mm, ${row.clients} at once, round ${round + 1}/${rounds}...`);
+        const before = await batchOf(server);
+        const results = await Promise.all(
+          jobs.slice(0, row.clients).map((j) => ask(server, j, { stream: true, tokens: nTokens })),
+        );
+        const after = await batchOf(server);
+        const d = (k) => after[k] - before[k];
+        row.mm.push({
+          together: together(results),
+          decodeOnly: (d('decode_only_rows') * 1000) / d('decode_only_ms'),
+          mixedSteps: d('mixed_steps'),
+          // each answer's longest pause between two pieces once it streams
+          pauses: results
+            .filter((r) => r?.ok && r.pieceAt.length > 1)
+            .map((r) => Math.max(...r.pieceAt.slice(1).map((t, i) => t - r.pieceAt[i]))),
+          texts: results.map((r) => (r?.ok ? r.text : null)),
+          errors: results.filter((r) => !r?.ok).map((r) => r?.why ?? 'lost'),
+        });
+        // the prompt's length (picture rows included), for llama-batched-bench's
+        npp = results[0]?.promptTokens ?? npp;
       }
-      out.push(row);
+      if (!benchFirst) await runBench(round);
     }
     return {
       scenario: 'decode',
@@ -906,7 +958,7 @@ async function decodeScenario(models, clientsList) {
       nTokens,
       rounds,
       out,
-      argv: { mm: servers.mm.argv, 'llama-server': servers['llama-server'].argv },
+      argv: { mm: server.argv, bench: bench?.argv ?? [] },
     };
   } finally {
     await stopAll();
@@ -915,77 +967,69 @@ async function decodeScenario(models, clientsList) {
 
 function printDecode(r) {
   console.log(
-    `\n== decode: ${r.models.name}, N requests with distinct pictures sent at once, ${r.rounds} rounds per N (servers alternating), --parallel ${parallel}, ${threads} threads, max_tokens ${r.nTokens}, greedy, streamed`,
+    `\n== decode: ${r.models.name}, N requests with distinct pictures sent at once to mm serve, then llama.cpp's llama-batched-bench on the same model, ${r.rounds} rounds, --parallel ${parallel}, ${threads} threads, max_tokens ${r.nTokens}, greedy, streamed`,
   );
   console.log(`   mm: mm ${r.argv.mm.join(' ')}`);
-  console.log(`   llama-server: llama-server ${r.argv['llama-server'].join(' ')}`);
+  console.log(`   llama.cpp: llama-batched-bench ${r.argv.bench.join(' ')}`);
   console.log(
-    '   aggregate decode tok/s: tokens streamed while all N answers were generating, over that window (median of the rounds, [min-max])',
+    '   mm: tokens streamed while all N answers were generating, over that window; llama-batched-bench: S_TG (N sequences decoding together from the first step). Medians of the rounds [min-max]',
   );
-  const rate = (name, row) => row[name].map((x) => x.together?.tokPerS ?? Number.NaN);
   const spread = (xs) => `${fmt(median(xs))} [${fmt(Math.min(...xs))}-${fmt(Math.max(...xs))}]`;
+  const mmRate = (row) => row.mm.map((x) => x.together?.tokPerS ?? Number.NaN);
   const first = r.out[0];
-  const rows = [['N at once', 'mm serve', 'llama-server', 'mm/llama']];
+  const rows = [['N at once', 'mm serve', 'llama-batched-bench', 'mm/llama']];
   for (const row of r.out) {
-    const a = rate('mm', row);
-    const b = rate('llama-server', row);
+    const a = mmRate(row);
     rows.push([
       `${row.clients}: decode tok/s`,
       spread(a),
-      spread(b),
-      fmtRatio(ratio(median(a), median(b))),
-    ]);
-    rows.push([
-      '   window ms (median)',
-      fmt(median(row.mm.map((x) => x.together?.windowMs ?? Number.NaN))),
-      fmt(median(row['llama-server'].map((x) => x.together?.windowMs ?? Number.NaN))),
-      '',
+      spread(row.bench),
+      fmtRatio(ratio(median(a), median(row.bench))),
     ]);
     if (row !== first) {
       rows.push([
         `   vs ${first.clients} at once`,
-        fmtRatio(ratio(median(a), median(rate('mm', first)))),
-        fmtRatio(ratio(median(b), median(rate('llama-server', first)))),
+        fmtRatio(ratio(median(a), median(mmRate(first)))),
+        fmtRatio(ratio(median(row.bench), median(first.bench))),
         '',
       ]);
     }
     rows.push([
-      '   mm decode-only steps rows/s',
-      fmt(median(row.mm.map((x) => x.decodeOnly ?? Number.NaN))),
+      '   mm window ms; decode-only rows/s; mixed steps',
+      `${fmt(median(row.mm.map((x) => x.together?.windowMs ?? Number.NaN)))}; ${fmt(median(row.mm.map((x) => x.decodeOnly)))}; ${fmt(median(row.mm.map((x) => x.mixedSteps)), 0)}`,
+      '',
+      '',
+    ]);
+  }
+  for (const row of r.out) {
+    const p = row.mm.flatMap((x) => x.pauses);
+    rows.push([
+      `${row.clients}: mm's longest pause in an answer ms, median / max`,
+      `${fmt(median(p))} / ${fmt(Math.max(...p))}`,
       '',
       '',
     ]);
   }
   table('', rows);
-  // answers: mm against llama-server (same pictures), and each N's answers against the first N's
+  // mm's answers at N against its answers at the first N (same pictures, same round)
   let same = 0;
   let total = 0;
-  let serial = 0;
-  let serialTotal = 0;
   const lost = [];
   for (const row of r.out) {
-    for (let k = 0; k < r.rounds; k++) {
-      const a = row.mm[k];
-      const b = row['llama-server'][k];
-      lost.push(...a.errors.map((e) => `mm: ${e}`), ...b.errors.map((e) => `llama-server: ${e}`));
-      a.texts.forEach((t, i) => {
-        const u = b.texts[i];
-        if (t !== null && u !== null) {
-          total++;
-          if (t.trim() === u.trim()) same++;
-        }
+    for (const [k, x] of row.mm.entries()) {
+      lost.push(...x.errors);
+      if (row === first) continue;
+      x.texts.forEach((t, i) => {
         const f = first.mm[k]?.texts[i];
-        if (row !== first && t !== null && f !== undefined && f !== null) {
-          serialTotal++;
-          if (t.trim() === f.trim()) serial++;
+        if (t !== null && f !== undefined && f !== null) {
+          total++;
+          if (t.trim() === f.trim()) same++;
         }
       });
     }
   }
-  console.log(
-    `  answers: mm = llama-server in ${same}/${total}; mm at N = mm at ${first.clients} (same picture) in ${serial}/${serialTotal}`,
-  );
-  for (const e of lost.slice(0, 8)) console.log(`    lost ${e}`);
+  console.log(`  answers: mm at N = mm at ${first.clients} (same picture) in ${same}/${total}`);
+  for (const e of lost.slice(0, 8)) console.log(`    mm lost ${e}`);
 }
 
 async function realisticModels() {
@@ -1051,7 +1095,7 @@ for (const r of report.scenarios) {
   }
   if (r.scenario === 'decode') {
     for (const row of r.out) {
-      if ([...row.mm, ...row['llama-server']].some((x) => x.errors.length > 0)) failed = true;
+      if (row.mm.some((x) => x.errors.length > 0)) failed = true;
     }
     continue;
   }
