@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "backbone/model.h"
+#include "backbone/owned_batch.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "llama.h"
@@ -27,33 +28,6 @@ ggml_type kv_type(const std::string & name) {
     }
     fail(error_code::invalid_argument, "unknown KV cache type '" + name + "' (f32, f16, bf16, q8_0, q4_0, ...)");
 }
-
-// A batch that owns its arrays (llama_batch_init cannot hold M-RoPE positions for embeddings).
-struct owned_batch {
-    std::vector<llama_token>    token;
-    std::vector<float>          embd;
-    std::vector<llama_pos>      pos;
-    std::vector<int32_t>        n_seq_id;
-    std::vector<llama_seq_id>   seq_storage;
-    std::vector<llama_seq_id *> seq_id;
-    std::vector<int8_t>         logits;
-
-    llama_batch view(int32_t n) {
-        seq_id.resize(seq_storage.size());
-        for (size_t i = 0; i < seq_storage.size(); ++i) {
-            seq_id[i] = &seq_storage[i];
-        }
-        llama_batch b{};
-        b.n_tokens = n;
-        b.token    = token.empty() ? nullptr : token.data();
-        b.embd     = embd.empty() ? nullptr : embd.data();
-        b.pos      = pos.data();
-        b.n_seq_id = n_seq_id.data();
-        b.seq_id   = seq_id.data();
-        b.logits   = logits.data();
-        return b;
-    }
-};
 
 void check_decode(int32_t rc, const std::atomic<bool> * cancel) {
     if (rc == 0) {

@@ -9,6 +9,7 @@
 
 #include "backbone/context.h"
 #include "backbone/model.h"
+#include "backbone/owned_batch.h"
 #include "common/abort_guard.h"
 #include "common/compute_gate.h"
 
@@ -301,41 +302,6 @@ void scheduler::loop() {
     }
 }
 
-namespace {
-
-// The rows of one llama_batch: token ids or embedding rows, positions, sequences, logit flags.
-struct rows {
-    std::vector<llama_token>    tokens;
-    std::vector<float>          embd;
-    std::vector<llama_pos>      pos;
-    std::vector<llama_seq_id>   seqs;
-    std::vector<int8_t>         logits;
-    std::vector<int32_t>        n_seq_id;
-    std::vector<llama_seq_id *> seq_ptrs;
-
-    int32_t size() const { return static_cast<int32_t>(pos.size()); }
-
-    llama_batch view() {
-        const int32_t n = size();
-        n_seq_id.assign(n, 1);
-        seq_ptrs.resize(n);
-        for (int32_t i = 0; i < n; ++i) {
-            seq_ptrs[i] = &seqs[i];
-        }
-        llama_batch b{};
-        b.n_tokens = n;
-        b.token    = tokens.empty() ? nullptr : tokens.data();
-        b.embd     = embd.empty() ? nullptr : embd.data();
-        b.pos      = pos.data();
-        b.n_seq_id = n_seq_id.data();
-        b.seq_id   = seq_ptrs.data();
-        b.logits   = logits.data();
-        return b;
-    }
-};
-
-}  // namespace
-
 double scheduler::run_rows(std::vector<std::unique_ptr<active>> & run, llama_batch batch,
                            const std::vector<active *> & owner, bool & ok) {
     ok = true;
@@ -486,15 +452,13 @@ bool scheduler::media_step(std::vector<std::unique_ptr<active>> & run) {
     const int32_t n_dec = static_cast<int32_t>(decoding.size());
     const size_t  chunk =
         std::min(n - a->offset, static_cast<size_t>(std::max(1, std::min(prefill_chunk_, cap - n_dec))));
-    rows b;
+    owned_batch b;
     b.embd.resize((static_cast<size_t>(n_dec) + chunk) * n_embd);
     std::vector<active *> owner;
     for (int32_t i = 0; i < n_dec; ++i) {
         active * d = decoding[i];
         tokens_->row(d->token, b.embd.data() + static_cast<size_t>(i) * n_embd);
-        b.pos.push_back(d->pos);
-        b.seqs.push_back(d->req.seq);
-        b.logits.push_back(1);
+        b.add(-1, d->pos, d->req.seq, true);
         owner.push_back(d);
     }
     std::copy(it.embd.begin() + static_cast<std::ptrdiff_t>(a->offset * n_embd),
@@ -502,13 +466,11 @@ bool scheduler::media_step(std::vector<std::unique_ptr<active>> & run) {
               b.embd.begin() + static_cast<std::ptrdiff_t>(static_cast<size_t>(n_dec) * n_embd));
     for (size_t j = 0; j < chunk; ++j) {
         const size_t k = a->offset + j;
-        b.pos.push_back(it.positions.empty() ? it.pos0 + static_cast<int32_t>(k) : it.positions[k]);
-        b.seqs.push_back(a->req.seq);
-        b.logits.push_back(0);
+        b.add(-1, it.positions.empty() ? it.pos0 + static_cast<int32_t>(k) : it.positions[k], a->req.seq, false);
         owner.push_back(a);
     }
     bool         ok      = true;
-    const double step_ms = run_rows(run, b.view(), owner, ok);
+    const double step_ms = run_rows(run, b.view(b.rows()), owner, ok);
     if (!ok) {
         return true;
     }
@@ -537,18 +499,15 @@ void scheduler::iterate(std::vector<std::unique_ptr<active>> & run) {
     //    prefill_chunk_ of them while others generate, so that their next token is not late).
     const int32_t         cap     = static_cast<int32_t>(ctx_->n_batch());
     const bool            waiting = std::any_of(run.begin(), run.end(), [](const auto & a) { return a->generating; });
-    rows                  b;
+    owned_batch           b;
     std::vector<active *> owner;
     auto                  add = [&](active * a, int32_t tok, int32_t p, bool want) {
-        b.tokens.push_back(tok);
-        b.pos.push_back(p);
-        b.seqs.push_back(a->req.seq);
-        b.logits.push_back(want ? 1 : 0);
+        b.add(tok, p, a->req.seq, want);
         owner.push_back(a);
     };
     int32_t n_decode = 0;
     for (auto & a : run) {
-        if (a->generating && !a->stepped && b.size() < cap) {
+        if (a->generating && !a->stepped && b.rows() < cap) {
             add(a.get(), a->token, a->pos, true);
             n_decode++;
         }
@@ -560,14 +519,14 @@ void scheduler::iterate(std::vector<std::unique_ptr<active>> & run) {
         if (a->generating) {
             continue;
         }
-        while (a->prompt_left() && !a->req.items[a->item].is_embd() && b.size() < budget) {
+        while (a->prompt_left() && !a->req.items[a->item].is_embd() && b.rows() < budget) {
             if (!a->started) {
                 a->started       = true;
                 a->prefill_start = clock::now();
             }
             const sched_item & it        = a->req.items[a->item];
             const size_t       n         = it.tokens.size();
-            const size_t       take      = std::min(n - a->offset, static_cast<size_t>(budget - b.size()));
+            const size_t       take      = std::min(n - a->offset, static_cast<size_t>(budget - b.rows()));
             const bool         last_item = a->item + 1 == a->req.items.size();
             for (size_t i = 0; i < take; ++i) {
                 const size_t k = a->offset + i;
@@ -581,11 +540,11 @@ void scheduler::iterate(std::vector<std::unique_ptr<active>> & run) {
             }
         }
     }
-    if (b.size() == 0) {
+    if (b.rows() == 0) {
         return;
     }
     bool         ok      = true;
-    const double step_ms = run_rows(run, b.view(), owner, ok);
+    const double step_ms = run_rows(run, b.view(b.rows()), owner, ok);
     if (!ok) {
         return;
     }
