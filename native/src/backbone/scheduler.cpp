@@ -417,15 +417,18 @@ bool scheduler::media_step(std::vector<std::unique_ptr<active>> & run) {
     const bool mix = tokens_ != nullptr && it.causal && !decoding.empty() && it.positions.size() != 4 * n &&
                      static_cast<int32_t>(decoding.size()) < cap;
     if (!mix) {
-        // Alone: the whole span, or what a mixed step left of it.
+        // Alone: the whole span (decoded in place), or what a mixed step left of it (copied).
         const size_t         off = a->offset;
-        std::vector<float>   embd(it.embd.begin() + static_cast<std::ptrdiff_t>(off * n_embd), it.embd.end());
-        std::vector<int32_t> positions;
-        if (!it.positions.empty()) {
-            positions = off == 0 ? it.positions
-                                 : std::vector<int32_t>(it.positions.begin() + static_cast<std::ptrdiff_t>(off),
-                                                        it.positions.end());
+        std::vector<float>   rest_embd;
+        std::vector<int32_t> rest_pos;
+        if (off > 0) {
+            rest_embd.assign(it.embd.begin() + static_cast<std::ptrdiff_t>(off * n_embd), it.embd.end());
+            if (!it.positions.empty()) {
+                rest_pos.assign(it.positions.begin() + static_cast<std::ptrdiff_t>(off), it.positions.end());
+            }
         }
+        const std::vector<float> &   embd      = off > 0 ? rest_embd : it.embd;
+        const std::vector<int32_t> & positions = off > 0 ? rest_pos : it.positions;
         try {
             compute_turn turn;
             set_threads(static_cast<int64_t>(n - off));
