@@ -9,6 +9,7 @@
 
 #include "addon_backbone.h"
 #include "backbone/scheduler.h"
+#include "float_views.h"
 #include "napi_util.h"
 
 namespace mm::napi {
@@ -43,8 +44,7 @@ sched_item item_from_js(Napi::Env env, const Napi::Value & v) {
     if (!e.IsTypedArray() || e.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
         throw_error(env, error_code::invalid_argument, "embeddings must be a Float32Array");
     }
-    auto arr  = e.As<Napi::Float32Array>();
-    it.embd   = std::vector<float>(arr.Data(), arr.Data() + arr.ElementLength());
+    it.embd   = rows_of(e.As<Napi::Float32Array>());  // a picture's rows in place, else a copy
     it.n_embd = i32(o, "nEmbd", 0);
     if (it.n_embd <= 0) {
         throw_error(env, error_code::invalid_argument, "nEmbd must be a positive integer");

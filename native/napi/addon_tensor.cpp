@@ -4,6 +4,7 @@
 #include <string>
 
 #include "addon_vision.h"
+#include "float_views.h"
 
 namespace mm::napi {
 
@@ -101,7 +102,7 @@ Napi::Value AddonTensor::info(const Napi::CallbackInfo & info) {
 }
 
 Napi::Value AddonTensor::to_float32_array(const Napi::CallbackInfo & info) {
-    return float32_array_of(info.Env(), get(info.Env())->data);
+    return float32_view_of(info.Env(), get(info.Env()));
 }
 
 Napi::Value AddonTensor::dispose(const Napi::CallbackInfo & info) {

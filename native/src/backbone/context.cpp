@@ -205,7 +205,7 @@ decode_result context::decode_tokens(const std::vector<int32_t> & tokens, int32_
     return out;
 }
 
-decode_result context::decode_embeddings(const std::vector<float> & embd, int32_t n_embd,
+decode_result context::decode_embeddings(const float * embd, size_t n_values, int32_t n_embd,
                                          const std::vector<int32_t> & positions, int32_t pos0, int32_t seq, bool causal,
                                          logits_mode logits, const std::atomic<bool> * cancel, bool hidden) {
     check_seq(seq);
@@ -216,10 +216,10 @@ decode_result context::decode_embeddings(const std::vector<float> & embd, int32_
         fail(error_code::model_mismatch, "embeddings have width " + std::to_string(n_embd) + " but the model's is " +
                                              std::to_string(model_->n_embd_inp()));
     }
-    if (embd.empty() || embd.size() % static_cast<size_t>(n_embd) != 0) {
+    if (embd == nullptr || n_values == 0 || n_values % static_cast<size_t>(n_embd) != 0) {
         fail(error_code::invalid_argument, "embeddings must be a non-empty [n, n_embd] matrix");
     }
-    const int64_t n            = static_cast<int64_t>(embd.size() / n_embd);
+    const int64_t n            = static_cast<int64_t>(n_values / n_embd);
     const int32_t n_pos        = model_->n_pos_per_embd();
     const bool    explicit_pos = !positions.empty();
     if (explicit_pos && positions.size() != static_cast<size_t>(n) && positions.size() != static_cast<size_t>(n * 4)) {
@@ -253,7 +253,7 @@ decode_result context::decode_embeddings(const std::vector<float> & embd, int32_
                 fail(error_code::aborted, "decode was aborted");
             }
             const int32_t m = static_cast<int32_t>(std::min<int64_t>(n_batch_, n - start));
-            ob.embd.assign(embd.begin() + start * n_embd, embd.begin() + (start + m) * n_embd);
+            ob.embd.assign(embd + start * n_embd, embd + (start + m) * n_embd);
             ob.pos.assign(static_cast<size_t>(m) * n_pos, 0);
             for (int32_t d = 0; d < n_pos; ++d) {
                 for (int32_t i = 0; i < m; ++i) {

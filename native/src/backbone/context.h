@@ -82,10 +82,17 @@ class context {
     // Embedding rows [n, n_embd] at the given positions: n entries (linear) or 4*n (M-RoPE,
     // [dim][token] layout), or empty for pos0, pos0+1, ... `causal` false lets the span attend
     // to itself non-causally.
-    decode_result decode_embeddings(const std::vector<float> & embd, int32_t n_embd,
+    // `embd` points at `n_values` floats (n * n_embd), read in place.
+    decode_result decode_embeddings(const float * embd, size_t n_values, int32_t n_embd,
                                     const std::vector<int32_t> & positions, int32_t pos0, int32_t seq, bool causal,
                                     logits_mode logits, const std::atomic<bool> * cancel, bool hidden = false);
-    bool          hidden_states() const { return hidden_states_; }
+    decode_result decode_embeddings(const std::vector<float> & embd, int32_t n_embd,
+                                    const std::vector<int32_t> & positions, int32_t pos0, int32_t seq, bool causal,
+                                    logits_mode logits, const std::atomic<bool> * cancel, bool hidden = false) {
+        return decode_embeddings(embd.data(), embd.size(), n_embd, positions, pos0, seq, causal, logits, cancel,
+                                 hidden);
+    }
+    bool hidden_states() const { return hidden_states_; }
 
     // Sampling loop. `on_token(token)` runs on the calling (worker) thread after each sample.
     generate_result generate(const generate_params & p, const std::function<void(int32_t)> & on_token,

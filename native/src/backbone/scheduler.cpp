@@ -101,8 +101,8 @@ void scheduler::submit(sched_request r) {
                 fail(error_code::model_mismatch, "embeddings have width " + std::to_string(it.n_embd) +
                                                      " but the model's is " + std::to_string(m.n_embd_inp()));
             }
-            const size_t n = it.embd.size() / static_cast<size_t>(it.n_embd);
-            if (n == 0 || it.embd.size() % static_cast<size_t>(it.n_embd) != 0) {
+            const size_t n = it.embd.size / static_cast<size_t>(it.n_embd);
+            if (n == 0 || it.embd.size % static_cast<size_t>(it.n_embd) != 0) {
                 fail(error_code::invalid_argument, "embeddings must be a non-empty [n, n_embd] matrix");
             }
             if (!it.positions.empty() && it.positions.size() != n && it.positions.size() != 4 * n) {
@@ -405,7 +405,7 @@ bool scheduler::media_step(std::vector<std::unique_ptr<active>> & run) {
     }
     const sched_item &    it     = a->req.items[a->item];
     const size_t          n_embd = static_cast<size_t>(it.n_embd);
-    const size_t          n      = it.embd.size() / n_embd;
+    const size_t          n      = it.embd.size / n_embd;
     std::vector<active *> decoding;
     for (auto & x : run) {
         if (x && x->generating) {
@@ -417,23 +417,19 @@ bool scheduler::media_step(std::vector<std::unique_ptr<active>> & run) {
     const bool mix = tokens_ != nullptr && it.causal && !decoding.empty() && it.positions.size() != 4 * n &&
                      static_cast<int32_t>(decoding.size()) < cap;
     if (!mix) {
-        // Alone: the whole span (decoded in place), or what a mixed step left of it (copied).
+        // Alone: the whole span, or what a mixed step left of it (its rows in place either way).
         const size_t         off = a->offset;
-        std::vector<float>   rest_embd;
         std::vector<int32_t> rest_pos;
-        if (off > 0) {
-            rest_embd.assign(it.embd.begin() + static_cast<std::ptrdiff_t>(off * n_embd), it.embd.end());
-            if (!it.positions.empty()) {
-                rest_pos.assign(it.positions.begin() + static_cast<std::ptrdiff_t>(off), it.positions.end());
-            }
+        if (off > 0 && !it.positions.empty()) {
+            rest_pos.assign(it.positions.begin() + static_cast<std::ptrdiff_t>(off), it.positions.end());
         }
-        const std::vector<float> &   embd      = off > 0 ? rest_embd : it.embd;
         const std::vector<int32_t> & positions = off > 0 ? rest_pos : it.positions;
         try {
             compute_turn turn;
             set_threads(static_cast<int64_t>(n - off));
-            ctx_->decode_embeddings(embd, it.n_embd, positions, it.pos0 + static_cast<int32_t>(off), a->req.seq,
-                                    it.causal, logits_mode::none, &abort_, false);
+            ctx_->decode_embeddings(it.embd.begin() + off * n_embd, it.embd.size - off * n_embd, it.n_embd, positions,
+                                    it.pos0 + static_cast<int32_t>(off), a->req.seq, it.causal, logits_mode::none,
+                                    &abort_, false);
         } catch (const error & e) {
             if (e.code() == error_code::aborted) {
                 throw;
@@ -464,8 +460,7 @@ bool scheduler::media_step(std::vector<std::unique_ptr<active>> & run) {
         b.add(-1, d->pos, d->req.seq, true);
         owner.push_back(d);
     }
-    std::copy(it.embd.begin() + static_cast<std::ptrdiff_t>(a->offset * n_embd),
-              it.embd.begin() + static_cast<std::ptrdiff_t>((a->offset + chunk) * n_embd),
+    std::copy(it.embd.begin() + a->offset * n_embd, it.embd.begin() + (a->offset + chunk) * n_embd,
               b.embd.begin() + static_cast<std::ptrdiff_t>(static_cast<size_t>(n_dec) * n_embd));
     for (size_t j = 0; j < chunk; ++j) {
         const size_t k = a->offset + j;

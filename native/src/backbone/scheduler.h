@@ -36,6 +36,7 @@
 #include "backbone/model.h"
 #include "backbone/sampling.h"
 #include "common/error.h"
+#include "common/float_rows.h"
 #include "llama.h"
 
 namespace mm {
@@ -45,8 +46,9 @@ class context;
 struct sched_item {
     // Text: tokens at pos0, pos0+1, ...
     std::vector<int32_t> tokens;
-    // Or an embedding span [n, n_embd] at explicit positions (n or 4n entries; empty: pos0...).
-    std::vector<float>   embd;
+    // Or an embedding span [n, n_embd] at explicit positions (n or 4n entries; empty: pos0...),
+    // shared with the matrix it came from when it can be (not copied).
+    float_rows           embd;
     int32_t              n_embd = 0;
     std::vector<int32_t> positions;
     bool                 causal = true;

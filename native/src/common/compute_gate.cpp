@@ -5,6 +5,7 @@
 #include <string>
 
 #if defined(__linux__)
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -20,13 +21,21 @@ void yield_to_js_thread() {
     }
     done              = true;
     const char * v    = std::getenv("MM_COMPUTE_NICE");
-    const int    step = v != nullptr ? std::atoi(v) : 5;
+    const int    step = v != nullptr && std::string(v) != "idle" ? std::atoi(v) : 5;
     if (step <= 0) {
         return;
     }
     const auto tid = static_cast<id_t>(syscall(SYS_gettid));
-    errno          = 0;
-    const int now  = getpriority(PRIO_PROCESS, tid);
+    if (v != nullptr && std::string(v) == "idle") {
+        // SCHED_IDLE: the thread runs only when no other thread wants the core, and any other
+        // thread that wakes takes the core at once (nice leaves the kernel's slices in between)
+        sched_param sp{};
+        if (sched_setscheduler(0, SCHED_IDLE, &sp) == 0) {
+            return;
+        }
+    }
+    errno         = 0;
+    const int now = getpriority(PRIO_PROCESS, tid);
     if (errno == 0 && now < 19) {
         setpriority(PRIO_PROCESS, tid, now + step > 19 ? 19 : now + step);
     }

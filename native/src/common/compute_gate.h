@@ -34,7 +34,9 @@ class compute_gate {
 // Lowers the calling thread's CPU priority once (Linux nice is per thread, and the ggml workers a
 // thread starts inherit it): a thread that computes graphs yields to the JS thread when both want
 // a core, so the event loop that takes requests and streams tokens goes first. The step is
-// MM_COMPUTE_NICE (default 5; 0 keeps the priority). Raising it back needs a privilege, so a
+// MM_COMPUTE_NICE (default 5; 0 keeps the priority; `idle`: SCHED_IDLE, so that the thread runs
+// only on a core nothing else wants: the event loop's lag is then the least, and the compute
+// waits for every other busy thread on the machine). Raising it back needs a privilege, so a
 // libuv worker that computed once stays at the lower priority.
 void yield_to_js_thread();
 

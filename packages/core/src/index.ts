@@ -53,6 +53,7 @@ export {
   INPUT_AUDIO_FORMATS,
   type InputAudioFormat,
   inputAudioUrl,
+  isBase64,
   loadAudio,
   loadImage,
   MEDIA_MARKER,

@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { audioKey, EmbeddingCache, pixelKey } from './image-cache.js';
-import { flattenMessages, inputAudioUrl, MEDIA_MARKER, parseDataUrl } from './messages.js';
+import {
+  flattenMessages,
+  inputAudioUrl,
+  isBase64,
+  MEDIA_MARKER,
+  parseDataUrl,
+} from './messages.js';
 
 describe('flattenMessages', () => {
   it('joins text parts with a newline and puts the marker in with no separator', () => {
@@ -87,6 +93,34 @@ describe('flattenMessages', () => {
 const chunk = (n: number) => ({
   chunks: [{ rows: new Float32Array(n), nTokens: 1, nx: 1, ny: 1, causal: true }],
   between: [],
+});
+
+describe('isBase64', () => {
+  it('takes standard padded base64 and nothing else', () => {
+    for (const ok of [
+      '',
+      'QQ==',
+      'QUI=',
+      'QUJD',
+      'ab+/09AZ',
+      Buffer.from('any bytes ✓').toString('base64'),
+    ])
+      expect(isBase64(ok), ok).toBe(true);
+    for (const bad of [
+      'Q',
+      'QQ=',
+      'Q===',
+      'QQ=A',
+      'Q=QA',
+      '=QQA',
+      'QU-_',
+      'QU\nJD',
+      'QUJ\u0141',
+      'QUJD====',
+      'QU JD',
+    ])
+      expect(isBase64(bad), JSON.stringify(bad)).toBe(false);
+  });
 });
 
 describe('parseDataUrl', () => {

@@ -130,7 +130,21 @@ const AUDIO_MEDIA_TYPES: Readonly<Record<InputAudioFormat, string>> = {
   flac: 'audio/flac',
 };
 
-const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+const NOT_BASE64 = /[^A-Za-z0-9+/=]/;
+
+/**
+ * Whether `s` is standard, padded base64: a multiple of 4 characters from the standard alphabet,
+ * with at most two `=`, only at the end. One scan for a character outside the alphabet (a
+ * negated class: 1 ms for a 400 KB picture, where the anchored `^[A-Za-z0-9+/]*={0,2}$` took
+ * 2.7 ms of the event loop), then the padding.
+ */
+export function isBase64(s: string): boolean {
+  if (s.length % 4 !== 0 || NOT_BASE64.test(s)) return false;
+  const eq = s.indexOf('=');
+  return (
+    eq < 0 || eq === s.length - 1 || (eq === s.length - 2 && s.charCodeAt(s.length - 1) === 61)
+  );
+}
 
 /**
  * An OpenAI `input_audio` part as a `data:` URL: `format` must be wav, mp3 or flac and `data` base64
@@ -151,7 +165,7 @@ export function inputAudioUrl(part: unknown, where = 'input_audio'): string {
     throw new MmInvalidArgumentError(`${where}.input_audio.data`, 'must be a base64 string');
   }
   const compact = data.replace(/\s+/g, '');
-  if (compact.length === 0 || compact.length % 4 !== 0 || !BASE64.test(compact)) {
+  if (compact.length === 0 || !isBase64(compact)) {
     throw new MmInvalidArgumentError(
       `${where}.input_audio.data`,
       'is not valid base64 (standard alphabet, padded to a multiple of 4 characters)',

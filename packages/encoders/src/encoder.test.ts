@@ -70,16 +70,22 @@ describe('VisionEncoder on tiny-shapes', () => {
     }
   });
 
-  it('Features copy out, dispose once, and are typed after dispose', async () => {
+  it('Features are viewed in place, dispose once, and are typed after dispose', async () => {
     const f = (await encoder.encodeChunks(await Image.fromFile(tinyShapesSamples[1]!)))[0]!;
-    const a = f.toFloat32Array();
-    const b = f.toFloat32Array();
+    const a = f.toFloat32Array(); // a view of the native rows
+    const b = f.toFloat32Array(); // a copy: the first view is alive
     expect(a).toEqual(b);
     expect(a).not.toBe(b);
     expect(a.length).toBe(36 * 96);
+    const first = a[0]!;
+    a[0] = first + 1; // the view and the copy are separate memory
+    expect(b[0]).toBe(first);
+    a[0] = first;
     expect(f.timings.encodeMs).toBeGreaterThan(0);
     f.dispose();
     expect(f.disposed).toBe(true);
+    // the view keeps the native rows alive after dispose
+    expect(a).toEqual(b);
     expect(() => f.toFloat32Array()).toThrow(expect.objectContaining({ code: 'MM_DISPOSED' }));
     expect(() => f.dispose()).toThrow(expect.objectContaining({ code: 'MM_DISPOSED' }));
     expect(() => f[Symbol.dispose]()).not.toThrow();

@@ -12,7 +12,7 @@ export interface EncodeTimings {
 
 /**
  * F_X, the encoder's output: `[nTokens, nEmbd]` f32 features (one row per image patch), held by
- * native code. Copy them out with `toFloat32Array()`; free them with `dispose()` (or `using`).
+ * native code. Read them with `toFloat32Array()`; free them with `dispose()` (or `using`).
  */
 export class Features {
   readonly nTokens: number;
@@ -62,7 +62,11 @@ export class Features {
     return this.#native;
   }
 
-  /** A copy of the features, row-major `[nTokens][nEmbd]`. */
+  /**
+   * The features, row-major `[nTokens][nEmbd]`: a view of the native memory, not a copy (it
+   * keeps that memory alive after `dispose()`, until the array is collected); a second call while
+   * the first array lives gives a copy.
+   */
   toFloat32Array(): Float32Array {
     return callNative(() => this[nativeOf].toFloat32Array());
   }

@@ -64,7 +64,12 @@ export class Embeddings {
     return spanPositionIds(this, pos0, mrope);
   }
 
-  /** A copy of the rows, `[nTokens][nEmbd]` (one memcpy). */
+  /**
+   * The rows, row-major `[nTokens][nEmbd]`: a view of the native memory, not a copy (it keeps
+   * that memory alive after `dispose()`, until the array itself is collected). A second call
+   * while the first array lives gives a copy. The scheduler takes such a view's rows without
+   * copying them, so writing into it after a prompt was submitted changes what is decoded.
+   */
   toFloat32Array(): Float32Array {
     const n = this.native;
     return callNative(() => n.toFloat32Array());

@@ -27,6 +27,7 @@ import { SlotPool } from './slots.js';
 import { type SpeechServeOptions, SpeechService, sendSpeech } from './speech.js';
 import { parseSpeechRequest } from './speech-shapes.js';
 import { loadStaticFiles, type StaticFile } from './static-files.js';
+import { nextTurn } from './turns.js';
 
 /** What answers one request at a time: a MultimodalModel (or anything shaped like one). */
 export interface ChatSlot {
@@ -301,7 +302,11 @@ export async function listen(
 
   app.post('/v1/chat/completions', async (request, reply) => {
     const arrived = performance.now();
+    await nextTurn(); // a burst of requests is taken in one per turn of the event loop
     const req = parseChatRequest(request.body, limits);
+    // the parsed request holds what it needs (pictures as bytes): the JSON body, with its large
+    // base64 strings, is let go now rather than at the end of a long answer
+    (request as { body: unknown }).body = undefined;
     if (req.model !== modelId) {
       if (speech && req.model === speech.modelId) {
         throw wrongKind(req.model, 'a speech model: use POST /v1/audio/speech');

@@ -1,0 +1,35 @@
+import { describe, expect, it } from 'vitest';
+import { nextTurn } from './turns.js';
+
+describe('nextTurn', () => {
+  it('hands waiters out in order, one per turn of the event loop', async () => {
+    const order: string[] = [];
+    const waiters = ['a', 'b', 'c'].map((name) =>
+      nextTurn().then(() => {
+        order.push(name);
+        // what a waiter queues as microtasks runs before the next waiter
+        queueMicrotask(() => order.push(`${name}'`));
+      }),
+    );
+    await Promise.all(waiters);
+    expect(order).toEqual(['a', "a'", 'b', "b'", 'c', "c'"]);
+  });
+
+  it('lets a due timer run between two waiters', async () => {
+    const order: string[] = [];
+    const first = nextTurn().then(() => {
+      order.push('first');
+      const until = performance.now() + 3;
+      while (performance.now() < until); // the 1 ms timer below is due by the next turn
+    });
+    const second = nextTurn().then(() => order.push('second'));
+    const timer = new Promise<void>((resolve) =>
+      setTimeout(() => {
+        order.push('timer');
+        resolve();
+      }, 1),
+    );
+    await Promise.all([first, second, timer]);
+    expect(order).toEqual(['first', 'timer', 'second']);
+  });
+});
