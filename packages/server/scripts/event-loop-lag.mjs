@@ -27,12 +27,9 @@
 // '--trace-gc' with LAG_SERVER_STDOUT=1) passes node flags to the server.
 //
 // Exit status 1 when an answer is lost.
-import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { availableParallelism, setPriority } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
   BENCH_LLAMA_1B,
@@ -44,11 +41,7 @@ import {
   syntheticImage,
   tinyShapesItems,
 } from '@mm/testing';
-
-const here = dirname(fileURLToPath(import.meta.url));
-const mmBin = join(here, '..', '..', '..', 'apps', 'cli', 'bin', 'mm.js');
-const require = createRequire(import.meta.url);
-const tinyDir = join(dirname(require.resolve('@mm/demo/package.json')), 'models', 'tiny-shapes');
+import { intOption, printHelpAndExit, spawnMmServe, tinyDir } from './script-kit.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -66,29 +59,8 @@ const { values } = parseArgs({
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
-if (values.help) {
-  const lines = readFileSync(fileURLToPath(import.meta.url), 'utf8')
-    .split('\n')
-    .slice(1);
-  console.log(
-    lines
-      .slice(
-        0,
-        lines.findIndex((l) => !l.startsWith('//')),
-      )
-      .map((l) => l.slice(3))
-      .join('\n'),
-  );
-  process.exit(0);
-}
-const int = (name, min = 1) => {
-  const n = Number(values[name]);
-  if (!Number.isInteger(n) || n < min) {
-    console.error(`--${name} must be an integer >= ${min}, got '${values[name]}'`);
-    process.exit(2);
-  }
-  return n;
-};
+if (values.help) printHelpAndExit(import.meta.url);
+const int = (name, min = 1) => intOption(values, name, min);
 if (!['tiny', 'realistic'].includes(values.shape)) {
   console.error(`--shape takes tiny or realistic, got '${values.shape}'`);
   process.exit(2);
@@ -142,27 +114,18 @@ async function models() {
 }
 
 async function startServer(m) {
-  const argv = [mmBin, 'serve', '-m', m.model, '--mmproj', m.mmproj, '--no-demo', '--port', '0'];
-  argv.push('--parallel', values.parallel, '--threads', values.threads, '-c', String(m.ctx));
-  argv.push('--max-queue', '1024');
-  const child = spawn(
-    process.execPath,
-    [...(process.env.LAG_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean), ...argv],
-    { stdio: ['ignore', process.env.LAG_SERVER_STDOUT ? 'inherit' : 'ignore', 'pipe'] },
+  const { child, url, argv } = await spawnMmServe(
+    [
+      ...['-m', m.model, '--mmproj', m.mmproj, '--no-demo', '--parallel', values.parallel],
+      ...['--threads', values.threads, '-c', String(m.ctx), '--max-queue', '1024'],
+    ],
+    {
+      nodeArgs: (process.env.LAG_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean),
+      stdout: process.env.LAG_SERVER_STDOUT ? 'inherit' : 'ignore',
+    },
   );
-  let err = '';
-  const url = await new Promise((resolve, reject) => {
-    child.stderr.on('data', (d) => {
-      err += d.toString('utf8');
-      const found = /mm serve: \S+ on (http:\/\/\S+)/.exec(err);
-      if (found) resolve(found[1]);
-    });
-    child.once('exit', (code, sig) =>
-      reject(new Error(`mm serve exited (${sig ?? code}) before listening:\n${err}`)),
-    );
-  });
   const list = await (await fetch(`${url}/v1/models`)).json();
-  return { child, url, argv: argv.slice(1), modelId: list.data[0].id };
+  return { child, url, argv, modelId: list.data[0].id };
 }
 
 // --- the load -----------------------------------------------------------------------------

@@ -37,10 +37,8 @@
 // side, or when mm's answers differ from its own 1-client answers, or (tiny-shapes) from
 // llama-server's; llama-server's own differences are printed, not counted.
 import { spawn } from 'node:child_process';
-import { createRequire } from 'node:module';
 import { availableParallelism, cpus } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
   BENCH_LLAMA_1B,
@@ -54,11 +52,7 @@ import {
   syntheticImage,
   tinyShapesItems,
 } from '@mm/testing';
-
-const here = dirname(fileURLToPath(import.meta.url));
-const mmBin = join(here, '..', '..', '..', 'apps', 'cli', 'bin', 'mm.js');
-const require = createRequire(import.meta.url);
-const tinyDir = join(dirname(require.resolve('@mm/demo/package.json')), 'models', 'tiny-shapes');
+import { intOption, printHelpAndExit, spawnMmServe, tinyDir } from './script-kit.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -79,25 +73,9 @@ const { values } = parseArgs({
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
-if (values.help) {
-  const src = (await import('node:fs')).readFileSync(fileURLToPath(import.meta.url), 'utf8');
-  const lines = src.split('\n').slice(1);
-  const head = lines.slice(
-    0,
-    lines.findIndex((l) => !l.startsWith('//')),
-  );
-  console.log(head.map((l) => l.slice(3)).join('\n'));
-  process.exit(0);
-}
+if (values.help) printHelpAndExit(import.meta.url);
 
-const int = (name, min = 1) => {
-  const n = Number(values[name]);
-  if (!Number.isInteger(n) || n < min) {
-    console.error(`--${name} must be an integer >= ${min}, got '${values[name]}'`);
-    process.exit(2);
-  }
-  return n;
-};
+const int = (name, min = 1) => intOption(values, name, min);
 const scenarios = new Set(
   values.scenario === 'all'
     ? ['distinct', 'repeat', 'realistic', 'decode']
@@ -140,25 +118,15 @@ const log = (msg) => process.stderr.write(`[vs] ${msg}\n`);
 
 /** `mm serve` as a user starts it (the CLI), on a free port; resolves when /health answers. */
 async function startMm({ model, mmproj, ctxPerSlot }) {
-  const argv = [mmBin, 'serve', '-m', model, '--mmproj', mmproj, '--parallel', String(parallel)];
-  argv.push('--threads', String(threads), '-c', String(ctxPerSlot), '--port', '0', '--no-demo');
-  argv.push('--max-queue', '1024', '--timeout', String(requestTimeoutMs / 1000));
-  const child = spawn(process.execPath, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  const url = await new Promise((resolve, reject) => {
-    child.stderr.on('data', (d) => {
-      err += d.toString('utf8');
-      const m = /mm serve: \S+ on (http:\/\/\S+)/.exec(err);
-      if (m) resolve(m[1]);
-    });
-    child.once('exit', (code, sig) =>
-      reject(new Error(`mm serve exited (${sig ?? code}) before listening:\n${err}`)),
-    );
-  });
+  const { child, url, argv } = await spawnMmServe([
+    ...['-m', model, '--mmproj', mmproj, '--parallel', String(parallel), '--no-demo'],
+    ...['--threads', String(threads), '-c', String(ctxPerSlot), '--max-queue', '1024'],
+    ...['--timeout', String(requestTimeoutMs / 1000)],
+  ]);
   const server = {
     name: 'mm',
     url,
-    argv: argv.slice(1),
+    argv,
     stop: async () => {
       children.delete(server);
       await stopChild(child);

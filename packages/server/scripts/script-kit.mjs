@@ -1,0 +1,64 @@
+// What the load scripts beside it share: where `mm` and the tiny-shapes files are, their --help
+// (the comment block at the top of the script), integer options, and starting `mm serve`.
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const require = createRequire(import.meta.url);
+
+/** The `mm` CLI of this checkout. */
+export const mmBin = join(here, '..', '..', '..', 'apps', 'cli', 'bin', 'mm.js');
+
+/** The bundled tiny-shapes model (one copy, in @mm/demo). */
+export const tinyDir = join(
+  dirname(require.resolve('@mm/demo/package.json')),
+  'models',
+  'tiny-shapes',
+);
+
+/** Prints the `//` comment block at the top of the script at `url` (its --help) and exits 0. */
+export function printHelpAndExit(url) {
+  const lines = readFileSync(fileURLToPath(url), 'utf8').split('\n').slice(1);
+  const head = lines.slice(
+    0,
+    lines.findIndex((l) => !l.startsWith('//')),
+  );
+  console.log(head.map((l) => l.slice(3)).join('\n'));
+  process.exit(0);
+}
+
+/** `values[name]` as an integer >= min, or a message and exit 2. */
+export function intOption(values, name, min = 1) {
+  const n = Number(values[name]);
+  if (!Number.isInteger(n) || n < min) {
+    console.error(`--${name} must be an integer >= ${min}, got '${values[name]}'`);
+    process.exit(2);
+  }
+  return n;
+}
+
+/**
+ * `node [nodeArgs] mm.js serve <args>` on a free port: resolves { child, url, argv } once it
+ * listens (argv: what follows `node`, for printing), rejects if it exits first.
+ */
+export async function spawnMmServe(args, { nodeArgs = [], stdout = 'ignore' } = {}) {
+  const argv = [mmBin, 'serve', ...args, '--port', '0'];
+  const child = spawn(process.execPath, [...nodeArgs, ...argv], {
+    stdio: ['ignore', stdout, 'pipe'],
+  });
+  let err = '';
+  const url = await new Promise((resolve, reject) => {
+    child.stderr.on('data', (d) => {
+      err += d.toString('utf8');
+      const found = /mm serve: \S+ on (http:\/\/\S+)/.exec(err);
+      if (found) resolve(found[1]);
+    });
+    child.once('exit', (code, sig) =>
+      reject(new Error(`mm serve exited (${sig ?? code}) before listening:\n${err}`)),
+    );
+  });
+  return { child, url, argv: argv.slice(1) };
+}
