@@ -94,7 +94,7 @@ float_rows rows_of(const Napi::Float32Array & a) {
         }
         // the array must lie inside the matrix (a view of it, or a subarray of one)
         if (m && data >= m->data.data() && data + n <= m->data.data() + m->data.size()) {
-            return { std::shared_ptr<const float>(m, data), n };
+            return {std::shared_ptr<const float>(m, data), n};
         }
     }
     return float_rows::copy_of(data, n);

@@ -13,7 +13,7 @@ struct float_rows {
 
     static float_rows copy_of(const float * p, size_t n) {
         auto v = std::make_shared<std::vector<float>>(p, p + n);
-        return { std::shared_ptr<const float>(v, v->data()), n };
+        return {std::shared_ptr<const float>(v, v->data()), n};
     }
 
     bool          empty() const { return size == 0; }
