@@ -1,9 +1,10 @@
 #include "float_views.h"
 
-#include <cstring>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
+
+#include "addon_vision.h"
 
 namespace mm::napi {
 
@@ -21,14 +22,6 @@ view_registry & registry() {
     return *r;
 }
 
-Napi::Float32Array copy_of(Napi::Env env, const std::vector<float> & v) {
-    auto out = Napi::Float32Array::New(env, v.size());
-    if (!v.empty()) {
-        std::memcpy(out.Data(), v.data(), v.size() * sizeof(float));
-    }
-    return out;
-}
-
 }  // namespace
 
 Napi::Float32Array float32_view_of(Napi::Env env, const std::shared_ptr<const token_matrix> & m) {
@@ -41,7 +34,7 @@ Napi::Float32Array float32_view_of(Napi::Env env, const std::shared_ptr<const to
         auto [it, added] = registry().live.try_emplace(base, m);
         if (!added) {
             if (!it->second.expired()) {
-                return copy_of(env, m->data);  // a view of m is alive: one external buffer per address
+                return float32_array_of(env, m->data);  // a view of m is alive: one external buffer per address
             }
             it->second = m;  // a collected view of a freed matrix at the same address
         }
@@ -74,7 +67,7 @@ Napi::Float32Array float32_view_of(Napi::Env env, const std::shared_ptr<const to
         if (env.IsExceptionPending()) {
             env.GetAndClearPendingException();
         }
-        return copy_of(env, m->data);
+        return float32_array_of(env, m->data);
     }
     return Napi::Float32Array::New(env, n, Napi::ArrayBuffer(env, buffer), 0);
 }
