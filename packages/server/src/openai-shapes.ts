@@ -177,10 +177,10 @@ function parseContent(
         return part;
       }
       // Never a path: a client must not make the server read its files.
-      const bytes = checkDataUrl(url, `${where}.image_url.url`, limits);
+      const payload = checkDataUrl(url, `${where}.image_url.url`, limits);
       // the bytes, decoded now: the request holds them (outside the JS heap) while it waits and
       // runs, not the 400 KB string, which then dies young instead of filling the old generation
-      return { type: 'image', image: Buffer.from(bytes, 'base64') };
+      return { type: 'image', image: Buffer.from(payload, 'base64') };
     }
     if (p.type === 'input_audio') {
       if (role !== 'user')
