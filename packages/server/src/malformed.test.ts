@@ -93,6 +93,11 @@ describe('mm serve survives malformed requests (each gets a 4xx JSON error)', ()
 
   it('not JSON, and wrong JSON types', async () => {
     await expectError('{"model": "tiny-shapes-llm", "messages": [', 400, /invalid_json/);
+    await expectError('', 400, 'ctp_empty_json_body');
+    // a key that would poison an object merged from the body (refused as fastify's parser does)
+    const poisoned = JSON.stringify(good()).replace('{', '{"__proto__": {"isAdmin": true}, ');
+    expect(JSON.parse(poisoned).messages).toEqual(good().messages);
+    await expectError(poisoned, 400, 'ctp_invalid_json_body');
     await expectError([1, 2, 3], 400, 'invalid_type');
     await expectError({ model: 'tiny-shapes-llm', messages: 'hello' }, 400, 'invalid_type');
     await expectError({ model: 'tiny-shapes-llm', messages: [] }, 400, 'invalid_type');

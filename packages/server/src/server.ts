@@ -14,6 +14,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { BatchedEngine } from './batched-engine.js';
 import { EventLoopLagMonitor } from './event-loop-lag.js';
 import { HttpError, toHttpError } from './http-error.js';
+import { useTurnTakingJsonParser } from './json-body.js';
 import { DEFAULT_LIMITS, type ServerLimits } from './limits.js';
 import {
   type ChatRequest,
@@ -202,6 +203,8 @@ export async function listen(
     forceCloseConnections: 'idle',
     return503OnClosing: true,
   });
+  // a burst of JSON bodies is parsed one per turn of the event loop (see json-body.ts)
+  useTurnTakingJsonParser(app);
 
   app.setErrorHandler((error: unknown, _request, reply) => {
     const e = error as { statusCode?: number; code?: string; message?: string };
@@ -302,7 +305,9 @@ export async function listen(
 
   app.post('/v1/chat/completions', async (request, reply) => {
     const arrived = performance.now();
-    await nextTurn(); // a burst of requests is taken in one per turn of the event loop
+    // its body was parsed on a turn of the event loop of its own (json-body.ts); checking and
+    // decoding its pictures' base64 takes the next
+    await nextTurn();
     const req = parseChatRequest(request.body, limits);
     // the parsed request holds what it needs (pictures as bytes): the JSON body, with its large
     // base64 strings, is let go now rather than at the end of a long answer
