@@ -49,15 +49,15 @@ export function parseJsonBody(bytes: Buffer): unknown {
 
 /**
  * Replaces fastify's `application/json` parser with one that takes a body in on its own turn of
- * the event loop (`nextTurn`), and with the route's work that follows it in that turn.
+ * the event loop (`nextTurn`).
  *
  * fastify parses a body as soon as its last byte arrives: eight requests whose bodies come in the
  * same poll of the sockets were turned into strings and parsed back to back, each picture's
  * data URL scanned twice more by secure-json-parse's `__proto__` and `constructor` patterns (at
  * 400 KB a body, about 2 ms each; the event loop stalled 20-90 ms while a burst arrived). Here the
- * poll only gathers the bytes (fastify's Buffer.concat); the string, the parse, a walk of the
- * parsed value for the poisoned keys, then the route's own intake (the base64 checked and
- * decoded) run one request per turn, with timers and socket writes between them.
+ * poll only gathers the bytes (fastify's Buffer.concat); the string, the parse and a walk of the
+ * parsed value for the poisoned keys run one request per turn, and the chat route takes one more
+ * turn for its pictures' base64 check and decode, with timers and socket writes in between.
  */
 export function useTurnTakingJsonParser(app: FastifyInstance): void {
   app.removeContentTypeParser('application/json');
