@@ -31,17 +31,14 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism, setPriority } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { encodePng, stopChild, syntheticImage, tinyShapesItems } from '@mm/testing';
 import {
-  BENCH_LLAMA_1B,
-  benchLlama,
-  benchMmproj,
-  encodePng,
-  REALISTIC_CLIP_L14_336,
-  stopChild,
-  syntheticImage,
-  tinyShapesItems,
-} from '@mm/testing';
-import { intOption, printHelpAndExit, spawnMmServe, tinyDir } from './script-kit.mjs';
+  intOption,
+  printHelpAndExit,
+  realisticPair,
+  spawnMmServe,
+  tinyDir,
+} from './script-kit.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -95,15 +92,9 @@ async function models() {
     };
   }
   log('making the realistic models once into benchDir() (minutes the first time)...');
-  const mmproj = await benchMmproj({
-    ...REALISTIC_CLIP_L14_336,
-    projectionDim: BENCH_LLAMA_1B.nEmbd,
-    hiddenDim: BENCH_LLAMA_1B.nEmbd,
-  });
   return {
     name: 'CLIP ViT-L/14-336 + BENCH_LLAMA_1B (random F16)',
-    model: await benchLlama(BENCH_LLAMA_1B),
-    mmproj,
+    ...(await realisticPair()),
     ctx: 1024,
     jobs: (n, seed) =>
       Array.from({ length: n }, (_, i) => ({

@@ -1,10 +1,12 @@
 // What the load scripts beside it share: where `mm` and the tiny-shapes files are, their --help
-// (the comment block at the top of the script), integer options, and starting `mm serve`.
+// (the comment block at the top of the script), integer options, starting `mm serve`, and the
+// realistic model pair.
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { BENCH_LLAMA_1B, benchLlama, benchMmproj, REALISTIC_CLIP_L14_336 } from '@mm/testing';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const require = createRequire(import.meta.url);
@@ -61,4 +63,17 @@ export async function spawnMmServe(args, { nodeArgs = [], stdout = 'ignore' } = 
     );
   });
   return { child, url, argv: argv.slice(1) };
+}
+
+/**
+ * The realistic pair, written into benchDir() once (minutes the first time): a CLIP ViT-L/14-336
+ * mmproj projecting to BENCH_LLAMA_1B's width, and that llama (random F16 weights).
+ */
+export async function realisticPair() {
+  const mmproj = await benchMmproj({
+    ...REALISTIC_CLIP_L14_336,
+    projectionDim: BENCH_LLAMA_1B.nEmbd,
+    hiddenDim: BENCH_LLAMA_1B.nEmbd,
+  });
+  return { model: await benchLlama(BENCH_LLAMA_1B), mmproj };
 }

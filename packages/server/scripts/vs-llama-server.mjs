@@ -42,17 +42,20 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
   BENCH_LLAMA_1B,
-  benchLlama,
-  benchMmproj,
   encodePng,
   oracleTool,
-  REALISTIC_CLIP_L14_336,
   startLlamaServer,
   stopChild,
   syntheticImage,
   tinyShapesItems,
 } from '@mm/testing';
-import { intOption, printHelpAndExit, spawnMmServe, tinyDir } from './script-kit.mjs';
+import {
+  intOption,
+  printHelpAndExit,
+  realisticPair,
+  spawnMmServe,
+  tinyDir,
+} from './script-kit.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -1002,12 +1005,7 @@ function printDecode(r) {
 
 async function realisticModels() {
   log('realistic: making the models once into benchDir() (minutes the first time)...');
-  const mmproj = await benchMmproj({
-    ...REALISTIC_CLIP_L14_336,
-    projectionDim: BENCH_LLAMA_1B.nEmbd,
-    hiddenDim: BENCH_LLAMA_1B.nEmbd,
-  });
-  const model = await benchLlama(BENCH_LLAMA_1B);
+  const { model, mmproj } = await realisticPair();
   return {
     name: `CLIP ViT-L/14-336 mmproj (projection ${BENCH_LLAMA_1B.nEmbd}) + BENCH_LLAMA_1B (16 layers, n_embd 2048), random F16`,
     model,
