@@ -17,7 +17,8 @@
 # that would not fit are skipped and said so), MM_CUDA_ARCHS (default 90-real, Hopper),
 # MM_BUILD_JOBS (default: all cores), GPU_CHECK_REAL=0 to skip the realistic-shape bench,
 # GPU_CHECK_ONLY=bench-tiny for the short run: build, mm info, `mm bench -g all` on tiny-shapes,
-# then the backbone parity test if time is left (nothing else).
+# then the backbone parity test if time is left (nothing else); GPU_CHECK_ONLY=parity: build, mm info,
+# then the parity tests of mm's own graphs on the GPU against libmtmd on the same GPU.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -42,7 +43,8 @@ pack() {
   done
   tar -C native/vendor -cf - "${skip[@]}" .stamp.json llama.cpp/CMakeLists.txt llama.cpp/LICENSE \
     llama.cpp/cmake llama.cpp/ggml llama.cpp/src llama.cpp/include llama.cpp/common \
-    llama.cpp/tools/mtmd llama.cpp/tools/tts llama.cpp/tools/server llama.cpp/tools/ui llama.cpp/vendor \
+    llama.cpp/tools/mtmd llama.cpp/tools/tts llama.cpp/tools/server llama.cpp/tools/ui \
+    llama.cpp/tools/batched-bench llama.cpp/vendor \
     llama.cpp/licenses |
     xz -T0 -6 >"$carry/vendor.tar.xz"
   # the native sources of HEAD: built instead when the working tree's do not build (another
@@ -158,8 +160,10 @@ bench_json() { # FILE ARGS...: mm bench --json into $out/FILE, its table into th
   ' "$out/$f"
 }
 
-vitest() { # PKG FILE
-  (cd "$1" && node "$root/node_modules/vitest/vitest.mjs" run "$2")
+vitest() { # PKG FILE... (none: all of the package's)
+  local pkg=$1
+  shift
+  (cd "$pkg" && node "$root/node_modules/vitest/vitest.mjs" run "$@")
 }
 
 real_models() {
@@ -211,29 +215,43 @@ run() {
   fi
   # only the reference tools these checks use (build.mjs --oracle builds all of them)
   local tools=(llama-mtmd-cli mm-bench-vision mm-peak-rss mm-ref-generate)
-  [ "${GPU_CHECK_ONLY:-}" = bench-tiny ] || tools+=(mm-ref-mtmd-embed)
+  [ "${GPU_CHECK_ONLY:-}" = bench-tiny ] ||
+    tools+=(mm-ref-mtmd-embed mm-ref-mtmd-gen mm-ref-mtmd-mel mm-ref-mtmd-audio-decode)
   stage build-tools 60 "${lock[@]}" cmake --build native/build --parallel "$MM_BUILD_JOBS" --target \
     "${tools[@]}"
   ls -l native/build/bin
   stage mm-info 20 mm info
-  stage bench-tiny-gpu 60 bench_json bench-tiny-gpu.json -g all -r 10
   if [ "${GPU_CHECK_ONLY:-}" = bench-tiny ]; then
+    stage bench-tiny-gpu 60 bench_json bench-tiny-gpu.json -g all -r 10
     stage parity-backbone 20 vitest packages/backbone-gguf src/parity.test.ts
     stamp "summary"
     printf '  %s\n' "${summary[@]}"
     [ -n "$MM_GPU" ] && nvidia-smi --query-gpu=name,memory.used --format=csv
     return 0
   fi
-  # ours on the GPU (encoders default to the GPU) vs libmtmd on the CPU, the usual tolerances
-  stage parity-projectors 90 vitest packages/projectors src/parity.test.ts
-  # greedy tokens vs llama.cpp's own generation (both on the CPU: the CUDA build's CPU path)
-  stage parity-backbone 60 vitest packages/backbone-gguf src/parity.test.ts
+  # mm's own graphs on the GPU (their default in a GPU build) vs libmtmd on the same GPU
+  # (MM_REF_GPU: the oracles' use_gpu), the usual tolerances: every vision family, then the tiled,
+  # resampler and audio ones, and the speech decoders
+  export MM_REF_GPU=1
+  stage parity-projectors 60 vitest packages/projectors src/parity.test.ts
+  [ "${GPU_CHECK_ONLY:-}" = parity ] || stage bench-tiny-gpu 45 bench_json bench-tiny-gpu.json -g all -r 10
+  stage parity-more 60 vitest packages/projectors src/audio-parity.test.ts src/resampler.test.ts \
+    src/idefics3.test.ts src/parity-dw-rank3.test.ts
+  stage decoders 40 vitest packages/decoders
+  unset MM_REF_GPU
+  if [ "${GPU_CHECK_ONLY:-}" = parity ]; then
+    stamp "summary"
+    printf '  %s\n' "${summary[@]}"
+    return 0
+  fi
   if [ "${GPU_CHECK_REAL:-1}" != 0 ]; then
-    stage real-models 120 real_models &&
-      stage bench-real-gpu 90 bench_json bench-real-gpu.json -g all -r 10 \
+    stage real-models 90 real_models &&
+      stage bench-real-gpu 70 bench_json bench-real-gpu.json -g all -r 10 \
         -m "$(sed -n 1p .dev/real-models.txt)" --mmproj "$(sed -n 2p .dev/real-models.txt)" \
         --image .dev/bench-336.png
   fi
+  # greedy tokens vs llama.cpp's own generation (both on the CPU: the CUDA build's CPU path)
+  stage parity-backbone 30 vitest packages/backbone-gguf src/parity.test.ts
   stage bench-tiny-cpu 60 bench_json bench-tiny-cpu.json -g 0 -r 10
   stamp "summary"
   printf '  %s\n' "${summary[@]}"

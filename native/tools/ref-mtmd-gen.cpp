@@ -127,7 +127,7 @@ int main(int argc, char ** argv) {
         return 3;
     }
     mtmd_context_params cp = mtmd_context_params_default();
-    cp.use_gpu             = false;
+    cp.use_gpu             = std::getenv("MM_REF_GPU") != nullptr;  // mm's graphs on a GPU: the same device
     cp.n_threads           = threads;
     cp.print_timings       = false;
     mtmd_context * ctx     = mtmd_init_from_file(mmproj.c_str(), model, cp);

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <string>
+#include <unordered_set>
 
 #include "common/backends.h"
 #include "common/compute_gate.h"
@@ -23,12 +24,11 @@ runtime::runtime(const runtime_params & params) {
         fail(error_code::internal, "failed to initialise the ggml CPU backend");
     }
     cpu_set_n_threads(cpu_, n_threads_);
-    // mm's own graphs (encoders, projectors, speech decoders) have not passed their parity tests on
-    // a GPU: on CUDA (H200, 2026-11-30) the CLIP encoder read out of bounds in GET_ROWS. They stay
-    // on the CPU unless MM_OWN_GRAPHS_GPU=1 asks for the GPU (to debug that); the backbone
-    // (llama.cpp) and libmtmd's fused graphs offload as asked.
+    // mm's own graphs (encoders, projectors, speech decoders) go to the first GPU when asked;
+    // MM_OWN_GRAPHS_GPU=0 keeps them on the CPU (the backbone and libmtmd's fused graphs offload as
+    // asked either way).
     const char * own_gpu = std::getenv("MM_OWN_GRAPHS_GPU");
-    if (params.use_gpu && own_gpu != nullptr && std::string(own_gpu) == "1") {
+    if (params.use_gpu && (own_gpu == nullptr || std::string(own_gpu) != "0")) {
         gpu_ = ggml_backend_init_by_type(GGML_BACKEND_DEVICE_TYPE_GPU, nullptr);
         if (gpu_ == nullptr) {
             gpu_ = ggml_backend_init_by_type(GGML_BACKEND_DEVICE_TYPE_IGPU, nullptr);
@@ -128,16 +128,47 @@ void forget_compute_addresses(ggml_cgraph * gf) {
 
 }  // namespace
 
+void runtime::restore_sources(ggml_cgraph * gf) {
+    const int n     = ggml_graph_n_nodes(gf);
+    auto      saved = sources_.find(gf);
+    if (saved != sources_.end()) {
+        // the same graph: the same nodes (a backend may have reordered them)
+        bool                              same = saved->second.size() == static_cast<size_t>(n);
+        std::unordered_set<ggml_tensor *> nodes;
+        for (int i = 0; same && i < n; ++i) {
+            nodes.insert(ggml_graph_node(gf, i));
+        }
+        for (size_t i = 0; same && i < saved->second.size(); ++i) {
+            same = nodes.count(saved->second[i].first) != 0;
+        }
+        if (same) {
+            for (const auto & [node, src] : saved->second) {
+                std::copy(src.begin(), src.end(), std::begin(node->src));
+            }
+            return;
+        }
+    }
+    node_sources & built = sources_[gf];
+    built.clear();
+    built.reserve(static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) {
+        ggml_tensor *                           node = ggml_graph_node(gf, i);
+        std::array<ggml_tensor *, GGML_MAX_SRC> src{};
+        std::copy(std::begin(node->src), std::end(node->src), src.begin());
+        built.emplace_back(node, src);
+    }
+}
+
 void runtime::allocate(ggml_cgraph * gf) {
+    restore_sources(gf);
     forget_compute_addresses(gf);
     const double wanted = std::ceil(graph_flops(gf) / k_flops_per_thread);
     graph_threads_      = static_cast<int>(std::max(1.0, std::min<double>(n_threads_, wanted)));
     cpu_set_n_threads(cpu_, graph_threads_);
     current_ = nullptr;
+    // One split per allocation: alloc_graph grows the compute buffers itself when the graph needs
+    // more (a reserve before it would split, and so rewrite, the graph a first time).
     ggml_backend_sched_reset(sched_);
-    if (!ggml_backend_sched_reserve(sched_, gf)) {
-        fail(error_code::out_of_memory, "failed to reserve compute buffers for the graph");
-    }
     if (!ggml_backend_sched_alloc_graph(sched_, gf)) {
         fail(error_code::out_of_memory, "failed to allocate the graph");
     }

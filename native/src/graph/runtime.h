@@ -3,6 +3,7 @@
 // file into a backend buffer, and graphs that are built and allocated once and then recomputed.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -52,18 +53,27 @@ class runtime {
         if (gf == current_) {
             current_ = nullptr;
         }
+        sources_.erase(gf);
     }
     // Computes an allocated graph. `cancel` is polled by the CPU backend between nodes; a cancelled
     // compute throws MM_ABORTED.
     void compute(ggml_cgraph * gf, const std::atomic<bool> * cancel);
 
   private:
+    void restore_sources(ggml_cgraph * gf);
+
     ggml_backend_t       cpu_           = nullptr;
     ggml_backend_t       gpu_           = nullptr;
     ggml_backend_sched_t sched_         = nullptr;
     int                  n_threads_     = 1;
     int                  graph_threads_ = 1;
     ggml_cgraph *        current_       = nullptr;
+    // Each graph's node sources as built. ggml's scheduler rewrites, in the graph it splits, the
+    // sources that cross from one backend to another to its own copies (made in its context, which
+    // the next split reuses); the rewritten graph keeps no trace of the inputs it was built with. A
+    // graph allocated again (after another graph, or after a reserve) is split from these.
+    using node_sources = std::vector<std::pair<ggml_tensor *, std::array<ggml_tensor *, GGML_MAX_SRC>>>;
+    std::unordered_map<ggml_cgraph *, node_sources> sources_;
 };
 
 // Multiply-adds x 2 of a graph's matrix products and attention (to size its thread count).

@@ -36,10 +36,10 @@ reference tools: npm run build:oracle -w @mm/native.
   -t, --threads <n>    threads for both sides (default: all cores but one)
   -g, --n-gpu-layers <n|all>
                        backbone layers on the GPU for both sides (llama-mtmd-cli's -ngl)
-                       (default 0: everything on the CPU, also in a GPU build); the encoder and
-                       projector stay on the CPU on both sides (mm's own graphs do not run on a
-                       GPU yet, so llama-mtmd-cli gets --no-mmproj-offload), unless
-                       MM_OWN_GRAPHS_GPU=1 puts both sides' on the GPU
+                       (default 0: everything on the CPU, also in a GPU build); with layers on
+                       the GPU, both sides' encoder and projector go there too, unless
+                       MM_OWN_GRAPHS_GPU=0 keeps them on the CPU on both sides (llama-mtmd-cli
+                       then gets --no-mmproj-offload)
   -r, --reps <n>       repetitions, at least 10 (default 10)
       --json           the same figures as JSON
 
@@ -138,9 +138,9 @@ export async function runBench(io: CliIo, values: Record<string, unknown>): Prom
   if (gpuLayers !== 'all' && (!Number.isInteger(gpuLayers) || gpuLayers < 0))
     throw new UsageError("--n-gpu-layers must be an integer >= 0 or 'all'");
   const gpu = gpuLayers !== 0;
-  // mm's own graphs stay on the CPU in a GPU build unless MM_OWN_GRAPHS_GPU=1 (native
-  // src/graph/runtime.cpp): libmtmd's encoder is placed alike, so only the backbone differs
-  const encodersOnGpu = gpu && process.env.MM_OWN_GRAPHS_GPU === '1';
+  // mm's own graphs go to the GPU in a GPU build unless MM_OWN_GRAPHS_GPU=0 (native
+  // src/graph/runtime.cpp): libmtmd's encoder is placed alike
+  const encodersOnGpu = gpu && process.env.MM_OWN_GRAPHS_GPU !== '0';
   const json = values.json === true;
   const log = (s: string) => {
     if (!json) io.err(`${s}\n`);
