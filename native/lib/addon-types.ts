@@ -565,18 +565,19 @@ export interface NativeVisionAddon {
     height: number,
     params: NativePreprocessParams,
   ): NativeOperation<NativePixels>;
+  /** `rpc`: a ggml RPC worker ('host:port') whose first device runs the graphs (see rpc.ts). */
   loadVisionEncoder(
     path: string,
-    options: { threads?: number; gpu?: boolean; flashAttn?: 'auto' | 'on' | 'off' },
+    options: { threads?: number; gpu?: boolean; rpc?: string; flashAttn?: 'auto' | 'on' | 'off' },
   ): NativeOperation<NativeVisionEncoder>;
   loadAudioEncoder(
     path: string,
-    options: { threads?: number; gpu?: boolean; flashAttn?: 'auto' | 'on' | 'off' },
+    options: { threads?: number; gpu?: boolean; rpc?: string; flashAttn?: 'auto' | 'on' | 'off' },
   ): NativeOperation<NativeAudioEncoder>;
   /** `audio`: the audio tower's projector (`mm.a.*`) instead of the vision one. */
   loadProjector(
     path: string,
-    options: { threads?: number; gpu?: boolean; audio?: boolean },
+    options: { threads?: number; gpu?: boolean; rpc?: string; audio?: boolean },
   ): NativeOperation<NativeProjector>;
   /**
    * Validates an mmproj's header (keys, tensor shapes and types) without reading weights; `audio`:

@@ -68,7 +68,7 @@ class audio_encode_worker : public promise_worker {
     double                                           encode_ms_ = 0;
 };
 
-// loadAudioEncoder(path, { threads, gpu, flashAttn: 'auto' | 'on' | 'off' }) -> op<AddonAudioEncoder>
+// loadAudioEncoder(path, { threads, gpu, rpc?, flashAttn: 'auto' | 'on' | 'off' }) -> op<AddonAudioEncoder>
 Napi::Value load_audio_encoder_js(const Napi::CallbackInfo & info) {
     Napi::Env            env  = info.Env();
     std::string          path = require_string(info, 0, "path");
@@ -76,6 +76,7 @@ Napi::Value load_audio_encoder_js(const Napi::CallbackInfo & info) {
     audio_encoder_params p;
     p.n_threads  = threads_opt(env, o);
     p.use_gpu    = optional_bool(o, "gpu", true);
+    p.rpc        = rpc_endpoint_opt(o);
     p.flash_attn = flash_attn_arg(env, o);
     return promise_worker::start(env, new load_audio_encoder_worker(env, std::move(path), p));
 }

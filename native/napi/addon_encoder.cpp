@@ -162,7 +162,7 @@ class encoder_preprocess_worker : public promise_worker {
     slice_layout                    layout_;
 };
 
-// loadVisionEncoder(path, { threads, gpu, flashAttn: 'auto' | 'on' | 'off' }) -> op<AddonVisionEncoder>
+// loadVisionEncoder(path, { threads, gpu, rpc?, flashAttn: 'auto' | 'on' | 'off' }) -> op<AddonVisionEncoder>
 Napi::Value load_vision_encoder_js(const Napi::CallbackInfo & info) {
     Napi::Env             env  = info.Env();
     std::string           path = require_string(info, 0, "path");
@@ -170,6 +170,7 @@ Napi::Value load_vision_encoder_js(const Napi::CallbackInfo & info) {
     vision_encoder_params p;
     p.n_threads  = threads_opt(env, o);
     p.use_gpu    = optional_bool(o, "gpu", true);
+    p.rpc        = rpc_endpoint_opt(o);
     p.flash_attn = flash_attn_arg(env, o);
     return promise_worker::start(env, new load_encoder_worker(env, std::move(path), p));
 }

@@ -181,7 +181,7 @@ class encode_project_worker : public promise_worker {
     double                                           project_ms_    = 0;
 };
 
-// loadProjector(path, { threads, gpu }) -> op<AddonProjector>
+// loadProjector(path, { threads, gpu, rpc?, audio }) -> op<AddonProjector>
 Napi::Value load_projector_js(const Napi::CallbackInfo & info) {
     Napi::Env        env  = info.Env();
     std::string      path = require_string(info, 0, "path");
@@ -189,6 +189,7 @@ Napi::Value load_projector_js(const Napi::CallbackInfo & info) {
     projector_params p;
     p.n_threads = threads_opt(env, o);
     p.use_gpu   = optional_bool(o, "gpu", true);
+    p.rpc       = rpc_endpoint_opt(o);
     p.audio     = optional_bool(o, "audio", false);
     return promise_worker::start(env, new load_projector_worker(env, std::move(path), p));
 }

@@ -14,6 +14,7 @@
 
 #include "common/abort_guard.h"
 #include "common/error.h"
+#include "common/rpc.h"
 
 namespace mm::napi {
 
@@ -67,6 +68,21 @@ inline std::string require_string(const Napi::CallbackInfo & info, size_t i, con
 inline bool optional_bool(const Napi::Object & o, const char * key, bool fallback) {
     Napi::Value v = o.Get(key);
     return v.IsBoolean() ? v.As<Napi::Boolean>().Value() : fallback;
+}
+
+// The optional `rpc` option of a loader: a ggml RPC worker's "host:port" ("" when absent). Its
+// form is checked here (MM_INVALID_ARGUMENT); connecting happens in the load, off this thread.
+inline std::string rpc_endpoint_opt(const Napi::Object & o) {
+    Napi::Value v = o.Get("rpc");
+    if (v.IsUndefined() || v.IsNull()) {
+        return "";
+    }
+    if (!v.IsString()) {
+        fail(error_code::invalid_argument, "rpc must be a 'host:port' string");
+    }
+    std::string endpoint = v.As<Napi::String>().Utf8Value();
+    check_rpc_endpoint(endpoint);
+    return endpoint;
 }
 
 // Base for one asynchronous operation. Subclasses implement run() (worker thread, no N-API)

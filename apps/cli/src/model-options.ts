@@ -24,12 +24,15 @@ export const modelFlags = {
 /** `--rpc` for run, chat and serve: ggml RPC workers that take the model's layers. */
 export const rpcFlags = {
   rpc: { type: 'string' },
+  'mmproj-rpc': { type: 'string' },
 } as const;
 
 export const rpcHelp = `      --rpc <host:port,...>  ggml RPC workers (mm rpc-worker, or llama.cpp's rpc-server) that
                             take the text model's layers (all of them unless -g says otherwise);
                             the encoder stays here. The protocol is unauthenticated: use workers
-                            on loopback or a trusted network only`;
+                            on loopback or a trusted network only
+      --mmproj-rpc <host:port>  a ggml RPC worker whose first device runs the mmproj's encoders
+                            and projectors (mm's own graphs; libmtmd's fused ones stay here)`;
 
 /** The endpoints of --rpc (comma-separated host:port), or undefined. */
 export function rpcEndpoints(v: string | undefined): string[] | undefined {
@@ -194,6 +197,13 @@ export function loadOptions(values: Values, requireMmproj: boolean): MultimodalM
     throw new UsageError('--mmproj <file.gguf> is required with --image and --audio');
   const gpu = values['n-gpu-layers'] as string | undefined;
   const rpc = rpcEndpoints(values.rpc as string | undefined);
+  const mmprojRpc = values['mmproj-rpc'] as string | undefined;
+  if (mmprojRpc !== undefined) {
+    const m = /^([^:\s,]+):(\d{1,5})$/.exec(mmprojRpc);
+    if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535)
+      throw new UsageError(`--mmproj-rpc takes one host:port, got '${mmprojRpc}'`);
+    if (!mmproj) throw new UsageError('--mmproj-rpc places the mmproj: give --mmproj too');
+  }
   return {
     model,
     mmproj,
@@ -202,6 +212,7 @@ export function loadOptions(values: Values, requireMmproj: boolean): MultimodalM
     gpuLayers: gpu === 'all' ? 'all' : int('n-gpu-layers', gpu, 0),
     ...(values.jinja === true && { jinja: true }),
     ...(rpc && { rpc }),
+    ...(mmprojRpc !== undefined && { mmprojRpc }),
   };
 }
 

@@ -79,6 +79,19 @@ describe('mm rpc-worker and --rpc', () => {
       expect(remote.err).toBe('');
       expect(remote.code).toBe(0);
       expect(remote.out).toBe(local.out);
+      // the encoder and projector on a worker too
+      const placed = mm([
+        ...args,
+        image,
+        '-p',
+        prompt,
+        '--rpc',
+        workers[0]!.endpoint,
+        '--mmproj-rpc',
+        workers[1]!.endpoint,
+      ]);
+      expect(placed.err).toBe('');
+      expect(placed.out).toBe(local.out);
     }
   }, 30_000);
 
@@ -93,6 +106,22 @@ describe('mm rpc-worker and --rpc', () => {
 
   it('bad flags and unknown devices are clear errors', () => {
     expect(mm(['run', '-m', tiny.llm, '-p', 'x', '--rpc', 'nohost']).code).toBe(2);
+    const two = mm([
+      'run',
+      '-m',
+      tiny.llm,
+      '--mmproj',
+      tiny.mmproj,
+      '-p',
+      'x',
+      '--mmproj-rpc',
+      'a:1,b:2',
+    ]);
+    expect(two.code).toBe(2);
+    expect(two.err).toMatch(/--mmproj-rpc takes one host:port/);
+    expect(mm(['run', '-m', tiny.llm, '-p', 'x', '--mmproj-rpc', 'a:1']).err).toMatch(
+      /give --mmproj too/,
+    );
     const dev = mm(['rpc-worker', '--device', 'NoSuchDevice', '--port', '1']);
     expect(dev.code).toBe(1);
     expect(dev.err).toMatch(

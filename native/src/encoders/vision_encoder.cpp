@@ -4,6 +4,7 @@
 
 #include "common/error.h"
 #include "encoders/registry.h"
+#include "graph/clip_names.h"
 #include "graph/gguf_file.h"
 #include "graph/runtime.h"
 
@@ -36,7 +37,7 @@ std::shared_ptr<vision_encoder> vision_encoder::load(const std::string & path, c
     enc->hp_                       = read_vision_hparams(*f);
     std::vector<std::string> names = fam.validate(*f, enc->hp_);
 
-    enc->rt_      = std::make_unique<runtime>(runtime_params{params.n_threads, params.use_gpu});
+    enc->rt_      = std::make_unique<runtime>(runtime_params{params.n_threads, params.use_gpu, params.rpc});
     enc->weights_ = std::make_unique<weight_set>(*f, names, enc->rt_->weights_buffer_type(), params.cancel);
 
     // Flash attention when the backend has it (libmtmd's CLIP_FLASH_ATTN_TYPE_AUTO): probe a graph
@@ -50,7 +51,14 @@ std::shared_ptr<vision_encoder> vision_encoder::load(const std::string & path, c
     enc->flash_attn_ = params.flash_attn != 0;
     if (params.flash_attn < 0) {
         shaped_graph & probe = enc->graph_for(w0, h0);
-        if (!enc->rt_->supports_flash_attn(probe.holder->gf())) {
+        // libmtmd decides for its encoder + projector graph at once: with MiniCPM-V's resampler
+        // (heads of 128 over the patches) it counts too
+        bool                partner = true;
+        const ggml_tensor * query   = f->tensor(clip::t_resampler_query);
+        if (query != nullptr && query->ne[0] >= 128 && query->ne[0] % 128 == 0) {
+            partner = enc->rt_->supports_flash_attn(128, query->ne[0] / 128, query->ne[1], probe.vg.out->ne[1]);
+        }
+        if (!partner || !enc->rt_->supports_flash_attn(probe.holder->gf())) {
             enc->flash_attn_ = false;
             enc->rt_->forget(probe.holder->gf());
             enc->graphs_.clear();

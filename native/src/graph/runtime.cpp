@@ -10,6 +10,7 @@
 #include "common/backends.h"
 #include "common/compute_gate.h"
 #include "common/error.h"
+#include "common/rpc.h"
 #include "common/system_info.h"
 #include "ggml-alloc.h"
 #include "graph/gguf_file.h"
@@ -28,7 +29,12 @@ runtime::runtime(const runtime_params & params) {
     // MM_OWN_GRAPHS_GPU=0 keeps them on the CPU (the backbone and libmtmd's fused graphs offload as
     // asked either way).
     const char * own_gpu = std::getenv("MM_OWN_GRAPHS_GPU");
-    if (params.use_gpu && (own_gpu == nullptr || std::string(own_gpu) != "0")) {
+    if (!params.rpc.empty()) {
+        gpu_ = ggml_backend_dev_init(rpc_devices({params.rpc}).front(), nullptr);
+        if (gpu_ == nullptr) {
+            fail(error_code::rpc_connect, "failed to initialise the device of the ggml RPC worker at " + params.rpc);
+        }
+    } else if (params.use_gpu && (own_gpu == nullptr || std::string(own_gpu) != "0")) {
         gpu_ = ggml_backend_init_by_type(GGML_BACKEND_DEVICE_TYPE_GPU, nullptr);
         if (gpu_ == nullptr) {
             gpu_ = ggml_backend_init_by_type(GGML_BACKEND_DEVICE_TYPE_IGPU, nullptr);
@@ -81,6 +87,22 @@ bool runtime::supports_flash_attn(ggml_cgraph * gf) const {
         }
     }
     return true;
+}
+
+bool runtime::supports_flash_attn(int64_t d_head, int64_t n_head, int64_t n_q, int64_t n_kv) const {
+    graph_holder   h(16);
+    ggml_context * ctx = h.ctx();
+    ggml_tensor *  q   = ggml_permute(ctx, ggml_new_tensor_3d(ctx, GGML_TYPE_F32, d_head, n_head, n_q), 0, 2, 1, 3);
+    ggml_tensor *  k =
+        ggml_cast(ctx, ggml_permute(ctx, ggml_new_tensor_3d(ctx, GGML_TYPE_F32, d_head, n_head, n_kv), 0, 2, 1, 3),
+                  GGML_TYPE_F16);
+    ggml_tensor * v =
+        ggml_cast(ctx, ggml_permute(ctx, ggml_new_tensor_3d(ctx, GGML_TYPE_F32, d_head, n_head, n_kv), 0, 2, 1, 3),
+                  GGML_TYPE_F16);
+    ggml_tensor * fa =
+        ggml_flash_attn_ext(ctx, q, k, v, nullptr, 1.0f / std::sqrt(static_cast<float>(d_head)), 0.0f, 0.0f);
+    ggml_flash_attn_ext_set_prec(fa, GGML_PREC_F32);
+    return ggml_backend_supports_op(main_backend(), fa);
 }
 
 double graph_flops(ggml_cgraph * gf) {

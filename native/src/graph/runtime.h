@@ -21,6 +21,9 @@ class gguf_file;
 struct runtime_params {
     int  n_threads = 4;
     bool use_gpu   = true;  // use the first GPU device when the build has one
+    // A ggml RPC worker ("host:port") whose first device takes the graphs and weights in place of
+    // a GPU ("" : none). Connects: MM_RPC_CONNECT when it cannot (call under an abort_guard).
+    std::string rpc;
 };
 
 class runtime {
@@ -39,8 +42,14 @@ class runtime {
 
     // True when the main backend runs every FLASH_ATTN_EXT node of the graph (CPU always does).
     bool supports_flash_attn(ggml_cgraph * gf) const;
-    // Reserves and allocates a graph's compute buffers. The graph can then be computed many times,
-    // until another graph is allocated (the compute buffers are shared; they grow to the largest).
+    // True when it runs the FLASH_ATTN_EXT node blocks::attn builds for these shapes (q [d_head,
+    // n_head, n_q] f32, k and v [d_head, n_head, n_kv] cast to f16, no mask). libmtmd decides flash
+    // attention once for its whole encoder + projector graph; mm's encoder and projector are two
+    // graphs, and each asks this of the other's attention to decide alike.
+    bool supports_flash_attn(int64_t d_head, int64_t n_head, int64_t n_q, int64_t n_kv) const;
+    // Splits a graph across the backends (from the sources it was built with) and allocates its
+    // compute buffers. The graph can then be computed many times, until another graph is allocated
+    // (the compute buffers are shared; they grow to the largest).
     void allocate(ggml_cgraph * gf);
     // allocate(gf) unless gf is the graph allocated last. Set a graph's inputs after this.
     void use(ggml_cgraph * gf) {

@@ -66,7 +66,7 @@ std::shared_ptr<projector> projector::load(const std::string & path, const proje
     std::vector<std::string>   names = read_info(*f, p->info_, fam, params.audio);
     p->fam_                          = fam;
 
-    p->rt_                    = std::make_unique<runtime>(runtime_params{params.n_threads, params.use_gpu});
+    p->rt_                    = std::make_unique<runtime>(runtime_params{params.n_threads, params.use_gpu, params.rpc});
     p->weights_               = std::make_unique<weight_set>(*f, names, p->rt_->weights_buffer_type(), params.cancel);
     const vision_hparams & hp = p->info_.vision;
     // Flash attention where the family attends (the resampler), as libmtmd's CLIP_FLASH_ATTN_TYPE_AUTO:
@@ -75,7 +75,19 @@ std::shared_ptr<projector> projector::load(const std::string & path, const proje
     const int32_t nx0 = hp.audio ? hp.n_patches : hp.grid;
     const int32_t ny0 = hp.audio ? 1 : hp.grid;
     p->flash_attn_    = params.flash_attn != 0;
-    if (params.flash_attn < 0 && !p->rt_->supports_flash_attn(p->graph_for(nx0, ny0).holder->gf())) {
+    // libmtmd decides for its encoder + projector graph at once: where the projector attends, the
+    // encoder's attention (over the probe's patches) counts too
+    auto encoder_attends_alike = [&](ggml_cgraph * gf) {
+        for (int i = 0; i < ggml_graph_n_nodes(gf); ++i) {
+            if (ggml_graph_node(gf, i)->op == GGML_OP_FLASH_ATTN_EXT) {
+                const int64_t n_pos = static_cast<int64_t>(nx0) * ny0;
+                return hp.audio || hp.n_head <= 0 || p->rt_->supports_flash_attn(hp.d_head, hp.n_head, n_pos, n_pos);
+            }
+        }
+        return true;
+    };
+    if (params.flash_attn < 0 && (!p->rt_->supports_flash_attn(p->graph_for(nx0, ny0).holder->gf()) ||
+                                  !encoder_attends_alike(p->graph_for(nx0, ny0).holder->gf()))) {
         p->flash_attn_ = false;
         p->rt_->forget(p->graphs_.front()->holder->gf());
         p->graphs_.clear();

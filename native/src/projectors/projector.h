@@ -20,8 +20,9 @@ class weight_set;
 class graph_holder;
 
 struct projector_params {
-    int                       n_threads  = 4;
-    bool                      use_gpu    = true;
+    int                       n_threads = 4;
+    bool                      use_gpu   = true;
+    std::string               rpc;              // a ggml RPC worker that runs the graphs instead (runtime_params::rpc)
     int                       flash_attn = -1;  // families with attention (resampler): -1 when the backend has it
     const std::atomic<bool> * cancel     = nullptr;
     bool                      audio      = false;  // the audio projector (`mm.a.*`) after the `a.*` tower

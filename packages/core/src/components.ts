@@ -49,10 +49,17 @@ export interface ModelComponentsLoadOptions {
   /**
    * ggml RPC workers ('host:port', started with `mm rpc-worker`) that take the LLM's layers (all of
    * them unless `gpuLayers` says otherwise), as llama.cpp's `--rpc`. The encoder and projector stay
-   * in this process. MM_RPC_CONNECT when a worker cannot be reached, MM_RPC_LOST when one is lost
-   * later. The protocol is unauthenticated: trusted networks only.
+   * in this process unless `mmprojRpc` names a worker for them. MM_RPC_CONNECT when a worker cannot
+   * be reached, MM_RPC_LOST when one is lost later. The protocol is unauthenticated: trusted
+   * networks only.
    */
   rpc?: readonly string[];
+  /**
+   * A ggml RPC worker ('host:port') whose first device runs the mmproj's encoders and projectors
+   * (mm's own graphs) and holds their weights, in place of a GPU. It may be one of `rpc`'s workers.
+   * MM_INVALID_ARGUMENT for a file on libmtmd's fused path (its graphs stay local).
+   */
+  mmprojRpc?: string;
   /** CPU threads for every component (default: all hardware threads). */
   threads?: number;
   /**
@@ -173,6 +180,9 @@ export class ModelComponents implements PromptSource {
     ) {
       throw new MmInvalidArgumentError('mmproj', 'must be the path of an mmproj GGUF');
     }
+    if (options.mmprojRpc !== undefined && options.mmproj === undefined) {
+      throw new MmInvalidArgumentError('mmprojRpc', 'places the mmproj: give mmproj too');
+    }
     const threads = options.threads ?? availableParallelism();
     if (!Number.isInteger(threads) || threads < 1)
       throw new MmInvalidArgumentError('threads', 'must be an integer >= 1');
@@ -215,6 +225,7 @@ export class ModelComponents implements PromptSource {
       if (options.mmproj !== undefined) {
         const mmproj = options.mmproj;
         const gpu = options.gpuLayers !== undefined && options.gpuLayers !== 0;
+        const rpc = options.mmprojRpc;
         progress?.({ component: 'mmproj', progress: 0 });
         const wantVision = has === undefined || has.vision || !has.audio;
         const wantAudio = has?.audio === true;
@@ -224,8 +235,8 @@ export class ModelComponents implements PromptSource {
         if (wantVision) {
           const vision = await ownMedia(async (own) => {
             const info = await checkPair(mmproj, backbone.nEmbd, { signal });
-            const encoder = own(await VisionEncoder.load(mmproj, { threads, gpu, signal }));
-            const projector = own(await Projector.load(mmproj, { threads, gpu, signal }));
+            const encoder = own(await VisionEncoder.load(mmproj, { threads, gpu, rpc, signal }));
+            const projector = own(await Projector.load(mmproj, { threads, gpu, rpc, signal }));
             return { encoder, projector, info };
           });
           if (vision) {
@@ -236,9 +247,9 @@ export class ModelComponents implements PromptSource {
         if (wantAudio) {
           const audio = await ownMedia(async (own) => {
             const info = await checkPair(mmproj, backbone.nEmbd, { signal, audio: true });
-            const encoder = own(await AudioEncoder.load(mmproj, { threads, gpu, signal }));
+            const encoder = own(await AudioEncoder.load(mmproj, { threads, gpu, rpc, signal }));
             const projector = own(
-              await Projector.load(mmproj, { threads, gpu, audio: true, signal }),
+              await Projector.load(mmproj, { threads, gpu, rpc, audio: true, signal }),
             );
             return { encoder, projector, info };
           });
@@ -249,6 +260,12 @@ export class ModelComponents implements PromptSource {
         }
         if (needFused) {
           await inspectFused(mmproj, { signal });
+          if (rpc !== undefined) {
+            throw new MmInvalidArgumentError(
+              'mmprojRpc',
+              `${mmproj} runs on libmtmd's fused path, whose graphs stay in this process: load it without mmprojRpc`,
+            );
+          }
           parts.fused = await FusedMedia.load(mmproj, nativeModel(backbone), {
             threads,
             gpu,

@@ -1,13 +1,19 @@
 // ggml RPC: the backbone's layers on two `startRpcWorker` processes on loopback give the same
 // greedy answers as a local run; a worker killed mid-generation fails that generation with
 // MM_RPC_LOST within 5 s while another model in the process keeps answering; no worker at an
-// endpoint is MM_RPC_CONNECT. Workers are real child processes on free ports.
+// endpoint is MM_RPC_CONNECT. The encoder and projector on a worker (`rpc` / `mmprojRpc`) give
+// the local embeddings bit for bit: a worker is a backend whose memory is not this process's, as a
+// GPU's is not, so these tests also run, without a GPU, the path mm's own graphs take on CUDA.
+// Workers are real child processes on free ports.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Backbone } from '@mm/backbone-gguf';
+import { Image, VisionEncoder } from '@mm/encoders';
 import { MmError } from '@mm/errors';
+import { Projector } from '@mm/projectors';
+import { compareVectors, syntheticImage, tinyLongTailPair, tinyQwenVlPair } from '@mm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { answers, ask, tiny } from './helpers.test-util.js';
 import { MultimodalModel } from './multimodal-model.js';
@@ -104,6 +110,85 @@ describe('ggml RPC workers (tiny-shapes)', () => {
       remote.dispose();
     }
   }, 30_000);
+
+  it('the encoder and projector on a worker give the local embeddings, graphs reused after others', {
+    timeout: 60_000,
+  }, async () => {
+    // Qwen2.5-VL: a graph per picture size, GET_ROWS of host-built indices (window order), M-RoPE
+    // positions and a window mask written at each compute. The sizes come back (A, B, A): the
+    // graph of A is split again after B's (ggml's scheduler rewrites a graph's cross-backend
+    // sources when it splits it; a graph allocated again must be split from its own inputs).
+    const pair = await tinyQwenVlPair({ family: 'qwen2.5vl_merger' });
+    const ep = workers[1]!.endpoint;
+    using encL = await VisionEncoder.load(pair.mmproj, { threads: 1 });
+    using prjL = await Projector.load(pair.mmproj, { threads: 1 });
+    using encR = await VisionEncoder.load(pair.mmproj, { threads: 1, rpc: ep });
+    using prjR = await Projector.load(pair.mmproj, { threads: 1, rpc: ep });
+    const sizes = [
+      [64, 48],
+      [40, 72],
+      [64, 48],
+      [40, 72],
+    ] as const;
+    for (const [i, [w, h]] of sizes.entries()) {
+      const rgb = syntheticImage(w, h, 30 + (i % 2));
+      const img = Image.fromRGB(rgb.data, w, h);
+      using fL = (await encL.encodeChunks(img))[0]!;
+      using fR = (await encR.encodeChunks(img))[0]!;
+      using eL = await prjL.project(fL);
+      using eR = await prjR.project(fR);
+      const feats = compareVectors(fR.toFloat32Array(), fL.toFloat32Array());
+      const embd = compareVectors(eR.toFloat32Array(), eL.toFloat32Array());
+      console.log(
+        `qwen2.5vl ${w}x${h} on the worker: ${eR.nTokens} tokens, max |diff| features ${feats.maxAbsDiff}, embeddings ${embd.maxAbsDiff}`,
+      );
+      expect(eR.nTokens).toBe(eL.nTokens);
+      expect(feats.maxAbsDiff).toBe(0);
+      expect(embd.maxAbsDiff).toBe(0);
+    }
+  });
+
+  it('mmprojRpc: tiny-shapes answers equal the local ones; bad uses are typed errors', {
+    timeout: 60_000,
+  }, async () => {
+    const remote = await MultimodalModel.load({
+      model: tiny.llm,
+      mmproj: tiny.mmproj,
+      threads: 1,
+      rpc: [workers[0]!.endpoint],
+      mmprojRpc: workers[1]!.endpoint,
+    });
+    try {
+      for (const { image, q } of questions.slice(0, 3)) {
+        const want = await local.chat(ask(image, q.question), { maxTokens: 16 });
+        await local.reset();
+        const got = await remote.chat(ask(image, q.question), { maxTokens: 16 });
+        await remote.reset();
+        expect(got.text).toBe(want.text);
+      }
+    } finally {
+      remote.dispose();
+    }
+    await expect(
+      MultimodalModel.load({ model: tiny.llm, threads: 1, mmprojRpc: workers[1]!.endpoint }),
+    ).rejects.toMatchObject({ code: 'MM_INVALID_ARGUMENT' });
+    await expect(
+      VisionEncoder.load(tiny.mmproj, { threads: 1, rpc: '127.0.0.1' }),
+    ).rejects.toMatchObject({ code: 'MM_INVALID_ARGUMENT' });
+    await expect(
+      Projector.load(tiny.mmproj, { threads: 1, rpc: `127.0.0.1:${await freePort()}` }),
+    ).rejects.toMatchObject({ code: 'MM_RPC_CONNECT' });
+    // libmtmd's fused graphs cannot be placed: said before anything loads on the worker
+    const fused = await tinyLongTailPair({ family: 'pixtral' });
+    await expect(
+      MultimodalModel.load({
+        model: fused.llm,
+        mmproj: fused.mmproj,
+        threads: 1,
+        mmprojRpc: workers[1]!.endpoint,
+      }),
+    ).rejects.toMatchObject({ code: 'MM_INVALID_ARGUMENT' });
+  });
 
   it('a worker killed mid-generation fails it with MM_RPC_LOST within 5 s; another model still answers', async () => {
     const victim = await startWorker();

@@ -25,6 +25,8 @@ export {
   type ImageHeader,
 } from './image.js';
 export type { ComputeOptions } from './options.js';
+/** @internal the `rpc` load option's check, shared with @mm/projectors */
+export { resolveRpc } from './options.js';
 export {
   type PadStyle,
   type PreprocessedImage,

@@ -9,6 +9,12 @@ export interface ComputeOptions {
   threads?: number;
   /** Use the first GPU when mm.node was built with one (default true). */
   gpu?: boolean;
+  /**
+   * A ggml RPC worker ('host:port', started with `mm rpc-worker`) whose first device runs the
+   * graphs and holds the weights, in place of a GPU. MM_RPC_CONNECT when it cannot be reached,
+   * MM_RPC_LOST when it is lost later. The protocol is unauthenticated: trusted networks only.
+   */
+  rpc?: string;
 }
 
 export function resolveThreads(threads: number | undefined): number {
@@ -26,16 +32,28 @@ export function resolveGpu(gpu: boolean | undefined): boolean {
   return gpu ?? true;
 }
 
+const ENDPOINT = /^[^\s:]+:\d{1,5}$/;
+
+/** The `rpc` option: undefined, or a 'host:port' string (the addon checks it further). */
+export function resolveRpc(rpc: string | undefined): string | undefined {
+  if (rpc === undefined) return undefined;
+  if (typeof rpc !== 'string' || !ENDPOINT.test(rpc)) {
+    throw new MmInvalidArgumentError('rpc', `must be a 'host:port' string, got ${String(rpc)}`);
+  }
+  return rpc;
+}
+
 /** What an encoder loader (VisionEncoder.load, AudioEncoder.load) hands to the addon. */
 export interface EncoderLoadArgs {
   threads: number;
   gpu: boolean;
+  rpc?: string;
   flashAttn: 'auto' | 'on' | 'off';
 }
 
 /**
  * The checked options of an encoder loader: the mmproj path, the signal (throws when already
- * aborted) and the native options (threads, gpu, flashAttn: 'auto' by default).
+ * aborted) and the native options (threads, gpu, rpc, flashAttn: 'auto' by default).
  */
 export function encoderLoadArgs(
   mmproj: unknown,
@@ -50,7 +68,12 @@ export function encoderLoadArgs(
   }
   return {
     signal,
-    args: { threads: resolveThreads(options.threads), gpu: resolveGpu(options.gpu), flashAttn },
+    args: {
+      threads: resolveThreads(options.threads),
+      gpu: resolveGpu(options.gpu),
+      ...(options.rpc !== undefined && { rpc: resolveRpc(options.rpc) }),
+      flashAttn,
+    },
   };
 }
 

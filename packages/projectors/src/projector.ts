@@ -4,6 +4,7 @@ import {
   Image,
   nativeFeatures,
   nativeVisionEncoder,
+  resolveRpc,
   type SliceLayout,
   VisionEncoder,
 } from '@mm/encoders';
@@ -31,6 +32,12 @@ export interface ProjectorLoadOptions {
   threads?: number;
   /** Use the first GPU when mm.node was built with one (default true). */
   gpu?: boolean;
+  /**
+   * A ggml RPC worker ('host:port', started with `mm rpc-worker`) whose first device runs the
+   * graph and holds the weights, in place of a GPU. MM_RPC_CONNECT when it cannot be reached,
+   * MM_RPC_LOST when it is lost later. The protocol is unauthenticated: trusted networks only.
+   */
+  rpc?: string;
   /**
    * The audio projector (`mm.a.*`, after the Whisper-style `a.*` tower: ultravox, qwen2a) instead
    * of the vision one; it takes an AudioEncoder's Features.
@@ -161,11 +168,13 @@ export class Projector {
     if (options.audio !== undefined && typeof options.audio !== 'boolean') {
       throw new MmInvalidArgumentError('audio', 'must be a boolean');
     }
+    const rpc = resolveRpc(options.rpc);
     const native = await runNative(
       () =>
         loadAddon().loadProjector(mmproj, {
           threads,
           gpu: options.gpu ?? true,
+          ...(rpc !== undefined && { rpc }),
           audio: options.audio ?? false,
         }),
       signal,

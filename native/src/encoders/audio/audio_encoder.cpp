@@ -175,7 +175,7 @@ std::shared_ptr<audio_encoder> audio_encoder::load(const std::string & path, con
     std::shared_ptr<audio_encoder> enc(new audio_encoder());
     enc->hp_                       = read_audio_hparams(*f);
     std::vector<std::string> names = validate_audio_tower(*f, enc->hp_);
-    enc->rt_                       = std::make_unique<runtime>(runtime_params{params.n_threads, params.use_gpu});
+    enc->rt_      = std::make_unique<runtime>(runtime_params{params.n_threads, params.use_gpu, params.rpc});
     enc->weights_ = std::make_unique<weight_set>(*f, names, enc->rt_->weights_buffer_type(), params.cancel);
     // Flash attention when the backend has it (libmtmd's CLIP_FLASH_ATTN_TYPE_AUTO).
     enc->flash_attn_ = params.flash_attn != 0;

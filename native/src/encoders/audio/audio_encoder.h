@@ -42,8 +42,9 @@ std::vector<std::string> validate_audio_tower(const gguf_file & f, const vision_
 mel_params audio_mel_params(const vision_hparams & hp);
 
 struct audio_encoder_params {
-    int                       n_threads  = 4;
-    bool                      use_gpu    = true;
+    int                       n_threads = 4;
+    bool                      use_gpu   = true;
+    std::string               rpc;              // a ggml RPC worker that runs the graphs instead (runtime_params::rpc)
     int                       flash_attn = -1;  // -1: when the backend has it, 0: off, 1: on
     const std::atomic<bool> * cancel     = nullptr;
 };
