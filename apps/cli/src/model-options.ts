@@ -46,6 +46,19 @@ export function rpcEndpoints(v: string | undefined): string[] | undefined {
   return list;
 }
 
+/** The endpoint of --mmproj-rpc (one host:port), or undefined; it needs --mmproj. */
+export function mmprojRpcEndpoint(
+  v: string | undefined,
+  mmproj: string | undefined,
+): string | undefined {
+  if (v === undefined) return undefined;
+  const m = /^([^:\s,]+):(\d{1,5})$/.exec(v);
+  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535)
+    throw new UsageError(`--mmproj-rpc takes one host:port, got '${v}'`);
+  if (!mmproj) throw new UsageError('--mmproj-rpc places the mmproj: give --mmproj too');
+  return v;
+}
+
 /** `-hf` for run, chat and serve: the model and its mmproj come from the hub (see `mm pull`). */
 export const hubFlags = {
   'hf-repo': { type: 'string' },
@@ -197,13 +210,7 @@ export function loadOptions(values: Values, requireMmproj: boolean): MultimodalM
     throw new UsageError('--mmproj <file.gguf> is required with --image and --audio');
   const gpu = values['n-gpu-layers'] as string | undefined;
   const rpc = rpcEndpoints(values.rpc as string | undefined);
-  const mmprojRpc = values['mmproj-rpc'] as string | undefined;
-  if (mmprojRpc !== undefined) {
-    const m = /^([^:\s,]+):(\d{1,5})$/.exec(mmprojRpc);
-    if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535)
-      throw new UsageError(`--mmproj-rpc takes one host:port, got '${mmprojRpc}'`);
-    if (!mmproj) throw new UsageError('--mmproj-rpc places the mmproj: give --mmproj too');
-  }
+  const mmprojRpc = mmprojRpcEndpoint(values['mmproj-rpc'] as string | undefined, mmproj);
   return {
     model,
     mmproj,

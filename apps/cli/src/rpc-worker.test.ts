@@ -122,6 +122,9 @@ describe('mm rpc-worker and --rpc', () => {
     expect(mm(['run', '-m', tiny.llm, '-p', 'x', '--mmproj-rpc', 'a:1']).err).toMatch(
       /give --mmproj too/,
     );
+    const serve = mm(['serve', '-m', tiny.llm, '--mmproj', tiny.mmproj, '--mmproj-rpc', 'a']);
+    expect(serve.code).toBe(2);
+    expect(serve.err).toMatch(/--mmproj-rpc takes one host:port, got 'a'/);
     const dev = mm(['rpc-worker', '--device', 'NoSuchDevice', '--port', '1']);
     expect(dev.code).toBe(1);
     expect(dev.err).toMatch(

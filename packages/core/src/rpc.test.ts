@@ -124,6 +124,10 @@ describe('ggml RPC workers (tiny-shapes)', () => {
     using prjL = await Projector.load(pair.mmproj, { threads: 1 });
     using encR = await VisionEncoder.load(pair.mmproj, { threads: 1, rpc: ep });
     using prjR = await Projector.load(pair.mmproj, { threads: 1, rpc: ep });
+    // the graphs do run on the worker's device
+    expect(encL.info.backend).toBe('CPU');
+    expect(encR.info.backend).toBe(`RPC0[${ep}]`);
+    expect(prjR.info.backend).toBe(`RPC0[${ep}]`);
     const sizes = [
       [64, 48],
       [40, 72],

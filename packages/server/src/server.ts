@@ -66,6 +66,11 @@ export interface ServeOptions {
    * stays here. A lost worker fails that model's requests (MM_RPC_LOST); the server keeps running.
    */
   rpc?: readonly string[];
+  /**
+   * A ggml RPC worker ('host:port') whose first device runs the mmproj's encoders and projectors
+   * (mm's own graphs), as `mmprojRpc` of `@mm/core`.
+   */
+  mmprojRpc?: string;
   /** The id clients send as `model` (default: the model file's name without `.gguf`). */
   modelId?: string;
   limits?: Partial<ServerLimits>;
@@ -113,6 +118,7 @@ export async function startServer(options: ServeOptions): Promise<MmServer> {
     maxAudioSeconds: options.limits?.maxAudioSeconds ?? DEFAULT_LIMITS.maxAudioSeconds,
     jinja: options.jinja ?? true,
     rpc: options.rpc,
+    ...(options.mmprojRpc !== undefined && { mmprojRpc: options.mmprojRpc }),
   };
   const speech =
     options.speech &&

@@ -6,7 +6,7 @@ import {
   startServer,
 } from '@mm/server';
 import { type CliIo, ExitCode, UsageError } from '../io.js';
-import { rpcEndpoints } from '../model-options.js';
+import { mmprojRpcEndpoint, rpcEndpoints } from '../model-options.js';
 
 export const serveHelp = `mm serve — OpenAI-compatible HTTP server (chat completions with images and audio) and the web demo
 
@@ -25,6 +25,8 @@ Options:
                             the encoder stays here. Unauthenticated protocol: loopback or a
                             trusted network only. A lost worker fails that model's requests
                             (MM_RPC_LOST); the server keeps running
+      --mmproj-rpc <host:port>  a ggml RPC worker whose first device runs the mmproj's encoders
+                            and projectors (mm's own graphs; libmtmd's fused ones stay here)
       --max-queue <n>       requests waiting for a slot before 429 (default ${DEFAULT_LIMITS.maxQueue})
       --timeout <s>         per-request time limit, seconds (default ${DEFAULT_LIMITS.requestTimeoutMs / 1000})
       --max-images <n>      images per request (default ${DEFAULT_LIMITS.maxImages})
@@ -59,6 +61,7 @@ export const serveFlags = {
   threads: { type: 'string', short: 't' },
   'ctx-size': { type: 'string', short: 'c' },
   rpc: { type: 'string' },
+  'mmproj-rpc': { type: 'string' },
   'max-queue': { type: 'string' },
   timeout: { type: 'string' },
   'max-images': { type: 'string' },
@@ -158,6 +161,12 @@ export async function runServe(io: CliIo, values: Values): Promise<number> {
     threads: int(values, 'threads', 1),
     contextSize: int(values, 'ctx-size', 8),
     ...(typeof values.rpc === 'string' && { rpc: rpcEndpoints(values.rpc) }),
+    ...(typeof values['mmproj-rpc'] === 'string' && {
+      mmprojRpc: mmprojRpcEndpoint(
+        values['mmproj-rpc'],
+        typeof values.mmproj === 'string' ? values.mmproj : undefined,
+      ),
+    }),
     limits,
     ...(values['no-demo'] === true && { staticDir: false }),
     ...(speech && { speech }),
