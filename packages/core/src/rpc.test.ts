@@ -120,8 +120,9 @@ describe('ggml RPC workers (tiny-shapes)', () => {
     // sources when it splits it; a graph allocated again must be split from its own inputs).
     const pair = await tinyQwenVlPair({ family: 'qwen2.5vl_merger' });
     const ep = workers[1]!.endpoint;
-    using encL = await VisionEncoder.load(pair.mmproj, { threads: 1 });
-    using prjL = await Projector.load(pair.mmproj, { threads: 1 });
+    // local: on this CPU in any build (the worker serves its CPU)
+    using encL = await VisionEncoder.load(pair.mmproj, { threads: 1, gpu: false });
+    using prjL = await Projector.load(pair.mmproj, { threads: 1, gpu: false });
     using encR = await VisionEncoder.load(pair.mmproj, { threads: 1, rpc: ep });
     using prjR = await Projector.load(pair.mmproj, { threads: 1, rpc: ep });
     // the graphs do run on the worker's device
