@@ -118,6 +118,10 @@ void context::run_batch(llama_batch & batch, const std::atomic<bool> * cancel) {
     check_decode(rc, cancel);
 }
 
+void context::synchronize() {
+    llama_synchronize(ctx_);
+}
+
 void context::set_sampler(int32_t slot, const sampling_params * p) {
     if (slot < 0 || slot >= 16) {
         fail(error_code::invalid_argument, "sampler slot must be in [0, 16)");

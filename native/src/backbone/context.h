@@ -118,6 +118,9 @@ class context {
 
     void check_seq(int32_t seq) const;
     void run_batch(::llama_batch & batch, const std::atomic<bool> * cancel);
+    // Waits until the last batch's work is done on every backend (a GPU's llama_decode returns
+    // once its kernels are queued; the CPU's when they are done).
+    void synchronize();
 
     std::shared_ptr<model>    model_;
     llama_context *           ctx_           = nullptr;

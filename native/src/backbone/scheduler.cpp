@@ -310,6 +310,9 @@ double scheduler::run_rows(std::vector<std::unique_ptr<active>> & run, llama_bat
         set_threads(batch.n_tokens);
         const auto t0 = clock::now();
         ctx_->run_batch(batch, &abort_);
+        // the step's compute, not its queueing: on a GPU the kernels are still running here, and the
+        // compute turn is held until they are done
+        ctx_->synchronize();
         return ms(t0, clock::now());
     } catch (const error & e) {
         if (e.code() == error_code::aborted) {
