@@ -34,14 +34,18 @@ export const rpcHelp = `      --rpc <host:port,...>  ggml RPC workers (mm rpc-wo
       --mmproj-rpc <host:port>  a ggml RPC worker whose first device runs the mmproj's encoders
                             and projectors (mm's own graphs; libmtmd's fused ones stay here)`;
 
+/** host:port with a port in 1-65535 (the addon checks the host further). */
+function isEndpoint(e: string): boolean {
+  const m = /^([^:\s,]+):(\d{1,5})$/.exec(e);
+  return m !== null && Number(m[2]) >= 1 && Number(m[2]) <= 65535;
+}
+
 /** The endpoints of --rpc (comma-separated host:port), or undefined. */
 export function rpcEndpoints(v: string | undefined): string[] | undefined {
   if (v === undefined) return undefined;
   const list = v.split(',').map((e) => e.trim());
   for (const e of list) {
-    const m = /^([^:\s]+):(\d{1,5})$/.exec(e);
-    if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535)
-      throw new UsageError(`--rpc takes host:port[,host:port...], got '${e}'`);
+    if (!isEndpoint(e)) throw new UsageError(`--rpc takes host:port[,host:port...], got '${e}'`);
   }
   return list;
 }
@@ -52,9 +56,7 @@ export function mmprojRpcEndpoint(
   mmproj: string | undefined,
 ): string | undefined {
   if (v === undefined) return undefined;
-  const m = /^([^:\s,]+):(\d{1,5})$/.exec(v);
-  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535)
-    throw new UsageError(`--mmproj-rpc takes one host:port, got '${v}'`);
+  if (!isEndpoint(v)) throw new UsageError(`--mmproj-rpc takes one host:port, got '${v}'`);
   if (!mmproj) throw new UsageError('--mmproj-rpc places the mmproj: give --mmproj too');
   return v;
 }

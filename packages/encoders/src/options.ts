@@ -32,12 +32,9 @@ export function resolveGpu(gpu: boolean | undefined): boolean {
   return gpu ?? true;
 }
 
-const ENDPOINT = /^[^\s:]+:\d{1,5}$/;
-
-/** The `rpc` option: undefined, or a 'host:port' string (the addon checks it further). */
+/** The `rpc` option: undefined, or a string (the addon checks its 'host:port' form). */
 export function resolveRpc(rpc: string | undefined): string | undefined {
-  if (rpc === undefined) return undefined;
-  if (typeof rpc !== 'string' || !ENDPOINT.test(rpc)) {
+  if (rpc !== undefined && typeof rpc !== 'string') {
     throw new MmInvalidArgumentError('rpc', `must be a 'host:port' string, got ${String(rpc)}`);
   }
   return rpc;

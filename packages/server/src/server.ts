@@ -118,7 +118,7 @@ export async function startServer(options: ServeOptions): Promise<MmServer> {
     maxAudioSeconds: options.limits?.maxAudioSeconds ?? DEFAULT_LIMITS.maxAudioSeconds,
     jinja: options.jinja ?? true,
     rpc: options.rpc,
-    ...(options.mmprojRpc !== undefined && { mmprojRpc: options.mmprojRpc }),
+    mmprojRpc: options.mmprojRpc,
   };
   const speech =
     options.speech &&
