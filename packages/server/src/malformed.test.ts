@@ -78,6 +78,17 @@ describe('mm serve survives malformed requests (each gets a 4xx JSON error)', ()
     );
   });
 
+  it('long payloads (taken out of the body before the parse) are checked alike', async () => {
+    const junk = Buffer.alloc(6000, 'not a picture ');
+    await expectError(
+      withImage(`data:image/png;base64,${junk.toString('base64')}`),
+      400,
+      'invalid_image',
+    );
+    const bad = `${junk.toString('base64').slice(0, -4)}*AAA`;
+    await expectError(withImage(`data:image/png;base64,${bad}`), 400, 'invalid_base64');
+  });
+
   it('an image whose header claims 30000 × 30000 pixels', async () => {
     await expectError(
       withImage(`data:image/png;base64,${pngHeader(30000, 30000).toString('base64')}`),

@@ -7,6 +7,7 @@ import {
   parseDataUrl,
 } from '@mm/core';
 import { badRequest } from './http-error.js';
+import { LiftedDataUrl } from './json-body.js';
 import type { ServerLimits } from './limits.js';
 
 /** A validated `POST /v1/chat/completions` body, in @mm/core's terms. */
@@ -61,14 +62,28 @@ function checkDataUrl(url: string, param: string, limits: ServerLimits): string 
   if (!isBase64(payload)) {
     throw badRequest('the data: URL is not valid base64', param, 'invalid_base64');
   }
-  if ((payload.length / 4) * 3 > limits.maxImageBytes) {
+  checkImageSize(payload.length, param, limits);
+  return payload;
+}
+
+function checkImageSize(base64Length: number, param: string, limits: ServerLimits): void {
+  if ((base64Length / 4) * 3 > limits.maxImageBytes) {
     throw badRequest(
       `an image may have at most ${limits.maxImageBytes} bytes`,
       param,
       'image_too_large',
     );
   }
-  return payload;
+}
+
+function countImage(images: { count: number }, limits: ServerLimits, where: string): void {
+  if (++images.count > limits.maxImages) {
+    throw badRequest(
+      `a request may have at most ${limits.maxImages} images`,
+      where,
+      'too_many_images',
+    );
+  }
 }
 
 const AUDIO_FORMATS: Readonly<Record<string, string>> = {
@@ -144,7 +159,20 @@ function parseContent(
     }
     if (p.type === 'image_url') {
       const iu = p.image_url;
-      const url = typeof iu === 'string' ? iu : isObject(iu) ? iu.url : undefined;
+      const url =
+        typeof iu === 'string' || iu instanceof LiftedDataUrl
+          ? iu
+          : isObject(iu)
+            ? iu.url
+            : undefined;
+      if (url instanceof LiftedDataUrl) {
+        if (role !== 'user')
+          throw badRequest(`images are only accepted in user messages`, where, 'invalid_value');
+        countImage(images, limits, where);
+        checkImageSize(url.base64Length, `${where}.image_url.url`, limits);
+        // decoded while the body was parsed: its base64 never was a JS string (json-body.ts)
+        return { type: 'image', image: url.bytes };
+      }
       if (typeof url !== 'string') {
         throw badRequest(
           `'${where}.image_url.url' must be a string`,
@@ -154,13 +182,7 @@ function parseContent(
       }
       if (role !== 'user')
         throw badRequest(`images are only accepted in user messages`, where, 'invalid_value');
-      if (++images.count > limits.maxImages) {
-        throw badRequest(
-          `a request may have at most ${limits.maxImages} images`,
-          where,
-          'too_many_images',
-        );
-      }
+      countImage(images, limits, where);
       const part: { type: 'image_url'; image_url: { url: string } } = {
         type: 'image_url',
         image_url: { url },
