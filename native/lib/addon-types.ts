@@ -210,7 +210,11 @@ export interface NativeContext {
 export type NativeScheduleItem =
   | { tokens: Int32Array; pos0: number }
   | {
-      embeddings: Float32Array;
+      /**
+       * The rows: a Float32Array (a view of a native matrix is taken in place, else copied), or
+       * a projector's native tensor itself (its rows are shared; no ArrayBuffer is made).
+       */
+      embeddings: Float32Array | NativeTensor;
       nEmbd: number;
       /** n or 4·n (M-RoPE, [dim][token]) entries; absent: pos0, pos0 + 1, ... */
       positions?: Int32Array;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "addon_backbone.h"
+#include "addon_vision.h"
 #include "backbone/scheduler.h"
 #include "float_views.h"
 #include "napi_util.h"
@@ -41,10 +42,16 @@ sched_item item_from_js(Napi::Env env, const Napi::Value & v) {
         return it;
     }
     Napi::Value e = o.Get("embeddings");
-    if (!e.IsTypedArray() || e.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
-        throw_error(env, error_code::invalid_argument, "embeddings must be a Float32Array");
+    if (AddonTensor::is(env, e)) {
+        // a projector's output as it is: the rows are shared, and V8 never sees them (an
+        // ArrayBuffer of 4.7 MB per CLIP-L picture counts toward V8's old-generation limit)
+        std::shared_ptr<const token_matrix> m = Napi::ObjectWrap<AddonTensor>::Unwrap(e.As<Napi::Object>())->get(env);
+        it.embd                               = {std::shared_ptr<const float>(m, m->data.data()), m->data.size()};
+    } else if (e.IsTypedArray() && e.As<Napi::TypedArray>().TypedArrayType() == napi_float32_array) {
+        it.embd = rows_of(e.As<Napi::Float32Array>());  // a picture's rows in place, else a copy
+    } else {
+        throw_error(env, error_code::invalid_argument, "embeddings must be a Float32Array or a native tensor");
     }
-    it.embd   = rows_of(e.As<Napi::Float32Array>());  // a picture's rows in place, else a copy
     it.n_embd = i32(o, "nEmbd", 0);
     if (it.n_embd <= 0) {
         throw_error(env, error_code::invalid_argument, "nEmbd must be a positive integer");

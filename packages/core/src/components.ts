@@ -22,7 +22,9 @@ import {
   type CachedMedia,
   EmbeddingCache,
   type MediaChunk,
+  NativeRowsChunk,
   pixelKey,
+  settleMedia,
 } from './image-cache.js';
 import type { EmbeddedMedia, MediaPath, PromptSource } from './media.js';
 import {
@@ -390,33 +392,25 @@ export class ModelComponents implements PromptSource {
     const { embeddings, layout } = await projector.encodeAndProject(encoder, image, {
       signal: options.signal,
     });
-    try {
-      const projected: MediaChunk[] = embeddings.map((e) => {
-        if (e.nEmbd !== this.backbone.nEmbd) {
-          throw new MmError(
-            ErrorCode.MM_MODEL_MISMATCH,
-            `the projector gives width ${e.nEmbd}, the model takes ${this.backbone.nEmbd}`,
-          );
-        }
-        return {
-          rows: e.toFloat32Array(),
-          nTokens: e.nTokens,
-          nx: e.nx,
-          ny: e.ny,
-          causal: e.causal,
-        };
-      });
-      const value: CachedMedia = layOutSlices(
-        this.backbone,
-        projector.info.slices,
-        layout,
-        projected,
-      );
-      if (this.imageCache.maxBytes > 0) this.imageCache.set(key, value);
-      return { key, ...value, cached: false, path: 'own graph' };
-    } finally {
+    const mismatch = embeddings.find((e) => e.nEmbd !== this.backbone.nEmbd);
+    if (mismatch) {
       for (const e of embeddings) e.dispose();
+      throw new MmError(
+        ErrorCode.MM_MODEL_MISMATCH,
+        `the projector gives width ${mismatch.nEmbd}, the model takes ${this.backbone.nEmbd}`,
+      );
     }
+    // the rows stay native (each chunk owns its Embeddings) until something reads them
+    const projected: MediaChunk[] = embeddings.map((e) => new NativeRowsChunk(e));
+    const value: CachedMedia = layOutSlices(
+      this.backbone,
+      projector.info.slices,
+      layout,
+      projected,
+    );
+    if (this.imageCache.maxBytes > 0) this.imageCache.set(key, value);
+    else settleMedia(value);
+    return { key, ...value, cached: false, path: 'own graph' };
   }
 
   /**

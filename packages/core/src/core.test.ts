@@ -6,6 +6,7 @@ import { tinyLlamaFixture } from '@mm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ModelComponents } from './components.js';
 import { answers, ask, tiny } from './helpers.test-util.js';
+import { EmbeddingCache, NativeRowsChunk } from './image-cache.js';
 import { preparePrompt } from './media.js';
 import { MultimodalModel } from './multimodal-model.js';
 
@@ -45,6 +46,50 @@ describe('MultimodalModel on tiny-shapes', () => {
     expect(parts.length).toBeGreaterThan(1);
     expect(parts.join('')).toBe(whole.text);
     expect((await s.result).text).toBe(whole.text);
+  });
+
+  it("a picture's rows stay native through an answer; V8 gets them when the cache lets go", async () => {
+    const path = join(tiny.samples, 'sample_002.png');
+    model.imageCache.clear();
+    const { text } = await model.chat(ask(path, 'What color is the shape?'));
+    expect(text.trim()).toBe(
+      answers(tiny.samples)[2]?.questions.find((q) => q.question === 'What color is the shape?')
+        ?.answer,
+    );
+    // the answer went through the scheduler, which took the rows from the native tensor
+    const cached = await model.embedImage(path);
+    expect(cached.cached).toBe(true);
+    const chunk = cached.chunks[0] as NativeRowsChunk;
+    expect(chunk).toBeInstanceOf(NativeRowsChunk);
+    expect(chunk.viewed).toBe(false);
+    expect(chunk.byteLength).toBe(chunk.nTokens * model.components.backbone.nEmbd * 4);
+    // read: the same values as a fresh encode
+    const rows = chunk.rows;
+    expect(chunk.viewed).toBe(true);
+    expect(rows.byteLength).toBe(chunk.byteLength);
+    model.imageCache.clear();
+    const again = await model.embedImage(path);
+    expect(again.cached).toBe(false);
+    const fresh = again.chunks[0] as NativeRowsChunk;
+    expect(fresh.viewed).toBe(false);
+    expect(fresh.rows).toEqual(rows);
+
+    // a cache settles what it evicts, clears or cannot hold, and keeps the rest native
+    model.imageCache.clear();
+    const media: Awaited<ReturnType<MultimodalModel['embedImage']>>[] = [];
+    for (const f of ['sample_003.png', 'sample_004.png', 'sample_001.png'])
+      media.push(await model.embedImage(join(tiny.samples, f)));
+    const first = (m: (typeof media)[number] | undefined) => m?.chunks[0] as NativeRowsChunk;
+    expect(media.map((m) => first(m).viewed)).toEqual([false, false, false]);
+    const one = new EmbeddingCache(first(media[0]).byteLength);
+    one.set('a', media[0] as (typeof media)[number]);
+    one.set('b', media[1] as (typeof media)[number]);
+    expect(one.size).toBe(1);
+    expect([first(media[0]).viewed, first(media[1]).viewed]).toEqual([true, false]);
+    one.clear();
+    expect(first(media[1]).viewed).toBe(true);
+    new EmbeddingCache(1).set('c', media[2] as (typeof media)[number]);
+    expect(first(media[2]).viewed).toBe(true);
   });
 
   it('the same picture from a path, a Buffer, a data URL or an Image gives the same answer; repeats hit the cache', async () => {

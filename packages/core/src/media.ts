@@ -1,7 +1,7 @@
 import type { Backbone, Context, ScheduleItem } from '@mm/backbone-gguf';
 import { ErrorCode, MmError } from '@mm/errors';
 import { spanPositionIds, spanPositions } from '@mm/projectors';
-import type { CachedMedia, MediaChunk } from './image-cache.js';
+import { type CachedMedia, type MediaChunk, NativeRowsChunk } from './image-cache.js';
 import type { MediaRef, Message } from './messages.js';
 import { checkRoom, type MediaPromptInfo, tokenizePrompt } from './prompt.js';
 
@@ -242,8 +242,10 @@ export function scheduleItems(
     if (c.kind === 'text') items.push({ tokens: c.tokens.subarray(skip), pos0: pos + skip });
     else
       items.push({
-        embeddings: c.chunk.rows,
-        nEmbd: c.chunk.rows.length / c.chunk.nTokens,
+        // a native chunk's rows as they are (no ArrayBuffer for V8 to count)
+        ...(c.chunk instanceof NativeRowsChunk
+          ? { embeddings: c.chunk.tensor, nEmbd: c.chunk.byteLength / 4 / c.chunk.nTokens }
+          : { embeddings: c.chunk.rows, nEmbd: c.chunk.rows.length / c.chunk.nTokens }),
         positions: mrope ? spanPositionIds(c.chunk, pos, true) : undefined,
         causal: c.chunk.causal,
         pos0: pos,

@@ -75,6 +75,14 @@ export class Embeddings {
     return callNative(() => n.toFloat32Array());
   }
 
+  /**
+   * @internal The native tensor, for a backbone's scheduler (`ScheduleItem.embeddings`), which
+   * shares its rows without an ArrayBuffer. MM_DISPOSED after `dispose()`.
+   */
+  get nativeTensor(): NativeTensor {
+    return this.native;
+  }
+
   /** Frees the native memory. A second call is MM_DISPOSED. */
   dispose(): void {
     const n = this.native;
