@@ -76,16 +76,6 @@ function checkImageSize(base64Length: number, param: string, limits: ServerLimit
   }
 }
 
-function countImage(images: { count: number }, limits: ServerLimits, where: string): void {
-  if (++images.count > limits.maxImages) {
-    throw badRequest(
-      `a request may have at most ${limits.maxImages} images`,
-      where,
-      'too_many_images',
-    );
-  }
-}
-
 const AUDIO_FORMATS: Readonly<Record<string, string>> = {
   wav: 'audio/wav',
   mp3: 'audio/mpeg',
@@ -165,15 +155,7 @@ function parseContent(
           : isObject(iu)
             ? iu.url
             : undefined;
-      if (url instanceof LiftedDataUrl) {
-        if (role !== 'user')
-          throw badRequest(`images are only accepted in user messages`, where, 'invalid_value');
-        countImage(images, limits, where);
-        checkImageSize(url.base64Length, `${where}.image_url.url`, limits);
-        // decoded while the body was parsed: its base64 never was a JS string (json-body.ts)
-        return { type: 'image', image: url.bytes };
-      }
-      if (typeof url !== 'string') {
+      if (typeof url !== 'string' && !(url instanceof LiftedDataUrl)) {
         throw badRequest(
           `'${where}.image_url.url' must be a string`,
           `${where}.image_url.url`,
@@ -182,7 +164,18 @@ function parseContent(
       }
       if (role !== 'user')
         throw badRequest(`images are only accepted in user messages`, where, 'invalid_value');
-      countImage(images, limits, where);
+      if (++images.count > limits.maxImages) {
+        throw badRequest(
+          `a request may have at most ${limits.maxImages} images`,
+          where,
+          'too_many_images',
+        );
+      }
+      if (url instanceof LiftedDataUrl) {
+        checkImageSize(url.base64Length, `${where}.image_url.url`, limits);
+        // decoded while the body was parsed: its base64 never was a JS string (json-body.ts)
+        return { type: 'image', image: url.bytes };
+      }
       const part: { type: 'image_url'; image_url: { url: string } } = {
         type: 'image_url',
         image_url: { url },

@@ -138,7 +138,6 @@ function speechOptions(values: Values): SpeechServeOptions | undefined {
   };
 }
 
-/** Runs the server until SIGINT or SIGTERM. */
 /**
  * The `--heap-growing-percent` that `mm serve` sets for its process: `MM_SERVE_HEAP_GROWING_PERCENT`
  * (0: V8's own heuristic), else SERVE_HEAP_GROWING_PERCENT; undefined when node was started with
@@ -164,6 +163,7 @@ export function serveHeapGrowingPercent(
   return Number(v);
 }
 
+/** Runs the server until SIGINT or SIGTERM. */
 export async function runServe(io: CliIo, values: Values): Promise<number> {
   const model = values.model;
   if (typeof model !== 'string' || model === '') throw new UsageError('-m/--model is required');
