@@ -1,3 +1,4 @@
+import { existsSync, readFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import {
   DEFAULT_LIMITS,
@@ -55,7 +56,9 @@ Text to speech (POST /v1/audio/speech, beside the chat model):
 Endpoints: POST /v1/chat/completions, POST /v1/audio/speech (with --tts-model), GET /v1/models,
 GET /health, GET / (demo).
 
-Environment: MM_COMPUTE_NICE (compute threads' nice, default 5; idle: SCHED_IDLE on Linux),
+Environment: MM_COMPUTE_NICE (compute threads' nice: a number, or idle for SCHED_IDLE on Linux;
+default idle where the kernel shares the CPU between process groups, as with autogroup or a
+cpu cgroup, else 5),
 MM_SERVE_HEAP_GROWING_PERCENT (V8's heap growing factor for this process, default
 ${SERVE_HEAP_GROWING_PERCENT}; 0: V8's own heuristic).`;
 
@@ -163,6 +166,62 @@ export function serveHeapGrowingPercent(
   return Number(v);
 }
 
+/** Reads a small file, or undefined when it cannot be read. */
+export type ReadSmallFile = (path: string) => string | undefined;
+
+const readProcFile: ReadSmallFile = (path) => {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+};
+
+/**
+ * Whether the Linux kernel shares CPU time between this process's group and the rest, so that
+ * the priority of mm's own threads is weighed only against its group: autogroup is on (each
+ * session is one group: /proc/sys/kernel/sched_autogroup_enabled), or the process is in a cgroup
+ * of its own with the cpu controller (a container, a systemd service).
+ */
+export function groupScheduled(
+  read: ReadSmallFile = readProcFile,
+  exists: (path: string) => boolean = existsSync,
+): boolean {
+  if (read('/proc/sys/kernel/sched_autogroup_enabled')?.trim() === '1') return true;
+  for (const line of (read('/proc/self/cgroup') ?? '').split('\n')) {
+    const [id, controllers, path] = line.split(':');
+    if (path === undefined || path === '/' || path === '') continue;
+    if (id !== '0' && controllers?.split(',').includes('cpu')) return true; // cgroup v1
+    if (id === '0' && controllers === '' && exists(`/sys/fs/cgroup${path}/cpu.weight`)) return true;
+  }
+  return false;
+}
+
+/**
+ * The `MM_COMPUTE_NICE` that `mm serve` sets for its process: `idle` (compute threads under
+ * SCHED_IDLE) on Linux where the kernel schedules process groups fairly (`groupScheduled`);
+ * undefined (the addon's nice 5) elsewhere, or when the variable is set already.
+ *
+ * Why: with every core computing (`--threads` = all), the JS thread that takes requests and
+ * streams tokens waits for a core behind the compute threads. At nice 5 those waits were 6-9 ms
+ * each on a 2-core machine, and a collection or a request's intake stretched by them went past
+ * 10 ms. Under SCHED_IDLE any other thread that wakes takes the core at once. The risk of
+ * SCHED_IDLE is starving inference when other busy processes compete for the cores; with
+ * autogroup or a cgroup, processes of other groups (another terminal's build, another service)
+ * compete with mm's group as a whole, whatever its threads' priority: measured on a 2-core VM,
+ * two compute threads got 50 % of the machine against two busy threads of another session at
+ * nice 0, 5, 19 and under SCHED_IDLE alike. Only busy processes of mm's own group (the same
+ * terminal session, the same container) take the cores first.
+ */
+export function serveComputeNice(
+  env: NodeJS.ProcessEnv = process.env,
+  platform: NodeJS.Platform = process.platform,
+  grouped: () => boolean = groupScheduled,
+): 'idle' | undefined {
+  if (env.MM_COMPUTE_NICE !== undefined && env.MM_COMPUTE_NICE !== '') return undefined;
+  return platform === 'linux' && grouped() ? 'idle' : undefined;
+}
+
 /** Runs the server until SIGINT or SIGTERM. */
 export async function runServe(io: CliIo, values: Values): Promise<number> {
   const model = values.model;
@@ -187,6 +246,10 @@ export async function runServe(io: CliIo, values: Values): Promise<number> {
   // the process is mm serve's own: size V8's heap growth for a server (see the function)
   const growing = serveHeapGrowingPercent();
   if (growing !== undefined && growing > 0) setFlagsFromString(`--heap-growing-percent=${growing}`);
+  // and the compute threads' priority (see the function; the addon reads it when a thread first
+  // computes, so it is set before anything loads)
+  const nice = serveComputeNice();
+  if (nice !== undefined) process.env.MM_COMPUTE_NICE = nice;
 
   const server = await startServer({
     model,
@@ -214,7 +277,10 @@ export async function runServe(io: CliIo, values: Values): Promise<number> {
       (server.speech
         ? `  speech: ${server.speech.modelId} (${server.speech.model.pipeline}, ${server.speech.sampleRate} Hz; voices: ${voices.join(', ') || "the model's own"}) at ${server.url}/v1/audio/speech\n`
         : '') +
-      `  demo: ${server.url}/   API: ${server.url}/v1   health: ${server.url}/health\n`,
+      `  demo: ${server.url}/   API: ${server.url}/v1   health: ${server.url}/health\n` +
+      (nice === 'idle'
+        ? '  compute threads: SCHED_IDLE (the kernel shares the CPU between process groups; MM_COMPUTE_NICE=5 for nice 5)\n'
+        : ''),
   );
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
