@@ -36,8 +36,9 @@ class compute_gate {
 // a core, so the event loop that takes requests and streams tokens goes first. The step is
 // MM_COMPUTE_NICE (default 5; 0 keeps the priority; `idle`: SCHED_IDLE, so that the thread runs
 // only on a core nothing else wants: the event loop's lag is then the least, and the compute
-// waits for every other busy thread on the machine). Raising it back needs a privilege, so a
-// libuv worker that computed once stays at the lower priority.
+// waits for every other busy thread of its scheduling group: with autogroup or a cpu cgroup,
+// other groups compete with the group as a whole, which is why `mm serve` picks it there).
+// Raising it back needs a privilege, so a libuv worker that computed once stays lower.
 void yield_to_js_thread();
 
 // RAII: holds the global gate for its scope (and lowers the thread's priority the first time).
