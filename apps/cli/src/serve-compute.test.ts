@@ -19,37 +19,40 @@ function files(map: Record<string, string>) {
 
 describe('groupScheduled', () => {
   const none = () => false;
-  it('is true with autogroup on, whatever the cgroup', () => {
-    const read = files({
-      '/proc/sys/kernel/sched_autogroup_enabled': '1\n',
-      '/proc/self/cgroup': '0::/\n',
-    });
-    expect(groupScheduled(read, none)).toBe(true);
+  const autogroup = (on: boolean) => ({
+    '/proc/sys/kernel/sched_autogroup_enabled': on ? '1\n' : '0\n',
   });
 
-  it('is true in a cgroup of its own with the cpu controller (v1 or v2)', () => {
-    const off = { '/proc/sys/kernel/sched_autogroup_enabled': '0\n' };
-    const v1 = files({ ...off, '/proc/self/cgroup': '5:memory:/x\n4:cpu,cpuacct:/docker/abc\n' });
-    expect(groupScheduled(v1, none)).toBe(true);
-    const v2 = files({ ...off, '/proc/self/cgroup': '0::/system.slice/mm.service\n' });
+  it('is true in the root group with autogroup on, false with it off', () => {
+    const root = { '/proc/self/cgroup': '4:cpu,cpuacct:/\n3:memory:/user.slice\n0::/\n' };
+    expect(groupScheduled(files({ ...autogroup(true), ...root }), () => true)).toBe(true);
+    expect(groupScheduled(files({ ...autogroup(false), ...root }), () => true)).toBe(false);
+    expect(groupScheduled(files({}), () => true)).toBe(false); // nothing readable
+  });
+
+  it('is true in a cgroup v1 with the cpu controller, autogroup or not', () => {
+    const v1 = { '/proc/self/cgroup': '5:memory:/x\n4:cpu,cpuacct:/docker/abc\n0::/\n' };
+    expect(groupScheduled(files({ ...autogroup(false), ...v1 }), none)).toBe(true);
+    expect(groupScheduled(files({ ...autogroup(true), ...v1 }), none)).toBe(true);
+  });
+
+  it('under cgroup v2, looks for the cpu controller in the cgroup and then its parents', () => {
+    const v2 = files({ ...autogroup(false), '/proc/self/cgroup': '0::/a.slice/b/c.scope\n' });
     const seen: string[] = [];
-    const exists = (p: string) => {
+    const onlyA = (p: string) => {
       seen.push(p);
-      return true;
+      return p === '/sys/fs/cgroup/a.slice/cpu.weight';
     };
-    expect(groupScheduled(v2, exists)).toBe(true);
-    expect(seen).toEqual(['/sys/fs/cgroup/system.slice/mm.service/cpu.weight']);
-    // the same cgroup without the cpu controller shares nothing
+    expect(groupScheduled(v2, onlyA)).toBe(true);
+    expect(seen).toEqual([
+      '/sys/fs/cgroup/a.slice/b/c.scope/cpu.weight',
+      '/sys/fs/cgroup/a.slice/b/cpu.weight',
+      '/sys/fs/cgroup/a.slice/cpu.weight',
+    ]);
+    // no cpu controller on the way up: the root group, where autogroup decides
     expect(groupScheduled(v2, none)).toBe(false);
-  });
-
-  it('is false in the root cgroup without autogroup, and when nothing can be read', () => {
-    const root = files({
-      '/proc/sys/kernel/sched_autogroup_enabled': '0\n',
-      '/proc/self/cgroup': '4:cpu,cpuacct:/\n3:memory:/user.slice\n0::/\n',
-    });
-    expect(groupScheduled(root, () => true)).toBe(false);
-    expect(groupScheduled(files({}), () => true)).toBe(false);
+    const v2auto = files({ ...autogroup(true), '/proc/self/cgroup': '0::/a.slice/b/c.scope\n' });
+    expect(groupScheduled(v2auto, none)).toBe(true);
   });
 });
 

@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import {
   DEFAULT_LIMITS,
@@ -178,23 +179,36 @@ const readProcFile: ReadSmallFile = (path) => {
 };
 
 /**
+ * The cgroup whose share of the CPU this process's threads draw on: the cgroup v1 cpu
+ * controller's path, or under cgroup v2 the nearest of its cgroup and their parents with the cpu
+ * controller (a `cpu.weight` file); '/' for the root group.
+ */
+function cpuCgroup(procSelfCgroup: string, exists: (path: string) => boolean): string {
+  const lines = procSelfCgroup.split('\n').map((l) => l.split(':'));
+  const v1 = lines.find(
+    ([id, controllers]) => id !== '0' && controllers?.split(',').includes('cpu'),
+  );
+  if (v1) return v1[2] || '/';
+  const v2 = lines.find(([id, controllers]) => id === '0' && controllers === '')?.[2];
+  for (let p = v2 ?? '/'; p !== '/' && p !== ''; p = dirname(p)) {
+    if (exists(`/sys/fs/cgroup${p}/cpu.weight`)) return p;
+  }
+  return '/';
+}
+
+/**
  * Whether the Linux kernel shares CPU time between this process's group and the rest, so that
- * the priority of mm's own threads is weighed only against its group: autogroup is on (each
- * session is one group: /proc/sys/kernel/sched_autogroup_enabled), or the process is in a cgroup
- * of its own with the cpu controller (a container, a systemd service).
+ * the priority of mm's own threads is weighed only inside its group: the process is in a cgroup
+ * with the cpu controller (a container, a systemd service, a desktop app's scope: the group is
+ * that cgroup), or in the root group with autogroup on (each session is a group:
+ * /proc/sys/kernel/sched_autogroup_enabled; autogroup applies in the root group only).
  */
 export function groupScheduled(
   read: ReadSmallFile = readProcFile,
   exists: (path: string) => boolean = existsSync,
 ): boolean {
-  if (read('/proc/sys/kernel/sched_autogroup_enabled')?.trim() === '1') return true;
-  for (const line of (read('/proc/self/cgroup') ?? '').split('\n')) {
-    const [id, controllers, path] = line.split(':');
-    if (path === undefined || path === '/' || path === '') continue;
-    if (id !== '0' && controllers?.split(',').includes('cpu')) return true; // cgroup v1
-    if (id === '0' && controllers === '' && exists(`/sys/fs/cgroup${path}/cpu.weight`)) return true;
-  }
-  return false;
+  if (cpuCgroup(read('/proc/self/cgroup') ?? '', exists) !== '/') return true;
+  return read('/proc/sys/kernel/sched_autogroup_enabled')?.trim() === '1';
 }
 
 /**
@@ -207,8 +221,8 @@ export function groupScheduled(
  * each on a 2-core machine, and a collection or a request's intake stretched by them went past
  * 10 ms. Under SCHED_IDLE any other thread that wakes takes the core at once. The risk of
  * SCHED_IDLE is starving inference when other busy processes compete for the cores; with
- * autogroup or a cgroup, processes of other groups (another terminal's build, another service)
- * compete with mm's group as a whole, whatever its threads' priority: measured on a 2-core VM,
+ * autogroup or a cpu cgroup, processes of other groups (another session's build, another
+ * service) compete with mm's group as a whole, whatever its threads' priority: measured on a 2-core VM,
  * two compute threads got 50 % of the machine against two busy threads of another session at
  * nice 0, 5, 19 and under SCHED_IDLE alike. Only busy processes of mm's own group (the same
  * terminal session, the same container) take the cores first.
