@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <numeric>
 #include <unordered_set>
 
 #include "backbone/context.h"
@@ -36,6 +37,43 @@ namespace {
 
 double ms(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
     return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+// Puts the rows in order of sequence id, each sequence's own rows in the order they were added
+// (`owner` and, for embedding rows, `n_embd` floats per row move with them). Each sequence of mm's
+// contexts has its own KV stream (kv_unified off, as llama-server's with -np), and llama.cpp then
+// cuts a batch into ubatches whose sequences are consecutive ids in batch order: the rows of 8
+// requests in arrival order (sequences 3, 0, 1, 2, 7, 4, 5, 6, say) went as 3 or 4 ubatches, each
+// reading every weight of the model. In order of sequence they are one.
+template <typename Owner>
+void order_by_seq(owned_batch & b, std::vector<Owner> & owner, size_t n_embd) {
+    const size_t        n = b.seq_storage.size();
+    std::vector<size_t> idx(n);
+    std::iota(idx.begin(), idx.end(), size_t{0});
+    std::stable_sort(idx.begin(), idx.end(), [&](size_t x, size_t y) { return b.seq_storage[x] < b.seq_storage[y]; });
+    bool in_order = true;
+    for (size_t k = 0; k < n && in_order; ++k) {
+        in_order = idx[k] == k;
+    }
+    if (in_order) {
+        return;
+    }
+    owned_batch        s;
+    std::vector<Owner> o;
+    o.reserve(n);
+    if (!b.embd.empty()) {
+        s.embd.reserve(b.embd.size());
+    }
+    for (size_t k : idx) {
+        s.add(b.token.empty() ? -1 : b.token[k], b.pos[k], b.seq_storage[k], b.logits[k] != 0);
+        if (!b.embd.empty()) {
+            const auto row = b.embd.begin() + static_cast<std::ptrdiff_t>(k * n_embd);
+            s.embd.insert(s.embd.end(), row, row + static_cast<std::ptrdiff_t>(n_embd));
+        }
+        o.push_back(owner[k]);
+    }
+    b = std::move(s);
+    owner.swap(o);
 }
 
 }  // namespace
@@ -329,8 +367,8 @@ double scheduler::run_rows(std::vector<std::unique_ptr<active>> & run, llama_bat
     }
 }
 
-void scheduler::count_step(const std::vector<active *> & owner, int32_t n_decode, int32_t n_prompt, bool media,
-                           double step_ms) {
+void scheduler::count_step(const std::vector<active *> & decoders, int32_t n_prompt, bool media, double step_ms) {
+    const auto                  n_decode = static_cast<int32_t>(decoders.size());
     std::lock_guard<std::mutex> lock(mu_);
     stats_.token_steps += media ? 0 : 1;
     stats_.mixed_steps += media ? 1 : 0;
@@ -338,8 +376,8 @@ void scheduler::count_step(const std::vector<active *> & owner, int32_t n_decode
     stats_.decode_rows += n_decode;
     stats_.prefill_rows += media ? 0 : n_prompt;
     stats_.max_rows = std::max(stats_.max_rows, n_decode);
-    for (int32_t i = 0; i < n_decode; ++i) {
-        owner[i]->compute_ms += step_ms;  // the decode rows come first
+    for (active * d : decoders) {
+        d->compute_ms += step_ms;
     }
     if (n_prompt == 0) {
         stats_.decode_only_steps++;
@@ -470,6 +508,7 @@ bool scheduler::media_step(std::vector<std::unique_ptr<active>> & run) {
         b.add(-1, it.positions.empty() ? it.pos0 + static_cast<int32_t>(k) : it.positions[k], a->req.seq, false);
         owner.push_back(a);
     }
+    order_by_seq(b, owner, n_embd);
     bool         ok      = true;
     const double step_ms = run_rows(run, b.view(b.rows()), owner, ok);
     if (!ok) {
@@ -479,7 +518,7 @@ bool scheduler::media_step(std::vector<std::unique_ptr<active>> & run) {
     for (active * d : decoding) {
         d->stepped = true;
     }
-    count_step(owner, n_dec, static_cast<int32_t>(chunk), true, step_ms);
+    count_step(decoding, static_cast<int32_t>(chunk), true, step_ms);
     a->offset += chunk;
     if (a->offset == n) {
         a->item++;
@@ -497,7 +536,8 @@ void scheduler::iterate(std::vector<std::unique_ptr<active>> & run) {
     run.erase(std::remove(run.begin(), run.end(), nullptr), run.end());
 
     // 2. One token batch: decode rows first, then prefill rows in arrival order (at most
-    //    prefill_chunk_ of them while others generate, so that their next token is not late).
+    //    prefill_chunk_ of them while others generate, so that their next token is not late);
+    //    decoded in order of sequence (order_by_seq).
     const int32_t         cap     = static_cast<int32_t>(ctx_->n_batch());
     const bool            waiting = std::any_of(run.begin(), run.end(), [](const auto & a) { return a->generating; });
     owned_batch           b;
@@ -544,12 +584,14 @@ void scheduler::iterate(std::vector<std::unique_ptr<active>> & run) {
     if (b.rows() == 0) {
         return;
     }
+    const std::vector<active *> decoders(owner.begin(), owner.begin() + n_decode);
+    order_by_seq(b, owner, 0);
     bool         ok      = true;
     const double step_ms = run_rows(run, b.view(b.rows()), owner, ok);
     if (!ok) {
         return;
     }
-    count_step(owner, n_decode, n_prefill, false, step_ms);
+    count_step(decoders, n_prefill, false, step_ms);
 
     // 3. Sample every row with logits.
     sample_rows(run, owner, b.pos, b.logits);

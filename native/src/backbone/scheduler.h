@@ -14,7 +14,8 @@
 //      llama-server. Any other span (non-causal, M-RoPE, or nobody generating) is decoded alone;
 //   3. decodes ONE token batch: the next token of every generating request not decoded in step 2
 //      (one row each, with logits) and then text prefill rows of requests in arrival order, up to
-//      the batch size, or MM_PREFILL_CHUNK rows while others generate;
+//      the batch size, or MM_PREFILL_CHUNK rows while others generate; the rows of either batch
+//      go in order of sequence, so that llama.cpp makes one ubatch of them (order_by_seq);
 //   4. samples each row with logits with its request's sampler and queues events (tokens, ends),
 //      then calls `notify` (from this thread) so the JS side drains them.
 // A request ends on end-of-generation, its token budget, its position limit, a cancel (between
@@ -135,8 +136,7 @@ class scheduler {
     // requests and clears `ok`. Returns the compute time in ms.
     double run_rows(std::vector<std::unique_ptr<active>> & run, llama_batch batch, const std::vector<active *> & owner,
                     bool & ok);
-    void   count_step(const std::vector<active *> & owner, int32_t n_decode, int32_t n_prompt, bool media,
-                      double step_ms);
+    void   count_step(const std::vector<active *> & decoders, int32_t n_prompt, bool media, double step_ms);
     // Samples every row with logits with its request's sampler; queues tokens and ends.
     void sample_rows(std::vector<std::unique_ptr<active>> & run, const std::vector<active *> & owner,
                      const std::vector<int32_t> & pos, const std::vector<int8_t> & logits);

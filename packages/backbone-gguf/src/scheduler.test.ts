@@ -116,81 +116,104 @@ describe.each(models)('Scheduler (native continuous batching) on $name', ({ path
     expect(after.tokenSteps - before.tokenSteps).toBeLessThan(2 * (LONG + 1) + 2 * (N + 1));
   });
 
-  it('decodes generating rows in the same batches as chunks of a causal span: both answers exact', async () => {
-    // A span of token_embd rows is its text as embeddings: the answer must be the text's. A
-    // scheduler with 3-row chunks (read when it starts) cuts it while request 0 generates.
-    const prev = process.env['MM_PREFILL_CHUNK'];
-    process.env['MM_PREFILL_CHUNK'] = '3';
-    const SEQ = 512;
-    const ctx = await backbone.createContext({ contextSize: SEQ * 2, sequences: 2, threads: 2 });
-    const sc = Scheduler.create(ctx);
-    const solo = await backbone.createContext({ contextSize: SEQ, threads: 2 });
-    if (prev === undefined) delete process.env['MM_PREFILL_CHUNK'];
-    else process.env['MM_PREFILL_CHUNK'] = prev;
-    try {
-      // request 0 runs long, so that it still generates when request 1 comes (a loaded machine)
-      const LONG = SEQ - 32;
-      const text = prompts[2] as Int32Array; // 9+ tokens: the span is all but the last 2
-      const cut = text.length - 2;
-      const want0 = Array.from(
-        (
-          await solo.generate({
-            tokens: prompts[0] as Int32Array,
-            maxTokens: LONG,
-            ignoreEndOfGeneration: true,
-          }).result
-        ).tokens,
-      );
-      const want1 = await alone(text, N);
-      let joined: () => void = () => {};
-      const late = new Promise<void>((resolve) => {
-        joined = resolve;
-      });
-      let seen = 0;
-      let second: Promise<ScheduleResult> | undefined;
-      const first = sc.submit({
-        seq: 0,
-        keep: 0,
-        items: [{ tokens: prompts[0] as Int32Array, pos0: 0 }],
-        maxTokens: LONG,
-        limit: SEQ,
-        ignoreEndOfGeneration: true,
-        onToken: () => {
-          if (++seen !== 2) return;
-          second = sc.submit({
-            seq: 1,
-            keep: 0,
-            items: [
-              {
-                embeddings: backbone.tokenEmbeddings(text.subarray(0, cut)),
-                nEmbd: backbone.nEmbd,
-                causal: true,
-                pos0: 0,
-              },
-              { tokens: text.subarray(cut), pos0: cut },
-            ],
-            maxTokens: N,
-            limit: PER_SEQ,
-            ignoreEndOfGeneration: true,
-          }).result;
-          joined();
-        },
-      }).result;
-      await late;
-      const [a, b] = await Promise.all([first, second as Promise<ScheduleResult>]);
-      expect(Array.from(a.tokens)).toEqual(want0);
-      expect(Array.from(b.tokens)).toEqual(want1);
-      const st = sc.stats();
-      expect(st.spans).toBe(1);
-      // ceil(cut / 3) chunks, each with request 0's next token (it generates throughout)
-      expect(st.mixedSteps).toBe(Math.ceil(cut / 3));
-      expect(st.maxRows).toBeGreaterThanOrEqual(2);
-    } finally {
-      sc.dispose();
-      ctx.dispose();
-      solo.dispose();
+  it('decodes the rows of requests that come in any order of sequence in order of sequence: each answer is its own', async () => {
+    // llama.cpp takes a batch's sequences as consecutive ids (one KV stream each): the scheduler
+    // reorders the rows, and each sampled row must still go to its own request
+    const order = [3, 1, 2, 0];
+    const before = sched.stats();
+    const got = await Promise.all(
+      order.map((seq) => whole(seq, prompts[seq] as Int32Array).result),
+    );
+    for (const [k, seq] of order.entries()) {
+      expect(Array.from((got[k] as ScheduleResult).tokens)).toEqual(expected[seq]);
     }
+    const after = sched.stats();
+    expect(after.decodeRows - before.decodeRows).toBe(order.length * (N - 1));
+    // together: fewer steps than one request after the other
+    expect(after.decodeSteps - before.decodeSteps).toBeLessThan(order.length * (N - 1));
   });
+
+  it.each([
+    { generating: 0, span: 1, on: 'sequence 0, the span on 1' },
+    { generating: 1, span: 0, on: 'sequence 1, the span on 0' },
+  ])(
+    'decodes generating rows in the same batches as chunks of a causal span: both answers exact (generating on $on)',
+    async ({ generating, span }) => {
+      // A span of token_embd rows is its text as embeddings: the answer must be the text's. A
+      // scheduler with 3-row chunks (read when it starts) cuts it while request 0 generates.
+      const prev = process.env['MM_PREFILL_CHUNK'];
+      process.env['MM_PREFILL_CHUNK'] = '3';
+      const SEQ = 512;
+      const ctx = await backbone.createContext({ contextSize: SEQ * 2, sequences: 2, threads: 2 });
+      const sc = Scheduler.create(ctx);
+      const solo = await backbone.createContext({ contextSize: SEQ, threads: 2 });
+      if (prev === undefined) delete process.env['MM_PREFILL_CHUNK'];
+      else process.env['MM_PREFILL_CHUNK'] = prev;
+      try {
+        // request 0 runs long, so that it still generates when request 1 comes (a loaded machine)
+        const LONG = SEQ - 32;
+        const text = prompts[2] as Int32Array; // 9+ tokens: the span is all but the last 2
+        const cut = text.length - 2;
+        const want0 = Array.from(
+          (
+            await solo.generate({
+              tokens: prompts[0] as Int32Array,
+              maxTokens: LONG,
+              ignoreEndOfGeneration: true,
+            }).result
+          ).tokens,
+        );
+        const want1 = await alone(text, N);
+        let joined: () => void = () => {};
+        const late = new Promise<void>((resolve) => {
+          joined = resolve;
+        });
+        let seen = 0;
+        let second: Promise<ScheduleResult> | undefined;
+        const first = sc.submit({
+          seq: generating,
+          keep: 0,
+          items: [{ tokens: prompts[0] as Int32Array, pos0: 0 }],
+          maxTokens: LONG,
+          limit: SEQ,
+          ignoreEndOfGeneration: true,
+          onToken: () => {
+            if (++seen !== 2) return;
+            second = sc.submit({
+              seq: span,
+              keep: 0,
+              items: [
+                {
+                  embeddings: backbone.tokenEmbeddings(text.subarray(0, cut)),
+                  nEmbd: backbone.nEmbd,
+                  causal: true,
+                  pos0: 0,
+                },
+                { tokens: text.subarray(cut), pos0: cut },
+              ],
+              maxTokens: N,
+              limit: PER_SEQ,
+              ignoreEndOfGeneration: true,
+            }).result;
+            joined();
+          },
+        }).result;
+        await late;
+        const [a, b] = await Promise.all([first, second as Promise<ScheduleResult>]);
+        expect(Array.from(a.tokens)).toEqual(want0);
+        expect(Array.from(b.tokens)).toEqual(want1);
+        const st = sc.stats();
+        expect(st.spans).toBe(1);
+        // ceil(cut / 3) chunks, each with request 0's next token (it generates throughout)
+        expect(st.mixedSteps).toBe(Math.ceil(cut / 3));
+        expect(st.maxRows).toBeGreaterThanOrEqual(2);
+      } finally {
+        sc.dispose();
+        ctx.dispose();
+        solo.dispose();
+      }
+    },
+  );
 
   it('keeps a prefix the sequence holds: only the new tokens are decoded, the answer is unchanged', async () => {
     const base = prompts[1] as Int32Array;
