@@ -1,0 +1,168 @@
+#!/usr/bin/env node
+// The realistic shape's batched decode without HTTP: the native scheduler over a context made as
+// `mm serve` makes it (--parallel sequences of -c positions, batch 2048, ubatch 512), in this
+// process, with the CLIP-L encoder loaded. Each round embeds --parallel distinct 336 × 336
+// pictures (one after another), then submits one request per sequence at once, in the order
+// --order gives, each the picture between a few text tokens, --max-tokens tokens, greedy; and
+// prints the tokens decoded while all of them were generating over that window (as
+// `vs-llama-server.mjs --scenario decode` measures mm serve), and the decode-only rows/s of the
+// scheduler. `--order shuffled` submits the sequences in a shuffled order, as requests land on
+// whatever sequence is free in a server; `sorted` in order 0, 1, 2...
+//
+// Usage: node packages/server/scripts/decode-in-process.mjs [--order sorted|shuffled]
+//        [--parallel 8] [--threads N] [--max-tokens 64] [--rounds 3] [--ctx 1024] [--json]
+import { availableParallelism } from 'node:os';
+import { parseArgs } from 'node:util';
+import { Scheduler } from '@mm/backbone-gguf';
+import { ModelComponents } from '@mm/core';
+import { encodePng, syntheticImage } from '@mm/testing';
+import { intOption, printHelpAndExit, realisticPair } from './script-kit.mjs';
+
+const { values } = parseArgs({
+  options: {
+    order: { type: 'string', default: 'shuffled' },
+    parallel: { type: 'string', default: '8' },
+    threads: { type: 'string', default: String(availableParallelism()) },
+    'max-tokens': { type: 'string', default: '64' },
+    rounds: { type: 'string', default: '3' },
+    ctx: { type: 'string', default: '1024' },
+    json: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+if (values.help) printHelpAndExit(import.meta.url);
+if (values.order !== 'sorted' && values.order !== 'shuffled') {
+  console.error(`--order takes sorted or shuffled, got '${values.order}'`);
+  process.exit(2);
+}
+const parallel = intOption(values, 'parallel');
+const threads = intOption(values, 'threads');
+const maxTokens = intOption(values, 'max-tokens', 2);
+const rounds = intOption(values, 'rounds');
+const perSeq = intOption(values, 'ctx', 16);
+
+const log = (m) => process.stderr.write(`[decode-in-process] ${m}\n`);
+log('making the realistic models once into benchDir() (minutes the first time)...');
+const { model, mmproj } = await realisticPair();
+const comp = await ModelComponents.load({ model, mmproj, threads });
+const { backbone } = comp;
+const context = await backbone.createContext({
+  contextSize: perSeq * parallel,
+  sequences: parallel,
+  batchSize: 2048,
+  ubatchSize: 512,
+  threads,
+});
+const sched = Scheduler.create(context);
+
+/** The sequences in submission order: 0, 1, 2... or a fixed shuffle of them (a new one per round). */
+function orderOf(round) {
+  const seqs = Array.from({ length: parallel }, (_, i) => i);
+  if (values.order === 'sorted') return seqs;
+  let s = 0x9e3779b9 ^ round;
+  const next = () => {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    return s / 2 ** 32;
+  };
+  for (let i = seqs.length - 1; i > 0; i--) {
+    const j = Math.floor(next() * (i + 1));
+    [seqs[i], seqs[j]] = [seqs[j], seqs[i]];
+  }
+  return seqs;
+}
+
+const rows = [];
+try {
+  for (let round = 0; round < rounds; round++) {
+    const order = orderOf(round);
+    log(`round ${round + 1}/${rounds}: embedding ${parallel} pictures...`);
+    const pictures = [];
+    for (let i = 0; i < parallel; i++) {
+      const png = encodePng(syntheticImage(336, 336, 1000 * (round + 1) + i));
+      const media = await comp.embedImage(png);
+      pictures.push(Float32Array.from(media.chunks[0].rows));
+    }
+    log(
+      `round ${round + 1}/${rounds}: ${parallel} requests at once, sequences ${order.join(', ')}...`,
+    );
+    const times = [];
+    const firsts = [];
+    const lasts = [];
+    const before = sched.stats();
+    await Promise.all(
+      order.map((seq, k) => {
+        const rowsOf = pictures[k];
+        const head = backbone.tokenize(`<|im_start|>user\nPicture ${k}: `, { parseSpecial: true });
+        const tail = backbone.tokenize(' Describe the image.<|im_end|>\n<|im_start|>assistant\n', {
+          parseSpecial: true,
+        });
+        const n = rowsOf.length / backbone.nEmbd;
+        let first = 0;
+        return sched.submit({
+          seq,
+          keep: 0,
+          items: [
+            { tokens: head, pos0: 0 },
+            { embeddings: rowsOf, nEmbd: backbone.nEmbd, causal: true, pos0: head.length },
+            { tokens: tail, pos0: head.length + n },
+          ],
+          maxTokens,
+          limit: perSeq,
+          ignoreEndOfGeneration: true,
+          onToken: () => {
+            const t = performance.now();
+            if (first === 0) {
+              first = t;
+              firsts.push(t);
+            }
+            lasts[k] = t;
+            times.push(t);
+          },
+        }).result;
+      }),
+    );
+    const after = sched.stats();
+    const d = (key) => after[key] - before[key];
+    const start = Math.max(...firsts);
+    const end = Math.min(...lasts);
+    const inside = times.filter((t) => t > start && t <= end).length;
+    rows.push({
+      order,
+      windowMs: end - start,
+      tokPerS: end > start ? (inside * 1000) / (end - start) : Number.NaN,
+      decodeOnlyRowsPerS: (d('decodeOnlyRows') * 1000) / d('decodeOnlyMs'),
+    });
+  }
+} finally {
+  sched.dispose();
+  context.dispose();
+  comp.dispose();
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+const tok = rows.map((r) => r.tokPerS);
+const summary = {
+  order: values.order,
+  parallel,
+  threads,
+  maxTokens,
+  rounds: rows,
+  tokPerS: { median: median(tok), min: Math.min(...tok), max: Math.max(...tok) },
+};
+if (values.json) {
+  console.log(JSON.stringify(summary, null, 2));
+} else {
+  for (const [i, r] of rows.entries()) {
+    console.log(
+      `round ${i + 1} (sequences ${r.order.join(',')}): ${r.tokPerS.toFixed(1)} tok/s while all ${parallel} generated (${r.windowMs.toFixed(0)} ms); decode-only ${r.decodeOnlyRowsPerS.toFixed(1)} rows/s`,
+    );
+  }
+  const { median: m, min, max } = summary.tokPerS;
+  console.log(
+    `${parallel} at once, --order ${values.order}, ${threads} threads: ${m.toFixed(1)} [${min.toFixed(1)}-${max.toFixed(1)}] tok/s (median [min-max] of ${rows.length} rounds)`,
+  );
+}
