@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util';
 import { Scheduler } from '@mm/backbone-gguf';
 import { ModelComponents } from '@mm/core';
 import { encodePng, syntheticImage } from '@mm/testing';
-import { intOption, printHelpAndExit, realisticPair } from './script-kit.mjs';
+import { intOption, median, printHelpAndExit, realisticPair } from './script-kit.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -139,11 +139,6 @@ try {
   comp.dispose();
 }
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 const tok = rows.map((r) => r.tokPerS);
 const summary = {
   order: values.order,

@@ -77,3 +77,11 @@ export async function realisticPair() {
   });
   return { model: await benchLlama(BENCH_LLAMA_1B), mmproj };
 }
+
+/** The median of the finite values of `xs` (NaN when there are none). */
+export function median(xs) {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (s.length === 0) return Number.NaN;
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}

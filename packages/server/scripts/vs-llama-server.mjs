@@ -51,6 +51,7 @@ import {
 } from '@mm/testing';
 import {
   intOption,
+  median,
   printHelpAndExit,
   realisticPair,
   spawnMmServe,
@@ -346,12 +347,6 @@ function percentile(xs, p) {
   if (s.length === 0) return Number.NaN;
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
 }
-const median = (xs) => {
-  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (s.length === 0) return Number.NaN;
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 const same = (a, b) => a.trim() === b.trim();
 
 /**
