@@ -1,4 +1,4 @@
-import { refGenerate } from '@mm/testing';
+import { refGenerate, tinyLlamaFixture } from '@mm/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Backbone } from './backbone.js';
 import type { Context } from './context.js';
@@ -11,7 +11,15 @@ const PROMPTS = [
   '<|im_start|>user\nWhere is it?<|im_end|>\n<|im_start|>assistant\n a',
 ];
 
-const models = await testModels();
+const models = [
+  ...(await testModels()),
+  // Q8_0 weights: on a CPU with AMX, ggml's AMX kernels multiply them (tile instructions; the
+  // prompt's rows take the tiled path). Built with GCC 12 they raised SIGILL until patch 0004.
+  {
+    name: 'generated tiny llama, Q8_0 weights',
+    path: await tinyLlamaFixture({ seed: 7, weightType: 'Q8_0' }),
+  },
+];
 
 describe.each(models)('greedy generation equals llama.cpp on $name', ({ path }) => {
   let backbone: Backbone;

@@ -20,6 +20,7 @@ export {
   getValue,
   hasKey,
 } from './metadata.js';
+export { dequantizeQ8_0, Q8_0_BLOCK, Q8_0_BLOCK_BYTES, quantizeQ8_0 } from './quant.js';
 export {
   type GgufSource,
   type ReadGgufOptions,

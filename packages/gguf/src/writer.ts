@@ -2,6 +2,7 @@ import { open } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { ErrorCode, MmError, MmInvalidArgumentError } from '@mm/errors';
 import { f32ToBf16, f32ToF16 } from './float16.js';
+import { Q8_0_BLOCK, quantizeQ8_0 } from './quant.js';
 import {
   GGML_MAX_DIMS,
   GGML_MAX_NAME,
@@ -27,7 +28,8 @@ export interface GgufTensorInput {
   shape: readonly number[];
   /**
    * The data, little-endian as stored. For F16 and BF16 a Float32Array is converted (round to
-   * nearest even); a Uint16Array is taken as raw bits. Otherwise the byte length must equal
+   * nearest even); a Uint16Array is taken as raw bits. For Q8_0 a Float32Array is quantized
+   * (`quantizeQ8_0`). Otherwise the byte length must equal
    * the size the type table gives for the shape (quantized types: the raw blocks as bytes).
    */
   data: ArrayBufferView;
@@ -275,6 +277,12 @@ function tensorBytes(t: GgufTensorInput, i: number): Uint8Array {
   let data: ArrayBufferView = t.data;
   if (t.data instanceof Float32Array && t.type === 'F16') data = f32ToF16(t.data);
   if (t.data instanceof Float32Array && t.type === 'BF16') data = f32ToBf16(t.data);
+  if (t.data instanceof Float32Array && t.type === 'Q8_0') {
+    if ((t.shape[0] ?? 0) % Q8_0_BLOCK !== 0) {
+      throw bad(where, `ne[0] = ${t.shape[0]} is not a multiple of the Q8_0 block size 32`);
+    }
+    data = quantizeQ8_0(t.data);
+  }
   const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   const expected = ggmlTensorBytes(GGML_TYPES[t.type], t.shape);
   if (expected === undefined) {

@@ -8,6 +8,7 @@ import {
   getArray,
   getString,
   getUint,
+  quantizeQ8_0,
   readGguf,
   readGgufFromBuffer,
   readTensorData,
@@ -178,8 +179,23 @@ describe('writeTinyLlama', () => {
       expect(Math.abs(x[i]! - y[i]!)).toBeLessThanOrEqual(Math.abs(x[i]!) * 1e-3 + 1e-7);
   });
 
+  it('q8_0 weights: the F32 weights quantized, norms in f32, file_type 7', async () => {
+    const buf = tinyLlamaBuffer({ seed: 4, weightType: 'Q8_0' });
+    const f = readGgufFromBuffer(buf, { llamaCpp: true });
+    expect(getUint(f, 'general.file_type')).toBe(7);
+    const types = Object.fromEntries(f.tensors.map((t) => [t.name, t.type]));
+    expect(types['blk.0.attn_q.weight']).toBe('Q8_0');
+    expect(types['output.weight']).toBe('Q8_0');
+    expect(types['blk.0.ffn_norm.weight']).toBe('F32');
+    const f32 = readGgufFromBuffer(tinyLlamaBuffer({ seed: 4 }));
+    const a = await readTensorData(tinyLlamaBuffer({ seed: 4 }), f32, 'blk.1.ffn_down.weight');
+    const q = await readTensorData(buf, f, 'blk.1.ffn_down.weight');
+    expect(Array.from(q)).toEqual(Array.from(quantizeQ8_0(new Float32Array(a.buffer))));
+  });
+
   it('rejects impossible shapes with MM_INVALID_ARGUMENT', () => {
     for (const bad of [
+      { nEmbd: 48, nHead: 4, weightType: 'Q8_0' as const },
       { nEmbd: 63 },
       { nHeadKv: 3 },
       { nLayers: 0 },

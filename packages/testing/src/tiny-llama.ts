@@ -49,8 +49,11 @@ export interface TinyLlamaOptions {
   ropeFreqBase?: number;
   /** Default 1e-5. */
   rmsEps?: number;
-  /** Type of the 2-D weights; norms stay F32 (llama.cpp's MOSTLY_F16). Default F32. */
-  weightType?: 'F32' | 'F16';
+  /**
+   * Type of the 2-D weights; norms stay F32 (llama.cpp's MOSTLY_F16, MOSTLY_Q8_0). Q8_0 needs nEmbd
+   * and nFf to be multiples of 32. Default F32.
+   */
+  weightType?: 'F32' | 'F16' | 'Q8_0';
   /** general.name. Default `tiny-llama-s<seed>`. */
   name?: string;
 }
@@ -182,10 +185,16 @@ export function resolveTinyLlamaOptions(opts: TinyLlamaOptions = {}): ResolvedTi
     throw new MmInvalidArgumentError('nHead', 'the head dimension must be even (RoPE)');
   if (r.nHead % r.nHeadKv !== 0)
     throw new MmInvalidArgumentError('nHeadKv', `${r.nHeadKv} does not divide nHead ${r.nHead}`);
-  if (r.weightType !== 'F32' && r.weightType !== 'F16') {
+  if (r.weightType !== 'F32' && r.weightType !== 'F16' && r.weightType !== 'Q8_0') {
     throw new MmInvalidArgumentError(
       'weightType',
-      `must be 'F32' or 'F16', got ${String(r.weightType)}`,
+      `must be 'F32', 'F16' or 'Q8_0', got ${String(r.weightType)}`,
+    );
+  }
+  if (r.weightType === 'Q8_0' && (r.nEmbd % 32 !== 0 || r.nFf % 32 !== 0)) {
+    throw new MmInvalidArgumentError(
+      'weightType',
+      `Q8_0 rows are whole 32-weight blocks: nEmbd ${r.nEmbd} and nFf ${r.nFf} must be multiples of 32`,
     );
   }
   if (!(r.ropeFreqBase > 0) || !(r.rmsEps > 0))
@@ -218,7 +227,7 @@ export function llamaSpec(o: ResolvedTinyLlamaOptions, weights: WeightSource): G
       'general.description',
       gv.string(`tiny random llama-architecture test model (@mm/testing, seed ${o.seed})`),
     ],
-    ['general.file_type', gv.uint32(o.weightType === 'F16' ? 1 : 0)],
+    ['general.file_type', gv.uint32({ F32: 0, F16: 1, Q8_0: 7 }[o.weightType])],
     ['general.alignment', gv.uint32(32)],
     ['llama.vocab_size', gv.uint32(nVocab)],
     ['llama.context_length', gv.uint32(o.nCtx)],
@@ -246,13 +255,15 @@ export function llamaSpec(o: ResolvedTinyLlamaOptions, weights: WeightSource): G
   ]);
 
   const tensors: GgufTensorInput[] = [];
+  // the writer quantizes F32 values to Q8_0 (F16 bits from the source are widened first)
+  const data = (v: Float32Array | Uint16Array) => (o.weightType === 'Q8_0' ? f32(v) : v);
   /** A matrix with ggml shape [nIn, nOut]: N(0, 1/nIn), so activations keep their scale. */
   const matrix = (name: string, nIn: number, nOut: number): void => {
     tensors.push({
       name,
       type: o.weightType,
       shape: [nIn, nOut],
-      data: weights(nIn * nOut, 1 / Math.sqrt(nIn)),
+      data: data(weights(nIn * nOut, 1 / Math.sqrt(nIn))),
     });
   };
   /** A norm weight: around 1. */
@@ -264,7 +275,7 @@ export function llamaSpec(o: ResolvedTinyLlamaOptions, weights: WeightSource): G
     name: 'token_embd.weight',
     type: o.weightType,
     shape: [o.nEmbd, nVocab],
-    data: weights(o.nEmbd * nVocab, 1),
+    data: data(weights(o.nEmbd * nVocab, 1)),
   });
   for (let l = 0; l < o.nLayers; l++) {
     const p = `blk.${l}`;
@@ -284,7 +295,7 @@ export function llamaSpec(o: ResolvedTinyLlamaOptions, weights: WeightSource): G
     name: 'output.weight',
     type: o.weightType,
     shape: [o.nEmbd, nVocab],
-    data: weights(o.nEmbd * nVocab, 2 / Math.sqrt(o.nEmbd)),
+    data: data(weights(o.nEmbd * nVocab, 2 / Math.sqrt(o.nEmbd))),
   });
 
   return { metadata, tensors, alignment: 32 };
