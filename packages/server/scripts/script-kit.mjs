@@ -69,13 +69,23 @@ export async function spawnMmServe(args, { nodeArgs = [], stdout = 'ignore' } = 
  * The realistic pair, written into benchDir() once (minutes the first time): a CLIP ViT-L/14-336
  * mmproj projecting to BENCH_LLAMA_1B's width, and that llama (random F16 weights).
  */
-export async function realisticPair() {
+export async function realisticPair(weightType = 'F16') {
   const mmproj = await benchMmproj({
     ...REALISTIC_CLIP_L14_336,
     projectionDim: BENCH_LLAMA_1B.nEmbd,
     hiddenDim: BENCH_LLAMA_1B.nEmbd,
   });
-  return { model: await benchLlama(BENCH_LLAMA_1B), mmproj };
+  return { model: await benchLlama({ ...BENCH_LLAMA_1B, weightType }), mmproj };
+}
+
+/** --weights of the scripts that run the realistic shape: the llama's 2-D weights, F16 or Q8_0. */
+export function weightsOption(values) {
+  const w = String(values.weights ?? 'f16').toUpperCase();
+  if (w !== 'F16' && w !== 'Q8_0') {
+    console.error(`--weights takes f16 or q8_0, got '${values.weights}'`);
+    process.exit(2);
+  }
+  return w;
 }
 
 /** The median of the finite values of `xs` (NaN when there are none). */

@@ -4,7 +4,8 @@
 //
 //   node packages/server/scripts/vs-llama-server.mjs [--scenario distinct,repeat | realistic | decode | all]
 //        [--requests 64] [--clients 1,4,8] [--parallel 8] [--threads N] [--max-tokens 32]
-//        [--repeats 30] [--pairs 4] [--rounds 3] [--ctx N] [--seed 1] [--timeout 3600] [--json]
+//        [--repeats 30] [--pairs 4] [--rounds 3] [--ctx N] [--seed 1] [--timeout 3600]
+//        [--weights f16|q8_0] [--json]
 //
 // Scenarios:
 //   distinct   tiny-shapes, --requests questions about as many distinct pictures (@mm/testing's
@@ -21,7 +22,9 @@
 //              streamed: median and worst latency of each, ratios.
 //   realistic  a CLIP ViT-L/14-336 mmproj (projection to 2048) and BENCH_LLAMA_1B, random F16
 //              weights made by @mm/testing into benchDir() (once), distinct 336x336 pictures,
-//              otherwise as distinct (default --clients 1,8, --ctx 1024 per slot).
+//              otherwise as distinct (default --clients 1,8, --ctx 1024 per slot). --weights q8_0
+//              makes the llama's 2-D weights Q8_0 (quantized by @mm/gguf's writer), for this
+//              scenario and decode.
 //   decode     the realistic models, batched decode: mm serve gets, for each --clients count
 //              (default 1,8), that many requests with distinct pictures at once (max_tokens
 //              --max-tokens, 64 unless given); its aggregate decode tok/s is the tokens that
@@ -56,6 +59,7 @@ import {
   realisticPair,
   spawnMmServe,
   tinyDir,
+  weightsOption,
 } from './script-kit.mjs';
 
 const { values } = parseArgs({
@@ -73,6 +77,7 @@ const { values } = parseArgs({
     seed: { type: 'string', default: '1' },
     timeout: { type: 'string', default: '3600' },
     'request-timeout': { type: 'string', default: '300' },
+    weights: { type: 'string', default: 'f16' },
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
@@ -1000,9 +1005,10 @@ function printDecode(r) {
 
 async function realisticModels() {
   log('realistic: making the models once into benchDir() (minutes the first time)...');
-  const { model, mmproj } = await realisticPair();
+  const weights = weightsOption(values);
+  const { model, mmproj } = await realisticPair(weights);
   return {
-    name: `CLIP ViT-L/14-336 mmproj (projection ${BENCH_LLAMA_1B.nEmbd}) + BENCH_LLAMA_1B (16 layers, n_embd 2048), random F16`,
+    name: `CLIP ViT-L/14-336 mmproj (projection ${BENCH_LLAMA_1B.nEmbd}) + BENCH_LLAMA_1B (16 layers, n_embd 2048), random ${weights === 'F16' ? 'F16' : 'F16 encoder, Q8_0 llama'}`,
     model,
     mmproj,
     ctxPerSlot: values.ctx ? int('ctx') : 1024,
