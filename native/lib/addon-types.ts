@@ -276,6 +276,11 @@ export interface NativeScheduleStats {
   decodeOnlySteps: number;
   decodeOnlyRows: number;
   decodeOnlyMs: number;
+  /**
+   * Steps that ran between two slices of another graph (an image or audio encode computed in
+   * slices of about MM_ENCODE_SLICE_MS lends the compute gate to a waiting step after each).
+   */
+  lentSteps: number;
 }
 
 /**

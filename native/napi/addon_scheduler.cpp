@@ -229,6 +229,7 @@ class AddonScheduler : public Napi::ObjectWrap<AddonScheduler> {
         o.Set("decodeOnlySteps", static_cast<double>(s.decode_only_steps));
         o.Set("decodeOnlyRows", static_cast<double>(s.decode_only_rows));
         o.Set("decodeOnlyMs", s.decode_only_ms);
+        o.Set("lentSteps", static_cast<double>(s.lent_steps));
         o.Set("active", s.active);
         return o;
     }

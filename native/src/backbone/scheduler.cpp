@@ -344,7 +344,8 @@ double scheduler::run_rows(std::vector<std::unique_ptr<active>> & run, llama_bat
                            const std::vector<active *> & owner, bool & ok) {
     ok = true;
     try {
-        compute_turn turn;
+        compute_turn turn(/*step =*/true);
+        count_lent(turn);
         set_threads(batch.n_tokens);
         const auto t0 = clock::now();
         ctx_->run_batch(batch, &abort_);
@@ -364,6 +365,13 @@ double scheduler::run_rows(std::vector<std::unique_ptr<active>> & run, llama_bat
         }
         ok = false;
         return 0;
+    }
+}
+
+void scheduler::count_lent(const compute_turn & turn) {
+    if (turn.borrowed()) {
+        std::lock_guard<std::mutex> lock(mu_);
+        stats_.lent_steps++;
     }
 }
 
@@ -466,7 +474,8 @@ bool scheduler::media_step(std::vector<std::unique_ptr<active>> & run) {
         }
         const std::vector<int32_t> & positions = off > 0 ? rest_pos : it.positions;
         try {
-            compute_turn turn;
+            compute_turn turn(/*step =*/true);
+            count_lent(turn);
             set_threads(static_cast<int64_t>(n - off));
             ctx_->decode_embeddings(it.embd.begin() + off * n_embd, it.embd.size - off * n_embd, it.n_embd, positions,
                                     it.pos0 + static_cast<int32_t>(off), a->req.seq, it.causal, logits_mode::none,

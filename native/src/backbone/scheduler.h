@@ -43,6 +43,7 @@
 namespace mm {
 
 class context;
+class compute_turn;
 
 struct sched_item {
     // Text: tokens at pos0, pos0+1, ...
@@ -101,7 +102,9 @@ struct sched_stats {
     uint64_t decode_only_steps = 0;
     uint64_t decode_only_rows  = 0;
     double   decode_only_ms    = 0;
-    int32_t  active            = 0;
+    // steps that ran between two slices of another graph (an image encode lent them the gate)
+    uint64_t lent_steps = 0;
+    int32_t  active     = 0;
 };
 
 class scheduler {
@@ -137,6 +140,7 @@ class scheduler {
     double run_rows(std::vector<std::unique_ptr<active>> & run, llama_batch batch, const std::vector<active *> & owner,
                     bool & ok);
     void   count_step(const std::vector<active *> & decoders, int32_t n_prompt, bool media, double step_ms);
+    void   count_lent(const compute_turn & turn);
     // Samples every row with logits with its request's sampler; queues tokens and ends.
     void sample_rows(std::vector<std::unique_ptr<active>> & run, const std::vector<active *> & owner,
                      const std::vector<int32_t> & pos, const std::vector<int8_t> & logits);

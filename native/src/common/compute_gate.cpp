@@ -52,13 +52,33 @@ compute_gate & compute_gate::global() {
     return g;
 }
 
-void compute_gate::lock() {
+namespace {
+
+// Whether this thread's turn is a borrowed one (lock and unlock run on the same thread).
+thread_local bool t_borrowed = false;
+
+}  // namespace
+
+bool compute_gate::lock(bool step) {
     if (!enabled_) {
-        return;
+        return false;
     }
     std::unique_lock<std::mutex> l(mu_);
     const uint64_t               ticket = next_++;
-    cv_.wait(l, [&] { return serving_ == ticket; });
+    if (step) {
+        ++steps_waiting_;
+    }
+    cv_.wait(l, [&] { return serving_ == ticket || (step && lent_ && !borrowed_); });
+    if (step) {
+        --steps_waiting_;
+    }
+    if (serving_ != ticket) {
+        borrowed_  = true;
+        t_borrowed = true;
+        skipped_.insert(ticket);
+        return true;
+    }
+    return false;
 }
 
 void compute_gate::unlock() {
@@ -67,9 +87,32 @@ void compute_gate::unlock() {
     }
     {
         std::lock_guard<std::mutex> l(mu_);
-        ++serving_;
+        if (t_borrowed) {
+            // hand the gate back to the holder that lent it
+            t_borrowed = false;
+            borrowed_  = false;
+            lent_      = false;
+        } else {
+            ++serving_;
+            while (skipped_.erase(serving_) != 0) {
+                ++serving_;
+            }
+        }
     }
     cv_.notify_all();
+}
+
+void compute_gate::lend_to_step() {
+    if (!enabled_) {
+        return;
+    }
+    std::unique_lock<std::mutex> l(mu_);
+    if (steps_waiting_ == 0) {
+        return;
+    }
+    lent_ = true;
+    cv_.notify_all();
+    cv_.wait(l, [&] { return !lent_; });
 }
 
 }  // namespace mm

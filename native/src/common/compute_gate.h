@@ -12,22 +12,37 @@
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+#include <set>
 
 namespace mm {
 
+// A long graph (an image encode: seconds on a small CPU) is computed in slices, and between two
+// slices its holder lends the gate to a waiting decode step: that one step runs ahead of its ticket
+// and the holder then takes the gate back before anyone else, so answers that stream go on during
+// an encode instead of pausing for all of it, and other encodes still wait their turn.
 class compute_gate {
   public:
     static compute_gate & global();
 
-    void lock();
+    // `step`: a decode step of a backbone scheduler, which may borrow a lent gate. True when it
+    // did (it runs inside another graph's turn, between two of its slices).
+    bool lock(bool step = false);
     void unlock();
+    // By the holder between two slices: when a step waits, lets one run now and returns after it.
+    void lend_to_step();
+    bool enabled() const { return enabled_; }
 
   private:
     std::mutex              mu_;
     std::condition_variable cv_;
-    uint64_t                next_    = 0;
-    uint64_t                serving_ = 0;
-    bool                    enabled_ = true;
+    uint64_t                next_          = 0;
+    uint64_t                serving_       = 0;
+    bool                    enabled_       = true;
+    int                     steps_waiting_ = 0;
+    bool                    lent_          = false;  // the holder waits in lend_to_step
+    bool                    borrowed_      = false;  // a step runs on the lent gate
+    // Tickets of steps that ran on a lent gate: unlock passes over them.
+    std::set<uint64_t> skipped_;
     compute_gate();
 };
 
@@ -44,13 +59,18 @@ void yield_to_js_thread();
 // RAII: holds the global gate for its scope (and lowers the thread's priority the first time).
 class compute_turn {
   public:
-    compute_turn() {
+    explicit compute_turn(bool step = false) {
         yield_to_js_thread();
-        compute_gate::global().lock();
+        borrowed_ = compute_gate::global().lock(step);
     }
+    // True when this turn runs on a gate lent between two slices of another graph.
+    bool borrowed() const { return borrowed_; }
     ~compute_turn() { compute_gate::global().unlock(); }
     compute_turn(const compute_turn &)             = delete;
     compute_turn & operator=(const compute_turn &) = delete;
+
+  private:
+    bool borrowed_ = false;
 };
 
 }  // namespace mm

@@ -1,6 +1,7 @@
 #include "graph/runtime.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -205,6 +206,61 @@ bool abort_requested(void * data) {
 
 }  // namespace
 
+namespace {
+
+// MM_ENCODE_SLICE_MS (default 500; 0: whole graphs): about how long a slice of a graph runs
+// before a waiting decode step gets the gate (compute_gate::lend_to_step).
+double slice_ms() {
+    static const double ms = [] {
+        const char * v = std::getenv("MM_ENCODE_SLICE_MS");
+        return v != nullptr ? std::max(0.0, std::atof(v)) : 500.0;
+    }();
+    return ms;
+}
+
+double node_flops(const ggml_tensor * t) {
+    if (t->op == GGML_OP_MUL_MAT) {
+        return 2.0 * static_cast<double>(t->src[0]->ne[0]) * static_cast<double>(ggml_nelements(t));
+    }
+    if (t->op == GGML_OP_FLASH_ATTN_EXT) {
+        return 4.0 * static_cast<double>(ggml_nelements(t->src[0])) * static_cast<double>(t->src[1]->ne[1]);
+    }
+    return 0;
+}
+
+// Cuts a graph's compute into slices of about slice_ms (ggml's eval callback: the scheduler
+// computes the nodes up to one the callback asks for, then calls it again), and after each slice
+// lends the gate to a waiting decode step. The slices' size comes from the rate of the slices
+// before (flops per ms). Only the order of the computation is split: every node is computed as
+// in one piece, so the results are the same.
+struct slicer {
+    double                                budget;  // flops per slice
+    double                                acc = 0;
+    double                                flops_per_ms;
+    std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+    const std::atomic<bool> *             cancel;
+
+    static bool callback(ggml_tensor * t, bool ask, void * data) {
+        auto * s = static_cast<slicer *>(data);
+        if (ask) {
+            s->acc += node_flops(t);
+            return s->acc >= s->budget;
+        }
+        const auto   now = std::chrono::steady_clock::now();
+        const double ms  = std::chrono::duration<double, std::milli>(now - s->start).count();
+        if (ms > 0 && s->acc > 0) {
+            s->flops_per_ms = s->acc / ms;
+            s->budget       = s->flops_per_ms * slice_ms();
+        }
+        s->acc = 0;
+        compute_gate::global().lend_to_step();
+        s->start = std::chrono::steady_clock::now();
+        return s->cancel == nullptr || !s->cancel->load();
+    }
+};
+
+}  // namespace
+
 void runtime::compute(ggml_cgraph * gf, const std::atomic<bool> * cancel) {
     if (cancel != nullptr && cancel->load()) {
         fail(error_code::aborted, "aborted");
@@ -214,7 +270,29 @@ void runtime::compute(ggml_cgraph * gf, const std::atomic<bool> * cancel) {
     ggml_status status;
     {
         compute_turn turn;  // one graph at a time in the process (common/compute_gate.h)
-        status = ggml_backend_sched_graph_compute(sched_, gf);
+        // a graph of more than about two slices at the last rate seen is computed in slices
+        const double flops = graph_flops(gf);
+        const bool   sliced =
+            compute_gate::global().enabled() && slice_ms() > 0 && flops > 2.0 * flops_per_ms_.load() * slice_ms();
+        slicer s{flops_per_ms_.load() * slice_ms(), 0, flops_per_ms_.load(), std::chrono::steady_clock::now(), cancel};
+        // the callback points at `s`: taken off however the compute ends (an abort guard throws)
+        struct callback_off {
+            ggml_backend_sched_t sched;
+            ~callback_off() { ggml_backend_sched_set_eval_callback(sched, nullptr, nullptr); }
+        } off{sched_};
+        if (sliced) {
+            ggml_backend_sched_set_eval_callback(sched_, slicer::callback, &s);
+        }
+        const auto t0 = std::chrono::steady_clock::now();
+        status        = ggml_backend_sched_graph_compute(sched_, gf);
+        if (sliced) {
+            flops_per_ms_ = s.flops_per_ms;
+        } else if (flops > 0) {
+            const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+            if (ms > 0) {
+                flops_per_ms_ = flops / ms;
+            }
+        }
     }
     cpu_set_abort_callback(cpu_, nullptr, nullptr);
     if (status == GGML_STATUS_ABORTED || (cancel != nullptr && cancel->load())) {

@@ -77,6 +77,9 @@ class runtime {
     int                  n_threads_     = 1;
     int                  graph_threads_ = 1;
     ggml_cgraph *        current_       = nullptr;
+    // The rate of the last graph computed (flops per ms, from graph_flops), to size slices; until
+    // one is measured, a rate under which no graph is sliced before it.
+    std::atomic<double> flops_per_ms_{1e300};
     // Each graph's node sources as built. ggml's scheduler rewrites, in the graph it splits, the
     // sources that cross from one backend to another to its own copies (made in its context, which
     // the next split reuses); the rewritten graph keeps no trace of the inputs it was built with. A

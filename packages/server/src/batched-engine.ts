@@ -43,6 +43,11 @@ export interface EngineStats {
   decode_only_steps: number;
   decode_only_rows: number;
   decode_only_ms: number;
+  /**
+   * Steps that ran during an image or audio encode, between two of its slices (about
+   * MM_ENCODE_SLICE_MS each), so that answers streamed on while a picture was read.
+   */
+  lent_steps: number;
 }
 
 /**
@@ -108,6 +113,7 @@ export class BatchedEngine {
         decode_only_steps: 0,
         decode_only_rows: 0,
         decode_only_ms: 0,
+        lent_steps: 0,
       };
     const s = this.answerer.stats();
     return {
@@ -121,6 +127,7 @@ export class BatchedEngine {
       decode_only_steps: s.decodeOnlySteps,
       decode_only_rows: s.decodeOnlyRows,
       decode_only_ms: s.decodeOnlyMs,
+      lent_steps: s.lentSteps,
     };
   }
 
