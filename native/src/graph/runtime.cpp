@@ -106,16 +106,21 @@ bool runtime::supports_flash_attn(int64_t d_head, int64_t n_head, int64_t n_q, i
     return ggml_backend_supports_op(main_backend(), fa);
 }
 
+double node_flops(const ggml_tensor * t) {
+    if (t->op == GGML_OP_MUL_MAT) {
+        return 2.0 * static_cast<double>(t->src[0]->ne[0]) * static_cast<double>(ggml_nelements(t));
+    }
+    if (t->op == GGML_OP_FLASH_ATTN_EXT) {
+        // q [d, n_q, heads], k [d, n_kv, heads]: QK^T and PV
+        return 4.0 * static_cast<double>(ggml_nelements(t->src[0])) * static_cast<double>(t->src[1]->ne[1]);
+    }
+    return 0;
+}
+
 double graph_flops(ggml_cgraph * gf) {
     double flops = 0;
     for (int i = 0; i < ggml_graph_n_nodes(gf); ++i) {
-        const ggml_tensor * t = ggml_graph_node(gf, i);
-        if (t->op == GGML_OP_MUL_MAT) {
-            flops += 2.0 * static_cast<double>(t->src[0]->ne[0]) * static_cast<double>(ggml_nelements(t));
-        } else if (t->op == GGML_OP_FLASH_ATTN_EXT) {
-            // q [d, n_q, heads], k [d, n_kv, heads]: QK^T and PV
-            flops += 4.0 * static_cast<double>(ggml_nelements(t->src[0])) * static_cast<double>(t->src[1]->ne[1]);
-        }
+        flops += node_flops(ggml_graph_node(gf, i));
     }
     return flops;
 }
@@ -216,16 +221,6 @@ double slice_ms() {
         return v != nullptr ? std::max(0.0, std::atof(v)) : 500.0;
     }();
     return ms;
-}
-
-double node_flops(const ggml_tensor * t) {
-    if (t->op == GGML_OP_MUL_MAT) {
-        return 2.0 * static_cast<double>(t->src[0]->ne[0]) * static_cast<double>(ggml_nelements(t));
-    }
-    if (t->op == GGML_OP_FLASH_ATTN_EXT) {
-        return 4.0 * static_cast<double>(ggml_nelements(t->src[0])) * static_cast<double>(t->src[1]->ne[1]);
-    }
-    return 0;
 }
 
 // Cuts a graph's compute into slices of about slice_ms (ggml's eval callback: the scheduler

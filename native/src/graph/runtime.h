@@ -88,7 +88,9 @@ class runtime {
     std::unordered_map<ggml_cgraph *, node_sources> sources_;
 };
 
-// Multiply-adds x 2 of a graph's matrix products and attention (to size its thread count).
+// Multiply-adds x 2 of a node's matrix product or attention (0 for other ops), and of a graph's
+// (to size its thread count, and its slices).
+double node_flops(const ggml_tensor * t);
 double graph_flops(ggml_cgraph * gf);
 
 // A ggml context holding one graph's tensors (no data) and the graph itself.
