@@ -209,10 +209,6 @@ bool abort_requested(void * data) {
     return static_cast<const std::atomic<bool> *>(data)->load(std::memory_order_relaxed);
 }
 
-}  // namespace
-
-namespace {
-
 // MM_ENCODE_SLICE_MS (default 500; 0: whole graphs): about how long a slice of a graph runs
 // before a waiting decode step gets the gate (compute_gate::lend_to_step).
 double slice_ms() {
@@ -225,27 +221,25 @@ double slice_ms() {
 
 // Cuts a graph's compute into slices of about slice_ms (ggml's eval callback: the scheduler
 // computes the nodes up to one the callback asks for, then calls it again), and after each slice
-// lends the gate to a waiting decode step. The slices' size comes from the rate of the slices
+// lends the gate to a waiting decode step. The slices' size comes from the rate of the slice
 // before (flops per ms). Only the order of the computation is split: every node is computed as
 // in one piece, so the results are the same.
 struct slicer {
-    double                                budget;  // flops per slice
-    double                                acc = 0;
     double                                flops_per_ms;
-    std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
     const std::atomic<bool> *             cancel;
+    double                                acc   = 0;  // flops of the slice so far
+    std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
 
     static bool callback(ggml_tensor * t, bool ask, void * data) {
         auto * s = static_cast<slicer *>(data);
         if (ask) {
             s->acc += node_flops(t);
-            return s->acc >= s->budget;
+            return s->acc >= s->flops_per_ms * slice_ms();
         }
-        const auto   now = std::chrono::steady_clock::now();
-        const double ms  = std::chrono::duration<double, std::milli>(now - s->start).count();
+        const double ms =
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s->start).count();
         if (ms > 0 && s->acc > 0) {
             s->flops_per_ms = s->acc / ms;
-            s->budget       = s->flops_per_ms * slice_ms();
         }
         s->acc = 0;
         compute_gate::global().lend_to_step();
@@ -269,7 +263,7 @@ void runtime::compute(ggml_cgraph * gf, const std::atomic<bool> * cancel) {
         const double flops = graph_flops(gf);
         const bool   sliced =
             compute_gate::global().enabled() && slice_ms() > 0 && flops > 2.0 * flops_per_ms_.load() * slice_ms();
-        slicer s{flops_per_ms_.load() * slice_ms(), 0, flops_per_ms_.load(), std::chrono::steady_clock::now(), cancel};
+        slicer s{flops_per_ms_.load(), cancel};
         // the callback points at `s`: taken off however the compute ends (an abort guard throws)
         struct callback_off {
             ggml_backend_sched_t sched;

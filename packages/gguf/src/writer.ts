@@ -2,7 +2,7 @@ import { open } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { ErrorCode, MmError, MmInvalidArgumentError } from '@mm/errors';
 import { f32ToBf16, f32ToF16 } from './float16.js';
-import { Q8_0_BLOCK, quantizeQ8_0 } from './quant.js';
+import { quantizeQ8_0 } from './quant.js';
 import {
   GGML_MAX_DIMS,
   GGML_MAX_NAME,
@@ -274,16 +274,7 @@ interface PreparedTensor {
 function tensorBytes(t: GgufTensorInput, i: number): Uint8Array {
   const where = `tensors[${i}] '${t.name}'`;
   if (!ArrayBuffer.isView(t.data)) throw bad(where, 'data is not a typed array');
-  let data: ArrayBufferView = t.data;
-  if (t.data instanceof Float32Array && t.type === 'F16') data = f32ToF16(t.data);
-  if (t.data instanceof Float32Array && t.type === 'BF16') data = f32ToBf16(t.data);
-  if (t.data instanceof Float32Array && t.type === 'Q8_0') {
-    if ((t.shape[0] ?? 0) % Q8_0_BLOCK !== 0) {
-      throw bad(where, `ne[0] = ${t.shape[0]} is not a multiple of the Q8_0 block size 32`);
-    }
-    data = quantizeQ8_0(t.data);
-  }
-  const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  // the shape first: a Float32Array is converted row by row of it
   const expected = ggmlTensorBytes(GGML_TYPES[t.type], t.shape);
   if (expected === undefined) {
     throw bad(
@@ -291,6 +282,11 @@ function tensorBytes(t: GgufTensorInput, i: number): Uint8Array {
       `ne[0] = ${t.shape[0]} is not a multiple of the ${t.type} block size ${GGML_TYPES[t.type].blockSize}`,
     );
   }
+  let data: ArrayBufferView = t.data;
+  if (t.data instanceof Float32Array && t.type === 'F16') data = f32ToF16(t.data);
+  if (t.data instanceof Float32Array && t.type === 'BF16') data = f32ToBf16(t.data);
+  if (t.data instanceof Float32Array && t.type === 'Q8_0') data = quantizeQ8_0(t.data);
+  const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   if (BigInt(bytes.length) !== expected) {
     throw bad(
       where,
